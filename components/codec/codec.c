@@ -1,0 +1,89 @@
+/* Encoding dispatch, limits and error helpers shared by the JSON and protobuf codecs. */
+#include "aip/codec.h"
+#include "aip/common.h"
+#include "codec_util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const aip_codec_limits g_default_limits = AIP_CODEC_LIMITS_DEFAULT;
+
+void aip_codec_limits_default(aip_codec_limits *l)
+{
+    *l = g_default_limits;
+}
+
+const aip_codec_limits *aip_codec_limits_or_default(const aip_codec_limits *l)
+{
+    return l ? l : &g_default_limits;
+}
+
+size_t aip_codec_mem_budget(const aip_codec_limits *l, size_t frame_len)
+{
+    size_t factor = l->mem_factor ? l->mem_factor : 8;
+    size_t b = frame_len > SIZE_MAX / factor ? SIZE_MAX : frame_len * factor;
+    return b < l->mem_floor ? l->mem_floor : b;
+}
+
+int aip_codec_fail(aip_decode_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        err->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->reason, sizeof err->reason, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void aip_codec_keep_id(char *slot, const char *s, size_t n)
+{
+    if (n <= AIP_ID_MAX && !memchr(s, 0, n)) {
+        memcpy(slot, s, n);
+        slot[n] = 0;
+    }
+}
+
+int aip_decode(aip_encoding enc, aip_envelope env, const void *frame, size_t len,
+               const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err)
+{
+    if (enc == AIP_ENCODING_PROTO)
+        return aip_proto_decode(env, frame, len, limits, out, err);
+    return aip_json_decode(env, frame, len, limits, out, err);
+}
+
+int aip_encode_why(aip_encoding enc, const aip_msg *m, aip_buf *out, char *why, size_t why_len)
+{
+    char r[200];
+    int rc = aip_msg_validate(m, r, sizeof r);
+    if (rc) {
+        if (why_len)
+            snprintf(why, why_len, "%s", r);
+        aip_log(AIP_LOG_DEBUG, "codec", "refusing to encode an invalid message: %s", r);
+        return rc;
+    }
+    size_t mark = out->len;
+    rc = enc == AIP_ENCODING_PROTO ? aip_proto_encode_valid(m, out) : aip_json_encode_valid(m, out);
+    if (rc) {
+        out->len = mark;
+        if (why_len)
+            snprintf(why, why_len, "%s", aip_strerror(rc));
+    }
+    return rc;
+}
+
+int aip_encode(aip_encoding enc, const aip_msg *m, aip_buf *out)
+{
+    return aip_encode_why(enc, m, out, NULL, 0);
+}
+
+int aip_json_encode(const aip_msg *m, aip_buf *out)
+{
+    return aip_encode_why(AIP_ENCODING_JSON, m, out, NULL, 0);
+}
+
+int aip_proto_encode(const aip_msg *m, aip_buf *out)
+{
+    return aip_encode_why(AIP_ENCODING_PROTO, m, out, NULL, 0);
+}

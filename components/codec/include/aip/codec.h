@@ -1,0 +1,101 @@
+/*
+ * aip/codec.h — JSON (cJSON) and protobuf (protobuf-c) encode/decode of the message model.
+ *
+ * Design note (hiredis-style: fed bytes, returns whole messages, knows nothing of sockets)
+ * - Decoders are the first line of defence against hostile input. They are strict and bounded:
+ *   a frame over `max_frame` is refused before it is looked at; JSON is pre-scanned (strict RFC
+ *   8259 grammar, UTF-8, no \u0000, depth, value count, estimated parse memory) before cJSON
+ *   builds a tree, so parse memory stays a small multiple of the frame; protobuf unpacks
+ *   through an allocator with a byte budget. Nothing recursive is on the wire schema.
+ * - A decode error names the problem in `reason` and carries what correlation could still be
+ *   read (type, session_id, request_id, response_id), so a broken `command` can be answered.
+ * - A `command` whose envelope is sound but one of whose actions is malformed decodes
+ *   successfully, with that action's `invalid` set to the reason.
+ * - Encoders validate the model first (aip_msg_validate) and never emit a frame a peer would
+ *   reject. JSON keys come in UFO's declaration order, unset keys omitted, free-form values
+ *   copied verbatim.
+ *
+ * Threads: no shared state; any thread, concurrently.
+ */
+#ifndef AIP_CODEC_H
+#define AIP_CODEC_H
+
+#include "aip/buf.h"
+#include "aip/message.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum aip_encoding {
+    AIP_ENCODING_JSON = 0,  /* text frames */
+    AIP_ENCODING_PROTO = 1, /* binary frames, subprotocol "aip.v1.proto" [ext] */
+} aip_encoding;
+
+#define AIP_PROTO_SUBPROTOCOL "aip.v1.proto"
+
+typedef struct aip_codec_limits {
+    size_t max_frame;      /* bytes; frames above are refused (AIP_E_TOO_LARGE) */
+    unsigned max_depth;    /* JSON nesting depth (AIP_E_TOO_COMPLEX) */
+    size_t max_values;     /* JSON values in one frame (AIP_E_TOO_COMPLEX) */
+    unsigned mem_factor;   /* decode memory budget = max(mem_floor, mem_factor * frame bytes) */
+    size_t mem_floor;
+} aip_codec_limits;
+
+#define AIP_CODEC_DEFAULT_MAX_FRAME (1u << 20) /* the agent's inbound default: 1 MiB */
+#define AIP_CODEC_LIMITS_DEFAULT                                                                \
+    {AIP_CODEC_DEFAULT_MAX_FRAME, 64, 1u << 20, 8, 1u << 20}
+
+/* Fills l with the defaults above. */
+void aip_codec_limits_default(aip_codec_limits *l);
+
+typedef struct aip_decode_error {
+    int code;             /* AIP_E_MALFORMED, _PROTOCOL, _TOO_LARGE, _TOO_COMPLEX, _NOMEM */
+    char reason[200];     /* e.g. `missing required field "status"` */
+    aip_msg_type type;    /* AIP_MSG_NONE when unreadable */
+    char session_id[AIP_ID_MAX + 1]; /* "" when unreadable */
+    char request_id[AIP_ID_MAX + 1];
+    char response_id[AIP_ID_MAX + 1];
+} aip_decode_error;
+
+/* Decodes one frame into out (which must be zeroed or cleared; on failure it is left cleared).
+ * env says which envelope the frame must be. limits may be NULL (defaults); err may be NULL.
+ * Returns 0 or the negative code also stored in err->code. */
+int aip_decode(aip_encoding enc, aip_envelope env, const void *frame, size_t len,
+               const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
+int aip_json_decode(aip_envelope env, const char *frame, size_t len,
+                    const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
+int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
+                     const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
+
+/* Appends the encoded frame to out (out->headroom is honoured, out->limit enforced).
+ * Returns 0, AIP_E_PROTOCOL (model invalid; reason logged at debug), AIP_E_NOMEM, or
+ * AIP_E_TOO_LARGE. On failure out->len is restored. */
+int aip_encode(aip_encoding enc, const aip_msg *m, aip_buf *out);
+int aip_json_encode(const aip_msg *m, aip_buf *out);
+int aip_proto_encode(const aip_msg *m, aip_buf *out);
+/* As aip_encode, with the validation failure's reason in why. */
+int aip_encode_why(aip_encoding enc, const aip_msg *m, aip_buf *out, char *why, size_t why_len);
+
+/* ---- JSON text utilities --------------------------------------------------------------------- */
+
+/* Strictly validates one JSON value (RFC 8259, UTF-8, no \u0000, no duplicate keys) within
+ * limits (NULL = defaults). kind AIP_JSON_OBJECT also requires an object.
+ * Returns 0 or an AIP_E_* code with the reason in why. */
+int aip_json_validate(const char *text, size_t len, aip_json_kind kind,
+                      const aip_codec_limits *limits, char *why, size_t why_len);
+
+/* Re-indents valid JSON text with `indent` spaces per level, leaving every token (numbers,
+ * strings, escapes) byte for byte as it was. The input must be valid (aip_json_validate). */
+int aip_json_pretty(const char *text, size_t len, unsigned indent, aip_buf *out);
+
+/* Appends s (n bytes of UTF-8) as a quoted, escaped JSON string. */
+int aip_json_put_string(aip_buf *out, const char *s, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AIP_CODEC_H */

@@ -1,0 +1,594 @@
+/*
+ * The JSON codec.
+ *
+ * Decode: (1) size check; (2) the strict pre-scan (aip/internal/jscan.h) proves the frame is
+ * valid, bounded JSON and records the exact text of the free-form values; (3) cJSON builds a
+ * tree (cheap now that depth, value count and memory are known to be bounded); (4) the tree is
+ * mapped onto the model through the field tables, free-form values taken from the recorded
+ * text, so `32.0` stays `32.0`.
+ *
+ * Encode: written straight into the output buffer, keys in UFO's order (the field tables),
+ * no cJSON tree (which would re-print numbers and cost a malloc per value).
+ */
+#include "aip/codec.h"
+#include "aip/common.h"
+#include "aip/internal/fields.h"
+#include "aip/internal/jscan.h"
+#include "codec_util.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- free-form spans, recorded by the pre-scan ---------------------------------------------- */
+
+typedef struct span {
+    const char *p;
+    size_t n;
+} span;
+
+typedef struct span_list {
+    span *v;
+    size_t n;
+} span_list;
+
+typedef struct spans {
+    span result, metadata;     /* top level */
+    span_list params, results; /* actions[i].parameters, action_results[i].result */
+    bool nomem;
+} spans;
+
+static void span_list_set(spans *sp, span_list *l, size_t i, const char *p, size_t n)
+{
+    if (i >= l->n) {
+        size_t nn = i + 1;
+        span *v = aip_realloc(l->v, l->n * sizeof *v, nn * sizeof *v);
+        if (!v) {
+            sp->nomem = true;
+            return;
+        }
+        memset(v + l->n, 0, (nn - l->n) * sizeof *v);
+        l->v = v;
+        l->n = nn;
+    }
+    l->v[i] = (span){p, n};
+}
+
+static void visit(void *user, const aip_jscan_path *path, const char *v, size_t n)
+{
+    spans *sp = user;
+    if (path->depth == 1 && path->key[0]) {
+        if (aip_jscan_key_eq(path->key[0], path->key_len[0], "result"))
+            sp->result = (span){v, n};
+        else if (aip_jscan_key_eq(path->key[0], path->key_len[0], "metadata"))
+            sp->metadata = (span){v, n};
+    } else if (path->depth == 3 && path->key[0] && !path->key[1] && path->key[2]) {
+        if (aip_jscan_key_eq(path->key[0], path->key_len[0], "actions") &&
+            aip_jscan_key_eq(path->key[2], path->key_len[2], "parameters"))
+            span_list_set(sp, &sp->params, path->index[1], v, n);
+        else if (aip_jscan_key_eq(path->key[0], path->key_len[0], "action_results") &&
+                 aip_jscan_key_eq(path->key[2], path->key_len[2], "result"))
+            span_list_set(sp, &sp->results, path->index[1], v, n);
+    }
+}
+
+static span span_at(const span_list *l, size_t i)
+{
+    return i < l->n ? l->v[i] : (span){NULL, 0};
+}
+
+/* ---- tree -> model ---------------------------------------------------------------------------- */
+
+typedef struct dctx {
+    aip_envelope env;
+    aip_decode_error *err;
+    spans sp;
+} dctx;
+
+/* Reads one scalar/free-form field of a table into obj. prefix names the enclosing element in
+ * error texts ("" at the top level). Writes the reason into why and returns an AIP_E code. */
+static int take_field(const aip_field *f, const cJSON *v, void *obj, span free_form, char *why,
+                      size_t why_len)
+{
+    int *iv = AIP_FIELD_INT(obj, f);
+    char **sv = AIP_FIELD_PTR(obj, f);
+    if (cJSON_IsNull(v))
+        return 0; /* null == unset; enums keep their zero/default */
+    switch (f->kind) {
+    case AIP_F_TYPE:
+    case AIP_F_STATUS:
+    case AIP_F_CLIENT_TYPE:
+    case AIP_F_TOOL_TYPE:
+    case AIP_F_RESULT_STATUS: {
+        if (!cJSON_IsString(v)) {
+            snprintf(why, why_len, "field \"%s\" must be a string", f->name);
+            return AIP_E_PROTOCOL;
+        }
+        const char *s = v->valuestring;
+        size_t n = strlen(s);
+        int rc;
+        const char *what;
+        switch (f->kind) {
+        case AIP_F_TYPE: rc = aip_msg_type_parse(s, n, (aip_msg_type *)iv); what = "message type"; break;
+        case AIP_F_STATUS: rc = aip_status_parse(s, n, (aip_status *)iv); what = "status"; break;
+        case AIP_F_CLIENT_TYPE: rc = aip_client_type_parse(s, n, (aip_client_type *)iv); what = "client_type"; break;
+        case AIP_F_TOOL_TYPE: rc = aip_tool_type_parse(s, n, (aip_tool_type *)iv); what = "tool_type"; break;
+        default: rc = aip_result_status_parse(s, n, (aip_result_status *)iv); what = "result status"; break;
+        }
+        if (rc) {
+            snprintf(why, why_len, "unknown %s \"%.64s\"", what, s);
+            return AIP_E_PROTOCOL;
+        }
+        return 0;
+    }
+    case AIP_F_TEXT:
+    case AIP_F_ID: {
+        if (!cJSON_IsString(v)) {
+            snprintf(why, why_len, "field \"%s\" must be a string", f->name);
+            return AIP_E_PROTOCOL;
+        }
+        size_t n = strlen(v->valuestring);
+        if (f->kind == AIP_F_ID && n > AIP_ID_MAX) {
+            snprintf(why, why_len, "field \"%s\" is longer than %d bytes", f->name, AIP_ID_MAX);
+            return AIP_E_PROTOCOL;
+        }
+        if (!(*sv = aip_strndup(v->valuestring, n)))
+            return AIP_E_NOMEM;
+        return 0;
+    }
+    case AIP_F_JSON_OBJECT:
+    case AIP_F_JSON_ANY:
+        if (f->kind == AIP_F_JSON_OBJECT && !cJSON_IsObject(v)) {
+            snprintf(why, why_len, "field \"%s\" must be an object", f->name);
+            return AIP_E_PROTOCOL;
+        }
+        if (!free_form.p) { /* cannot happen: the scanner saw every key cJSON sees */
+            snprintf(why, why_len, "field \"%s\": value text not found", f->name);
+            return AIP_E_MALFORMED;
+        }
+        if (!(*sv = aip_strndup(free_form.p, free_form.n)))
+            return AIP_E_NOMEM;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const aip_field *find_field(const aip_field *t, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, key) == 0)
+            return &t[i];
+    return NULL;
+}
+
+/* A Command. A malformed action never fails the frame: it is marked invalid, keeping what
+ * could be read (call_id above all, so its failure Result can be matched). */
+static int take_command(dctx *c, const cJSON *o, size_t i, aip_command *cmd)
+{
+    char why[160] = "";
+    int rc = 0;
+    if (!cJSON_IsObject(o)) {
+        snprintf(why, sizeof why, "action is not an object");
+    } else {
+        for (const cJSON *v = o->child; v; v = v->next) {
+            const aip_field *f = find_field(aip_command_fields, aip_n_command_fields, v->string);
+            if (!f)
+                continue;
+            span ff = f->kind == AIP_F_JSON_OBJECT ? span_at(&c->sp.params, i) : (span){0};
+            rc = take_field(f, v, cmd, ff, why, sizeof why);
+            if (rc == AIP_E_NOMEM)
+                return rc;
+            if (rc)
+                break;
+        }
+        if (!rc && !cmd->tool_name)
+            snprintf(why, sizeof why, "missing required field \"tool_name\"");
+        else if (!rc && cmd->tool_type == AIP_TOOL_NONE)
+            snprintf(why, sizeof why, "missing required field \"tool_type\"");
+        if (why[0] && !cmd->call_id) { /* keep the call_id even when the failure came first */
+            const cJSON *cid = cJSON_GetObjectItemCaseSensitive(o, "call_id");
+            if (cJSON_IsString(cid) && strlen(cid->valuestring) <= AIP_ID_MAX &&
+                !(cmd->call_id = aip_strdup(cid->valuestring)))
+                return AIP_E_NOMEM;
+        }
+    }
+    if (why[0] && !(cmd->invalid = aip_strdup(why)))
+        return AIP_E_NOMEM;
+    return 0;
+}
+
+static int take_result(dctx *c, const cJSON *o, size_t i, aip_result *r)
+{
+    char why[160] = "";
+    if (!cJSON_IsObject(o))
+        return aip_codec_fail(c->err, AIP_E_PROTOCOL, "action_results[%zu] is not an object", i);
+    for (const cJSON *v = o->child; v; v = v->next) {
+        const aip_field *f = find_field(aip_result_fields, aip_n_result_fields, v->string);
+        if (!f)
+            continue;
+        span ff = f->kind == AIP_F_JSON_ANY ? span_at(&c->sp.results, i) : (span){0};
+        int rc = take_field(f, v, r, ff, why, sizeof why);
+        if (rc)
+            return aip_codec_fail(c->err, rc, "action_results[%zu]: %s", i,
+                                  rc == AIP_E_NOMEM ? "out of memory" : why);
+    }
+    if (r->status == AIP_RESULT_UNSET)
+        return aip_codec_fail(c->err, AIP_E_PROTOCOL,
+                              "action_results[%zu]: missing required field \"status\"", i);
+    return 0;
+}
+
+static int take_list(dctx *c, const aip_field *f, const cJSON *v, aip_msg *m)
+{
+    if (cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsArray(v))
+        return aip_codec_fail(c->err, AIP_E_PROTOCOL, "field \"%s\" must be a list", f->name);
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    size_t i = 0;
+    switch (f->kind) {
+    case AIP_F_COMMANDS:
+        m->has_actions = true;
+        if (n && !(m->actions = aip_calloc(n, sizeof *m->actions)))
+            return aip_codec_fail(c->err, AIP_E_NOMEM, "out of memory");
+        for (const cJSON *e = v->child; e; e = e->next, i++) {
+            m->n_actions++;
+            if (take_command(c, e, i, &m->actions[i]))
+                return aip_codec_fail(c->err, AIP_E_NOMEM, "out of memory");
+        }
+        return 0;
+    case AIP_F_RESULTS:
+        m->has_action_results = true;
+        if (n && !(m->action_results = aip_calloc(n, sizeof *m->action_results)))
+            return aip_codec_fail(c->err, AIP_E_NOMEM, "out of memory");
+        for (const cJSON *e = v->child; e; e = e->next, i++) {
+            m->n_action_results++;
+            int rc = take_result(c, e, i, &m->action_results[i]);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    default: /* AIP_F_STRINGS */
+        m->has_messages = true;
+        if (n && !(m->messages = aip_calloc(n, sizeof *m->messages)))
+            return aip_codec_fail(c->err, AIP_E_NOMEM, "out of memory");
+        for (const cJSON *e = v->child; e; e = e->next, i++) {
+            if (!cJSON_IsString(e))
+                return aip_codec_fail(c->err, AIP_E_PROTOCOL, "%s[%zu] must be a string",
+                                      f->name, i);
+            if (!(m->messages[i] = aip_strdup(e->valuestring)))
+                return aip_codec_fail(c->err, AIP_E_NOMEM, "out of memory");
+            m->n_messages++;
+        }
+        return 0;
+    }
+}
+
+/* Best-effort correlation, read before anything can fail. */
+static void read_correlation(const cJSON *root, aip_envelope env, aip_decode_error *err)
+{
+    if (!err)
+        return;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "type");
+    aip_msg_type mt;
+    if (cJSON_IsString(t) && !aip_msg_type_parse(t->valuestring, strlen(t->valuestring), &mt) &&
+        aip_msg_type_allowed(env, mt))
+        err->type = mt;
+    static const char *const keys[] = {"session_id", "request_id", "response_id"};
+    char *slots[] = {err->session_id, err->request_id, err->response_id};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[i]);
+        if (cJSON_IsString(v))
+            aip_codec_keep_id(slots[i], v->valuestring, strlen(v->valuestring));
+    }
+}
+
+int aip_json_decode(aip_envelope env, const char *frame, size_t len,
+                    const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err)
+{
+    const aip_codec_limits *l = aip_codec_limits_or_default(limits);
+    if (err)
+        memset(err, 0, sizeof *err);
+    aip_msg_init(out, env, AIP_MSG_NONE, AIP_STATUS_NONE);
+    if (len > l->max_frame)
+        return aip_codec_fail(err, AIP_E_TOO_LARGE, "frame of %zu bytes exceeds the limit of %zu",
+                              len, l->max_frame);
+
+    dctx c = {.env = env, .err = err};
+    aip_jscan s = {0};
+    s.max_depth = l->max_depth;
+    s.max_values = l->max_values;
+    s.mem_budget = aip_codec_mem_budget(l, len);
+    s.visit = visit;
+    s.user = &c.sp;
+    s.visit_depth = 3;
+    int rc = aip_jscan_run(&s, frame, len);
+    if (!rc && c.sp.nomem)
+        rc = aip_codec_fail(err, AIP_E_NOMEM, "out of memory");
+    else if (rc)
+        aip_codec_fail(err, rc, "%s", s.why);
+    else if (s.root != '{')
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "frame is not a JSON object");
+    cJSON *root = NULL;
+    if (!rc) {
+        const char *end = NULL;
+        root = cJSON_ParseWithLengthOpts(frame, len, &end, 0);
+        if (!root) /* the scan proved it valid: only memory can fail here */
+            rc = aip_codec_fail(err, AIP_E_NOMEM, "out of memory while parsing");
+    }
+    if (!rc) {
+        read_correlation(root, env, err);
+        size_t nf;
+        const aip_field *tab = aip_envelope_fields(env, &nf);
+        char why[160];
+        for (const cJSON *v = root->child; v && !rc; v = v->next) {
+            const aip_field *f = find_field(tab, nf, v->string);
+            if (!f)
+                continue; /* unknown keys are ignored (PROTOCOL.md §2) */
+            if (f->kind == AIP_F_COMMANDS || f->kind == AIP_F_RESULTS || f->kind == AIP_F_STRINGS) {
+                rc = take_list(&c, f, v, out);
+                continue;
+            }
+            span ff = f->kind == AIP_F_JSON_ANY ? c.sp.result : c.sp.metadata;
+            rc = take_field(f, v, out, ff, why, sizeof why);
+            if (rc)
+                aip_codec_fail(err, rc, "%s", rc == AIP_E_NOMEM ? "out of memory" : why);
+        }
+    }
+    if (!rc && out->type == AIP_MSG_NONE)
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"type\"");
+    if (!rc && !aip_msg_type_allowed(env, out->type))
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "message type \"%s\" is not valid in a %s message",
+                            aip_msg_type_str(out->type), aip_envelope_str(env));
+    if (!rc && out->status == AIP_STATUS_NONE)
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"status\"");
+
+    cJSON_Delete(root);
+    aip_free(c.sp.params.v);
+    aip_free(c.sp.results.v);
+    if (rc) {
+        aip_msg_clear(out);
+        out->envelope = env;
+    }
+    return rc;
+}
+
+/* ---- model -> text ---------------------------------------------------------------------------- */
+
+int aip_json_put_string(aip_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = aip_buf_reserve(b, n + 2);
+    if (rc)
+        return rc;
+    b->data[b->len++] = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        if ((rc = aip_buf_append(b, s + run, i - run)))
+            return rc;
+        run = i + 1;
+        char e[6] = {'\\', 0};
+        size_t el = 2;
+        switch (ch) {
+        case '"': e[1] = '"'; break;
+        case '\\': e[1] = '\\'; break;
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        default:
+            e[1] = 'u';
+            e[2] = '0';
+            e[3] = '0';
+            e[4] = hex[ch >> 4];
+            e[5] = hex[ch & 15];
+            el = 6;
+        }
+        if ((rc = aip_buf_append(b, e, el)))
+            return rc;
+    }
+    if ((rc = aip_buf_append(b, s + run, n - run)))
+        return rc;
+    return aip_buf_putc(b, '"');
+}
+
+static int put_key(aip_buf *b, const char *key, bool *first)
+{
+    int rc = 0;
+    if (!*first)
+        rc = aip_buf_putc(b, ',');
+    *first = false;
+    if (!rc)
+        rc = aip_buf_putc(b, '"');
+    if (!rc)
+        rc = aip_buf_puts(b, key);
+    if (!rc)
+        rc = aip_buf_append(b, "\":", 2);
+    return rc;
+}
+
+static int put_cstr(aip_buf *b, const char *s)
+{
+    return aip_json_put_string(b, s, strlen(s));
+}
+
+/* Writes the scalar and free-form fields of one table entry; lists are the caller's. */
+static int put_field(aip_buf *b, const aip_field *f, const void *obj, bool *first)
+{
+    const char *name = NULL;
+    switch (f->kind) {
+    case AIP_F_TYPE: name = aip_msg_type_str((aip_msg_type)*AIP_FIELD_CINT(obj, f)); break;
+    case AIP_F_STATUS: name = aip_status_str((aip_status)*AIP_FIELD_CINT(obj, f)); break;
+    case AIP_F_CLIENT_TYPE:
+        name = aip_client_type_str((aip_client_type)*AIP_FIELD_CINT(obj, f));
+        break;
+    case AIP_F_TOOL_TYPE: name = aip_tool_type_str((aip_tool_type)*AIP_FIELD_CINT(obj, f)); break;
+    case AIP_F_RESULT_STATUS:
+        name = aip_result_status_str((aip_result_status)*AIP_FIELD_CINT(obj, f));
+        break;
+    case AIP_F_TEXT:
+    case AIP_F_ID:
+    case AIP_F_JSON_OBJECT:
+    case AIP_F_JSON_ANY: {
+        const char *s = *AIP_FIELD_CPTR(obj, f);
+        if (!s)
+            return 0;
+        int rc = put_key(b, f->name, first);
+        if (rc)
+            return rc;
+        if (f->kind == AIP_F_JSON_OBJECT || f->kind == AIP_F_JSON_ANY)
+            return aip_buf_puts(b, s); /* validated JSON text, verbatim */
+        return put_cstr(b, s);
+    }
+    default: return 0;
+    }
+    if (!name)
+        return 0;
+    int rc = put_key(b, f->name, first);
+    return rc ? rc : put_cstr(b, name);
+}
+
+static int put_object(aip_buf *b, const void *obj, const aip_field *t, size_t n)
+{
+    bool first = true;
+    int rc = aip_buf_putc(b, '{');
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = put_field(b, &t[i], obj, &first);
+    return rc ? rc : aip_buf_putc(b, '}');
+}
+
+int aip_json_encode_valid(const aip_msg *m, aip_buf *b)
+{
+    size_t n;
+    const aip_field *t = aip_envelope_fields(m->envelope, &n);
+    bool first = true;
+    int rc = aip_buf_putc(b, '{');
+    for (size_t i = 0; i < n && !rc; i++) {
+        const aip_field *f = &t[i];
+        switch (f->kind) {
+        case AIP_F_COMMANDS:
+            if (!m->has_actions && !m->n_actions)
+                break;
+            if ((rc = put_key(b, f->name, &first)) || (rc = aip_buf_putc(b, '[')))
+                break;
+            for (size_t k = 0; k < m->n_actions && !rc; k++) {
+                if (k)
+                    rc = aip_buf_putc(b, ',');
+                if (!rc)
+                    rc = put_object(b, &m->actions[k], aip_command_fields, aip_n_command_fields);
+            }
+            if (!rc)
+                rc = aip_buf_putc(b, ']');
+            break;
+        case AIP_F_RESULTS:
+            if (!m->has_action_results && !m->n_action_results)
+                break;
+            if ((rc = put_key(b, f->name, &first)) || (rc = aip_buf_putc(b, '[')))
+                break;
+            for (size_t k = 0; k < m->n_action_results && !rc; k++) {
+                if (k)
+                    rc = aip_buf_putc(b, ',');
+                if (!rc)
+                    rc = put_object(b, &m->action_results[k], aip_result_fields,
+                                    aip_n_result_fields);
+            }
+            if (!rc)
+                rc = aip_buf_putc(b, ']');
+            break;
+        case AIP_F_STRINGS:
+            if (!m->has_messages && !m->n_messages)
+                break;
+            if ((rc = put_key(b, f->name, &first)) || (rc = aip_buf_putc(b, '[')))
+                break;
+            for (size_t k = 0; k < m->n_messages && !rc; k++) {
+                if (k)
+                    rc = aip_buf_putc(b, ',');
+                if (!rc)
+                    rc = put_cstr(b, m->messages[k]);
+            }
+            if (!rc)
+                rc = aip_buf_putc(b, ']');
+            break;
+        default: rc = put_field(b, f, m, &first);
+        }
+    }
+    return rc ? rc : aip_buf_putc(b, '}');
+}
+
+/* ---- utilities ---------------------------------------------------------------------------------- */
+
+int aip_json_validate(const char *text, size_t len, aip_json_kind kind,
+                      const aip_codec_limits *limits, char *why, size_t why_len)
+{
+    const aip_codec_limits *l = aip_codec_limits_or_default(limits);
+    if (len > l->max_frame) {
+        if (why_len)
+            snprintf(why, why_len, "%zu bytes exceed the limit of %zu", len, l->max_frame);
+        return AIP_E_TOO_LARGE;
+    }
+    return aip_json_text_check(text, len, kind, l->max_depth, l->max_values, why, why_len);
+}
+
+static int newline(aip_buf *b, unsigned indent, unsigned level)
+{
+    int rc = aip_buf_putc(b, '\n');
+    for (unsigned i = 0; i < indent * level && !rc; i++)
+        rc = aip_buf_putc(b, ' ');
+    return rc;
+}
+
+int aip_json_pretty(const char *t, size_t len, unsigned indent, aip_buf *b)
+{
+    unsigned level = 0;
+    int rc = 0;
+    for (size_t i = 0; i < len && !rc; i++) {
+        char ch = t[i];
+        switch (ch) {
+        case ' ': case '\t': case '\n': case '\r': break;
+        case '"': {
+            size_t j = i + 1;
+            while (j < len && t[j] != '"')
+                j += t[j] == '\\' ? 2 : 1;
+            rc = aip_buf_append(b, t + i, j + 1 - i);
+            i = j;
+            break;
+        }
+        case '{':
+        case '[': {
+            size_t j = i + 1;
+            while (j < len && (t[j] == ' ' || t[j] == '\t' || t[j] == '\n' || t[j] == '\r'))
+                j++;
+            if (j < len && (t[j] == '}' || t[j] == ']')) { /* empty container stays "{}" */
+                rc = aip_buf_putc(b, ch);
+                if (!rc)
+                    rc = aip_buf_putc(b, t[j]);
+                i = j;
+                break;
+            }
+            rc = aip_buf_putc(b, ch);
+            if (!rc)
+                rc = newline(b, indent, ++level);
+            break;
+        }
+        case '}':
+        case ']':
+            rc = newline(b, indent, level ? --level : 0);
+            if (!rc)
+                rc = aip_buf_putc(b, ch);
+            break;
+        case ',':
+            rc = aip_buf_putc(b, ',');
+            if (!rc)
+                rc = newline(b, indent, level);
+            break;
+        case ':': rc = aip_buf_append(b, ": ", 2); break;
+        default: rc = aip_buf_putc(b, ch);
+        }
+    }
+    return rc;
+}

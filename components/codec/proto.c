@@ -1,0 +1,476 @@
+/*
+ * The protobuf codec (protobuf-c 1.4.1, schema proto/aip.proto).
+ *
+ * Decode: refuse empty and oversized frames, unpack through an allocator with a byte budget
+ * (protobuf-c has no size limit of its own), then validate every field while copying it into
+ * the model: enums in range, text is UTF-8 without NUL, ids within AIP_ID_MAX, free-form
+ * values strict JSON within the depth/value limits. protobuf-c reports no reasons, so every
+ * reason here is ours.
+ *
+ * Encode: the protobuf-c structs point into the model (no copies) and are packed straight
+ * into the output buffer.
+ */
+#include "aip/codec.h"
+#include "aip/common.h"
+#include "aip/internal/fields.h"
+#include "aip/internal/jscan.h"
+#include "codec_util.h"
+
+#include "aip.pb-c.h"
+
+#include <stdio.h>
+#include <string.h>
+
+_Static_assert(AIP__V1__MESSAGE_TYPE__ERROR == (int)AIP_MSG_ERROR, "type enums line up");
+_Static_assert(AIP__V1__STATUS__STATUS_ERROR == (int)AIP_STATUS_ERROR, "status enums line up");
+_Static_assert(AIP__V1__CLIENT_TYPE__CONSTELLATION == (int)AIP_CLIENT_CONSTELLATION, "client");
+_Static_assert(AIP__V1__TOOL_TYPE__ACTION == (int)AIP_TOOL_ACTION, "tool type enums line up");
+_Static_assert(AIP__V1__RESULT_STATUS__NONE == (int)AIP_RESULT_NONE, "result enums line up");
+
+/* ---- the budgeted allocator --------------------------------------------------------------- */
+
+typedef struct budget {
+    size_t used, limit;
+    bool exceeded;
+} budget;
+
+#define HDR 16 /* keeps the user pointer 16-byte aligned and remembers the size */
+
+static void *b_alloc(void *ud, size_t size)
+{
+    budget *b = ud;
+    if (size > b->limit || b->used > b->limit - size) {
+        b->exceeded = true;
+        return NULL;
+    }
+    uint8_t *p = aip_malloc(size + HDR);
+    if (!p)
+        return NULL;
+    memcpy(p, &size, sizeof size);
+    b->used += size;
+    return p + HDR;
+}
+
+static void b_free(void *ud, void *ptr)
+{
+    budget *b = ud;
+    if (!ptr)
+        return;
+    uint8_t *p = (uint8_t *)ptr - HDR;
+    size_t size;
+    memcpy(&size, p, sizeof size);
+    b->used -= size;
+    aip_free(p);
+}
+
+/* ---- wire -> model ------------------------------------------------------------------------- */
+
+typedef struct pctx {
+    const aip_codec_limits *l;
+    aip_decode_error *err;
+    char why[160];
+} pctx;
+
+/* Validates and copies one bytes field. kind is an AIP_F_* string kind. */
+static int take_bytes(pctx *c, const char *name, protobuf_c_boolean has,
+                      const ProtobufCBinaryData *d, aip_field_kind kind, char **dst)
+{
+    if (!has)
+        return 0;
+    const char *s = (const char *)d->data;
+    size_t n = d->len;
+    if (kind == AIP_F_JSON_OBJECT || kind == AIP_F_JSON_ANY) {
+        char r[120];
+        int rc = aip_json_text_check(s, n, kind == AIP_F_JSON_OBJECT ? AIP_JSON_OBJECT
+                                                                     : AIP_JSON_ANY,
+                                     c->l->max_depth, c->l->max_values, r, sizeof r);
+        if (rc) {
+            snprintf(c->why, sizeof c->why, "field \"%s\": %s", name, r);
+            return rc;
+        }
+        /* JSON null travels as an absent field; accept an explicit "null" as the same. */
+        if (n == 4 && memcmp(s, "null", 4) == 0)
+            return 0;
+    } else {
+        if (n && memchr(s, 0, n)) {
+            snprintf(c->why, sizeof c->why, "field \"%s\" contains a NUL byte", name);
+            return AIP_E_MALFORMED;
+        }
+        size_t bad;
+        if (!aip_utf8_valid(s, n, &bad)) {
+            snprintf(c->why, sizeof c->why, "field \"%s\" is not valid UTF-8 (byte %zu)", name,
+                     bad);
+            return AIP_E_MALFORMED;
+        }
+        if (kind == AIP_F_ID && n > AIP_ID_MAX) {
+            snprintf(c->why, sizeof c->why, "field \"%s\" is longer than %d bytes", name,
+                     AIP_ID_MAX);
+            return AIP_E_PROTOCOL;
+        }
+    }
+    if (!(*dst = aip_strndup(n ? s : "", n))) {
+        snprintf(c->why, sizeof c->why, "out of memory");
+        return AIP_E_NOMEM;
+    }
+    return 0;
+}
+
+static int take_enum(pctx *c, const char *name, protobuf_c_boolean has, int v, int count,
+                     int *dst, bool zero_ok)
+{
+    if (!has)
+        return 0;
+    if (v < (zero_ok ? 0 : 1) || v >= count) {
+        snprintf(c->why, sizeof c->why, "field \"%s\" has unknown value %d", name, v);
+        return AIP_E_PROTOCOL;
+    }
+    *dst = v;
+    return 0;
+}
+
+#define TAKE(name, kind, dstp) take_bytes(c, #name, w->has_##name, &w->name, kind, dstp)
+
+static int take_command(pctx *c, const Aip__V1__Command *w, aip_command *cmd)
+{
+    int rc = TAKE(call_id, AIP_F_ID, &cmd->call_id);
+    if (rc == AIP_E_NOMEM)
+        return rc;
+    if (rc)
+        goto invalid;
+    if ((rc = TAKE(tool_name, AIP_F_ID, &cmd->tool_name)) ||
+        (rc = take_bytes(c, "parameters", w->has_parameters_json, &w->parameters_json,
+                         AIP_F_JSON_OBJECT, &cmd->parameters)) ||
+        (rc = take_enum(c, "tool_type", w->has_tool_type, (int)w->tool_type, AIP_TOOL_TYPE_COUNT_,
+                        (int *)&cmd->tool_type, false))) {
+        if (rc == AIP_E_NOMEM)
+            return rc;
+        goto invalid;
+    }
+    if (!cmd->tool_name) {
+        snprintf(c->why, sizeof c->why, "missing required field \"tool_name\"");
+        goto invalid;
+    }
+    if (cmd->tool_type == AIP_TOOL_NONE) {
+        snprintf(c->why, sizeof c->why, "missing required field \"tool_type\"");
+        goto invalid;
+    }
+    return 0;
+invalid:
+    return (cmd->invalid = aip_strdup(c->why)) ? 0 : AIP_E_NOMEM;
+}
+
+static int take_result(pctx *c, const Aip__V1__Result *w, aip_result *r)
+{
+    int rc;
+    if ((rc = take_enum(c, "status", w->has_status, (int)w->status, AIP_RESULT_STATUS_COUNT_,
+                        (int *)&r->status, false)) ||
+        (rc = TAKE(error, AIP_F_TEXT, &r->error)) ||
+        (rc = take_bytes(c, "result", w->has_result_json, &w->result_json, AIP_F_JSON_ANY,
+                         &r->result)) ||
+        (rc = take_bytes(c, "namespace", w->has_namespace_, &w->namespace_, AIP_F_ID, &r->ns)) ||
+        (rc = TAKE(call_id, AIP_F_ID, &r->call_id)))
+        return rc;
+    if (r->status == AIP_RESULT_UNSET) {
+        snprintf(c->why, sizeof c->why, "missing required field \"status\"");
+        return AIP_E_PROTOCOL;
+    }
+    return 0;
+}
+
+static void keep_corr(aip_decode_error *err, int type_has, int type, aip_envelope env,
+                      protobuf_c_boolean hs, const ProtobufCBinaryData *sid,
+                      protobuf_c_boolean hq, const ProtobufCBinaryData *rid,
+                      protobuf_c_boolean hr, const ProtobufCBinaryData *resp)
+{
+    if (!err)
+        return;
+    if (type_has && type > 0 && type < AIP_MSG_TYPE_COUNT_ &&
+        aip_msg_type_allowed(env, (aip_msg_type)type))
+        err->type = (aip_msg_type)type;
+    if (hs)
+        aip_codec_keep_id(err->session_id, (const char *)sid->data, sid->len);
+    if (hq)
+        aip_codec_keep_id(err->request_id, (const char *)rid->data, rid->len);
+    if (hr)
+        aip_codec_keep_id(err->response_id, (const char *)resp->data, resp->len);
+}
+
+static int client_from_wire(pctx *c, const Aip__V1__ClientMessage *w, aip_msg *m)
+{
+    static const ProtobufCBinaryData none = {0, NULL};
+    keep_corr(c->err, w->has_type, (int)w->type, AIP_ENVELOPE_CLIENT, w->has_session_id,
+              &w->session_id, w->has_request_id, &w->request_id, 0, &none);
+    int rc;
+    if ((rc = take_enum(c, "type", w->has_type, (int)w->type, AIP_MSG_TYPE_COUNT_,
+                        (int *)&m->type, false)) ||
+        (rc = take_enum(c, "status", w->has_status, (int)w->status, AIP_STATUS_COUNT_,
+                        (int *)&m->status, false)) ||
+        (rc = take_enum(c, "client_type", w->has_client_type, (int)w->client_type,
+                        AIP_CLIENT_TYPE_COUNT_, (int *)&m->client_type, true)) ||
+        (rc = TAKE(session_id, AIP_F_ID, &m->session_id)) ||
+        (rc = TAKE(task_name, AIP_F_ID, &m->task_name)) ||
+        (rc = TAKE(client_id, AIP_F_ID, &m->client_id)) ||
+        (rc = TAKE(target_id, AIP_F_ID, &m->target_id)) ||
+        (rc = TAKE(request, AIP_F_TEXT, &m->request)) ||
+        (rc = TAKE(timestamp, AIP_F_ID, &m->timestamp)) ||
+        (rc = TAKE(request_id, AIP_F_ID, &m->request_id)) ||
+        (rc = TAKE(prev_response_id, AIP_F_ID, &m->prev_response_id)) ||
+        (rc = TAKE(error, AIP_F_TEXT, &m->error)) ||
+        (rc = take_bytes(c, "metadata", w->has_metadata_json, &w->metadata_json,
+                         AIP_F_JSON_OBJECT, &m->metadata)))
+        return rc;
+    if (w->action_results) {
+        const Aip__V1__ResultList *rl = w->action_results;
+        m->has_action_results = true;
+        if (rl->n_items && !(m->action_results = aip_calloc(rl->n_items, sizeof(aip_result))))
+            return AIP_E_NOMEM;
+        for (size_t i = 0; i < rl->n_items; i++) {
+            m->n_action_results++;
+            if ((rc = take_result(c, rl->items[i], &m->action_results[i]))) {
+                char tmp[160];
+                snprintf(tmp, sizeof tmp, "action_results[%zu]: %.120s", i, c->why);
+                memcpy(c->why, tmp, sizeof c->why);
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int server_from_wire(pctx *c, const Aip__V1__ServerMessage *w, aip_msg *m)
+{
+    static const ProtobufCBinaryData none = {0, NULL};
+    keep_corr(c->err, w->has_type, (int)w->type, AIP_ENVELOPE_SERVER, w->has_session_id,
+              &w->session_id, 0, &none, w->has_response_id, &w->response_id);
+    int rc;
+    if ((rc = take_enum(c, "type", w->has_type, (int)w->type, AIP_MSG_TYPE_COUNT_,
+                        (int *)&m->type, false)) ||
+        (rc = take_enum(c, "status", w->has_status, (int)w->status, AIP_STATUS_COUNT_,
+                        (int *)&m->status, false)) ||
+        (rc = TAKE(user_request, AIP_F_TEXT, &m->user_request)) ||
+        (rc = TAKE(agent_name, AIP_F_TEXT, &m->agent_name)) ||
+        (rc = TAKE(process_name, AIP_F_TEXT, &m->process_name)) ||
+        (rc = TAKE(root_name, AIP_F_TEXT, &m->root_name)) ||
+        (rc = TAKE(error, AIP_F_TEXT, &m->error)) ||
+        (rc = TAKE(session_id, AIP_F_ID, &m->session_id)) ||
+        (rc = TAKE(task_name, AIP_F_ID, &m->task_name)) ||
+        (rc = TAKE(timestamp, AIP_F_ID, &m->timestamp)) ||
+        (rc = TAKE(response_id, AIP_F_ID, &m->response_id)) ||
+        (rc = take_bytes(c, "result", w->has_result_json, &w->result_json, AIP_F_JSON_ANY,
+                         &m->result)))
+        return rc;
+    if (w->actions) {
+        const Aip__V1__CommandList *cl = w->actions;
+        m->has_actions = true;
+        if (cl->n_items && !(m->actions = aip_calloc(cl->n_items, sizeof(aip_command))))
+            return AIP_E_NOMEM;
+        for (size_t i = 0; i < cl->n_items; i++) {
+            m->n_actions++;
+            if ((rc = take_command(c, cl->items[i], &m->actions[i])))
+                return rc;
+        }
+    }
+    if (w->messages) {
+        const Aip__V1__TextList *tl = w->messages;
+        m->has_messages = true;
+        if (tl->n_items && !(m->messages = aip_calloc(tl->n_items, sizeof(char *))))
+            return AIP_E_NOMEM;
+        for (size_t i = 0; i < tl->n_items; i++) {
+            if ((rc = take_bytes(c, "messages", 1, &tl->items[i], AIP_F_TEXT, &m->messages[i])))
+                return rc;
+            m->n_messages++;
+        }
+    }
+    return 0;
+}
+
+int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
+                     const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err)
+{
+    const aip_codec_limits *l = aip_codec_limits_or_default(limits);
+    if (err)
+        memset(err, 0, sizeof *err);
+    aip_msg_init(out, env, AIP_MSG_NONE, AIP_STATUS_NONE);
+    if (len == 0) /* protobuf-c accepts it as an all-default message */
+        return aip_codec_fail(err, AIP_E_MALFORMED, "empty frame");
+    if (len > l->max_frame)
+        return aip_codec_fail(err, AIP_E_TOO_LARGE, "frame of %zu bytes exceeds the limit of %zu",
+                              len, l->max_frame);
+    budget bud = {0, aip_codec_mem_budget(l, len), false};
+    ProtobufCAllocator alloc = {b_alloc, b_free, &bud};
+    pctx c = {.l = l, .err = err};
+    int rc;
+    if (env == AIP_ENVELOPE_SERVER) {
+        Aip__V1__ServerMessage *w = aip__v1__server_message__unpack(&alloc, len, frame);
+        if (!w)
+            goto unpack_failed;
+        rc = server_from_wire(&c, w, out);
+        aip__v1__server_message__free_unpacked(w, &alloc);
+    } else {
+        Aip__V1__ClientMessage *w = aip__v1__client_message__unpack(&alloc, len, frame);
+        if (!w)
+            goto unpack_failed;
+        rc = client_from_wire(&c, w, out);
+        aip__v1__client_message__free_unpacked(w, &alloc);
+    }
+    if (rc)
+        aip_codec_fail(err, rc, "%s", c.why);
+    if (!rc && out->type == AIP_MSG_NONE)
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"type\"");
+    if (!rc && !aip_msg_type_allowed(env, out->type))
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "message type \"%s\" is not valid in a %s message",
+                            aip_msg_type_str(out->type), aip_envelope_str(env));
+    if (!rc && out->status == AIP_STATUS_NONE)
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"status\"");
+    if (rc) {
+        aip_msg_clear(out);
+        out->envelope = env;
+    }
+    return rc;
+
+unpack_failed:
+    if (bud.exceeded)
+        return aip_codec_fail(err, AIP_E_TOO_COMPLEX,
+                              "decoding needs more than %zu bytes of memory", bud.limit);
+    return aip_codec_fail(err, AIP_E_MALFORMED, "not a valid protobuf %s message",
+                          env == AIP_ENVELOPE_SERVER ? "ServerMessage" : "ClientMessage");
+}
+
+/* ---- model -> wire ------------------------------------------------------------------------- */
+
+static ProtobufCBinaryData bd(const char *s)
+{
+    ProtobufCBinaryData d = {s ? strlen(s) : 0, (uint8_t *)(uintptr_t)s};
+    return d;
+}
+
+#define SET(w, name, src)                                                                      \
+    do {                                                                                       \
+        if (src) {                                                                             \
+            (w)->has_##name = 1;                                                               \
+            (w)->name = bd(src);                                                               \
+        }                                                                                      \
+    } while (0)
+
+static size_t pack_into(const ProtobufCMessage *msg, aip_buf *out, int *rc)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if ((*rc = aip_buf_reserve(out, n)))
+        return 0;
+    size_t w = protobuf_c_message_pack(msg, out->data + out->len);
+    out->len += w;
+    return w;
+}
+
+int aip_proto_encode_valid(const aip_msg *m, aip_buf *out)
+{
+    int rc = 0;
+    if (m->envelope == AIP_ENVELOPE_CLIENT) {
+        Aip__V1__ClientMessage w = AIP__V1__CLIENT_MESSAGE__INIT;
+        Aip__V1__ResultList rl = AIP__V1__RESULT_LIST__INIT;
+        Aip__V1__Result *items = NULL, **ptrs = NULL;
+        w.has_type = 1;
+        w.type = (Aip__V1__MessageType)m->type;
+        w.has_status = 1;
+        w.status = (Aip__V1__Status)m->status;
+        w.has_client_type = 1;
+        w.client_type = (Aip__V1__ClientType)m->client_type;
+        SET(&w, session_id, m->session_id);
+        SET(&w, task_name, m->task_name);
+        SET(&w, client_id, m->client_id);
+        SET(&w, target_id, m->target_id);
+        SET(&w, request, m->request);
+        SET(&w, timestamp, m->timestamp);
+        SET(&w, request_id, m->request_id);
+        SET(&w, prev_response_id, m->prev_response_id);
+        SET(&w, error, m->error);
+        SET(&w, metadata_json, m->metadata);
+        if (m->has_action_results || m->n_action_results) {
+            size_t n = m->n_action_results;
+            if (n && (!(items = aip_calloc(n, sizeof *items)) ||
+                      !(ptrs = aip_calloc(n, sizeof *ptrs)))) {
+                rc = AIP_E_NOMEM;
+                goto client_done;
+            }
+            for (size_t i = 0; i < n; i++) {
+                const aip_result *r = &m->action_results[i];
+                Aip__V1__Result *x = &items[i];
+                aip__v1__result__init(x);
+                x->has_status = 1;
+                x->status = (Aip__V1__ResultStatus)r->status;
+                SET(x, error, r->error);
+                SET(x, result_json, r->result);
+                SET(x, namespace_, r->ns);
+                SET(x, call_id, r->call_id);
+                ptrs[i] = x;
+            }
+            rl.n_items = n;
+            rl.items = ptrs;
+            w.action_results = &rl;
+        }
+        pack_into(&w.base, out, &rc);
+    client_done:
+        aip_free(items);
+        aip_free(ptrs);
+        return rc;
+    }
+
+    Aip__V1__ServerMessage w = AIP__V1__SERVER_MESSAGE__INIT;
+    Aip__V1__CommandList cl = AIP__V1__COMMAND_LIST__INIT;
+    Aip__V1__TextList tl = AIP__V1__TEXT_LIST__INIT;
+    Aip__V1__Command *items = NULL, **ptrs = NULL;
+    ProtobufCBinaryData *texts = NULL;
+    w.has_type = 1;
+    w.type = (Aip__V1__MessageType)m->type;
+    w.has_status = 1;
+    w.status = (Aip__V1__Status)m->status;
+    SET(&w, user_request, m->user_request);
+    SET(&w, agent_name, m->agent_name);
+    SET(&w, process_name, m->process_name);
+    SET(&w, root_name, m->root_name);
+    SET(&w, error, m->error);
+    SET(&w, session_id, m->session_id);
+    SET(&w, task_name, m->task_name);
+    SET(&w, timestamp, m->timestamp);
+    SET(&w, response_id, m->response_id);
+    SET(&w, result_json, m->result);
+    if (m->has_actions || m->n_actions) {
+        size_t n = m->n_actions;
+        if (n && (!(items = aip_calloc(n, sizeof *items)) || !(ptrs = aip_calloc(n, sizeof *ptrs)))) {
+            rc = AIP_E_NOMEM;
+            goto server_done;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const aip_command *a = &m->actions[i];
+            Aip__V1__Command *x = &items[i];
+            aip__v1__command__init(x);
+            SET(x, tool_name, a->tool_name);
+            SET(x, parameters_json, a->parameters);
+            x->has_tool_type = 1;
+            x->tool_type = (Aip__V1__ToolType)a->tool_type;
+            SET(x, call_id, a->call_id);
+            ptrs[i] = x;
+        }
+        cl.n_items = n;
+        cl.items = ptrs;
+        w.actions = &cl;
+    }
+    if (m->has_messages || m->n_messages) {
+        size_t n = m->n_messages;
+        if (n && !(texts = aip_calloc(n, sizeof *texts))) {
+            rc = AIP_E_NOMEM;
+            goto server_done;
+        }
+        for (size_t i = 0; i < n; i++)
+            texts[i] = bd(m->messages[i]);
+        tl.n_items = n;
+        tl.items = texts;
+        w.messages = &tl;
+    }
+    pack_into(&w.base, out, &rc);
+server_done:
+    aip_free(items);
+    aip_free(ptrs);
+    aip_free(texts);
+    return rc;
+}

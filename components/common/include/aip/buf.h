@@ -1,0 +1,42 @@
+/*
+ * aip/buf.h — a growable byte buffer with optional headroom.
+ *
+ * Encoders write into an aip_buf. `headroom` bytes are reserved in front of `data` so a frame
+ * can be handed to libwebsockets (which needs LWS_PRE bytes before the payload) without a copy:
+ * the allocation starts at data - headroom. Not thread-safe; one owner at a time.
+ */
+#ifndef AIP_BUF_H
+#define AIP_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct aip_buf {
+    uint8_t *data;   /* payload start; NULL until the first write */
+    size_t len;      /* payload bytes written */
+    size_t cap;      /* payload capacity (not counting headroom) */
+    size_t headroom; /* bytes reserved before data */
+    size_t limit;    /* 0 = none; a write that would pass it fails with AIP_E_TOO_LARGE */
+} aip_buf;
+
+void aip_buf_init(aip_buf *b, size_t headroom);
+void aip_buf_free(aip_buf *b);
+void aip_buf_reset(aip_buf *b); /* len = 0, keeps memory */
+int aip_buf_reserve(aip_buf *b, size_t extra);
+int aip_buf_append(aip_buf *b, const void *p, size_t n);
+int aip_buf_putc(aip_buf *b, char c);
+int aip_buf_puts(aip_buf *b, const char *s);
+/* Appends a NUL after the payload without counting it in len. */
+int aip_buf_nul(aip_buf *b);
+/* Hands the allocation to the caller: returns the start of the allocation (data - headroom)
+ * and leaves b empty. Free it with aip_free(). */
+uint8_t *aip_buf_steal(aip_buf *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AIP_BUF_H */

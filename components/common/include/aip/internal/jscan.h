@@ -1,0 +1,64 @@
+/*
+ * aip/internal/jscan.h — a strict, allocation-light JSON text scanner (not installed).
+ *
+ * One pass over the bytes that proves the text is exactly one RFC 8259 value (optionally
+ * surrounded by whitespace), with valid UTF-8, no \u0000, no lone surrogates, no duplicate
+ * keys (compared after unescaping), nesting within max_depth and at most max_values values.
+ * It also estimates what cJSON would allocate to parse it, so the codec can refuse a frame
+ * whose tree would cost too much *before* building it.
+ *
+ * It can report the byte span of values near the root (depth <= visit_depth) to a visitor:
+ * the codec uses that to keep free-form values as their original text.
+ *
+ * Threads: a scanner object is used by one thread; no global state.
+ */
+#ifndef AIP_INTERNAL_JSCAN_H
+#define AIP_INTERNAL_JSCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AIP_JSCAN_MAX_PATH 4
+
+typedef struct aip_jscan_path {
+    unsigned depth;                        /* 0 = the root value */
+    const char *key[AIP_JSCAN_MAX_PATH];   /* raw (escaped) key text at each level, or NULL */
+    size_t key_len[AIP_JSCAN_MAX_PATH];    /* when the parent is an object */
+    size_t index[AIP_JSCAN_MAX_PATH];      /* when the parent is an array */
+} aip_jscan_path;
+
+/* Called after each complete value at depth <= visit_depth, with its exact text. */
+typedef void (*aip_jscan_visit)(void *user, const aip_jscan_path *path, const char *value,
+                                size_t len);
+
+typedef struct aip_jscan {
+    /* configuration (zero = unlimited, except max_depth: zero means 64) */
+    unsigned max_depth;
+    size_t max_values;
+    size_t mem_budget; /* refuse when the estimated cJSON parse memory passes it */
+    aip_jscan_visit visit;
+    void *user;
+    unsigned visit_depth;
+
+    /* results */
+    size_t values;
+    unsigned depth_seen;
+    size_t mem_estimate;
+    char root; /* first byte of the root value: '{', '[', '"', 't', 'f', 'n' or a digit/'-' */
+    int code;  /* 0, AIP_E_MALFORMED, AIP_E_TOO_COMPLEX, AIP_E_NOMEM */
+    size_t err_offset;
+    char why[160];
+} aip_jscan;
+
+/* Scans text[0..len). Returns s->code. Configuration fields are read, results written. */
+int aip_jscan_run(aip_jscan *s, const char *text, size_t len);
+
+/* Does the raw (escaped) key text equal the plain string lit after unescaping? */
+bool aip_jscan_key_eq(const char *raw, size_t raw_len, const char *lit);
+
+/* UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
+ * Returns true when valid; else *bad_off is the offset of the first bad byte (if non-NULL). */
+bool aip_utf8_valid(const char *s, size_t n, size_t *bad_off);
+
+#endif /* AIP_INTERNAL_JSCAN_H */

@@ -1,0 +1,533 @@
+/*
+ * The strict JSON scanner (see aip/internal/jscan.h).
+ *
+ * Recursive descent, bounded: recursion depth is max_depth (64 by default, never above
+ * JSCAN_HARD_DEPTH), so the stack cost is fixed. The only allocation is the key stack used to
+ * find duplicate keys, and it holds at most one entry per key on the current nesting path.
+ *
+ * The parse-memory estimate mirrors what cJSON 1.7.15 allocates: one 64-byte node per value
+ * plus a copy of every string and key; malloc rounds to 16 bytes with an 8-byte header and a
+ * 32-byte minimum chunk.
+ */
+#include "aip/common.h"
+#include "aip/internal/jscan.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JSCAN_HARD_DEPTH 1000
+#define NODE_COST 80u
+
+struct keyspan {
+    const char *p;
+    size_t n;
+    bool escaped;
+};
+
+typedef struct scanner {
+    aip_jscan *s;
+    const char *base;
+    const char *p;
+    const char *end;
+    unsigned max_depth;
+    aip_jscan_path path;
+    struct keyspan *keys;
+    size_t nkeys, capkeys;
+} scanner;
+
+static size_t str_cost(size_t n)
+{
+    size_t c = (n + 1 + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
+__attribute__((format(printf, 4, 5))) static int fail(scanner *sc, int code, const char *at,
+                                                     const char *fmt, ...)
+{
+    aip_jscan *s = sc->s;
+    if (s->code)
+        return s->code;
+    s->code = code;
+    s->err_offset = (size_t)(at - sc->base);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->why, sizeof s->why, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0 when it is invalid. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *e)
+{
+    unsigned c = p[0];
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2)
+        return 0; /* continuation byte or overlong 2-byte lead */
+    if (c < 0xE0)
+        return (e - p >= 2 && (p[1] & 0xC0) == 0x80) ? 2 : 0;
+    if (c < 0xF0) {
+        if (e - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xE0 && p[1] < 0xA0)
+            return 0; /* overlong */
+        if (c == 0xED && p[1] >= 0xA0)
+            return 0; /* UTF-16 surrogate */
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (e - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
+            (p[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && p[1] < 0x90)
+            return 0; /* overlong */
+        if (c == 0xF4 && p[1] >= 0x90)
+            return 0; /* above U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+bool aip_utf8_valid(const char *s, size_t n, size_t *bad_off)
+{
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+    while (p < e) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        size_t l = utf8_seq(p, e);
+        if (!l) {
+            if (bad_off)
+                *bad_off = (size_t)(p - (const unsigned char *)s);
+            return false;
+        }
+        p += l;
+    }
+    return true;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static long hex4(const char *p, const char *e)
+{
+    if (e - p < 4)
+        return -1;
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval((unsigned char)p[i]);
+        if (h < 0)
+            return -1;
+        v = (v << 4) | h;
+    }
+    return v;
+}
+
+/* Scans a string starting at the opening quote; leaves sc->p after the closing quote.
+ * *escaped tells whether it held any backslash (so keys can be compared fast). */
+static int scan_string(scanner *sc, bool *escaped)
+{
+    const char *p = sc->p + 1, *e = sc->end;
+    bool esc = false;
+    for (;;) {
+        /* fast path: plain ASCII */
+        while (p < e && (unsigned char)*p >= 0x20 && *p != '"' && *p != '\\' &&
+               (unsigned char)*p < 0x80)
+            p++;
+        if (p >= e)
+            return fail(sc, AIP_E_MALFORMED, p, "unterminated string at offset %zu",
+                        (size_t)(sc->p - sc->base));
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            break;
+        if (c < 0x20)
+            return fail(sc, AIP_E_MALFORMED, p, "control character in string at offset %zu",
+                        (size_t)(p - sc->base));
+        if (c == '\\') {
+            esc = true;
+            if (p + 1 >= e)
+                return fail(sc, AIP_E_MALFORMED, p, "unterminated string at offset %zu",
+                            (size_t)(sc->p - sc->base));
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                p += 2;
+                continue;
+            case 'u': {
+                long cp = hex4(p + 2, e);
+                if (cp < 0)
+                    return fail(sc, AIP_E_MALFORMED, p, "invalid \\u escape at offset %zu",
+                                (size_t)(p - sc->base));
+                if (cp == 0)
+                    return fail(sc, AIP_E_MALFORMED, p, "\\u0000 in string at offset %zu",
+                                (size_t)(p - sc->base));
+                if (cp >= 0xDC00 && cp <= 0xDFFF)
+                    return fail(sc, AIP_E_MALFORMED, p,
+                                "unpaired UTF-16 surrogate at offset %zu",
+                                (size_t)(p - sc->base));
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    long lo = (e - p >= 12 && p[6] == '\\' && p[7] == 'u') ? hex4(p + 8, e) : -1;
+                    if (lo < 0xDC00 || lo > 0xDFFF)
+                        return fail(sc, AIP_E_MALFORMED, p,
+                                    "unpaired UTF-16 surrogate at offset %zu",
+                                    (size_t)(p - sc->base));
+                    p += 12;
+                } else {
+                    p += 6;
+                }
+                continue;
+            }
+            default:
+                return fail(sc, AIP_E_MALFORMED, p, "invalid escape at offset %zu",
+                            (size_t)(p - sc->base));
+            }
+        }
+        size_t l = utf8_seq((const unsigned char *)p, (const unsigned char *)e);
+        if (!l)
+            return fail(sc, AIP_E_MALFORMED, p, "invalid UTF-8 at offset %zu",
+                        (size_t)(p - sc->base));
+        p += l;
+    }
+    sc->p = p + 1;
+    if (escaped)
+        *escaped = esc;
+    return 0;
+}
+
+/* Next code point of an already-validated raw string body; advances *pp. */
+static uint32_t next_cp(const char **pp)
+{
+    const unsigned char *p = (const unsigned char *)*pp;
+    uint32_t cp;
+    if (p[0] == '\\') {
+        switch (p[1]) {
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u': {
+            cp = (uint32_t)hex4((const char *)p + 2, (const char *)p + 6);
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                uint32_t lo = (uint32_t)hex4((const char *)p + 8, (const char *)p + 12);
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                *pp = (const char *)p + 12;
+                return cp;
+            }
+            *pp = (const char *)p + 6;
+            return cp;
+        }
+        default: cp = p[1]; break; /* " \ / */
+        }
+        *pp = (const char *)p + 2;
+        return cp;
+    }
+    if (p[0] < 0x80) {
+        cp = p[0];
+        *pp = (const char *)p + 1;
+    } else if (p[0] < 0xE0) {
+        cp = ((uint32_t)(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+        *pp = (const char *)p + 2;
+    } else if (p[0] < 0xF0) {
+        cp = ((uint32_t)(p[0] & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+        *pp = (const char *)p + 3;
+    } else {
+        cp = ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
+             ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
+        *pp = (const char *)p + 4;
+    }
+    return cp;
+}
+
+/* Total order on decoded strings. Byte order of UTF-8 equals code-point order, so the memcmp
+ * fast path and the decoding path agree. */
+static int key_cmp(const struct keyspan *a, const struct keyspan *b)
+{
+    if (!a->escaped && !b->escaped) {
+        size_t n = a->n < b->n ? a->n : b->n;
+        int c = memcmp(a->p, b->p, n);
+        if (c)
+            return c;
+        return a->n < b->n ? -1 : a->n > b->n;
+    }
+    const char *pa = a->p, *ea = a->p + a->n, *pb = b->p, *eb = b->p + b->n;
+    while (pa < ea && pb < eb) {
+        uint32_t ca = next_cp(&pa), cb = next_cp(&pb);
+        if (ca != cb)
+            return ca < cb ? -1 : 1;
+    }
+    return (pa < ea) - (pb < eb);
+}
+
+static int key_qsort_cmp(const void *a, const void *b)
+{
+    return key_cmp(a, b);
+}
+
+bool aip_jscan_key_eq(const char *raw, size_t raw_len, const char *lit)
+{
+    if (!memchr(raw, '\\', raw_len))
+        return strlen(lit) == raw_len && memcmp(raw, lit, raw_len) == 0;
+    struct keyspan a = {raw, raw_len, true}, b = {lit, strlen(lit), false};
+    return key_cmp(&a, &b) == 0;
+}
+
+static int push_key(scanner *sc, const char *p, size_t n, bool escaped)
+{
+    if (sc->nkeys == sc->capkeys) {
+        size_t ncap = sc->capkeys ? sc->capkeys * 2 : 32;
+        struct keyspan *nk = aip_realloc(sc->keys, sc->capkeys * sizeof *nk, ncap * sizeof *nk);
+        if (!nk)
+            return fail(sc, AIP_E_NOMEM, p, "out of memory");
+        sc->keys = nk;
+        sc->capkeys = ncap;
+    }
+    sc->keys[sc->nkeys++] = (struct keyspan){p, n, escaped};
+    return 0;
+}
+
+static int check_dups(scanner *sc, size_t base, const char *obj_start)
+{
+    struct keyspan *k = sc->keys + base;
+    size_t n = sc->nkeys - base;
+    if (n < 2)
+        return 0;
+    const struct keyspan *dup = NULL;
+    if (n <= 8) {
+        for (size_t i = 0; i < n && !dup; i++)
+            for (size_t j = i + 1; j < n; j++)
+                if (key_cmp(&k[i], &k[j]) == 0) {
+                    dup = &k[j];
+                    break;
+                }
+    } else {
+        qsort(k, n, sizeof *k, key_qsort_cmp);
+        for (size_t i = 1; i < n; i++)
+            if (key_cmp(&k[i - 1], &k[i]) == 0) {
+                dup = &k[i];
+                break;
+            }
+    }
+    if (dup)
+        return fail(sc, AIP_E_MALFORMED, obj_start, "duplicate key \"%.*s\"",
+                    (int)(dup->n > 64 ? 64 : dup->n), dup->p);
+    return 0;
+}
+
+static void skip_ws(scanner *sc)
+{
+    const char *p = sc->p, *e = sc->end;
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    sc->p = p;
+}
+
+static int scan_number(scanner *sc)
+{
+    const char *p = sc->p, *e = sc->end, *start = p;
+    if (*p == '-')
+        p++;
+    if (p >= e)
+        goto bad;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    } else {
+        goto bad;
+    }
+    if (p < e && *p == '.') {
+        p++;
+        if (p >= e || *p < '0' || *p > '9')
+            goto bad;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < e && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= e || *p < '0' || *p > '9')
+            goto bad;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    }
+    sc->p = p;
+    return 0;
+bad:
+    return fail(sc, AIP_E_MALFORMED, start, "invalid number at offset %zu",
+                (size_t)(start - sc->base));
+}
+
+static int scan_literal(scanner *sc, const char *lit, size_t n)
+{
+    if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, lit, n) != 0)
+        return fail(sc, AIP_E_MALFORMED, sc->p, "invalid literal at offset %zu",
+                    (size_t)(sc->p - sc->base));
+    sc->p += n;
+    return 0;
+}
+
+static int charge(scanner *sc, size_t bytes, const char *at)
+{
+    aip_jscan *s = sc->s;
+    s->mem_estimate += bytes;
+    if (s->mem_budget && s->mem_estimate > s->mem_budget)
+        return fail(sc, AIP_E_TOO_COMPLEX, at,
+                    "parsing would need more than %zu bytes of memory (%zu values so far)",
+                    s->mem_budget, s->values);
+    return 0;
+}
+
+static int scan_value(scanner *sc, unsigned depth);
+
+static int scan_container(scanner *sc, unsigned depth, bool is_object)
+{
+    const char *start = sc->p;
+    char close = is_object ? '}' : ']';
+    if (depth + 1 > sc->max_depth)
+        return fail(sc, AIP_E_TOO_COMPLEX, start, "nesting deeper than %u levels",
+                    sc->max_depth);
+    if (depth + 1 > sc->s->depth_seen)
+        sc->s->depth_seen = depth + 1;
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == close) {
+        sc->p++;
+        return 0;
+    }
+    size_t kbase = sc->nkeys;
+    for (size_t idx = 0;; idx++) {
+        skip_ws(sc);
+        if (is_object) {
+            if (sc->p >= sc->end || *sc->p != '"')
+                return fail(sc, AIP_E_MALFORMED, sc->p, "expected a string key at offset %zu",
+                            (size_t)(sc->p - sc->base));
+            const char *k = sc->p;
+            bool esc;
+            if (scan_string(sc, &esc))
+                return sc->s->code;
+            size_t klen = (size_t)(sc->p - k) - 2;
+            if (push_key(sc, k + 1, klen, esc) || charge(sc, str_cost(klen), k))
+                return sc->s->code;
+            if (depth < AIP_JSCAN_MAX_PATH) {
+                sc->path.key[depth] = k + 1;
+                sc->path.key_len[depth] = klen;
+            }
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p != ':')
+                return fail(sc, AIP_E_MALFORMED, sc->p, "expected ':' at offset %zu",
+                            (size_t)(sc->p - sc->base));
+            sc->p++;
+        } else if (depth < AIP_JSCAN_MAX_PATH) {
+            sc->path.key[depth] = NULL;
+            sc->path.key_len[depth] = 0;
+            sc->path.index[depth] = idx;
+        }
+        if (scan_value(sc, depth + 1))
+            return sc->s->code;
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == close) {
+            sc->p++;
+            break;
+        }
+        return fail(sc, AIP_E_MALFORMED, sc->p, "expected ',' or '%c' at offset %zu", close,
+                    (size_t)(sc->p - sc->base));
+    }
+    if (is_object) {
+        if (check_dups(sc, kbase, start))
+            return sc->s->code;
+        sc->nkeys = kbase;
+    }
+    return 0;
+}
+
+static int scan_value(scanner *sc, unsigned depth)
+{
+    aip_jscan *s = sc->s;
+    skip_ws(sc);
+    if (sc->p >= sc->end)
+        return fail(sc, AIP_E_MALFORMED, sc->p, "unexpected end of input at offset %zu",
+                    (size_t)(sc->p - sc->base));
+    if (s->max_values && s->values >= s->max_values)
+        return fail(sc, AIP_E_TOO_COMPLEX, sc->p, "more than %zu values", s->max_values);
+    s->values++;
+    const char *start = sc->p;
+    if (charge(sc, NODE_COST, start))
+        return s->code;
+    int rc;
+    switch (*sc->p) {
+    case '{': rc = scan_container(sc, depth, true); break;
+    case '[': rc = scan_container(sc, depth, false); break;
+    case '"':
+        rc = scan_string(sc, NULL);
+        if (!rc)
+            rc = charge(sc, str_cost((size_t)(sc->p - start) - 2), start);
+        break;
+    case 't': rc = scan_literal(sc, "true", 4); break;
+    case 'f': rc = scan_literal(sc, "false", 5); break;
+    case 'n': rc = scan_literal(sc, "null", 4); break;
+    default:
+        if (*sc->p == '-' || (*sc->p >= '0' && *sc->p <= '9')) {
+            rc = scan_number(sc);
+        } else {
+            rc = fail(sc, AIP_E_MALFORMED, sc->p, "unexpected character at offset %zu",
+                      (size_t)(sc->p - sc->base));
+        }
+    }
+    if (rc)
+        return rc;
+    if (s->visit && depth <= s->visit_depth) {
+        sc->path.depth = depth;
+        s->visit(s->user, &sc->path, start, (size_t)(sc->p - start));
+    }
+    return 0;
+}
+
+int aip_jscan_run(aip_jscan *s, const char *text, size_t len)
+{
+    scanner sc = {0};
+    sc.s = s;
+    sc.base = sc.p = text;
+    sc.end = text + len;
+    sc.max_depth = s->max_depth ? s->max_depth : 64;
+    if (sc.max_depth > JSCAN_HARD_DEPTH)
+        sc.max_depth = JSCAN_HARD_DEPTH;
+    s->values = 0;
+    s->depth_seen = 0;
+    s->mem_estimate = 0;
+    s->code = 0;
+    s->err_offset = 0;
+    s->why[0] = 0;
+    s->root = 0;
+
+    skip_ws(&sc);
+    if (sc.p >= sc.end) {
+        fail(&sc, AIP_E_MALFORMED, sc.p, "empty input");
+    } else {
+        s->root = *sc.p;
+        if (scan_value(&sc, 0) == 0) {
+            skip_ws(&sc);
+            if (sc.p != sc.end)
+                fail(&sc, AIP_E_MALFORMED, sc.p, "trailing bytes after the JSON value at offset %zu",
+                     (size_t)(sc.p - sc.base));
+        }
+    }
+    aip_free(sc.keys);
+    return s->code;
+}

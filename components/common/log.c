@@ -1,0 +1,100 @@
+/*
+ * Logging. The level and hook are process-wide atomics: the check on the hot path is one
+ * relaxed load, and lines are formatted only when they will be emitted. The default sink writes
+ * one line per call to stderr with a single write(), so lines from several threads never
+ * interleave mid-line.
+ */
+#include "aip/common.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static _Atomic int g_level = AIP_LOG_INFO;
+
+/* The hook and its user pointer change together; a mutex-free pair would tear, so we publish a
+ * pointer to an immutable pair instead. Old pairs are kept (they are tiny and set rarely). */
+struct hook_pair {
+    aip_log_hook fn;
+    void *user;
+};
+static _Atomic(struct hook_pair *) g_hook;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void aip_log_set_level(aip_log_level level)
+{
+    atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
+}
+
+aip_log_level aip_log_get_level(void)
+{
+    return (aip_log_level)atomic_load_explicit(&g_level, memory_order_relaxed);
+}
+
+int aip_log_level_parse(const char *name, aip_log_level *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (name && strcasecmp(name, level_names[i]) == 0) {
+            *out = (aip_log_level)i;
+            return 0;
+        }
+    }
+    if (name && strcasecmp(name, "warning") == 0) {
+        *out = AIP_LOG_WARN;
+        return 0;
+    }
+    return AIP_E_INVAL;
+}
+
+void aip_log_set_hook(aip_log_hook hook, void *user)
+{
+    struct hook_pair *p = NULL;
+    if (hook) {
+        /* Deliberately plain malloc: this must work before/independently of aip_set_allocator
+         * and is never freed (a log line may be running through the previous pair). */
+        p = malloc(sizeof *p);
+        if (!p)
+            return;
+        p->fn = hook;
+        p->user = user;
+    }
+    atomic_store_explicit(&g_hook, p, memory_order_release);
+}
+
+void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_list ap)
+{
+    if ((int)level > atomic_load_explicit(&g_level, memory_order_relaxed))
+        return;
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    struct hook_pair *h = atomic_load_explicit(&g_hook, memory_order_acquire);
+    if (h) {
+        h->fn(level, component, msg, h->user);
+        return;
+    }
+    char ts[40];
+    aip_format_timestamp(aip_wall_us(NULL), ts, sizeof ts);
+    char line[1200];
+    int n = snprintf(line, sizeof line, "%s %-5s %s: %s\n", ts, level_names[level],
+                     component ? component : "aip", msg);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof line) {
+        n = sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}
+
+void aip_log(aip_log_level level, const char *component, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    aip_vlog(level, component, fmt, ap);
+    va_end(ap);
+}

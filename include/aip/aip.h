@@ -1,0 +1,16 @@
+/*
+ * <aip/aip.h> — the umbrella header of libaip, the AIP (Agent Interaction Protocol) client
+ * library of the constellation agent. Include this one header.
+ *
+ * Error rule: every function that can fail returns 0 or a negative AIP_E* code
+ * (aip_strerror() names it). Ownership and thread rules are stated in each component header.
+ */
+#ifndef AIP_AIP_H
+#define AIP_AIP_H
+
+#include "aip/buf.h"
+#include "aip/codec.h"
+#include "aip/common.h"
+#include "aip/message.h"
+
+#endif /* AIP_AIP_H */
