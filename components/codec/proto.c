@@ -88,7 +88,9 @@ static int take_bytes(pctx *c, const char *name, protobuf_c_boolean has,
             snprintf(c->why, sizeof c->why, "field \"%s\": %s", name, r);
             return rc;
         }
-        /* JSON null travels as an absent field; accept an explicit "null" as the same. */
+        /* Canonical form: no surrounding whitespace (what the JSON decoder keeps too), and
+         * JSON null travels as an absent field, so an explicit "null" is the same. */
+        aip_json_trim(&s, &n);
         if (n == 4 && memcmp(s, "null", 4) == 0)
             return 0;
     } else {
@@ -332,7 +334,7 @@ unpack_failed:
     if (bud.exceeded)
         return aip_codec_fail(err, AIP_E_TOO_COMPLEX,
                               "decoding needs more than %zu bytes of memory", bud.limit);
-    return aip_codec_fail(err, AIP_E_MALFORMED, "not a valid protobuf %s message",
+    return aip_codec_fail(err, AIP_E_MALFORMED, "not a valid protobuf %s",
                           env == AIP_ENVELOPE_SERVER ? "ServerMessage" : "ClientMessage");
 }
 

@@ -335,8 +335,10 @@ int aip_msg_set_json(char **field, const char *json_text, aip_json_kind kind)
             /* "null" is the same as unset */
         } else if (kind == AIP_JSON_OBJECT && s.root != '{') {
             return AIP_E_MALFORMED;
-        } else if (!(c = aip_strndup(json_text, n))) {
-            return AIP_E_NOMEM;
+        } else {
+            aip_json_trim(&json_text, &n); /* canonical: what the decoders keep */
+            if (!(c = aip_strndup(json_text, n)))
+                return AIP_E_NOMEM;
         }
     }
     aip_free(*field);

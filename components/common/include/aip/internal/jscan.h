@@ -61,4 +61,19 @@ bool aip_jscan_key_eq(const char *raw, size_t raw_len, const char *lit);
  * Returns true when valid; else *bad_off is the offset of the first bad byte (if non-NULL). */
 bool aip_utf8_valid(const char *s, size_t n, size_t *bad_off);
 
+/* Drops JSON whitespace from both ends of s[0..*n). */
+static inline void aip_json_trim(const char **s, size_t *n)
+{
+    const char *p = *s;
+    size_t l = *n;
+    while (l && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+        p++;
+        l--;
+    }
+    while (l && (p[l - 1] == ' ' || p[l - 1] == '\t' || p[l - 1] == '\n' || p[l - 1] == '\r'))
+        l--;
+    *s = p;
+    *n = l;
+}
+
 #endif /* AIP_INTERNAL_JSCAN_H */
