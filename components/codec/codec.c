@@ -39,8 +39,10 @@ int aip_codec_fail(aip_decode_error *err, int code, const char *fmt, ...)
 
 void aip_codec_keep_id(char *slot, const char *s, size_t n)
 {
-    if (n <= AIP_ID_MAX && !memchr(s, 0, n)) {
-        memcpy(slot, s, n);
+    /* n == 0 may come with s == NULL (empty protobuf string): memchr/memcpy must not see it. */
+    if (n <= AIP_ID_MAX && (n == 0 || !memchr(s, 0, n))) {
+        if (n)
+            memcpy(slot, s, n);
         slot[n] = 0;
     }
 }

@@ -317,7 +317,7 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len,
         if (!root) /* the scan proved it valid: only memory can fail here */
             rc = aip_codec_fail(err, AIP_E_NOMEM, "out of memory while parsing");
     }
-    if (!rc) {
+    if (!rc && root) {
         read_correlation(root, env, err);
         size_t nf;
         const aip_field *tab = aip_envelope_fields(env, &nf);

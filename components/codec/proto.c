@@ -77,7 +77,8 @@ static int take_bytes(pctx *c, const char *name, protobuf_c_boolean has,
 {
     if (!has)
         return 0;
-    const char *s = (const char *)d->data;
+    /* protobuf-c leaves data NULL for an empty bytes field; NULL + 0 is undefined in C. */
+    const char *s = d->data ? (const char *)d->data : "";
     size_t n = d->len;
     if (kind == AIP_F_JSON_OBJECT || kind == AIP_F_JSON_ANY) {
         char r[120];

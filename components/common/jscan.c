@@ -92,6 +92,8 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *e)
 
 bool aip_utf8_valid(const char *s, size_t n, size_t *bad_off)
 {
+    if (n == 0) /* s may be NULL then, and NULL + 0 is undefined */
+        return true;
     const unsigned char *p = (const unsigned char *)s, *e = p + n;
     while (p < e) {
         if (*p < 0x80) {
@@ -415,7 +417,7 @@ static int scan_container(scanner *sc, unsigned depth, bool is_object)
                 return fail(sc, AIP_E_MALFORMED, sc->p, "expected a string key at offset %zu",
                             (size_t)(sc->p - sc->base));
             const char *k = sc->p;
-            bool esc;
+            bool esc = false;
             if (scan_string(sc, &esc))
                 return sc->s->code;
             size_t klen = (size_t)(sc->p - k) - 2;

@@ -11,6 +11,8 @@
 #include "aip/buf.h"
 #include "aip/codec.h"
 #include "aip/common.h"
+#include "aip/conn.h"
+#include "aip/future.h"
 #include "aip/message.h"
 
 #endif /* AIP_AIP_H */

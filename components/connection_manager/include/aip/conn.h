@@ -1,0 +1,189 @@
+/*
+ * aip/conn.h — the AIP client: one WebSocket to an orchestrator, shared by many threads.
+ *
+ * THE THREAD CONTRACT
+ * - Each aip_conn has one service thread. It is the only thread that touches libwebsockets,
+ *   reads or writes the socket, runs timers, and runs the MessageProcessor — the ONLY receive
+ *   path. No API call ever reads the socket, so two readers on one socket cannot happen.
+ * - Any thread may call any function here, concurrently (except aip_conn_destroy, which must
+ *   not race with calls on the same conn that start after it: see below). A request encodes
+ *   its frame on the caller's thread, registers its future in the pending table *before* the
+ *   frame is queued, queues it (bounded), and wakes the service thread.
+ * - Nothing is sent before the server acknowledged the registration. A request made while not
+ *   registered fails at once with AIP_E_NOT_CONNECTED, unless opts.wait_for_link is set: then
+ *   it waits for the link, bounded by its own timeout.
+ * - Every request is correlated by id (tasks by session_id, device info by request_id), has its
+ *   own deadline, and completes exactly once: answer, remote error, timeout, cancel, connection
+ *   lost (AIP_E_CONN_LOST, the moment the link is known lost — requests are never resent), or
+ *   shutdown (AIP_E_SHUTDOWN).
+ * - Callbacks (future callbacks, the state callback, the device hooks) run on the service
+ *   thread and MUST NOT block; they may call any aip_conn function except aip_conn_destroy. If
+ *   a call fails synchronously (returns < 0), its future callback is never called.
+ * - aip_conn_destroy() closes a gate first: calls that start afterwards get AIP_E_SHUTDOWN; it
+ *   waits for calls already inside, fails everything pending with AIP_E_SHUTDOWN, closes the
+ *   link with a close frame, joins the service thread, and frees. Do not call it from a
+ *   callback, and do not use the pointer once it has returned.
+ *
+ * Ownership: config strings are copied at create. Futures returned to the caller carry one
+ * reference the caller must release (aip_future_release).
+ */
+#ifndef AIP_CONN_H
+#define AIP_CONN_H
+
+#include "aip/codec.h"
+#include "aip/common.h"
+#include "aip/future.h"
+#include "aip/message.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct aip_conn aip_conn;
+
+typedef enum aip_conn_state {
+    AIP_CONN_CONNECTING = 0, /* a connection attempt is under way */
+    AIP_CONN_REGISTERING,    /* WebSocket open, registration sent */
+    AIP_CONN_REGISTERED,     /* the server acknowledged: requests flow */
+    AIP_CONN_DISCONNECTED,   /* a link ended (see close_code/detail) */
+    AIP_CONN_BACKOFF,        /* waiting delay_ms before the next attempt */
+    AIP_CONN_STOPPED,        /* destroyed */
+} aip_conn_state;
+
+typedef struct aip_conn_event {
+    aip_conn_state state;
+    const char *detail;   /* why (close reason, refusal text, error), never NULL */
+    int close_code;       /* DISCONNECTED: the WebSocket close code, 1006 when none */
+    uint32_t delay_ms;    /* BACKOFF */
+    uint32_t attempt;     /* BACKOFF: consecutive failed attempts so far */
+    bool proto;           /* REGISTERED: protobuf frames in use */
+} aip_conn_event;
+
+typedef void (*aip_conn_state_cb)(aip_conn *c, const aip_conn_event *ev, void *user);
+
+/* Device-role hooks: a server `command`, `device_info_request` [ext] or `task` arrived on
+ * link `link`. Runs on the service thread: hand heavy work to another thread and reply later
+ * with aip_conn_send_on(c, link, reply) from any thread. The hook may take ownership of the
+ * message's contents (move them out, leaving *m zeroed). Without a hook the connection answers
+ * itself: every action of a command fails ("no executor"), the others get an `error`. */
+typedef void (*aip_conn_msg_cb)(aip_conn *c, aip_msg *m, uint64_t link, void *user);
+
+typedef enum aip_token_placement {
+    AIP_AUTH_QUERY = 0,  /* ?token=<key>, what UFO's server reads */
+    AIP_AUTH_BEARER = 1, /* Authorization: Bearer <key> [ext] */
+} aip_token_placement;
+
+typedef struct aip_conn_config {
+    const char *url;       /* ws://host:port/ws or wss://... (required) */
+    const char *client_id; /* required */
+    aip_client_type client_type;
+    const char *target_id; /* constellation: the device it drives */
+    const char *token;     /* never logged */
+    aip_token_placement token_placement;
+    aip_encoding encoding; /* PROTO: offer aip.v1.proto, fall back to JSON if not selected */
+    const char *ca_file;   /* wss: CA bundle; NULL = the system store. Verification is on. */
+    const char *cert_file, *key_file; /* wss client certificate (mTLS) */
+    bool tls_insecure;     /* tests only: skip certificate and host-name checks */
+    /* Registration metadata, a JSON object. The library adds "aip_extensions" (and, for a
+     * constellation without one, "type": "constellation_client"). */
+    const char *metadata_json;
+    uint32_t heartbeat_ms;         /* 30000; the link is dead after 3 silent intervals */
+    uint32_t register_timeout_ms;  /* 10000 */
+    uint32_t device_info_timeout_ms; /* default for device-info requests: 10000 */
+    uint32_t task_timeout_ms;      /* default for tasks: 1000000 (UFO's 1000 s) */
+    uint32_t ping_s, hangup_s;     /* WebSocket ping / hang-up: 20 / 30 */
+    size_t max_frame_in;           /* 1 MiB */
+    size_t max_pending;            /* 65536 requests */
+    size_t max_queued_bytes;       /* 8 MiB */
+    uint32_t backoff_base_ms, backoff_cap_ms; /* 1000, 60000 */
+    uint32_t stable_ms;            /* a link up this long resets the backoff: 30000 */
+    aip_conn_state_cb on_state;
+    aip_conn_msg_cb on_command, on_device_info_request, on_task;
+    void *user;
+    const aip_random *random; /* NULL: the default source (ids, jitter) */
+    const char *thread_name;  /* "aip-service" */
+} aip_conn_config;
+
+/* Fills c with the defaults above (all pointers NULL). */
+void aip_conn_config_init(aip_conn_config *c);
+
+/* Creates the connection and starts connecting on its service thread. */
+int aip_conn_create(const aip_conn_config *cfg, aip_conn **out);
+/* Closes with 1000 "client shutdown" (see the contract above). NULL is fine. */
+void aip_conn_destroy(aip_conn *c);
+/* As destroy, with a chosen close code (1000 or 1001) and reason, waiting at most grace_ms for
+ * the close handshake. */
+void aip_conn_destroy_ex(aip_conn *c, int code, const char *reason, uint32_t grace_ms);
+
+typedef struct aip_request_opts {
+    int64_t timeout_ms;       /* 0: the config's default for this request type */
+    bool wait_for_link;       /* wait for registration instead of AIP_E_NOT_CONNECTED */
+    aip_future_cb callback;   /* optional, runs on the service thread (must not block) */
+    void *user;
+} aip_request_opts;
+
+/* Asks the server for a device's system info (target_id NULL: the config's target).
+ * The future completes with the device_info_response (aip_future_msg()->result holds the
+ * system_info JSON), or AIP_E_REMOTE when the server answered with an error or with a result
+ * carrying "error" (UFO's answer for an unknown device), or a timeout/lost/shutdown code.
+ * Synchronous errors: AIP_E_NOT_CONNECTED, AIP_E_FULL, AIP_E_SHUTDOWN, AIP_E_INVAL, NOMEM. */
+int aip_conn_request_device_info(aip_conn *c, const char *target_id, const aip_request_opts *o,
+                                 aip_future **out);
+
+typedef struct aip_task_opts {
+    const char *request;    /* the task text (required) */
+    const char *task_name;  /* NULL: generated */
+    const char *session_id; /* NULL: generated "<task_name>@<uuid>"; a live duplicate is
+                               refused with AIP_E_DUPLICATE */
+    const char *target_id;  /* NULL: the config's target */
+    aip_request_opts req;
+} aip_task_opts;
+
+/* Sends a task and completes with its task_end: status 0 when "completed", AIP_E_REMOTE when
+ * "failed" or when the server refused it (aip_future_msg() holds the task_end or error). */
+int aip_conn_send_task(aip_conn *c, const aip_task_opts *o, aip_future **out);
+
+/* Sends one client message, fire-and-forget, on link `link` (0: the current one). Sets
+ * client_id, client_type and timestamp when unset (m is not modified). Returns 0 once
+ * queued; AIP_E_NOT_CONNECTED, AIP_E_CONN_LOST (that link is gone), AIP_E_FULL, AIP_E_PROTOCOL
+ * (invalid message), AIP_E_SHUTDOWN. */
+int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m);
+int aip_conn_send(aip_conn *c, const aip_msg *m);
+
+/* Waits until registered (0), the timeout (AIP_E_TIMEOUT) or shutdown. timeout_ms < 0: none. */
+int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms);
+
+aip_conn_state aip_conn_get_state(aip_conn *c);
+const char *aip_conn_state_str(aip_conn_state s);
+const char *aip_conn_client_id(const aip_conn *c);
+/* The encoding of the current link (JSON when not connected). */
+aip_encoding aip_conn_encoding(aip_conn *c);
+
+typedef struct aip_conn_stats {
+    uint64_t frames_sent, frames_received, bytes_sent, bytes_received;
+    uint64_t requests;       /* requests accepted (tasks + device info) */
+    uint64_t completed;      /* answered with success */
+    uint64_t remote_errors;  /* answered with an error */
+    uint64_t timeouts;
+    uint64_t conn_lost;      /* failed because the link dropped */
+    uint64_t late;           /* answers for requests that had timed out or been cancelled */
+    uint64_t unmatched;      /* answers for ids never seen */
+    uint64_t malformed;      /* inbound frames that did not decode */
+    uint64_t errors_uncorrelated; /* server errors naming no pending request */
+    uint64_t registrations, registration_failures;
+    uint64_t reconnects;     /* connection attempts after the first */
+    uint64_t dropped_frames; /* queued frames dropped because their link ended */
+    uint64_t queue_full;     /* sends refused with AIP_E_FULL */
+    uint64_t liveness_drops; /* links dropped for silence */
+    uint64_t pending;        /* requests pending now */
+} aip_conn_stats;
+
+void aip_conn_get_stats(aip_conn *c, aip_conn_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AIP_CONN_H */

@@ -1,0 +1,1047 @@
+/*
+ * The WebSocket client link (see aip/internal/transport.h for the design note).
+ *
+ * Thread map of this file
+ * - service thread: service_main() and everything it calls: lws_callback(), timers,
+ *   start_connect(), link_ended(), write_one(), and the aip_transport_{drop,close,...} calls.
+ * - any thread: aip_transport_send(), _wake(), _get_stats() — they touch only the queue under
+ *   `qlock`, atomics, and lws_cancel_service().
+ * - the caller of aip_transport_stop(): sets `stopping`, wakes the service thread, joins it.
+ * - resolver threads: touch only their own job (see struct resolve_job).
+ */
+#include "aip/internal/transport.h"
+#include "aip/internal/backoff.h"
+#include "aip/port.h"
+
+#include <libwebsockets.h>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define TX_FRAGMENT (64u * 1024u)
+#define PROTO_NAME "aip.v1.proto"
+#define LOG_COMP "transport"
+
+/* ---- frames ------------------------------------------------------------------------------ */
+
+/* A queued frame lives in the headroom of its own buffer: [node | LWS_PRE | payload]. */
+typedef struct frame {
+    struct frame *next;
+    uint64_t link;
+    size_t len, off;
+    bool binary;
+} frame;
+
+#define NODE_SPACE ((sizeof(frame) + 15) & ~(size_t)15)
+
+size_t aip_transport_headroom(void)
+{
+    return NODE_SPACE + LWS_PRE;
+}
+
+static uint8_t *frame_payload(frame *f)
+{
+    return (uint8_t *)f + NODE_SPACE + LWS_PRE;
+}
+
+/* ---- DNS on a helper thread ------------------------------------------------------------- */
+
+struct resolve_job {
+    aip_mutex m;
+    int refs;
+    bool done;
+    int err;
+    char host[256];
+    char addr[INET6_ADDRSTRLEN];
+    struct lws_context *ctx; /* NULL once the transport no longer wants the answer */
+};
+
+static void job_release(struct resolve_job *j)
+{
+    aip_mutex_lock(&j->m);
+    int left = --j->refs;
+    aip_mutex_unlock(&j->m);
+    if (!left) {
+        aip_mutex_destroy(&j->m);
+        aip_free(j);
+    }
+}
+
+static void *resolve_main(void *arg)
+{
+    struct resolve_job *j = arg;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    int rc = getaddrinfo(j->host, NULL, &hints, &res);
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (!rc && res) {
+        /* prefer IPv4: loopback-only and NAT'ed devices rarely route IPv6 */
+        struct addrinfo *pick = res;
+        for (struct addrinfo *a = res; a; a = a->ai_next)
+            if (a->ai_family == AF_INET) {
+                pick = a;
+                break;
+            }
+        if (pick->ai_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)pick->ai_addr)->sin_addr, addr, sizeof addr);
+        else
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr, addr,
+                      sizeof addr);
+    }
+    if (res)
+        freeaddrinfo(res);
+    aip_mutex_lock(&j->m);
+    j->err = rc ? rc : (addr[0] ? 0 : EAI_NONAME);
+    memcpy(j->addr, addr, sizeof addr);
+    j->done = true;
+    if (j->ctx)
+        lws_cancel_service(j->ctx); /* safe: ctx is cleared under j->m before it is destroyed */
+    aip_mutex_unlock(&j->m);
+    job_release(j);
+    return NULL;
+}
+
+/* ---- the transport ----------------------------------------------------------------------- */
+
+enum link_state { L_IDLE, L_BACKOFF, L_RESOLVING, L_CONNECTING, L_OPEN };
+
+struct aip_timer {
+    lws_sorted_usec_list_t sul;
+    aip_transport *t;
+    void (*cb)(void *user);
+    void *user;
+};
+
+struct aip_transport {
+    aip_transport_config cfg;
+    aip_transport_events ev;
+    void *user;
+
+    /* parsed URL (owned) */
+    bool tls;
+    char *host;     /* for Host/SNI/cert check */
+    char *path;     /* with ?token=... when token_mode is QUERY: never logged */
+    char *redacted; /* scheme://host:port/path without the query */
+    int port;
+    char *token, *ca_file, *cert_file, *key_file, *thread_name;
+    char *bearer; /* "Bearer <token>" */
+
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    struct lws_protocols protocols[3];
+    lws_retry_bo_t policy;
+    uint32_t retry_table[1];
+
+    aip_thread thread;
+    bool thread_started;
+    _Atomic bool stopping;
+    int stop_code;
+    char stop_reason[64];
+    uint32_t stop_grace_ms;
+
+    /* service-thread state */
+    struct lws *wsi;
+    enum link_state state;
+    uint64_t link;
+    bool proto_selected;
+    uint64_t open_since_ns;
+    bool marked_failed;
+    bool closing;      /* a graceful close was requested: send it on WRITEABLE */
+    int close_code;    /* our close code (for drop/close) or the peer's */
+    char close_reason[124];
+    bool have_close;   /* close_code/close_reason are set */
+    int in_cb;         /* inside a callback for t->wsi */
+    bool kill_requested;
+    bool exit_loop;
+    aip_buf rx;
+    bool rx_binary;
+    bool rx_skip; /* rest of an oversized message is being discarded */
+    frame *cur;
+    lws_sorted_usec_list_t sul_connect, sul_stop;
+    aip_backoff backoff;
+    struct resolve_job *job;
+
+    /* shared with producers */
+    aip_mutex qlock;
+    frame *qhead, *qtail;
+    size_t qbytes, qframes;
+    uint64_t qlink; /* the open link, or 0 */
+
+    /* statistics (atomics: read from any thread) */
+    _Atomic uint64_t st_frames_out, st_bytes_out, st_frames_in, st_bytes_in, st_dropped,
+        st_full, st_connects, st_connect_failures, st_oversized;
+};
+
+static void stat_add(_Atomic uint64_t *s, uint64_t n)
+{
+    atomic_fetch_add_explicit(s, n, memory_order_relaxed);
+}
+
+/* ---- lws logging into ours ----------------------------------------------------------------- */
+
+static void lws_log_emit(int level, const char *line)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", line);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    aip_log(level == LLL_ERR ? AIP_LOG_ERROR : AIP_LOG_WARN, "lws", "%s", buf);
+}
+
+static void lws_log_setup(void)
+{
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+}
+
+/* ---- URL --------------------------------------------------------------------------------- */
+
+static int url_encode(const char *s, char *out, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '_' || c == '.' || c == '~';
+        if (o + 4 >= n)
+            return AIP_E_INVAL;
+        if (plain) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = 0;
+    return 0;
+}
+
+static int parse_url(aip_transport *t, const char *url)
+{
+    const char *p;
+    if (strncmp(url, "ws://", 5) == 0) {
+        t->tls = false;
+        p = url + 5;
+        t->port = 80;
+    } else if (strncmp(url, "wss://", 6) == 0) {
+        t->tls = true;
+        p = url + 6;
+        t->port = 443;
+    } else {
+        return AIP_E_CONFIG;
+    }
+    const char *host_end;
+    const char *h = p;
+    if (*p == '[') { /* [v6]:port */
+        host_end = strchr(p, ']');
+        if (!host_end)
+            return AIP_E_CONFIG;
+        h = p + 1;
+        p = host_end + 1;
+    } else {
+        p += strcspn(p, ":/?");
+        host_end = p;
+    }
+    if (host_end == h)
+        return AIP_E_CONFIG;
+    t->host = aip_strndup(h, (size_t)(host_end - h));
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port <= 0 || port > 65535)
+            return AIP_E_CONFIG;
+        t->port = (int)port;
+        p = end;
+    }
+    const char *path = *p == '/' ? p : "/";
+    if (*p && *p != '/' && *p != '?')
+        return AIP_E_CONFIG;
+    char enc[1024] = "";
+    if (t->token && t->cfg.token_mode == AIP_TOKEN_QUERY &&
+        url_encode(t->token, enc, sizeof enc))
+        return AIP_E_CONFIG;
+    size_t n = strlen(path) + strlen(enc) + 16;
+    t->path = aip_malloc(n);
+    if (!t->path || !t->host)
+        return AIP_E_NOMEM;
+    if (*p == '?') /* a query without a path */
+        snprintf(t->path, n, "/%s", p);
+    else
+        snprintf(t->path, n, "%s", path);
+    if (enc[0])
+        snprintf(t->path + strlen(t->path), n - strlen(t->path), "%stoken=%s",
+                 strchr(t->path, '?') ? "&" : "?", enc);
+    size_t qn = strcspn(t->path, "?");
+    size_t rn = strlen(t->host) + qn + 32;
+    if (!(t->redacted = aip_malloc(rn)))
+        return AIP_E_NOMEM;
+    bool v6 = strchr(t->host, ':') != NULL;
+    snprintf(t->redacted, rn, "%s://%s%s%s:%d%.*s", t->tls ? "wss" : "ws", v6 ? "[" : "", t->host,
+             v6 ? "]" : "", t->port, (int)qn, t->path);
+    return 0;
+}
+
+const char *aip_transport_url_redacted(const aip_transport *t)
+{
+    return t->redacted;
+}
+
+/* ---- queue ------------------------------------------------------------------------------- */
+
+static void free_frame(frame *f)
+{
+    aip_free(f);
+}
+
+/* Drops every queued frame; returns how many. Caller holds qlock. */
+static size_t flush_queue_locked(aip_transport *t)
+{
+    size_t n = 0;
+    for (frame *f = t->qhead, *next; f; f = next) {
+        next = f->next;
+        free_frame(f);
+        n++;
+    }
+    t->qhead = t->qtail = NULL;
+    t->qbytes = t->qframes = 0;
+    return n;
+}
+
+int aip_transport_send(aip_transport *t, uint64_t link, aip_buf *b, bool binary)
+{
+    /* The node lives in the buffer's headroom, so the headroom must be exactly ours. */
+    if (b->headroom != aip_transport_headroom() || !b->data)
+        return AIP_E_INVAL;
+    size_t len = b->len;
+    aip_mutex_lock(&t->qlock);
+    if (atomic_load_explicit(&t->stopping, memory_order_relaxed)) {
+        aip_mutex_unlock(&t->qlock);
+        return AIP_E_SHUTDOWN;
+    }
+    if (!link || link != t->qlink) {
+        aip_mutex_unlock(&t->qlock);
+        return AIP_E_CONN_LOST;
+    }
+    if ((t->cfg.max_queue_frames && t->qframes >= t->cfg.max_queue_frames) ||
+        (t->cfg.max_queue_bytes && t->qbytes + len > t->cfg.max_queue_bytes)) {
+        aip_mutex_unlock(&t->qlock);
+        stat_add(&t->st_full, 1);
+        return AIP_E_FULL;
+    }
+    frame *f = (frame *)aip_buf_steal(b);
+    f->next = NULL;
+    f->link = link;
+    f->len = len;
+    f->off = 0;
+    f->binary = binary;
+    if (t->qtail)
+        t->qtail->next = f;
+    else
+        t->qhead = f;
+    t->qtail = f;
+    t->qframes++;
+    t->qbytes += len;
+    aip_mutex_unlock(&t->qlock);
+    lws_cancel_service(t->ctx);
+    return 0;
+}
+
+void aip_transport_wake(aip_transport *t)
+{
+    lws_cancel_service(t->ctx);
+}
+
+void aip_transport_get_stats(aip_transport *t, aip_transport_stats *o)
+{
+    o->frames_out = atomic_load(&t->st_frames_out);
+    o->bytes_out = atomic_load(&t->st_bytes_out);
+    o->frames_in = atomic_load(&t->st_frames_in);
+    o->bytes_in = atomic_load(&t->st_bytes_in);
+    o->dropped_stale = atomic_load(&t->st_dropped);
+    o->refused_full = atomic_load(&t->st_full);
+    o->connects = atomic_load(&t->st_connects);
+    o->connect_failures = atomic_load(&t->st_connect_failures);
+    o->oversized_in = atomic_load(&t->st_oversized);
+}
+
+/* ---- timers -------------------------------------------------------------------------------- */
+
+static void timer_fire(lws_sorted_usec_list_t *sul)
+{
+    aip_timer *tm = lws_container_of(sul, aip_timer, sul);
+    tm->cb(tm->user);
+}
+
+aip_timer *aip_timer_create(aip_transport *t, void (*cb)(void *user), void *user)
+{
+    aip_timer *tm = aip_calloc(1, sizeof *tm);
+    if (tm) {
+        tm->t = t;
+        tm->cb = cb;
+        tm->user = user;
+    }
+    return tm;
+}
+
+void aip_timer_schedule(aip_timer *tm, uint64_t delay_us)
+{
+    lws_sul_schedule(tm->t->ctx, 0, &tm->sul, timer_fire, (lws_usec_t)delay_us);
+}
+
+void aip_timer_cancel(aip_timer *tm)
+{
+    lws_sul_cancel(&tm->sul);
+}
+
+void aip_timer_destroy(aip_timer *tm)
+{
+    if (!tm)
+        return;
+    if (tm->t->ctx)
+        lws_sul_cancel(&tm->sul);
+    aip_free(tm);
+}
+
+/* ---- link lifecycle (service thread) -------------------------------------------------------- */
+
+static void start_connect(lws_sorted_usec_list_t *sul);
+
+static void schedule_retry(aip_transport *t)
+{
+    if (atomic_load(&t->stopping)) {
+        t->exit_loop = true;
+        return;
+    }
+    uint32_t attempt = t->backoff.attempt;
+    uint32_t delay = aip_backoff_next(&t->backoff);
+    t->state = L_BACKOFF;
+    if (t->ev.on_backoff)
+        t->ev.on_backoff(t->user, delay, attempt + 1);
+    lws_sul_schedule(t->ctx, 0, &t->sul_connect, start_connect, (lws_usec_t)delay * 1000);
+}
+
+/* Every end of a link comes through here exactly once: a failed attempt, a closed link. */
+static void link_ended(aip_transport *t, int code, const char *reason, bool was_open)
+{
+    uint64_t link = t->link;
+    t->wsi = NULL;
+    t->closing = false;
+    t->kill_requested = false;
+    aip_mutex_lock(&t->qlock);
+    t->qlink = 0;
+    size_t dropped = flush_queue_locked(t);
+    aip_mutex_unlock(&t->qlock);
+    if (t->cur) {
+        free_frame(t->cur);
+        t->cur = NULL;
+        dropped++;
+    }
+    stat_add(&t->st_dropped, dropped);
+    aip_buf_free(&t->rx);
+    t->rx_skip = false;
+    if (!was_open)
+        stat_add(&t->st_connect_failures, 1);
+    if (was_open && !t->marked_failed &&
+        aip_now_ns(NULL) - t->open_since_ns >= (uint64_t)t->cfg.stable_ms * 1000000u)
+        aip_backoff_reset(&t->backoff);
+    if (t->ev.on_close)
+        t->ev.on_close(t->user, link, code, reason ? reason : "", was_open);
+    schedule_retry(t);
+}
+
+static void connect_to(aip_transport *t, const char *address)
+{
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof i);
+    i.context = t->ctx;
+    i.vhost = t->vh;
+    i.address = address;
+    i.port = t->port;
+    i.path = t->path;
+    i.host = t->host;
+    i.origin = t->host;
+    i.ietf_version_or_minus_one = -1;
+    i.protocol = t->cfg.offer_proto ? PROTO_NAME : NULL;
+    i.local_protocol_name = "aip";
+    i.userdata = t;
+    i.pwsi = &t->wsi;
+    i.retry_and_idle_policy = &t->policy;
+    if (t->tls) {
+        i.ssl_connection = LCCSCF_USE_SSL;
+        if (t->cfg.tls_insecure)
+            i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+                                LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+    }
+    t->state = L_CONNECTING;
+    t->have_close = false;
+    t->marked_failed = false;
+    t->proto_selected = false;
+    if (!lws_client_connect_via_info(&i)) {
+        /* the synchronous failure path: no CONNECTION_ERROR callback will follow */
+        link_ended(t, 1006, "connect failed", false);
+    }
+}
+
+static bool is_numeric_host(const char *h)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    return inet_pton(AF_INET, h, &a4) == 1 || inet_pton(AF_INET6, h, &a6) == 1;
+}
+
+static void abandon_job(aip_transport *t)
+{
+    if (!t->job)
+        return;
+    aip_mutex_lock(&t->job->m);
+    t->job->ctx = NULL;
+    aip_mutex_unlock(&t->job->m);
+    job_release(t->job);
+    t->job = NULL;
+}
+
+static void start_connect(lws_sorted_usec_list_t *sul)
+{
+    aip_transport *t = lws_container_of(sul, aip_transport, sul_connect);
+    if (atomic_load(&t->stopping)) {
+        t->exit_loop = true;
+        return;
+    }
+    t->link++;
+    if (is_numeric_host(t->host)) {
+        connect_to(t, t->host);
+        return;
+    }
+    struct resolve_job *j = aip_calloc(1, sizeof *j);
+    if (!j || aip_mutex_init(&j->m)) {
+        aip_free(j);
+        link_ended(t, 1006, "out of memory", false);
+        return;
+    }
+    j->refs = 2; /* ours and the resolver thread's */
+    j->ctx = t->ctx;
+    snprintf(j->host, sizeof j->host, "%s", t->host);
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, resolve_main, j);
+    pthread_attr_destroy(&attr);
+    if (rc) {
+        aip_mutex_destroy(&j->m);
+        aip_free(j);
+        link_ended(t, 1006, "cannot start the DNS thread", false);
+        return;
+    }
+    t->job = j;
+    t->state = L_RESOLVING;
+}
+
+static void check_job(aip_transport *t)
+{
+    if (!t->job || t->state != L_RESOLVING)
+        return;
+    aip_mutex_lock(&t->job->m);
+    bool done = t->job->done;
+    int err = t->job->err;
+    char addr[INET6_ADDRSTRLEN];
+    memcpy(addr, t->job->addr, sizeof addr);
+    aip_mutex_unlock(&t->job->m);
+    if (!done)
+        return;
+    abandon_job(t);
+    if (err) {
+        char why[160];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", t->host, gai_strerror(err));
+        link_ended(t, 1006, why, false);
+        return;
+    }
+    connect_to(t, addr);
+}
+
+/* ---- service-thread API -------------------------------------------------------------------- */
+
+void aip_transport_drop(aip_transport *t, int code, const char *reason)
+{
+    if (!t->wsi)
+        return;
+    t->close_code = code;
+    snprintf(t->close_reason, sizeof t->close_reason, "%s", reason ? reason : "");
+    t->have_close = true;
+    if (t->in_cb) {
+        t->kill_requested = true; /* the callback returns -1 */
+        return;
+    }
+    lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+}
+
+void aip_transport_close(aip_transport *t, int code, const char *reason)
+{
+    if (!t->wsi || t->state != L_OPEN)
+        return;
+    t->closing = true;
+    t->close_code = code;
+    snprintf(t->close_reason, sizeof t->close_reason, "%s", reason ? reason : "");
+    t->have_close = true;
+    lws_callback_on_writable(t->wsi);
+}
+
+void aip_transport_mark_failed(aip_transport *t)
+{
+    t->marked_failed = true;
+}
+
+void aip_transport_alive(aip_transport *t)
+{
+    if (t->wsi && t->state == L_OPEN)
+        lws_validity_confirmed(t->wsi);
+}
+
+/* ---- writing ------------------------------------------------------------------------------- */
+
+/* One lws_write per WRITEABLE: a whole frame, or one fragment of a large one. Returns -1 to
+ * close the link. */
+static int write_one(aip_transport *t, struct lws *wsi)
+{
+    if (!t->cur) {
+        aip_mutex_lock(&t->qlock);
+        while (t->qhead) {
+            frame *f = t->qhead;
+            t->qhead = f->next;
+            if (!t->qhead)
+                t->qtail = NULL;
+            t->qframes--;
+            t->qbytes -= f->len;
+            if (f->link == t->link) {
+                t->cur = f;
+                break;
+            }
+            free_frame(f);
+            stat_add(&t->st_dropped, 1);
+        }
+        aip_mutex_unlock(&t->qlock);
+    }
+    frame *f = t->cur;
+    if (!f)
+        return 0;
+    size_t chunk = f->len - f->off;
+    if (chunk > TX_FRAGMENT)
+        chunk = TX_FRAGMENT;
+    bool start = f->off == 0, end = f->off + chunk == f->len;
+    int flags = lws_write_ws_flags(f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, start, end);
+    /* LWS_PRE bytes before the fragment are free: the node area, or already-sent payload. */
+    int n = lws_write(wsi, frame_payload(f) + f->off, chunk, (enum lws_write_protocol)flags);
+    if (n < (int)chunk) {
+        aip_log(AIP_LOG_WARN, LOG_COMP, "write failed on %s", t->redacted);
+        return -1;
+    }
+    f->off += chunk;
+    stat_add(&t->st_bytes_out, chunk);
+    if (end) {
+        stat_add(&t->st_frames_out, 1);
+        free_frame(f);
+        t->cur = NULL;
+    }
+    aip_mutex_lock(&t->qlock);
+    bool more = t->cur || t->qhead;
+    aip_mutex_unlock(&t->qlock);
+    if (more)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------------------------------- */
+
+static int on_receive(aip_transport *t, struct lws *wsi, const void *in, size_t len)
+{
+    if (lws_is_first_fragment(wsi)) {
+        t->rx.len = 0;
+        t->rx_skip = false;
+        t->rx_binary = lws_frame_is_binary(wsi);
+        /* refuse early: the first frame's header already says how much is coming */
+        size_t remaining = lws_remaining_packet_payload(wsi);
+        if (len + remaining > t->cfg.max_frame_in)
+            goto too_big;
+    }
+    if (t->rx.len + len > t->cfg.max_frame_in)
+        goto too_big;
+    if (aip_buf_append(&t->rx, in, len)) {
+        aip_log(AIP_LOG_ERROR, LOG_COMP, "out of memory reassembling a message");
+        return -1;
+    }
+    if (!lws_is_final_fragment(wsi))
+        return 0;
+    stat_add(&t->st_frames_in, 1);
+    stat_add(&t->st_bytes_in, t->rx.len);
+    t->in_cb++;
+    if (t->ev.on_frame)
+        t->ev.on_frame(t->user, t->link, t->rx.data ? t->rx.data : (const uint8_t *)"", t->rx.len,
+                       t->rx_binary);
+    t->in_cb--;
+    if (t->rx.cap > 64 * 1024) /* do not keep a large buffer for a rare large message */
+        aip_buf_free(&t->rx);
+    else
+        t->rx.len = 0;
+    return t->kill_requested ? -1 : 0;
+
+too_big:
+    stat_add(&t->st_oversized, 1);
+    aip_log(AIP_LOG_WARN, LOG_COMP, "refusing an inbound message over %zu bytes (close 1009)",
+            t->cfg.max_frame_in);
+    aip_buf_free(&t->rx);
+    t->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+    snprintf(t->close_reason, sizeof t->close_reason, "message too big");
+    t->have_close = true;
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too big",
+                     15);
+    return -1;
+}
+
+/* ---- stopping (service thread) ------------------------------------------------------------ */
+
+static void stop_deadline(lws_sorted_usec_list_t *sul)
+{
+    aip_transport *t = lws_container_of(sul, aip_transport, sul_stop);
+    t->exit_loop = true;
+}
+
+/* Ends the loop: with a close handshake when a link is open (bounded by the grace period),
+ * at once otherwise. Runs on every wake while stopping; acts once. */
+static void begin_stop(aip_transport *t)
+{
+    if (t->exit_loop || t->closing)
+        return;
+    lws_sul_cancel(&t->sul_connect);
+    abandon_job(t);
+    if (t->state == L_OPEN && t->wsi) {
+        aip_transport_close(t, t->stop_code, t->stop_reason);
+        lws_sul_schedule(t->ctx, 0, &t->sul_stop, stop_deadline,
+                         (lws_usec_t)t->stop_grace_ms * 1000);
+        return;
+    }
+    if (t->wsi) /* still connecting */
+        lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+    t->exit_loop = true;
+}
+
+/* ---- the lws callback ---------------------------------------------------------------------- */
+
+static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    (void)user;
+    aip_transport *t = lws_context_user(lws_get_context(wsi));
+    if (!t)
+        return 0;
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* Broadcast to every protocol: act once (protocol "aip" only). Always return 0. */
+        if (!lws_get_protocol(wsi) || strcmp(lws_get_protocol(wsi)->name, "aip") != 0)
+            return 0;
+        if (atomic_load(&t->stopping)) {
+            begin_stop(t);
+            return 0;
+        }
+        check_job(t);
+        if (t->wsi && t->state == L_OPEN) {
+            aip_mutex_lock(&t->qlock);
+            bool more = t->qhead != NULL;
+            aip_mutex_unlock(&t->qlock);
+            if (more)
+                lws_callback_on_writable(t->wsi);
+        }
+        if (t->ev.on_wake)
+            t->ev.on_wake(t->user);
+        return 0;
+
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+        if (wsi == t->wsi && t->bearer) {
+            unsigned char **p = (unsigned char **)in, *end = (*p) + len;
+            if (lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:",
+                                            (const unsigned char *)t->bearer,
+                                            (int)strlen(t->bearer), p, end))
+                return -1;
+        }
+        return 0;
+
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH: {
+        char buf[64];
+        int n = lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_PROTOCOL);
+        t->proto_selected = n > 0 && strcmp(buf, PROTO_NAME) == 0;
+        return 0;
+    }
+
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        if (wsi != t->wsi)
+            return 0;
+        t->state = L_OPEN;
+        t->open_since_ns = aip_now_ns(NULL);
+        stat_add(&t->st_connects, 1);
+        aip_mutex_lock(&t->qlock);
+        t->qlink = t->link;
+        aip_mutex_unlock(&t->qlock);
+        t->in_cb++;
+        if (t->ev.on_open)
+            t->ev.on_open(t->user, t->link, t->proto_selected);
+        t->in_cb--;
+        if (t->kill_requested) {
+            /* returning nonzero here would be reported as a connection error (lws #3098) */
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        }
+        return 0;
+
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        if (wsi != t->wsi)
+            return 0;
+        return on_receive(t, wsi, in, len);
+
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        if (wsi != t->wsi)
+            return 0;
+        if (t->kill_requested)
+            return -1;
+        if (t->closing) {
+            lws_close_reason(wsi, (enum lws_close_status)t->close_code,
+                             (unsigned char *)t->close_reason, strlen(t->close_reason));
+            return -1;
+        }
+        return write_one(t, wsi);
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (wsi == t->wsi && !t->have_close) {
+            const unsigned char *b = in;
+            t->close_code = len >= 2 ? (b[0] << 8) | b[1] : 1005;
+            size_t rl = len > 2 ? len - 2 : 0;
+            if (rl >= sizeof t->close_reason)
+                rl = sizeof t->close_reason - 1;
+            memcpy(t->close_reason, len > 2 ? (const char *)b + 2 : "", rl);
+            t->close_reason[rl] = 0;
+            t->have_close = true;
+        }
+        return 0;
+
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (wsi != t->wsi && t->wsi)
+            return 0;
+        link_ended(t, 1006, in ? (const char *)in : "connection error", false);
+        return 0;
+
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        if (wsi != t->wsi)
+            return 0;
+        if (!t->have_close) {
+            t->close_code = 1006;
+            snprintf(t->close_reason, sizeof t->close_reason, "connection lost");
+        }
+        if (atomic_load(&t->stopping))
+            t->exit_loop = true;
+        link_ended(t, t->close_code, t->close_reason, true);
+        return 0;
+
+    default:
+        return 0;
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static char *dup_opt(const char *s)
+{
+    return s ? aip_strdup(s) : NULL;
+}
+
+int aip_transport_create(const aip_transport_config *cfg, const aip_transport_events *ev,
+                         void *user, aip_transport **out)
+{
+    static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+    pthread_once(&log_once, lws_log_setup);
+    *out = NULL;
+    if (!cfg || !cfg->url)
+        return AIP_E_INVAL;
+    aip_transport *t = aip_calloc(1, sizeof *t);
+    if (!t)
+        return AIP_E_NOMEM;
+    t->cfg = *cfg;
+    if (ev)
+        t->ev = *ev;
+    t->user = user;
+    int rc = AIP_E_NOMEM;
+    if (aip_mutex_init(&t->qlock)) {
+        aip_free(t);
+        return AIP_E_NOMEM;
+    }
+    t->token = dup_opt(cfg->token);
+    t->ca_file = dup_opt(cfg->ca_file);
+    t->cert_file = dup_opt(cfg->cert_file);
+    t->key_file = dup_opt(cfg->key_file);
+    t->thread_name = aip_strdup(cfg->thread_name ? cfg->thread_name : "aip-service");
+    t->cfg.token = t->token;
+    t->cfg.ca_file = t->ca_file;
+    t->cfg.cert_file = t->cert_file;
+    t->cfg.key_file = t->key_file;
+    t->cfg.url = NULL; /* not kept: it may hold a token */
+    if (!t->cfg.max_frame_in)
+        t->cfg.max_frame_in = 1u << 20;
+    if ((rc = parse_url(t, cfg->url)))
+        goto fail;
+    if (t->token && cfg->token_mode == AIP_TOKEN_BEARER) {
+        size_t n = strlen(t->token) + 8;
+        if (!(t->bearer = aip_malloc(n))) {
+            rc = AIP_E_NOMEM;
+            goto fail;
+        }
+        snprintf(t->bearer, n, "Bearer %s", t->token);
+    }
+#if !defined(LWS_WITH_TLS)
+    if (t->tls) {
+        rc = AIP_E_UNSUPPORTED;
+        goto fail;
+    }
+#endif
+    aip_backoff_init(&t->backoff, cfg->backoff_base_ms ? cfg->backoff_base_ms : 1000,
+                     cfg->backoff_cap_ms ? cfg->backoff_cap_ms : 60000, cfg->random);
+    if (!t->cfg.stable_ms)
+        t->cfg.stable_ms = 30000;
+
+    unsigned ping = cfg->ping_s ? cfg->ping_s : 20;
+    unsigned hangup = cfg->hangup_s > ping ? cfg->hangup_s : ping + 10;
+    t->retry_table[0] = 1000;
+    t->policy.retry_ms_table = t->retry_table;
+    t->policy.retry_ms_table_count = 1;
+    t->policy.conceal_count = 0;
+    t->policy.secs_since_valid_ping = (uint16_t)ping;
+    t->policy.secs_since_valid_hangup = (uint16_t)hangup;
+    t->policy.jitter_percent = 0;
+
+    /* protocols[0] also gets WSI_DESTROY and unmatched events in 4.1.6; both names map to the
+     * same handler so a server that selects aip.v1.proto is matched. */
+    t->protocols[0] = (struct lws_protocols){"aip", lws_cb, 0, 16384, 0, NULL, TX_FRAGMENT};
+    t->protocols[1] = (struct lws_protocols){PROTO_NAME, lws_cb, 0, 16384, 0, NULL, TX_FRAGMENT};
+    memset(&t->protocols[2], 0, sizeof t->protocols[2]);
+
+    struct lws_context_creation_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.port = CONTEXT_PORT_NO_LISTEN;
+    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+#if defined(LWS_WITH_TLS)
+    ci.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+#endif
+    ci.user = t;
+    ci.fd_limit_per_thread = 16; /* one link, the event pipe, a few spares */
+    ci.timeout_secs = 10;
+    ci.connect_timeout_secs = 10;
+    t->ctx = lws_create_context(&ci);
+    if (!t->ctx) {
+        rc = AIP_E_NOMEM;
+        goto fail;
+    }
+    struct lws_context_creation_info vi;
+    memset(&vi, 0, sizeof vi);
+    vi.port = CONTEXT_PORT_NO_LISTEN;
+    vi.vhost_name = "aip-client";
+    vi.protocols = t->protocols;
+    vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+#if defined(LWS_WITH_TLS)
+    vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    vi.client_ssl_ca_filepath = t->ca_file;
+    vi.client_ssl_cert_filepath = t->cert_file;
+    vi.client_ssl_private_key_filepath = t->key_file;
+#endif
+    vi.retry_and_idle_policy = &t->policy;
+    t->vh = lws_create_vhost(t->ctx, &vi);
+    if (!t->vh) {
+        aip_log(AIP_LOG_ERROR, LOG_COMP, "cannot create the client vhost (certificate files?)");
+        rc = t->tls ? AIP_E_TLS : AIP_E_NOMEM;
+        goto fail;
+    }
+    *out = t;
+    return 0;
+fail:
+    aip_transport_destroy(t);
+    return rc;
+}
+
+static void *service_main(void *arg)
+{
+    aip_transport *t = arg;
+    lws_sul_schedule(t->ctx, 0, &t->sul_connect, start_connect, 1);
+    while (!t->exit_loop) {
+        if (lws_service(t->ctx, 0) < 0)
+            break;
+    }
+    lws_sul_cancel(&t->sul_connect);
+    lws_sul_cancel(&t->sul_stop);
+    abandon_job(t);
+    return NULL;
+}
+
+int aip_transport_start(aip_transport *t)
+{
+    if (t->thread_started)
+        return AIP_E_STATE;
+    int rc = aip_thread_start(&t->thread, t->thread_name, service_main, t);
+    if (rc)
+        return rc;
+    t->thread_started = true;
+    return 0;
+}
+
+void aip_transport_stop(aip_transport *t, int code, const char *reason, uint32_t grace_ms)
+{
+    if (!t)
+        return;
+    aip_mutex_lock(&t->qlock);
+    bool already = atomic_load(&t->stopping);
+    if (!already) {
+        t->stop_code = code ? code : 1000;
+        snprintf(t->stop_reason, sizeof t->stop_reason, "%s", reason ? reason : "");
+        t->stop_grace_ms = grace_ms;
+        atomic_store(&t->stopping, true);
+        flush_queue_locked(t);
+    }
+    aip_mutex_unlock(&t->qlock);
+    if (t->thread_started) {
+        lws_cancel_service(t->ctx);
+        aip_thread_join(&t->thread);
+        t->thread_started = false;
+    }
+}
+
+void aip_transport_destroy(aip_transport *t)
+{
+    if (!t)
+        return;
+    if (t->thread_started)
+        aip_transport_stop(t, 1001, "going away", 1000);
+    if (t->ctx) {
+        abandon_job(t);
+        lws_context_destroy(t->ctx);
+        t->ctx = NULL;
+    }
+    aip_mutex_lock(&t->qlock);
+    flush_queue_locked(t);
+    aip_mutex_unlock(&t->qlock);
+    if (t->cur)
+        free_frame(t->cur);
+    aip_buf_free(&t->rx);
+    aip_mutex_destroy(&t->qlock);
+    aip_free(t->host);
+    aip_free(t->path);
+    aip_free(t->redacted);
+    aip_free(t->token);
+    aip_free(t->bearer);
+    aip_free(t->ca_file);
+    aip_free(t->cert_file);
+    aip_free(t->key_file);
+    aip_free(t->thread_name);
+    aip_free(t);
+}

@@ -1,0 +1,294 @@
+/*
+ * aipctl — a command-line constellation client.
+ *
+ *   aipctl [--server URL] [--token T] [--encoding json|proto] [--timeout SECONDS]
+ *          [--ca-file F] devices | info DEVICE | task DEVICE REQUEST
+ *
+ * `info` and `task` register as a constellation targeting DEVICE (client id
+ * aipctl-<pid>-<random>@<DEVICE>) over one WebSocket; `devices` reads the server's
+ * GET /api/clients. Exit: 0 success; 1 remote failure, timeout or lost connection (reason on
+ * stderr); 2 usage.
+ */
+#include <aip/aip.h>
+
+#include "http_get.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_SERVER "ws://127.0.0.1:5000/ws"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: aipctl [options] devices\n"
+            "       aipctl [options] info DEVICE\n"
+            "       aipctl [options] task DEVICE REQUEST\n"
+            "\n"
+            "A command-line constellation client for an AIP server (UFO or aip-test-server).\n"
+            "  devices          list the connected clients (GET /api/clients)\n"
+            "  info DEVICE      print DEVICE's system info as JSON\n"
+            "  task DEVICE REQ  run a task on DEVICE and print {\"status\",\"result\",\"error\"};\n"
+            "                   aip-test-server runs REQ given as JSON actions, e.g.\n"
+            "                   '{\"actions\":[{\"tool_name\":\"echo\",\"parameters\":{\"text\":\"hi\"}}]}'\n"
+            "\n"
+            "options:\n"
+            "  --server URL        server WebSocket URL (default %s)\n"
+            "  --token T           the server's key (default: env AIP_TOKEN); never printed\n"
+            "  --encoding E        json (default) or proto (falls back to JSON if refused)\n"
+            "  --timeout SECONDS   give up after this long (default 30)\n"
+            "  --ca-file F         CA bundle to verify a wss:// server (default: system store)\n"
+            "  --verbose           log the connection's progress on stderr\n"
+            "  --help, --version\n"
+            "\n"
+            "exit status: 0 success; 1 remote failure, timeout or lost connection; 2 usage\n",
+            DEFAULT_SERVER);
+}
+
+/* ---- registration outcome, fed by the state callback ------------------------------------- */
+
+struct waiter {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int registered;
+    char failure[300];
+};
+
+static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
+{
+    (void)c;
+    struct waiter *w = user;
+    pthread_mutex_lock(&w->m);
+    if (ev->state == AIP_CONN_REGISTERED)
+        w->registered = 1;
+    else if (ev->state == AIP_CONN_DISCONNECTED && !w->registered && !w->failure[0])
+        snprintf(w->failure, sizeof w->failure, "%s", ev->detail);
+    pthread_cond_broadcast(&w->c);
+    pthread_mutex_unlock(&w->m);
+}
+
+/* Waits for the registration: 0, or 1 with the reason printed (refused, unreachable, timeout).
+ * A refused or unreachable server is reported at once, not at the timeout. */
+static int wait_registered(struct waiter *w, double timeout_s)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += (time_t)timeout_s;
+    dl.tv_nsec += (long)((timeout_s - (double)(time_t)timeout_s) * 1e9);
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->m);
+    int rc = 0;
+    while (!w->registered && !w->failure[0] && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&w->c, &w->m, &dl);
+    int ok = w->registered;
+    pthread_mutex_unlock(&w->m);
+    if (ok)
+        return 0;
+    if (w->failure[0])
+        fprintf(stderr, "aipctl: %s\n", w->failure);
+    else
+        fprintf(stderr, "aipctl: not registered within %.0f s\n", timeout_s);
+    return 1;
+}
+
+static int print_json(const char *text)
+{
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    if (aip_json_pretty(text, strlen(text), 2, &b) || aip_buf_putc(&b, '\n') || aip_buf_nul(&b)) {
+        aip_buf_free(&b);
+        return 1;
+    }
+    fputs((const char *)b.data, stdout);
+    aip_buf_free(&b);
+    return 0;
+}
+
+/* {"status": ..., "result": ..., "error": ...} for a task's outcome. */
+static int print_task(const aip_future *f)
+{
+    const aip_msg *m = aip_future_msg(f);
+    int st = aip_future_status(f);
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    const char *status = m && m->type == AIP_MSG_TASK_END ? aip_status_str(m->status)
+                         : st == 0                        ? "completed"
+                                                          : "failed";
+    aip_buf_puts(&b, "{\"status\":");
+    aip_json_put_string(&b, status, strlen(status));
+    aip_buf_puts(&b, ",\"result\":");
+    aip_buf_puts(&b, m && m->result ? m->result : "null");
+    aip_buf_puts(&b, ",\"error\":");
+    const char *err = m && m->error ? m->error : aip_future_error(f);
+    if (err)
+        aip_json_put_string(&b, err, strlen(err));
+    else
+        aip_buf_puts(&b, "null");
+    aip_buf_puts(&b, "}");
+    aip_buf_nul(&b);
+    int rc = print_json((const char *)b.data);
+    aip_buf_free(&b);
+    return rc;
+}
+
+static int cmd_devices(const char *server, const char *token, const char *ca_file,
+                       double timeout_s)
+{
+    char *body = NULL;
+    int status = 0;
+    char err[256];
+    if (aip_http_get(server, "/api/clients", token, ca_file, (int)(timeout_s * 1000), &status,
+                     &body, err, sizeof err)) {
+        fprintf(stderr, "aipctl: %s\n", err);
+        return 1;
+    }
+    int rc = 1;
+    if (status == 200 && body && !aip_json_validate(body, strlen(body), AIP_JSON_OBJECT, NULL,
+                                                    NULL, 0)) {
+        rc = print_json(body);
+    } else if (status == 401 || status == 403) {
+        fprintf(stderr, "aipctl: the server refused the key (HTTP %d)\n", status);
+    } else {
+        fprintf(stderr, "aipctl: unexpected answer from the server (HTTP %d)\n", status);
+    }
+    free(body);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"server", required_argument, 0, 's'}, {"token", required_argument, 0, 't'},
+        {"encoding", required_argument, 0, 'e'}, {"timeout", required_argument, 0, 'T'},
+        {"ca-file", required_argument, 0, 'c'}, {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    const char *server = DEFAULT_SERVER, *token = getenv("AIP_TOKEN"), *ca_file = NULL;
+    aip_encoding enc = AIP_ENCODING_JSON;
+    double timeout_s = 30;
+    int verbose = 0, c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': server = optarg; break;
+        case 't': token = optarg; break;
+        case 'e':
+            if (strcmp(optarg, "json") == 0)
+                enc = AIP_ENCODING_JSON;
+            else if (strcmp(optarg, "proto") == 0)
+                enc = AIP_ENCODING_PROTO;
+            else
+                goto bad_usage;
+            break;
+        case 'T': {
+            char *end;
+            timeout_s = strtod(optarg, &end);
+            if (*end || !(timeout_s > 0) || timeout_s > 86400 * 30)
+                goto bad_usage;
+            break;
+        }
+        case 'c': ca_file = optarg; break;
+        case 'v': verbose = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("aipctl %s\n", aip_version()); return 0;
+        default: goto bad_usage;
+        }
+    }
+    if (optind >= argc)
+        goto bad_usage;
+    const char *cmd = argv[optind];
+    int nargs = argc - optind - 1;
+    if (strcmp(cmd, "devices") == 0) {
+        if (nargs != 0)
+            goto bad_usage;
+        return cmd_devices(server, token, ca_file, timeout_s);
+    }
+    bool is_info = strcmp(cmd, "info") == 0, is_task = strcmp(cmd, "task") == 0;
+    if (!(is_info && nargs == 1) && !(is_task && nargs == 2))
+        goto bad_usage;
+    const char *device = argv[optind + 1];
+    if (!device[0] || strlen(device) > 200)
+        goto bad_usage;
+
+    aip_log_set_level(verbose ? AIP_LOG_DEBUG : AIP_LOG_ERROR);
+    char client_id[AIP_ID_MAX + 1], rnd[40];
+    aip_uuid4(NULL, rnd, sizeof rnd);
+    snprintf(client_id, sizeof client_id, "aipctl-%ld-%.8s@%s", (long)getpid(), rnd, device);
+
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, ""};
+    aip_conn_config cfg;
+    aip_conn_config_init(&cfg);
+    cfg.url = server;
+    cfg.client_id = client_id;
+    cfg.client_type = AIP_CLIENT_CONSTELLATION;
+    cfg.target_id = device;
+    cfg.token = token;
+    cfg.encoding = enc;
+    cfg.ca_file = ca_file;
+    cfg.on_state = on_state;
+    cfg.user = &w;
+    /* a one-shot tool: do not sit in backoff for long */
+    cfg.backoff_base_ms = 200;
+    cfg.backoff_cap_ms = 1000;
+    aip_conn *conn;
+    int rc = aip_conn_create(&cfg, &conn);
+    if (rc) {
+        fprintf(stderr, "aipctl: cannot start: %s\n", aip_strerror(rc));
+        return rc == AIP_E_CONFIG || rc == AIP_E_INVAL ? 2 : 1;
+    }
+    int exit_code = wait_registered(&w, timeout_s);
+    if (exit_code) {
+        aip_conn_destroy(conn);
+        return exit_code;
+    }
+    aip_future *f = NULL;
+    aip_request_opts ro = {.timeout_ms = (int64_t)(timeout_s * 1000)};
+    if (is_info) {
+        rc = aip_conn_request_device_info(conn, device, &ro, &f);
+    } else {
+        aip_task_opts to = {.request = argv[optind + 2], .target_id = device, .req = ro};
+        rc = aip_conn_send_task(conn, &to, &f);
+    }
+    if (rc) {
+        fprintf(stderr, "aipctl: %s\n", aip_strerror(rc));
+        aip_conn_destroy(conn);
+        return 1;
+    }
+    rc = aip_future_wait(f, -1);
+    if (is_info) {
+        const aip_msg *m = aip_future_msg(f);
+        if (rc == 0 && m && m->result) {
+            exit_code = print_json(m->result);
+        } else {
+            fprintf(stderr, "aipctl: %s: %s\n", aip_strerror(rc),
+                    aip_future_error(f) ? aip_future_error(f) : "no system info in the answer");
+            exit_code = 1;
+        }
+    } else {
+        const aip_msg *m = aip_future_msg(f);
+        if (m && m->type == AIP_MSG_TASK_END) {
+            print_task(f);
+            exit_code = m->status == AIP_STATUS_COMPLETED ? 0 : 1;
+        } else {
+            fprintf(stderr, "aipctl: %s: %s\n", aip_strerror(rc),
+                    aip_future_error(f) ? aip_future_error(f) : "");
+            exit_code = 1;
+        }
+    }
+    aip_future_release(f);
+    aip_conn_destroy(conn);
+    return exit_code;
+
+bad_usage:
+    usage(stderr);
+    return 2;
+}
