@@ -77,7 +77,8 @@ static span span_at(const span_list *l, size_t i)
     return i < l->n ? l->v[i] : (span){NULL, 0};
 }
 
-/* ---- tree -> model ---------------------------------------------------------------------------- */
+/* ---- tree -> model ----------------------------------------------------------------------------
+ */
 
 typedef struct dctx {
     aip_envelope env;
@@ -109,11 +110,26 @@ static int take_field(const aip_field *f, const cJSON *v, void *obj, span free_f
         int rc;
         const char *what;
         switch (f->kind) {
-        case AIP_F_TYPE: rc = aip_msg_type_parse(s, n, (aip_msg_type *)iv); what = "message type"; break;
-        case AIP_F_STATUS: rc = aip_status_parse(s, n, (aip_status *)iv); what = "status"; break;
-        case AIP_F_CLIENT_TYPE: rc = aip_client_type_parse(s, n, (aip_client_type *)iv); what = "client_type"; break;
-        case AIP_F_TOOL_TYPE: rc = aip_tool_type_parse(s, n, (aip_tool_type *)iv); what = "tool_type"; break;
-        default: rc = aip_result_status_parse(s, n, (aip_result_status *)iv); what = "result status"; break;
+        case AIP_F_TYPE:
+            rc = aip_msg_type_parse(s, n, (aip_msg_type *)iv);
+            what = "message type";
+            break;
+        case AIP_F_STATUS:
+            rc = aip_status_parse(s, n, (aip_status *)iv);
+            what = "status";
+            break;
+        case AIP_F_CLIENT_TYPE:
+            rc = aip_client_type_parse(s, n, (aip_client_type *)iv);
+            what = "client_type";
+            break;
+        case AIP_F_TOOL_TYPE:
+            rc = aip_tool_type_parse(s, n, (aip_tool_type *)iv);
+            what = "tool_type";
+            break;
+        default:
+            rc = aip_result_status_parse(s, n, (aip_result_status *)iv);
+            what = "result status";
+            break;
         }
         if (rc) {
             snprintf(why, why_len, "unknown %s \"%.64s\"", what, s);
@@ -149,8 +165,7 @@ static int take_field(const aip_field *f, const cJSON *v, void *obj, span free_f
         if (!(*sv = aip_strndup(free_form.p, free_form.n)))
             return AIP_E_NOMEM;
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -255,8 +270,8 @@ static int take_list(dctx *c, const aip_field *f, const cJSON *v, aip_msg *m)
             return aip_codec_fail(c->err, AIP_E_NOMEM, "out of memory");
         for (const cJSON *e = v->child; e; e = e->next, i++) {
             if (!cJSON_IsString(e))
-                return aip_codec_fail(c->err, AIP_E_PROTOCOL, "%s[%zu] must be a string",
-                                      f->name, i);
+                return aip_codec_fail(c->err, AIP_E_PROTOCOL, "%s[%zu] must be a string", f->name,
+                                      i);
             if (!(m->messages[i] = aip_strdup(e->valuestring)))
                 return aip_codec_fail(c->err, AIP_E_NOMEM, "out of memory");
             m->n_messages++;
@@ -284,8 +299,8 @@ static void read_correlation(const cJSON *root, aip_envelope env, aip_decode_err
     }
 }
 
-int aip_json_decode(aip_envelope env, const char *frame, size_t len,
-                    const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err)
+int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_codec_limits *limits,
+                    aip_msg *out, aip_decode_error *err)
 {
     const aip_codec_limits *l = aip_codec_limits_or_default(limits);
     if (err)
@@ -354,7 +369,8 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len,
     return rc;
 }
 
-/* ---- model -> text ---------------------------------------------------------------------------- */
+/* ---- model -> text ----------------------------------------------------------------------------
+ */
 
 int aip_json_put_string(aip_buf *b, const char *s, size_t n)
 {
@@ -520,7 +536,8 @@ int aip_json_encode_valid(const aip_msg *m, aip_buf *b)
     return rc ? rc : aip_buf_putc(b, '}');
 }
 
-/* ---- utilities ---------------------------------------------------------------------------------- */
+/* ---- utilities ----------------------------------------------------------------------------------
+ */
 
 int aip_json_validate(const char *text, size_t len, aip_json_kind kind,
                       const aip_codec_limits *limits, char *why, size_t why_len)
@@ -549,7 +566,10 @@ int aip_json_pretty(const char *t, size_t len, unsigned indent, aip_buf *b)
     for (size_t i = 0; i < len && !rc; i++) {
         char ch = t[i];
         switch (ch) {
-        case ' ': case '\t': case '\n': case '\r': break;
+        case ' ':
+        case '\t':
+        case '\n':
+        case '\r': break;
         case '"': {
             size_t j = i + 1;
             while (j < len && t[j] != '"')

@@ -71,7 +71,7 @@ typedef struct pctx {
     char why[160];
 } pctx;
 
-/* Validates and copies one bytes field. kind is an AIP_F_* string kind. */
+/* Validates and copies one text field (AIP_F_TEXT or AIP_F_ID). */
 static int take_bytes(pctx *c, const char *name, protobuf_c_boolean has,
                       const ProtobufCBinaryData *d, aip_field_kind kind, char **dst)
 {
@@ -80,46 +80,59 @@ static int take_bytes(pctx *c, const char *name, protobuf_c_boolean has,
     /* protobuf-c leaves data NULL for an empty bytes field; NULL + 0 is undefined in C. */
     const char *s = d->data ? (const char *)d->data : "";
     size_t n = d->len;
-    if (kind == AIP_F_JSON_OBJECT || kind == AIP_F_JSON_ANY) {
-        char r[120];
-        int rc = aip_json_text_check(s, n, kind == AIP_F_JSON_OBJECT ? AIP_JSON_OBJECT
-                                                                     : AIP_JSON_ANY,
-                                     c->l->max_depth, c->l->max_values, r, sizeof r);
-        if (rc) {
-            snprintf(c->why, sizeof c->why, "field \"%s\": %s", name, r);
-            return rc;
-        }
-        /* Canonical form: no surrounding whitespace (what the JSON decoder keeps too), and
-         * JSON null travels as an absent field, so an explicit "null" is the same. */
-        aip_json_trim(&s, &n);
-        if (n == 4 && memcmp(s, "null", 4) == 0)
-            return 0;
-    } else {
-        if (n && memchr(s, 0, n)) {
-            snprintf(c->why, sizeof c->why, "field \"%s\" contains a NUL byte", name);
-            return AIP_E_MALFORMED;
-        }
-        size_t bad;
-        if (!aip_utf8_valid(s, n, &bad)) {
-            snprintf(c->why, sizeof c->why, "field \"%s\" is not valid UTF-8 (byte %zu)", name,
-                     bad);
-            return AIP_E_MALFORMED;
-        }
-        if (kind == AIP_F_ID && n > AIP_ID_MAX) {
-            snprintf(c->why, sizeof c->why, "field \"%s\" is longer than %d bytes", name,
-                     AIP_ID_MAX);
-            return AIP_E_PROTOCOL;
-        }
+    if (n && memchr(s, 0, n)) {
+        snprintf(c->why, sizeof c->why, "field \"%s\" contains a NUL byte", name);
+        return AIP_E_MALFORMED;
     }
-    if (!(*dst = aip_strndup(n ? s : "", n))) {
+    size_t bad;
+    if (!aip_utf8_valid(s, n, &bad)) {
+        snprintf(c->why, sizeof c->why, "field \"%s\" is not valid UTF-8 (byte %zu)", name, bad);
+        return AIP_E_MALFORMED;
+    }
+    if (kind == AIP_F_ID && n > AIP_ID_MAX) {
+        snprintf(c->why, sizeof c->why, "field \"%s\" is longer than %d bytes", name, AIP_ID_MAX);
+        return AIP_E_PROTOCOL;
+    }
+    if (!(*dst = aip_strndup(s, n))) {
         snprintf(c->why, sizeof c->why, "out of memory");
         return AIP_E_NOMEM;
     }
     return 0;
 }
 
-static int take_enum(pctx *c, const char *name, protobuf_c_boolean has, int v, int count,
-                     int *dst, bool zero_ok)
+/* Validates and copies one free-form value (JSON text) found at nesting level `at` of the
+ * equivalent JSON frame, so both encodings bound it alike (see aip_field.at). */
+static int take_json(pctx *c, const char *name, protobuf_c_boolean has,
+                     const ProtobufCBinaryData *d, aip_field_kind kind, unsigned at, char **dst)
+{
+    if (!has)
+        return 0;
+    const char *s = d->data ? (const char *)d->data : "";
+    size_t n = d->len;
+    aip_jscan js = {0};
+    js.max_depth = c->l->max_depth > at ? c->l->max_depth - at : 1;
+    js.max_values = c->l->max_values;
+    int rc = aip_jscan_run(&js, s, n);
+    if (rc) {
+        snprintf(c->why, sizeof c->why, "field \"%s\": %.120s", name, js.why);
+        return rc;
+    }
+    if (js.root == 'n') /* JSON null travels as an absent field; an explicit "null" is the same */
+        return 0;
+    if (kind == AIP_F_JSON_OBJECT && js.root != '{') {
+        snprintf(c->why, sizeof c->why, "field \"%s\" must be an object", name);
+        return AIP_E_PROTOCOL;
+    }
+    aip_json_trim(&s, &n); /* canonical: what the JSON decoder keeps */
+    if (!(*dst = aip_strndup(s, n))) {
+        snprintf(c->why, sizeof c->why, "out of memory");
+        return AIP_E_NOMEM;
+    }
+    return 0;
+}
+
+static int take_enum(pctx *c, const char *name, protobuf_c_boolean has, int v, int count, int *dst,
+                     bool zero_ok)
 {
     if (!has)
         return 0;
@@ -141,8 +154,8 @@ static int take_command(pctx *c, const Aip__V1__Command *w, aip_command *cmd)
     if (rc)
         goto invalid;
     if ((rc = TAKE(tool_name, AIP_F_ID, &cmd->tool_name)) ||
-        (rc = take_bytes(c, "parameters", w->has_parameters_json, &w->parameters_json,
-                         AIP_F_JSON_OBJECT, &cmd->parameters)) ||
+        (rc = take_json(c, "parameters", w->has_parameters_json, &w->parameters_json,
+                        AIP_F_JSON_OBJECT, 3, &cmd->parameters)) ||
         (rc = take_enum(c, "tool_type", w->has_tool_type, (int)w->tool_type, AIP_TOOL_TYPE_COUNT_,
                         (int *)&cmd->tool_type, false))) {
         if (rc == AIP_E_NOMEM)
@@ -168,8 +181,8 @@ static int take_result(pctx *c, const Aip__V1__Result *w, aip_result *r)
     if ((rc = take_enum(c, "status", w->has_status, (int)w->status, AIP_RESULT_STATUS_COUNT_,
                         (int *)&r->status, false)) ||
         (rc = TAKE(error, AIP_F_TEXT, &r->error)) ||
-        (rc = take_bytes(c, "result", w->has_result_json, &w->result_json, AIP_F_JSON_ANY,
-                         &r->result)) ||
+        (rc = take_json(c, "result", w->has_result_json, &w->result_json, AIP_F_JSON_ANY, 3,
+                        &r->result)) ||
         (rc = take_bytes(c, "namespace", w->has_namespace_, &w->namespace_, AIP_F_ID, &r->ns)) ||
         (rc = TAKE(call_id, AIP_F_ID, &r->call_id)))
         return rc;
@@ -181,9 +194,9 @@ static int take_result(pctx *c, const Aip__V1__Result *w, aip_result *r)
 }
 
 static void keep_corr(aip_decode_error *err, int type_has, int type, aip_envelope env,
-                      protobuf_c_boolean hs, const ProtobufCBinaryData *sid,
-                      protobuf_c_boolean hq, const ProtobufCBinaryData *rid,
-                      protobuf_c_boolean hr, const ProtobufCBinaryData *resp)
+                      protobuf_c_boolean hs, const ProtobufCBinaryData *sid, protobuf_c_boolean hq,
+                      const ProtobufCBinaryData *rid, protobuf_c_boolean hr,
+                      const ProtobufCBinaryData *resp)
 {
     if (!err)
         return;
@@ -204,8 +217,8 @@ static int client_from_wire(pctx *c, const Aip__V1__ClientMessage *w, aip_msg *m
     keep_corr(c->err, w->has_type, (int)w->type, AIP_ENVELOPE_CLIENT, w->has_session_id,
               &w->session_id, w->has_request_id, &w->request_id, 0, &none);
     int rc;
-    if ((rc = take_enum(c, "type", w->has_type, (int)w->type, AIP_MSG_TYPE_COUNT_,
-                        (int *)&m->type, false)) ||
+    if ((rc = take_enum(c, "type", w->has_type, (int)w->type, AIP_MSG_TYPE_COUNT_, (int *)&m->type,
+                        false)) ||
         (rc = take_enum(c, "status", w->has_status, (int)w->status, AIP_STATUS_COUNT_,
                         (int *)&m->status, false)) ||
         (rc = take_enum(c, "client_type", w->has_client_type, (int)w->client_type,
@@ -219,8 +232,8 @@ static int client_from_wire(pctx *c, const Aip__V1__ClientMessage *w, aip_msg *m
         (rc = TAKE(request_id, AIP_F_ID, &m->request_id)) ||
         (rc = TAKE(prev_response_id, AIP_F_ID, &m->prev_response_id)) ||
         (rc = TAKE(error, AIP_F_TEXT, &m->error)) ||
-        (rc = take_bytes(c, "metadata", w->has_metadata_json, &w->metadata_json,
-                         AIP_F_JSON_OBJECT, &m->metadata)))
+        (rc = take_json(c, "metadata", w->has_metadata_json, &w->metadata_json, AIP_F_JSON_OBJECT,
+                        1, &m->metadata)))
         return rc;
     if (w->action_results) {
         const Aip__V1__ResultList *rl = w->action_results;
@@ -246,8 +259,8 @@ static int server_from_wire(pctx *c, const Aip__V1__ServerMessage *w, aip_msg *m
     keep_corr(c->err, w->has_type, (int)w->type, AIP_ENVELOPE_SERVER, w->has_session_id,
               &w->session_id, 0, &none, w->has_response_id, &w->response_id);
     int rc;
-    if ((rc = take_enum(c, "type", w->has_type, (int)w->type, AIP_MSG_TYPE_COUNT_,
-                        (int *)&m->type, false)) ||
+    if ((rc = take_enum(c, "type", w->has_type, (int)w->type, AIP_MSG_TYPE_COUNT_, (int *)&m->type,
+                        false)) ||
         (rc = take_enum(c, "status", w->has_status, (int)w->status, AIP_STATUS_COUNT_,
                         (int *)&m->status, false)) ||
         (rc = TAKE(user_request, AIP_F_TEXT, &m->user_request)) ||
@@ -259,8 +272,8 @@ static int server_from_wire(pctx *c, const Aip__V1__ServerMessage *w, aip_msg *m
         (rc = TAKE(task_name, AIP_F_ID, &m->task_name)) ||
         (rc = TAKE(timestamp, AIP_F_ID, &m->timestamp)) ||
         (rc = TAKE(response_id, AIP_F_ID, &m->response_id)) ||
-        (rc = take_bytes(c, "result", w->has_result_json, &w->result_json, AIP_F_JSON_ANY,
-                         &m->result)))
+        (rc = take_json(c, "result", w->has_result_json, &w->result_json, AIP_F_JSON_ANY, 1,
+                        &m->result)))
         return rc;
     if (w->actions) {
         const Aip__V1__CommandList *cl = w->actions;
@@ -347,12 +360,12 @@ static ProtobufCBinaryData bd(const char *s)
     return d;
 }
 
-#define SET(w, name, src)                                                                      \
-    do {                                                                                       \
-        if (src) {                                                                             \
-            (w)->has_##name = 1;                                                               \
-            (w)->name = bd(src);                                                               \
-        }                                                                                      \
+#define SET(w, name, src)        \
+    do {                         \
+        if (src) {               \
+            (w)->has_##name = 1; \
+            (w)->name = bd(src); \
+        }                        \
     } while (0)
 
 static size_t pack_into(const ProtobufCMessage *msg, aip_buf *out, int *rc)
@@ -439,7 +452,8 @@ int aip_proto_encode_valid(const aip_msg *m, aip_buf *out)
     SET(&w, result_json, m->result);
     if (m->has_actions || m->n_actions) {
         size_t n = m->n_actions;
-        if (n && (!(items = aip_calloc(n, sizeof *items)) || !(ptrs = aip_calloc(n, sizeof *ptrs)))) {
+        if (n &&
+            (!(items = aip_calloc(n, sizeof *items)) || !(ptrs = aip_calloc(n, sizeof *ptrs)))) {
             rc = AIP_E_NOMEM;
             goto server_done;
         }

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define JSCAN_HARD_DEPTH 1000
-#define NODE_COST 80u
+#define NODE_COST        80u
 
 struct keyspan {
     const char *p;
@@ -44,7 +44,7 @@ static size_t str_cost(size_t n)
 }
 
 __attribute__((format(printf, 4, 5))) static int fail(scanner *sc, int code, const char *at,
-                                                     const char *fmt, ...)
+                                                      const char *fmt, ...)
 {
     aip_jscan *s = sc->s;
     if (s->code)
@@ -78,8 +78,7 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *e)
         return 3;
     }
     if (c < 0xF5) {
-        if (e - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
-            (p[3] & 0xC0) != 0x80)
+        if (e - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
             return 0;
         if (c == 0xF0 && p[1] < 0x90)
             return 0; /* overlong */
@@ -162,9 +161,14 @@ static int scan_string(scanner *sc, bool *escaped)
                 return fail(sc, AIP_E_MALFORMED, p, "unterminated string at offset %zu",
                             (size_t)(sc->p - sc->base));
             switch (p[1]) {
-            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-                p += 2;
-                continue;
+            case '"':
+            case '\\':
+            case '/':
+            case 'b':
+            case 'f':
+            case 'n':
+            case 'r':
+            case 't': p += 2; continue;
             case 'u': {
                 long cp = hex4(p + 2, e);
                 if (cp < 0)
@@ -174,8 +178,7 @@ static int scan_string(scanner *sc, bool *escaped)
                     return fail(sc, AIP_E_MALFORMED, p, "\\u0000 in string at offset %zu",
                                 (size_t)(p - sc->base));
                 if (cp >= 0xDC00 && cp <= 0xDFFF)
-                    return fail(sc, AIP_E_MALFORMED, p,
-                                "unpaired UTF-16 surrogate at offset %zu",
+                    return fail(sc, AIP_E_MALFORMED, p, "unpaired UTF-16 surrogate at offset %zu",
                                 (size_t)(p - sc->base));
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     long lo = (e - p >= 12 && p[6] == '\\' && p[7] == 'u') ? hex4(p + 8, e) : -1;
@@ -399,8 +402,7 @@ static int scan_container(scanner *sc, unsigned depth, bool is_object)
     const char *start = sc->p;
     char close = is_object ? '}' : ']';
     if (depth + 1 > sc->max_depth)
-        return fail(sc, AIP_E_TOO_COMPLEX, start, "nesting deeper than %u levels",
-                    sc->max_depth);
+        return fail(sc, AIP_E_TOO_COMPLEX, start, "nesting deeper than %u levels", sc->max_depth);
     if (depth + 1 > sc->s->depth_seen)
         sc->s->depth_seen = depth + 1;
     sc->p++;
@@ -526,8 +528,8 @@ int aip_jscan_run(aip_jscan *s, const char *text, size_t len)
         if (scan_value(&sc, 0) == 0) {
             skip_ws(&sc);
             if (sc.p != sc.end)
-                fail(&sc, AIP_E_MALFORMED, sc.p, "trailing bytes after the JSON value at offset %zu",
-                     (size_t)(sc.p - sc.base));
+                fail(&sc, AIP_E_MALFORMED, sc.p,
+                     "trailing bytes after the JSON value at offset %zu", (size_t)(sc.p - sc.base));
         }
     }
     aip_free(sc.keys);

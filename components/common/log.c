@@ -6,7 +6,9 @@
  */
 #include "aip/common.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +17,14 @@
 
 static _Atomic int g_level = AIP_LOG_INFO;
 
-/* The hook and its user pointer change together; a mutex-free pair would tear, so we publish a
- * pointer to an immutable pair instead. Old pairs are kept (they are tiny and set rarely). */
-struct hook_pair {
-    aip_log_hook fn;
-    void *user;
-};
-static _Atomic(struct hook_pair *) g_hook;
+/* The hook and its user pointer change together, and a caller that resets the hook must be
+ * able to free its user data right after: so the hook runs under a mutex, and
+ * aip_log_set_hook() waits for a line in progress. Only lines that pass the level check take
+ * the mutex. */
+static pthread_mutex_t g_hook_lock = PTHREAD_MUTEX_INITIALIZER;
+static aip_log_hook g_hook_fn;
+static void *g_hook_user;
+static _Atomic bool g_hook_set;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -52,17 +55,11 @@ int aip_log_level_parse(const char *name, aip_log_level *out)
 
 void aip_log_set_hook(aip_log_hook hook, void *user)
 {
-    struct hook_pair *p = NULL;
-    if (hook) {
-        /* Deliberately plain malloc: this must work before/independently of aip_set_allocator
-         * and is never freed (a log line may be running through the previous pair). */
-        p = malloc(sizeof *p);
-        if (!p)
-            return;
-        p->fn = hook;
-        p->user = user;
-    }
-    atomic_store_explicit(&g_hook, p, memory_order_release);
+    pthread_mutex_lock(&g_hook_lock);
+    g_hook_fn = hook;
+    g_hook_user = user;
+    atomic_store_explicit(&g_hook_set, hook != NULL, memory_order_release);
+    pthread_mutex_unlock(&g_hook_lock);
 }
 
 void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_list ap)
@@ -71,10 +68,14 @@ void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_li
         return;
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    struct hook_pair *h = atomic_load_explicit(&g_hook, memory_order_acquire);
-    if (h) {
-        h->fn(level, component, msg, h->user);
-        return;
+    if (atomic_load_explicit(&g_hook_set, memory_order_acquire)) {
+        pthread_mutex_lock(&g_hook_lock);
+        bool sent = g_hook_fn != NULL;
+        if (sent)
+            g_hook_fn(level, component, msg, g_hook_user);
+        pthread_mutex_unlock(&g_hook_lock);
+        if (sent)
+            return;
     }
     char ts[40];
     aip_format_timestamp(aip_wall_us(NULL), ts, sizeof ts);

@@ -67,7 +67,6 @@ int aip_cond_wait_until(aip_cond *c, aip_mutex *m, uint64_t deadline_ns)
     return rc == ETIMEDOUT ? AIP_E_TIMEOUT : 0;
 }
 
-
 int aip_thread_start(aip_thread *t, const char *name, void *(*fn)(void *), void *arg)
 {
     int rc = pthread_create(&t->t, NULL, fn, arg);

@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define LOG_COMP "conn"
+#define LOG_COMP   "conn"
 #define EXTENSIONS "[\"correlated_errors\",\"live_device_info\"]"
 
 enum {
@@ -461,8 +461,7 @@ static void complete_pending(aip_conn *c, aip_pending_kind kind, const char *id,
     aip_pending_entry_free(e);
 }
 
-static void fail_entries(aip_conn *c, aip_pending_entry **v, size_t n, int status,
-                         const char *why)
+static void fail_entries(aip_conn *c, aip_pending_entry **v, size_t n, int status, const char *why)
 {
     for (size_t i = 0; i < n; i++) {
         if (aip_future_complete(v[i]->f, status, NULL, why) == 0) {
@@ -630,9 +629,19 @@ static void answer_command_unrunnable(aip_conn *c, const aip_msg *m, const char 
 static void h_command(void *user, aip_msg *m)
 {
     aip_conn *c = user;
+    if (!m->response_id) {
+        /* a batch nobody can answer (PROTOCOL.md §3.4): count it, log it, say so */
+        atomic_fetch_add_explicit(&c->proc.malformed, 1, memory_order_relaxed);
+        aip_log(AIP_LOG_WARN, LOG_COMP,
+                "a command without response_id (session %s) cannot be "
+                "answered",
+                m->session_id ? m->session_id : "none");
+        reply_error(c, "malformed frame: command without response_id cannot be answered");
+        return;
+    }
     if (c->cfg.on_command)
         c->cfg.on_command(c, m, c->cur_link, c->cfg.user);
-    else if (m->response_id)
+    else
         answer_command_unrunnable(c, m, "no executor on this client");
 }
 
@@ -690,8 +699,8 @@ static void ev_open(void *user, uint64_t link, bool proto)
     aip_conn *c = user;
     c->cur_link = link;
     c->refusal[0] = 0;
-    c->link_enc = (c->cfg.encoding == AIP_ENCODING_PROTO && proto) ? AIP_ENCODING_PROTO
-                                                                  : AIP_ENCODING_JSON;
+    c->link_enc =
+        (c->cfg.encoding == AIP_ENCODING_PROTO && proto) ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
     if (c->cfg.encoding == AIP_ENCODING_PROTO && !proto && !c->warned_fallback) {
         c->warned_fallback = true;
         aip_log(AIP_LOG_INFO, LOG_COMP,
@@ -743,8 +752,7 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
     if (c->refusal[0])
         snprintf(why, sizeof why, "%s", c->refusal);
     else if (was_open)
-        snprintf(why, sizeof why, "link closed (%d%s%s)", code, reason[0] ? ": " : "",
-                 reason);
+        snprintf(why, sizeof why, "link closed (%d%s%s)", code, reason[0] ? ": " : "", reason);
     else
         snprintf(why, sizeof why, "cannot connect to %s: %s", aip_transport_url_redacted(c->tr),
                  reason);
@@ -862,8 +870,8 @@ int aip_conn_create(const aip_conn_config *cfg, aip_conn **out)
     c->cfg = *cfg;
     aip_conn_config defaults;
     aip_conn_config_init(&defaults);
-#define DEF(f)                                                                                 \
-    if (!c->cfg.f)                                                                             \
+#define DEF(f)     \
+    if (!c->cfg.f) \
     c->cfg.f = defaults.f
     DEF(heartbeat_ms);
     DEF(register_timeout_ms);

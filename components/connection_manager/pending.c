@@ -247,8 +247,7 @@ uint64_t aip_pending_next_deadline(const aip_pending *p)
     return p->count ? p->heap[0]->deadline_ns : UINT64_MAX;
 }
 
-size_t aip_pending_pop_expired(aip_pending *p, uint64_t now_ns, aip_pending_entry **out,
-                               size_t max)
+size_t aip_pending_pop_expired(aip_pending *p, uint64_t now_ns, aip_pending_entry **out, size_t max)
 {
     size_t n = 0;
     while (n < max && p->count && p->heap[0]->deadline_ns <= now_ns) {

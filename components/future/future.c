@@ -153,7 +153,8 @@ int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *err
     aip_future_cb cb = f->cb;
     void *cb_user = f->cb_user;
     bool run = cb && !f->cb_running;
-    f->cb_running = true;
+    if (run)
+        f->cb_running = true; /* consumed only when one actually runs */
     aip_cond_broadcast(&f->cond);
     aip_mutex_unlock(&f->lock);
 

@@ -37,8 +37,10 @@ static const char *const tool_type_names[AIP_TOOL_TYPE_COUNT_] = {
     [AIP_TOOL_ACTION] = "action",
 };
 static const char *const result_status_names[AIP_RESULT_STATUS_COUNT_] = {
-    [AIP_RESULT_SUCCESS] = "success", [AIP_RESULT_FAILURE] = "failure",
-    [AIP_RESULT_SKIPPED] = "skipped", [AIP_RESULT_NONE] = "none",
+    [AIP_RESULT_SUCCESS] = "success",
+    [AIP_RESULT_FAILURE] = "failure",
+    [AIP_RESULT_SKIPPED] = "skipped",
+    [AIP_RESULT_NONE] = "none",
 };
 
 static const char *name_of(const char *const *names, int count, int v)
@@ -57,18 +59,18 @@ static int parse_name(const char *const *names, int count, const char *s, size_t
     return AIP_E_PROTOCOL;
 }
 
-#define ENUM_FUNCS(fn_str, fn_parse, type, names, count)                                       \
-    const char *fn_str(type v)                                                                 \
-    {                                                                                          \
-        return name_of(names, count, (int)v);                                                  \
-    }                                                                                          \
-    int fn_parse(const char *s, size_t n, type *out)                                           \
-    {                                                                                          \
-        int v;                                                                                 \
-        int rc = parse_name(names, count, s, n, &v);                                           \
-        if (!rc)                                                                               \
-            *out = (type)v;                                                                    \
-        return rc;                                                                             \
+#define ENUM_FUNCS(fn_str, fn_parse, type, names, count) \
+    const char *fn_str(type v)                           \
+    {                                                    \
+        return name_of(names, count, (int)v);            \
+    }                                                    \
+    int fn_parse(const char *s, size_t n, type *out)     \
+    {                                                    \
+        int v;                                           \
+        int rc = parse_name(names, count, s, n, &v);     \
+        if (!rc)                                         \
+            *out = (type)v;                              \
+        return rc;                                       \
     }
 
 ENUM_FUNCS(aip_msg_type_str, aip_msg_type_parse, aip_msg_type, type_names, AIP_MSG_TYPE_COUNT_)
@@ -77,8 +79,8 @@ ENUM_FUNCS(aip_client_type_str, aip_client_type_parse, aip_client_type, client_t
            AIP_CLIENT_TYPE_COUNT_)
 ENUM_FUNCS(aip_tool_type_str, aip_tool_type_parse, aip_tool_type, tool_type_names,
            AIP_TOOL_TYPE_COUNT_)
-ENUM_FUNCS(aip_result_status_str, aip_result_status_parse, aip_result_status,
-           result_status_names, AIP_RESULT_STATUS_COUNT_)
+ENUM_FUNCS(aip_result_status_str, aip_result_status_parse, aip_result_status, result_status_names,
+           AIP_RESULT_STATUS_COUNT_)
 
 const char *aip_envelope_str(aip_envelope e)
 {
@@ -103,58 +105,43 @@ bool aip_msg_type_allowed(aip_envelope env, aip_msg_type t)
 
 /* ---- field tables (UFO declaration order) --------------------------------------------------- */
 
-#define MF(name, kind) {#name, kind, offsetof(aip_msg, name)}
+#define MF(name, kind)                          \
+    {                                           \
+#name, kind, offsetof(aip_msg, name), 1 \
+    }
 const aip_field aip_client_fields[] = {
-    MF(type, AIP_F_TYPE),
-    MF(status, AIP_F_STATUS),
-    MF(client_type, AIP_F_CLIENT_TYPE),
-    MF(session_id, AIP_F_ID),
-    MF(task_name, AIP_F_ID),
-    MF(client_id, AIP_F_ID),
-    MF(target_id, AIP_F_ID),
-    MF(request, AIP_F_TEXT),
-    MF(action_results, AIP_F_RESULTS),
-    MF(timestamp, AIP_F_ID),
-    MF(request_id, AIP_F_ID),
-    MF(prev_response_id, AIP_F_ID),
-    MF(error, AIP_F_TEXT),
-    MF(metadata, AIP_F_JSON_OBJECT),
+    MF(type, AIP_F_TYPE),     MF(status, AIP_F_STATUS),        MF(client_type, AIP_F_CLIENT_TYPE),
+    MF(session_id, AIP_F_ID), MF(task_name, AIP_F_ID),         MF(client_id, AIP_F_ID),
+    MF(target_id, AIP_F_ID),  MF(request, AIP_F_TEXT),         MF(action_results, AIP_F_RESULTS),
+    MF(timestamp, AIP_F_ID),  MF(request_id, AIP_F_ID),        MF(prev_response_id, AIP_F_ID),
+    MF(error, AIP_F_TEXT),    MF(metadata, AIP_F_JSON_OBJECT),
 };
 const size_t aip_n_client_fields = sizeof aip_client_fields / sizeof aip_client_fields[0];
 
 const aip_field aip_server_fields[] = {
-    MF(type, AIP_F_TYPE),
-    MF(status, AIP_F_STATUS),
-    MF(user_request, AIP_F_TEXT),
-    MF(agent_name, AIP_F_TEXT),
-    MF(process_name, AIP_F_TEXT),
-    MF(root_name, AIP_F_TEXT),
-    MF(actions, AIP_F_COMMANDS),
-    MF(messages, AIP_F_STRINGS),
-    MF(error, AIP_F_TEXT),
-    MF(session_id, AIP_F_ID),
-    MF(task_name, AIP_F_ID),
-    MF(timestamp, AIP_F_ID),
-    MF(response_id, AIP_F_ID),
-    MF(result, AIP_F_JSON_ANY),
+    MF(type, AIP_F_TYPE),        MF(status, AIP_F_STATUS),     MF(user_request, AIP_F_TEXT),
+    MF(agent_name, AIP_F_TEXT),  MF(process_name, AIP_F_TEXT), MF(root_name, AIP_F_TEXT),
+    MF(actions, AIP_F_COMMANDS), MF(messages, AIP_F_STRINGS),  MF(error, AIP_F_TEXT),
+    MF(session_id, AIP_F_ID),    MF(task_name, AIP_F_ID),      MF(timestamp, AIP_F_ID),
+    MF(response_id, AIP_F_ID),   MF(result, AIP_F_JSON_ANY),
 };
 const size_t aip_n_server_fields = sizeof aip_server_fields / sizeof aip_server_fields[0];
 #undef MF
 
 const aip_field aip_command_fields[] = {
-    {"tool_name", AIP_F_ID, offsetof(aip_command, tool_name)},
-    {"parameters", AIP_F_JSON_OBJECT, offsetof(aip_command, parameters)},
-    {"tool_type", AIP_F_TOOL_TYPE, offsetof(aip_command, tool_type)},
-    {"call_id", AIP_F_ID, offsetof(aip_command, call_id)},
+    {"tool_name", AIP_F_ID, offsetof(aip_command, tool_name), 3},
+    {"parameters", AIP_F_JSON_OBJECT, offsetof(aip_command, parameters), 3},
+    {"tool_type", AIP_F_TOOL_TYPE, offsetof(aip_command, tool_type), 3},
+    {"call_id", AIP_F_ID, offsetof(aip_command, call_id), 3},
 };
 const size_t aip_n_command_fields = sizeof aip_command_fields / sizeof aip_command_fields[0];
 
 const aip_field aip_result_fields[] = {
-    {"status", AIP_F_RESULT_STATUS, offsetof(aip_result, status)},
-    {"error", AIP_F_TEXT, offsetof(aip_result, error)},
-    {"result", AIP_F_JSON_ANY, offsetof(aip_result, result)},
-    {"namespace", AIP_F_ID, offsetof(aip_result, ns)},
-    {"call_id", AIP_F_ID, offsetof(aip_result, call_id)},
+    {"status", AIP_F_RESULT_STATUS, offsetof(aip_result, status), 3},
+    {"error", AIP_F_TEXT, offsetof(aip_result, error), 3},
+    {"result", AIP_F_JSON_ANY, offsetof(aip_result, result), 3},
+    {"namespace", AIP_F_ID, offsetof(aip_result, ns), 3},
+    {"call_id", AIP_F_ID, offsetof(aip_result, call_id), 3},
 };
 const size_t aip_n_result_fields = sizeof aip_result_fields / sizeof aip_result_fields[0];
 
@@ -163,7 +150,8 @@ static bool is_str_kind(aip_field_kind k)
     return k == AIP_F_TEXT || k == AIP_F_ID || k == AIP_F_JSON_OBJECT || k == AIP_F_JSON_ANY;
 }
 
-/* ---- lifecycle -------------------------------------------------------------------------------- */
+/* ---- lifecycle --------------------------------------------------------------------------------
+ */
 
 void aip_msg_init(aip_msg *m, aip_envelope env, aip_msg_type type, aip_status status)
 {
@@ -223,12 +211,16 @@ static int dup_field(char **dst, const char *src)
     return 0;
 }
 
+/* Copies the string fields of one table into dst, whose string fields start NULL. A field in
+ * both envelope tables (session_id, error, ...) is copied once: the second pass finds it set. */
 static int copy_strs(void *dst, const void *src, const aip_field *f, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (is_str_kind(f[i].kind) &&
-            dup_field(AIP_FIELD_PTR(dst, &f[i]), *AIP_FIELD_CPTR(src, &f[i])))
+    for (size_t i = 0; i < n; i++) {
+        if (!is_str_kind(f[i].kind) || *AIP_FIELD_PTR(dst, &f[i]))
+            continue;
+        if (dup_field(AIP_FIELD_PTR(dst, &f[i]), *AIP_FIELD_CPTR(src, &f[i])))
             return AIP_E_NOMEM;
+    }
     return 0;
 }
 
@@ -394,7 +386,7 @@ int aip_msg_add_message(aip_msg *m, const char *s)
 
 #define WHY(...) (why_len ? (void)snprintf(why, why_len, __VA_ARGS__) : (void)0, AIP_E_PROTOCOL)
 
-static int check_str(const char *what, const char *s, aip_field_kind kind, char *why,
+static int check_str(const char *what, const char *s, aip_field_kind kind, unsigned at, char *why,
                      size_t why_len)
 {
     if (!s)
@@ -403,7 +395,7 @@ static int check_str(const char *what, const char *s, aip_field_kind kind, char 
     if (kind == AIP_F_JSON_OBJECT || kind == AIP_F_JSON_ANY) {
         char r[160];
         if (aip_json_text_check(s, n, kind == AIP_F_JSON_OBJECT ? AIP_JSON_OBJECT : AIP_JSON_ANY,
-                                64, 0, r, sizeof r))
+                                AIP_JSON_MAX_DEPTH - at, 0, r, sizeof r))
             return WHY("field \"%s\" is not valid JSON: %s", what, r);
         return 0;
     }
@@ -419,7 +411,8 @@ static int check_strs(const void *obj, const aip_field *f, size_t n, char *why, 
     for (size_t i = 0; i < n; i++) {
         if (!is_str_kind(f[i].kind))
             continue;
-        int rc = check_str(f[i].name, *AIP_FIELD_CPTR(obj, &f[i]), f[i].kind, why, why_len);
+        int rc =
+            check_str(f[i].name, *AIP_FIELD_CPTR(obj, &f[i]), f[i].kind, f[i].at, why, why_len);
         if (rc)
             return rc;
     }
@@ -496,13 +489,14 @@ int aip_msg_validate(const aip_msg *m, char *why, size_t why_len)
     for (size_t i = 0; i < m->n_messages; i++) {
         if (!m->messages[i])
             return WHY("messages[%zu] is null", i);
-        if ((rc = check_str("messages", m->messages[i], AIP_F_TEXT, why, why_len)))
+        if ((rc = check_str("messages", m->messages[i], AIP_F_TEXT, 1, why, why_len)))
             return rc;
     }
     return 0;
 }
 
-/* ---- equality --------------------------------------------------------------------------------- */
+/* ---- equality ---------------------------------------------------------------------------------
+ */
 
 static bool str_eq(const char *a, const char *b)
 {

@@ -24,8 +24,8 @@
 #include <sys/socket.h>
 
 #define TX_FRAGMENT (64u * 1024u)
-#define PROTO_NAME "aip.v1.proto"
-#define LOG_COMP "transport"
+#define PROTO_NAME  "aip.v1.proto"
+#define LOG_COMP    "transport"
 
 /* ---- frames ------------------------------------------------------------------------------ */
 
@@ -153,11 +153,11 @@ struct aip_transport {
     bool proto_selected;
     uint64_t open_since_ns;
     bool marked_failed;
-    bool closing;      /* a graceful close was requested: send it on WRITEABLE */
-    int close_code;    /* our close code (for drop/close) or the peer's */
+    bool closing;   /* a graceful close was requested: send it on WRITEABLE */
+    int close_code; /* our close code (for drop/close) or the peer's */
     char close_reason[124];
-    bool have_close;   /* close_code/close_reason are set */
-    int in_cb;         /* inside a callback for t->wsi */
+    bool have_close; /* close_code/close_reason are set */
+    int in_cb;       /* inside a callback for t->wsi */
     bool kill_requested;
     bool exit_loop;
     aip_buf rx;
@@ -175,8 +175,8 @@ struct aip_transport {
     uint64_t qlink; /* the open link, or 0 */
 
     /* statistics (atomics: read from any thread) */
-    _Atomic uint64_t st_frames_out, st_bytes_out, st_frames_in, st_bytes_in, st_dropped,
-        st_full, st_connects, st_connect_failures, st_oversized;
+    _Atomic uint64_t st_frames_out, st_bytes_out, st_frames_in, st_bytes_in, st_dropped, st_full,
+        st_connects, st_connect_failures, st_oversized;
 };
 
 static void stat_add(_Atomic uint64_t *s, uint64_t n)
@@ -266,8 +266,7 @@ static int parse_url(aip_transport *t, const char *url)
     if (*p && *p != '/' && *p != '?')
         return AIP_E_CONFIG;
     char enc[1024] = "";
-    if (t->token && t->cfg.token_mode == AIP_TOKEN_QUERY &&
-        url_encode(t->token, enc, sizeof enc))
+    if (t->token && t->cfg.token_mode == AIP_TOKEN_QUERY && url_encode(t->token, enc, sizeof enc))
         return AIP_E_CONFIG;
     size_t n = strlen(path) + strlen(enc) + 16;
     t->path = aip_malloc(n);
@@ -766,9 +765,9 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
         if (wsi == t->wsi && t->bearer) {
             unsigned char **p = (unsigned char **)in, *end = (*p) + len;
-            if (lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:",
-                                            (const unsigned char *)t->bearer,
-                                            (int)strlen(t->bearer), p, end))
+            if (lws_add_http_header_by_name(
+                    wsi, (const unsigned char *)"authorization:", (const unsigned char *)t->bearer,
+                    (int)strlen(t->bearer), p, end))
                 return -1;
         }
         return 0;
@@ -847,8 +846,7 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         link_ended(t, t->close_code, t->close_reason, true);
         return 0;
 
-    default:
-        return 0;
+    default: return 0;
     }
 }
 

@@ -69,14 +69,16 @@ static void test_lean_form_and_defaults(void **state)
 {
     (void)state;
     aip_msg m;
-    assert_int_equal(dec(AIP_ENVELOPE_CLIENT, "{\"status\":\"ok\",\"type\":\"heartbeat\"}", &m,
-                         NULL), 0);
+    assert_int_equal(
+        dec(AIP_ENVELOPE_CLIENT, "{\"status\":\"ok\",\"type\":\"heartbeat\"}", &m, NULL), 0);
     assert_int_equal(m.client_type, AIP_CLIENT_DEVICE); /* UFO's default */
     aip_msg_clear(&m);
     /* unknown keys are ignored, keys are case-sensitive */
     assert_int_equal(dec(AIP_ENVELOPE_CLIENT,
                          "{\"type\":\"heartbeat\",\"status\":\"ok\",\"Client_ID\":\"x\","
-                         "\"future_key\":[1,{\"a\":2}]}", &m, NULL), 0);
+                         "\"future_key\":[1,{\"a\":2}]}",
+                         &m, NULL),
+                     0);
     assert_null(m.client_id);
     aip_msg_clear(&m);
 }
@@ -88,8 +90,9 @@ static void test_escapes_and_unicode_out(void **state)
     aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_ERROR, AIP_STATUS_ERROR);
     assert_int_equal(aip_msg_set_str(&m.error, "a\"b\\c\nd\te\x01 \xc3\xa9 \xf0\x9f\x98\x80"), 0);
     char *out = enc(AIP_ENCODING_JSON, &m, NULL);
-    assert_string_equal(out, "{\"type\":\"error\",\"status\":\"error\",\"error\":\"a\\\"b\\\\c\\nd\\te"
-                             "\\u0001 \xc3\xa9 \xf0\x9f\x98\x80\"}");
+    assert_string_equal(out,
+                        "{\"type\":\"error\",\"status\":\"error\",\"error\":\"a\\\"b\\\\c\\nd\\te"
+                        "\\u0001 \xc3\xa9 \xf0\x9f\x98\x80\"}");
     aip_msg back;
     assert_int_equal(dec(AIP_ENVELOPE_SERVER, out, &back, NULL), 0);
     assert_true(aip_msg_equal(&m, &back));
@@ -106,7 +109,8 @@ static void test_correlation_survives_errors(void **state)
     /* a command with a broken status: still tells who to answer */
     int rc = dec(AIP_ENVELOPE_SERVER,
                  "{\"type\":\"command\",\"status\":\"Continue\",\"response_id\":\"r-9\","
-                 "\"session_id\":\"s-1\",\"actions\":[]}", &m, &e);
+                 "\"session_id\":\"s-1\",\"actions\":[]}",
+                 &m, &e);
     assert_int_equal(rc, AIP_E_PROTOCOL);
     assert_int_equal(e.code, rc);
     assert_string_equal(e.reason, "unknown status \"Continue\"");
@@ -115,19 +119,24 @@ static void test_correlation_survives_errors(void **state)
     assert_string_equal(e.session_id, "s-1");
     assert_null(m.response_id); /* the model is left cleared */
 
-    rc = dec(AIP_ENVELOPE_CLIENT, "{\"type\":\"device_info_request\",\"status\":\"ok\","
-                                  "\"request_id\":\"q-1\",\"client_id\":7}", &m, &e);
+    rc = dec(AIP_ENVELOPE_CLIENT,
+             "{\"type\":\"device_info_request\",\"status\":\"ok\","
+             "\"request_id\":\"q-1\",\"client_id\":7}",
+             &m, &e);
     assert_int_equal(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "field \"client_id\" must be a string");
     assert_string_equal(e.request_id, "q-1");
     assert_int_equal(e.type, AIP_MSG_DEVICE_INFO_REQUEST);
 
     rc = dec(AIP_ENVELOPE_SERVER, "{\"type\":\"reboot\",\"status\":\"ok\"}", &m, &e);
+    assert_int_equal(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "unknown message type \"reboot\"");
     assert_int_equal(e.type, AIP_MSG_NONE);
     rc = dec(AIP_ENVELOPE_SERVER, "{\"status\":\"ok\"}", &m, &e);
+    assert_int_equal(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "missing required field \"type\"");
     rc = dec(AIP_ENVELOPE_SERVER, "{\"type\":\"register\",\"status\":\"ok\"}", &m, &e);
+    assert_int_equal(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "message type \"register\" is not valid in a server message");
     rc = dec(AIP_ENVELOPE_SERVER, "[1]", &m, &e);
     assert_int_equal(rc, AIP_E_PROTOCOL);
@@ -139,12 +148,13 @@ static void test_invalid_action_keeps_batch(void **state)
     (void)state;
     aip_msg m;
     aip_decode_error e;
-    const char *f = "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":\"r\","
-                    "\"actions\":[{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"call_id\":\"a\"},"
-                    "{\"tool_name\":\"x\",\"call_id\":\"b\"},"
-                    "{\"tool_name\":\"x\",\"tool_type\":\"Action\",\"call_id\":\"c\"},"
-                    "{\"tool_name\":\"x\",\"tool_type\":\"action\",\"parameters\":[1],\"call_id\":\"d\"},"
-                    "7]}";
+    const char *f =
+        "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":\"r\","
+        "\"actions\":[{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"call_id\":\"a\"},"
+        "{\"tool_name\":\"x\",\"call_id\":\"b\"},"
+        "{\"tool_name\":\"x\",\"tool_type\":\"Action\",\"call_id\":\"c\"},"
+        "{\"tool_name\":\"x\",\"tool_type\":\"action\",\"parameters\":[1],\"call_id\":\"d\"},"
+        "7]}";
     assert_int_equal(dec(AIP_ENVELOPE_SERVER, f, &m, &e), 0);
     assert_int_equal(m.n_actions, 5);
     assert_null(m.actions[0].invalid);
@@ -171,7 +181,9 @@ static void test_proto_round_trip_and_presence(void **state)
     assert_int_equal(dec(AIP_ENVELOPE_SERVER,
                          "{\"type\":\"task_end\",\"status\":\"completed\",\"session_id\":\"t@1\","
                          "\"actions\":[],\"messages\":[\"a\",\"\"],\"result\":[{\"request\":\"x\","
-                         "\"result\":[1.50,null]}]}", &m, NULL), 0);
+                         "\"result\":[1.50,null]}]}",
+                         &m, NULL),
+                     0);
     size_t n;
     char *bin = enc(AIP_ENCODING_PROTO, &m, &n);
     aip_msg back = {0};
@@ -215,8 +227,8 @@ static void test_proto_rejections(void **state)
     /* metadata_json (field 14) that is an array */
     const uint8_t md[] = {0x08, 1, 0x10, 4, 0x72, 2, '[', ']'};
     assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, md, sizeof md, NULL, &m, &e),
-                     AIP_E_MALFORMED);
-    assert_string_equal(e.reason, "field \"metadata\": not a JSON object");
+                     AIP_E_PROTOCOL);
+    assert_string_equal(e.reason, "field \"metadata\" must be an object");
 }
 
 static void test_frame_limit(void **state)
@@ -231,8 +243,9 @@ static void test_frame_limit(void **state)
     assert_int_equal(aip_json_decode(AIP_ENVELOPE_CLIENT, f, strlen(f), &l, &m, &e),
                      AIP_E_TOO_LARGE);
     assert_non_null(strstr(e.reason, "exceeds the limit of 16"));
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, (const uint8_t *)f, strlen(f), &l, &m,
-                                      &e), AIP_E_TOO_LARGE);
+    assert_int_equal(
+        aip_proto_decode(AIP_ENVELOPE_CLIENT, (const uint8_t *)f, strlen(f), &l, &m, &e),
+        AIP_E_TOO_LARGE);
 }
 
 static void test_proto_memory_budget(void **state)
@@ -242,10 +255,12 @@ static void test_proto_memory_budget(void **state)
     size_t n = 2000;
     uint8_t *buf = malloc(8 + 2 * n + 8);
     size_t o = 0;
-    buf[o++] = 0x08; buf[o++] = 5; /* command_results */
-    buf[o++] = 0x10; buf[o++] = 4;
-    buf[o++] = 0x4a; /* field 9, length-delimited: ResultList */
-    size_t inner = 2 * n;          /* each item: tag 0x0a + length 0 */
+    buf[o++] = 0x08;
+    buf[o++] = 5; /* command_results */
+    buf[o++] = 0x10;
+    buf[o++] = 4;
+    buf[o++] = 0x4a;      /* field 9, length-delimited: ResultList */
+    size_t inner = 2 * n; /* each item: tag 0x0a + length 0 */
     buf[o++] = (uint8_t)(0x80 | (inner & 0x7f));
     buf[o++] = (uint8_t)(inner >> 7);
     for (size_t i = 0; i < n; i++) {

@@ -28,10 +28,22 @@ static void test_accepts_valid_json(void **state)
 {
     (void)state;
     static const char *ok[] = {
-        "{}", "[]", "0", "-0", "1.5e-7", "6.02E+23", "-12.0", "\"\"", "true", "false", "null",
-        " \t\r\n{ \"a\" : [ 1 , 2 ] }\n", "{\"a\":{\"b\":{\"c\":null}}}",
+        "{}",
+        "[]",
+        "0",
+        "-0",
+        "1.5e-7",
+        "6.02E+23",
+        "-12.0",
+        "\"\"",
+        "true",
+        "false",
+        "null",
+        " \t\r\n{ \"a\" : [ 1 , 2 ] }\n",
+        "{\"a\":{\"b\":{\"c\":null}}}",
         "\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\ud83d\\ude00\"",
-        "\"h\xc3\xa9llo \xe4\xb8\xad \xf0\x9f\x98\x80\"", "[1,[2,[3,[]]]]",
+        "\"h\xc3\xa9llo \xe4\xb8\xad \xf0\x9f\x98\x80\"",
+        "[1,[2,[3,[]]]]",
         "{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1,\"j\":1}",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -74,11 +86,11 @@ static void test_rejects_with_reason(void **state)
         {"\"\\ud800\"", 0, AIP_E_MALFORMED, "unpaired UTF-16 surrogate"},
         {"\"\\udc00\\ud800\"", 0, AIP_E_MALFORMED, "unpaired UTF-16 surrogate"},
         {"\"\\ud800\\u0041\"", 0, AIP_E_MALFORMED, "unpaired UTF-16 surrogate"},
-        {"\"\xc0\xaf\"", 0, AIP_E_MALFORMED, "invalid UTF-8"},     /* overlong */
-        {"\"\x80\"", 0, AIP_E_MALFORMED, "invalid UTF-8"},         /* lone continuation */
-        {"\"\xed\xa0\x80\"", 0, AIP_E_MALFORMED, "invalid UTF-8"}, /* encoded surrogate */
+        {"\"\xc0\xaf\"", 0, AIP_E_MALFORMED, "invalid UTF-8"},         /* overlong */
+        {"\"\x80\"", 0, AIP_E_MALFORMED, "invalid UTF-8"},             /* lone continuation */
+        {"\"\xed\xa0\x80\"", 0, AIP_E_MALFORMED, "invalid UTF-8"},     /* encoded surrogate */
         {"\"\xf4\x90\x80\x80\"", 0, AIP_E_MALFORMED, "invalid UTF-8"}, /* > U+10FFFF */
-        {"\"\xe4\xb8\"", 0, AIP_E_MALFORMED, "invalid UTF-8"},     /* truncated */
+        {"\"\xe4\xb8\"", 0, AIP_E_MALFORMED, "invalid UTF-8"},         /* truncated */
         {"{\"a\":1,\"a\":2}", 0, AIP_E_MALFORMED, "duplicate key \"a\""},
         {"{\"type\":1,\"\\u0074ype\":2}", 0, AIP_E_MALFORMED, "duplicate key"},
         {"{\"o\":{\"k\":1,\"b\":2,\"k\":3}}", 0, AIP_E_MALFORMED, "duplicate key \"k\""},

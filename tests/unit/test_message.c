@@ -12,8 +12,14 @@
 static void test_enum_wire_strings_round_trip(void **state)
 {
     (void)state;
-    static const char *types[] = {"register", "heartbeat", "task", "command", "command_results",
-                                  "task_end", "device_info_request", "device_info_response",
+    static const char *types[] = {"register",
+                                  "heartbeat",
+                                  "task",
+                                  "command",
+                                  "command_results",
+                                  "task_end",
+                                  "device_info_request",
+                                  "device_info_response",
                                   "error"};
     for (int t = AIP_MSG_REGISTER; t < AIP_MSG_TYPE_COUNT_; t++) {
         const char *s = aip_msg_type_str((aip_msg_type)t);
@@ -152,8 +158,8 @@ static void test_copy_and_equal(void **state)
     assert_ptr_not_equal(a.actions, b.actions);
     assert_ptr_not_equal(a.actions[0].tool_name, b.actions[0].tool_name);
 
-    assert_int_equal(aip_msg_set_json(&b.actions[2].parameters, "{\"text\":\"hi\" }",
-                                      AIP_JSON_OBJECT), 0);
+    assert_int_equal(
+        aip_msg_set_json(&b.actions[2].parameters, "{\"text\":\"hi\" }", AIP_JSON_OBJECT), 0);
     assert_false(aip_msg_equal(&a, &b)); /* free-form text compares byte for byte */
     aip_msg_clear(&b);
 

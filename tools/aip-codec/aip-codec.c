@@ -75,10 +75,10 @@ static int read_stdin(aip_buf *b, size_t max, int *too_large)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"from", required_argument, 0, 'f'},     {"to", required_argument, 0, 't'},
-        {"envelope", required_argument, 0, 'e'}, {"pretty", no_argument, 0, 'p'},
+        {"from", required_argument, 0, 'f'},      {"to", required_argument, 0, 't'},
+        {"envelope", required_argument, 0, 'e'},  {"pretty", no_argument, 0, 'p'},
         {"max-frame", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
     };
     int have_from = 0, have_to = 0, have_env = 0, pretty = 0;
     aip_encoding from = AIP_ENCODING_JSON, to = AIP_ENCODING_JSON;

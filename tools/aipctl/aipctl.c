@@ -36,7 +36,8 @@ static void usage(FILE *f)
             "  info DEVICE      print DEVICE's system info as JSON\n"
             "  task DEVICE REQ  run a task on DEVICE and print {\"status\",\"result\",\"error\"};\n"
             "                   aip-test-server runs REQ given as JSON actions, e.g.\n"
-            "                   '{\"actions\":[{\"tool_name\":\"echo\",\"parameters\":{\"text\":\"hi\"}}]}'\n"
+            "                   "
+            "'{\"actions\":[{\"tool_name\":\"echo\",\"parameters\":{\"text\":\"hi\"}}]}'\n"
             "\n"
             "options:\n"
             "  --server URL        server WebSocket URL (default %s)\n"
@@ -140,8 +141,7 @@ static int print_task(const aip_future *f)
     return rc;
 }
 
-static int cmd_devices(const char *server, const char *token, const char *ca_file,
-                       double timeout_s)
+static int cmd_devices(const char *server, const char *token, const char *ca_file, double timeout_s)
 {
     char *body = NULL;
     int status = 0;
@@ -152,8 +152,8 @@ static int cmd_devices(const char *server, const char *token, const char *ca_fil
         return 1;
     }
     int rc = 1;
-    if (status == 200 && body && !aip_json_validate(body, strlen(body), AIP_JSON_OBJECT, NULL,
-                                                    NULL, 0)) {
+    if (status == 200 && body &&
+        !aip_json_validate(body, strlen(body), AIP_JSON_OBJECT, NULL, NULL, 0)) {
         rc = print_json(body);
     } else if (status == 401 || status == 403) {
         fprintf(stderr, "aipctl: the server refused the key (HTTP %d)\n", status);
@@ -167,10 +167,14 @@ static int cmd_devices(const char *server, const char *token, const char *ca_fil
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"server", required_argument, 0, 's'}, {"token", required_argument, 0, 't'},
-        {"encoding", required_argument, 0, 'e'}, {"timeout", required_argument, 0, 'T'},
-        {"ca-file", required_argument, 0, 'c'}, {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        {"server", required_argument, 0, 's'},
+        {"token", required_argument, 0, 't'},
+        {"encoding", required_argument, 0, 'e'},
+        {"timeout", required_argument, 0, 'T'},
+        {"ca-file", required_argument, 0, 'c'},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     const char *server = DEFAULT_SERVER, *token = getenv("AIP_TOKEN"), *ca_file = NULL;

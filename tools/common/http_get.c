@@ -28,9 +28,9 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
         if (r->token) {
             unsigned char **p = (unsigned char **)in, *end = (*p) + len;
-            if (lws_add_http_header_by_name(wsi, (const unsigned char *)"x-api-key:",
-                                            (const unsigned char *)r->token,
-                                            (int)strlen(r->token), p, end))
+            if (lws_add_http_header_by_name(
+                    wsi, (const unsigned char *)"x-api-key:", (const unsigned char *)r->token,
+                    (int)strlen(r->token), p, end))
                 return -1;
         }
         break;
@@ -61,9 +61,7 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         }
         return 0;
     case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
-    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-        r->done = 1;
-        break;
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP: r->done = 1; break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         snprintf(r->err, sizeof r->err, "cannot reach the server: %s",
                  in ? (const char *)in : "connection error");
@@ -111,8 +109,15 @@ int aip_http_get(const char *ws_url, const char *path, const char *token, const 
     memcpy(host, p, hl);
     host[hl] = 0;
     int port = tls ? 443 : 80;
-    if (p[hl] == ':')
-        port = atoi(p + hl + 1);
+    if (p[hl] == ':') {
+        char *end;
+        long v = strtol(p + hl + 1, &end, 10);
+        if (end == p + hl + 1 || v <= 0 || v > 65535) {
+            snprintf(err, errlen, "bad port in the server URL");
+            return -1;
+        }
+        port = (int)v;
+    }
 
     static const struct lws_protocols protocols[] = {{"http", cb, 0, 0, 0, NULL, 0},
                                                      {NULL, NULL, 0, 0, 0, NULL, 0}};

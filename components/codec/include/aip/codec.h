@@ -38,24 +38,26 @@ typedef enum aip_encoding {
 #define AIP_PROTO_SUBPROTOCOL "aip.v1.proto"
 
 typedef struct aip_codec_limits {
-    size_t max_frame;      /* bytes; frames above are refused (AIP_E_TOO_LARGE) */
-    unsigned max_depth;    /* JSON nesting depth (AIP_E_TOO_COMPLEX) */
-    size_t max_values;     /* JSON values in one frame (AIP_E_TOO_COMPLEX) */
-    unsigned mem_factor;   /* decode memory budget = max(mem_floor, mem_factor * frame bytes) */
+    size_t max_frame;    /* bytes; frames above are refused (AIP_E_TOO_LARGE) */
+    unsigned max_depth;  /* JSON nesting depth (AIP_E_TOO_COMPLEX) */
+    size_t max_values;   /* JSON values in one frame (AIP_E_TOO_COMPLEX) */
+    unsigned mem_factor; /* decode memory budget = max(mem_floor, mem_factor * frame bytes) */
     size_t mem_floor;
 } aip_codec_limits;
 
 #define AIP_CODEC_DEFAULT_MAX_FRAME (1u << 20) /* the agent's inbound default: 1 MiB */
-#define AIP_CODEC_LIMITS_DEFAULT                                                                \
-    {AIP_CODEC_DEFAULT_MAX_FRAME, 64, 1u << 20, 8, 1u << 20}
+#define AIP_CODEC_LIMITS_DEFAULT                               \
+    {                                                          \
+        AIP_CODEC_DEFAULT_MAX_FRAME, 64, 1u << 20, 8, 1u << 20 \
+    }
 
 /* Fills l with the defaults above. */
 void aip_codec_limits_default(aip_codec_limits *l);
 
 typedef struct aip_decode_error {
-    int code;             /* AIP_E_MALFORMED, _PROTOCOL, _TOO_LARGE, _TOO_COMPLEX, _NOMEM */
-    char reason[200];     /* e.g. `missing required field "status"` */
-    aip_msg_type type;    /* AIP_MSG_NONE when unreadable */
+    int code;          /* AIP_E_MALFORMED, _PROTOCOL, _TOO_LARGE, _TOO_COMPLEX, _NOMEM */
+    char reason[200];  /* e.g. `missing required field "status"` */
+    aip_msg_type type; /* AIP_MSG_NONE when unreadable */
     char session_id[AIP_ID_MAX + 1]; /* "" when unreadable */
     char request_id[AIP_ID_MAX + 1];
     char response_id[AIP_ID_MAX + 1];
@@ -66,8 +68,8 @@ typedef struct aip_decode_error {
  * Returns 0 or the negative code also stored in err->code. */
 int aip_decode(aip_encoding enc, aip_envelope env, const void *frame, size_t len,
                const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
-int aip_json_decode(aip_envelope env, const char *frame, size_t len,
-                    const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
+int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_codec_limits *limits,
+                    aip_msg *out, aip_decode_error *err);
 int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
                      const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
 

@@ -22,28 +22,28 @@ extern "C" {
 
 enum aip_error {
     AIP_OK = 0,
-    AIP_E_INVAL = -1,         /* invalid argument */
-    AIP_E_NOMEM = -2,         /* out of memory (or over a memory budget) */
-    AIP_E_MALFORMED = -3,     /* frame is not well-formed JSON / protobuf / UTF-8 */
-    AIP_E_PROTOCOL = -4,      /* well-formed, but not a valid AIP message */
-    AIP_E_TOO_LARGE = -5,     /* over the frame-size limit */
-    AIP_E_TOO_COMPLEX = -6,   /* over the nesting-depth or value-count limit */
-    AIP_E_TIMEOUT = -7,       /* the deadline passed */
-    AIP_E_CANCELLED = -8,     /* cancelled by the caller */
-    AIP_E_CONN_LOST = -9,     /* the connection was lost while the request was pending */
+    AIP_E_INVAL = -1,          /* invalid argument */
+    AIP_E_NOMEM = -2,          /* out of memory (or over a memory budget) */
+    AIP_E_MALFORMED = -3,      /* frame is not well-formed JSON / protobuf / UTF-8 */
+    AIP_E_PROTOCOL = -4,       /* well-formed, but not a valid AIP message */
+    AIP_E_TOO_LARGE = -5,      /* over the frame-size limit */
+    AIP_E_TOO_COMPLEX = -6,    /* over the nesting-depth or value-count limit */
+    AIP_E_TIMEOUT = -7,        /* the deadline passed */
+    AIP_E_CANCELLED = -8,      /* cancelled by the caller */
+    AIP_E_CONN_LOST = -9,      /* the connection was lost while the request was pending */
     AIP_E_NOT_CONNECTED = -10, /* not connected/registered, and the caller did not ask to wait */
-    AIP_E_SHUTDOWN = -11,     /* the object is being destroyed */
-    AIP_E_REMOTE = -12,       /* the peer answered with an error */
-    AIP_E_FULL = -13,         /* a bound was reached: pending requests, queued bytes */
-    AIP_E_DUPLICATE = -14,    /* the id is already in use */
-    AIP_E_REFUSED = -15,      /* registration refused by the server */
-    AIP_E_UNSUPPORTED = -16,  /* not supported by this build or peer */
-    AIP_E_IO = -17,           /* an operating-system call failed */
-    AIP_E_TLS = -18,          /* TLS set-up or verification failed */
-    AIP_E_AUTH = -19,         /* authentication failed */
-    AIP_E_NOT_FOUND = -20,    /* no such id, tool, device or file */
-    AIP_E_STATE = -21,        /* wrong state for this call */
-    AIP_E_CONFIG = -22,       /* invalid configuration */
+    AIP_E_SHUTDOWN = -11,      /* the object is being destroyed */
+    AIP_E_REMOTE = -12,        /* the peer answered with an error */
+    AIP_E_FULL = -13,          /* a bound was reached: pending requests, queued bytes */
+    AIP_E_DUPLICATE = -14,     /* the id is already in use */
+    AIP_E_REFUSED = -15,       /* registration refused by the server */
+    AIP_E_UNSUPPORTED = -16,   /* not supported by this build or peer */
+    AIP_E_IO = -17,            /* an operating-system call failed */
+    AIP_E_TLS = -18,           /* TLS set-up or verification failed */
+    AIP_E_AUTH = -19,          /* authentication failed */
+    AIP_E_NOT_FOUND = -20,     /* no such id, tool, device or file */
+    AIP_E_STATE = -21,         /* wrong state for this call */
+    AIP_E_CONFIG = -22,        /* invalid configuration */
 };
 
 /* A short, static, human-readable name for an AIP_E* code (never NULL). */
@@ -54,8 +54,10 @@ const char *aip_version(void);
 
 /* ---- logging --------------------------------------------------------------------------------
  * Process-wide. Lines below the level are dropped before formatting. The hook, when set,
- * receives every line instead of stderr; it may be called from any libaip thread at once, so
- * it must be thread-safe and must not call back into libaip. Secrets are never passed to it. */
+ * receives every line instead of stderr, from any libaip thread, one line at a time (calls are
+ * serialised). It must not call back into libaip and should return quickly. Once
+ * aip_log_set_hook() returns, the previous hook is no longer running or called, so its user
+ * data may be freed. Secrets are never passed to it. */
 typedef enum aip_log_level {
     AIP_LOG_ERROR = 0,
     AIP_LOG_WARN = 1,
@@ -100,8 +102,8 @@ char *aip_strndup(const char *s, size_t n);
  * Monotonic time for deadlines, wall time for timestamps. Objects that schedule take an
  * aip_clock so tests can drive time; NULL means the system clock. */
 typedef struct aip_clock {
-    uint64_t (*mono_ns)(void *user);  /* monotonic nanoseconds */
-    int64_t (*wall_us)(void *user);   /* microseconds since the Unix epoch, UTC */
+    uint64_t (*mono_ns)(void *user); /* monotonic nanoseconds */
+    int64_t (*wall_us)(void *user);  /* microseconds since the Unix epoch, UTC */
     void *user;
 } aip_clock;
 

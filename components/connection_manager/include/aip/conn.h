@@ -55,11 +55,11 @@ typedef enum aip_conn_state {
 
 typedef struct aip_conn_event {
     aip_conn_state state;
-    const char *detail;   /* why (close reason, refusal text, error), never NULL */
-    int close_code;       /* DISCONNECTED: the WebSocket close code, 1006 when none */
-    uint32_t delay_ms;    /* BACKOFF */
-    uint32_t attempt;     /* BACKOFF: consecutive failed attempts so far */
-    bool proto;           /* REGISTERED: protobuf frames in use */
+    const char *detail; /* why (close reason, refusal text, error), never NULL */
+    int close_code;     /* DISCONNECTED: the WebSocket close code, 1006 when none */
+    uint32_t delay_ms;  /* BACKOFF */
+    uint32_t attempt;   /* BACKOFF: consecutive failed attempts so far */
+    bool proto;         /* REGISTERED: protobuf frames in use */
 } aip_conn_event;
 
 typedef void (*aip_conn_state_cb)(aip_conn *c, const aip_conn_event *ev, void *user);
@@ -86,20 +86,20 @@ typedef struct aip_conn_config {
     aip_encoding encoding; /* PROTO: offer aip.v1.proto, fall back to JSON if not selected */
     const char *ca_file;   /* wss: CA bundle; NULL = the system store. Verification is on. */
     const char *cert_file, *key_file; /* wss client certificate (mTLS) */
-    bool tls_insecure;     /* tests only: skip certificate and host-name checks */
+    bool tls_insecure;                /* tests only: skip certificate and host-name checks */
     /* Registration metadata, a JSON object. The library adds "aip_extensions" (and, for a
      * constellation without one, "type": "constellation_client"). */
     const char *metadata_json;
-    uint32_t heartbeat_ms;         /* 30000; the link is dead after 3 silent intervals */
-    uint32_t register_timeout_ms;  /* 10000 */
-    uint32_t device_info_timeout_ms; /* default for device-info requests: 10000 */
-    uint32_t task_timeout_ms;      /* default for tasks: 1000000 (UFO's 1000 s) */
-    uint32_t ping_s, hangup_s;     /* WebSocket ping / hang-up: 20 / 30 */
-    size_t max_frame_in;           /* 1 MiB */
-    size_t max_pending;            /* 65536 requests */
-    size_t max_queued_bytes;       /* 8 MiB */
+    uint32_t heartbeat_ms;                    /* 30000; the link is dead after 3 silent intervals */
+    uint32_t register_timeout_ms;             /* 10000 */
+    uint32_t device_info_timeout_ms;          /* default for device-info requests: 10000 */
+    uint32_t task_timeout_ms;                 /* default for tasks: 1000000 (UFO's 1000 s) */
+    uint32_t ping_s, hangup_s;                /* WebSocket ping / hang-up: 20 / 30 */
+    size_t max_frame_in;                      /* 1 MiB */
+    size_t max_pending;                       /* 65536 requests */
+    size_t max_queued_bytes;                  /* 8 MiB */
     uint32_t backoff_base_ms, backoff_cap_ms; /* 1000, 60000 */
-    uint32_t stable_ms;            /* a link up this long resets the backoff: 30000 */
+    uint32_t stable_ms;                       /* a link up this long resets the backoff: 30000 */
     aip_conn_state_cb on_state;
     aip_conn_msg_cb on_command, on_device_info_request, on_task;
     void *user;
@@ -119,9 +119,9 @@ void aip_conn_destroy(aip_conn *c);
 void aip_conn_destroy_ex(aip_conn *c, int code, const char *reason, uint32_t grace_ms);
 
 typedef struct aip_request_opts {
-    int64_t timeout_ms;       /* 0: the config's default for this request type */
-    bool wait_for_link;       /* wait for registration instead of AIP_E_NOT_CONNECTED */
-    aip_future_cb callback;   /* optional, runs on the service thread (must not block) */
+    int64_t timeout_ms;     /* 0: the config's default for this request type */
+    bool wait_for_link;     /* wait for registration instead of AIP_E_NOT_CONNECTED */
+    aip_future_cb callback; /* optional, runs on the service thread (must not block) */
     void *user;
 } aip_request_opts;
 
@@ -164,14 +164,14 @@ aip_encoding aip_conn_encoding(aip_conn *c);
 
 typedef struct aip_conn_stats {
     uint64_t frames_sent, frames_received, bytes_sent, bytes_received;
-    uint64_t requests;       /* requests accepted (tasks + device info) */
-    uint64_t completed;      /* answered with success */
-    uint64_t remote_errors;  /* answered with an error */
+    uint64_t requests;      /* requests accepted (tasks + device info) */
+    uint64_t completed;     /* answered with success */
+    uint64_t remote_errors; /* answered with an error */
     uint64_t timeouts;
-    uint64_t conn_lost;      /* failed because the link dropped */
-    uint64_t late;           /* answers for requests that had timed out or been cancelled */
-    uint64_t unmatched;      /* answers for ids never seen */
-    uint64_t malformed;      /* inbound frames that did not decode */
+    uint64_t conn_lost;           /* failed because the link dropped */
+    uint64_t late;                /* answers for requests that had timed out or been cancelled */
+    uint64_t unmatched;           /* answers for ids never seen */
+    uint64_t malformed;           /* inbound frames that did not decode */
     uint64_t errors_uncorrelated; /* server errors naming no pending request */
     uint64_t registrations, registration_failures;
     uint64_t reconnects;     /* connection attempts after the first */
@@ -181,6 +181,8 @@ typedef struct aip_conn_stats {
     uint64_t pending;        /* requests pending now */
 } aip_conn_stats;
 
+/* A snapshot of the counters. They are updated on the service thread just after the event
+ * they count (a waiter woken by a completion may see its counter a moment later). */
 void aip_conn_get_stats(aip_conn *c, aip_conn_stats *s);
 
 #ifdef __cplusplus

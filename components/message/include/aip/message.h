@@ -27,7 +27,8 @@
 extern "C" {
 #endif
 
-#define AIP_ID_MAX 256 /* bytes, for every id-like field (session_id, client_id, call_id, ...) */
+#define AIP_ID_MAX         256 /* bytes, for every id-like field (session_id, client_id, call_id, ...) */
+#define AIP_JSON_MAX_DEPTH 64 /* JSON nesting of a whole frame, free-form values included */
 
 typedef enum aip_envelope {
     AIP_ENVELOPE_CLIENT = 0, /* ClientMessage: client -> server */

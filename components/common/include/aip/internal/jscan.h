@@ -22,10 +22,10 @@
 #define AIP_JSCAN_MAX_PATH 4
 
 typedef struct aip_jscan_path {
-    unsigned depth;                        /* 0 = the root value */
-    const char *key[AIP_JSCAN_MAX_PATH];   /* raw (escaped) key text at each level, or NULL */
-    size_t key_len[AIP_JSCAN_MAX_PATH];    /* when the parent is an object */
-    size_t index[AIP_JSCAN_MAX_PATH];      /* when the parent is an array */
+    unsigned depth;                      /* 0 = the root value */
+    const char *key[AIP_JSCAN_MAX_PATH]; /* raw (escaped) key text at each level, or NULL */
+    size_t key_len[AIP_JSCAN_MAX_PATH];  /* when the parent is an object */
+    size_t index[AIP_JSCAN_MAX_PATH];    /* when the parent is an array */
 } aip_jscan_path;
 
 /* Called after each complete value at depth <= visit_depth, with its exact text. */

@@ -13,17 +13,17 @@
 #include <stddef.h>
 
 typedef enum aip_field_kind {
-    AIP_F_TYPE,        /* aip_msg_type */
-    AIP_F_STATUS,      /* aip_status */
-    AIP_F_CLIENT_TYPE, /* aip_client_type */
-    AIP_F_TEXT,        /* char *, free text */
-    AIP_F_ID,          /* char *, at most AIP_ID_MAX bytes */
-    AIP_F_JSON_OBJECT, /* char *, JSON object text */
-    AIP_F_JSON_ANY,    /* char *, any JSON text */
-    AIP_F_RESULTS,     /* action_results */
-    AIP_F_COMMANDS,    /* actions */
-    AIP_F_STRINGS,     /* messages */
-    AIP_F_TOOL_TYPE,   /* aip_tool_type (Command) */
+    AIP_F_TYPE,          /* aip_msg_type */
+    AIP_F_STATUS,        /* aip_status */
+    AIP_F_CLIENT_TYPE,   /* aip_client_type */
+    AIP_F_TEXT,          /* char *, free text */
+    AIP_F_ID,            /* char *, at most AIP_ID_MAX bytes */
+    AIP_F_JSON_OBJECT,   /* char *, JSON object text */
+    AIP_F_JSON_ANY,      /* char *, any JSON text */
+    AIP_F_RESULTS,       /* action_results */
+    AIP_F_COMMANDS,      /* actions */
+    AIP_F_STRINGS,       /* messages */
+    AIP_F_TOOL_TYPE,     /* aip_tool_type (Command) */
     AIP_F_RESULT_STATUS, /* aip_result_status (Result) */
 } aip_field_kind;
 
@@ -31,6 +31,10 @@ typedef struct aip_field {
     const char *name; /* the JSON key */
     aip_field_kind kind;
     size_t off; /* offset in aip_msg / aip_command / aip_result */
+    /* The nesting level the value sits at inside a JSON frame (1: a key of the envelope; 3: a
+     * key of a Command/Result inside a list). A free-form value may nest at most
+     * max_depth - at levels itself, so every encoding bounds it the same way. */
+    unsigned at;
 } aip_field;
 
 extern const aip_field aip_client_fields[];
@@ -52,9 +56,9 @@ static inline const aip_field *aip_envelope_fields(aip_envelope env, size_t *n)
     return aip_client_fields;
 }
 
-#define AIP_FIELD_PTR(obj, f) ((char **)((char *)(obj) + (f)->off))
+#define AIP_FIELD_PTR(obj, f)  ((char **)((char *)(obj) + (f)->off))
 #define AIP_FIELD_CPTR(obj, f) ((char *const *)((const char *)(obj) + (f)->off))
-#define AIP_FIELD_INT(obj, f) ((int *)((char *)(obj) + (f)->off))
+#define AIP_FIELD_INT(obj, f)  ((int *)((char *)(obj) + (f)->off))
 #define AIP_FIELD_CINT(obj, f) ((const int *)((const char *)(obj) + (f)->off))
 
 /* Validates free-form JSON text (strict, depth 64). Returns 0 or AIP_E_MALFORMED/_TOO_COMPLEX

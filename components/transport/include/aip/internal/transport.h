@@ -72,11 +72,11 @@ typedef struct aip_transport_events {
 
 typedef struct aip_transport_stats {
     uint64_t frames_out, bytes_out, frames_in, bytes_in;
-    uint64_t dropped_stale;   /* queued for a link that was gone */
-    uint64_t refused_full;    /* send() failed with AIP_E_FULL */
-    uint64_t connects;        /* links opened */
+    uint64_t dropped_stale; /* queued for a link that was gone */
+    uint64_t refused_full;  /* send() failed with AIP_E_FULL */
+    uint64_t connects;      /* links opened */
     uint64_t connect_failures;
-    uint64_t oversized_in;    /* inbound messages refused with 1009 */
+    uint64_t oversized_in; /* inbound messages refused with 1009 */
 } aip_transport_stats;
 
 /* Parses and copies cfg. Does not connect yet. */

@@ -1,0 +1,29 @@
+/* Test helper: run tests/integration/aip_peer.py (or any server that prints
+ * "listening on 127.0.0.1:<port>") as a child process on loopback. */
+#ifndef AIP_TEST_PEER_PROC_H
+#define AIP_TEST_PEER_PROC_H
+
+#include <sys/types.h>
+
+typedef struct peer_proc {
+    pid_t pid;
+    int out_fd; /* the child's stdout, kept open so late prints never hit EPIPE */
+    int port;
+    char url[128]; /* ws://127.0.0.1:<port>/ws */
+    char log[256]; /* the peer's --log file (if requested) */
+} peer_proc;
+
+/* Starts /usr/bin/python3 <source>/tests/integration/aip_peer.py --port 0 [--log F] args...
+ * (NULL-terminated). with_log: pass a fresh --log file. Returns 0 or -1. */
+int peer_start(peer_proc *p, int with_log, ...);
+/* Starts any program (argv NULL-terminated) that prints the listening line. */
+int proc_start_listener(peer_proc *p, char *const argv[]);
+void peer_stop(peer_proc *p);
+/* Counts lines of the peer log containing every given substring (NULL-terminated). */
+int peer_log_count(const peer_proc *p, ...);
+/* Like peer_log_count, polling until the count is >= want or timeout_ms passes. */
+int peer_log_wait(const peer_proc *p, int want, int timeout_ms, ...);
+/* Monotonic milliseconds. */
+double now_ms(void);
+
+#endif

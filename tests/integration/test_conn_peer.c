@@ -1,0 +1,585 @@
+/*
+ * Integration: the connection manager against the scripted peer (aip_peer.py) on loopback.
+ * Every misbehaviour of the peer must give the right outcome in the right time: a correlated
+ * error or a dropped link fails the call well under its timeout; a silent peer hits it.
+ */
+#include <aip/aip.h>
+
+#include "peer_proc.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- state tracking ------------------------------------------------------------------------ */
+
+struct track {
+    pthread_mutex_t m;
+    int registered, disconnected, backoffs;
+    uint32_t max_attempt;
+    int last_close_code;
+    char last_detail[300];
+};
+
+static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
+{
+    (void)c;
+    struct track *t = user;
+    pthread_mutex_lock(&t->m);
+    if (ev->state == AIP_CONN_REGISTERED)
+        t->registered++;
+    if (ev->state == AIP_CONN_DISCONNECTED) {
+        t->disconnected++;
+        t->last_close_code = ev->close_code;
+        snprintf(t->last_detail, sizeof t->last_detail, "%s", ev->detail);
+    }
+    if (ev->state == AIP_CONN_BACKOFF) {
+        t->backoffs++;
+        if (ev->attempt > t->max_attempt)
+            t->max_attempt = ev->attempt;
+    }
+    pthread_mutex_unlock(&t->m);
+}
+
+static struct track g_track;
+
+/* Counters and state callbacks are updated on the service thread right after a future
+ * completes or the link registers, so a test polls for them (at most 2 s). */
+#define WAIT_FOR(cond)                              \
+    do {                                            \
+        for (int w_ = 0; w_ < 200 && !(cond); w_++) \
+            usleep(10000);                          \
+    } while (0)
+
+static aip_conn_stats stats_when(aip_conn *c, bool (*ok)(const aip_conn_stats *))
+{
+    aip_conn_stats s;
+    for (int i = 0; i < 200; i++) {
+        aip_conn_get_stats(c, &s);
+        if (ok(&s))
+            break;
+        usleep(10000);
+    }
+    return s;
+}
+
+static int track_registered(void)
+{
+    pthread_mutex_lock(&g_track.m);
+    int n = g_track.registered;
+    pthread_mutex_unlock(&g_track.m);
+    return n;
+}
+
+static aip_conn *connect_to(const peer_proc *p, aip_client_type type,
+                            void (*tweak)(aip_conn_config *))
+{
+    memset(&g_track, 0, sizeof g_track);
+    pthread_mutex_init(&g_track.m, NULL);
+    aip_conn_config cfg;
+    aip_conn_config_init(&cfg);
+    cfg.url = p->url;
+    cfg.client_id = type == AIP_CLIENT_CONSTELLATION ? "test-constellation" : "test-device";
+    cfg.client_type = type;
+    cfg.target_id = type == AIP_CLIENT_CONSTELLATION ? "dev-1" : NULL;
+    cfg.backoff_base_ms = 50;
+    cfg.backoff_cap_ms = 400;
+    cfg.on_state = on_state;
+    cfg.user = &g_track;
+    if (tweak)
+        tweak(&cfg);
+    aip_conn *c = NULL;
+    assert_int_equal(aip_conn_create(&cfg, &c), 0);
+    return c;
+}
+
+static aip_conn *registered_constellation(const peer_proc *p)
+{
+    aip_conn *c = connect_to(p, AIP_CLIENT_CONSTELLATION, NULL);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    return c;
+}
+
+/* Runs one device-info request; returns its status and the elapsed milliseconds. */
+static int info_once(aip_conn *c, int64_t timeout_ms, double *ms, char *err, size_t errlen)
+{
+    aip_future *f;
+    aip_request_opts o = {.timeout_ms = timeout_ms};
+    double t0 = now_ms();
+    *ms = 0;
+    int rc = aip_conn_request_device_info(c, "dev-1", &o, &f);
+    if (rc)
+        return rc;
+    rc = aip_future_wait(f, 20000);
+    *ms = now_ms() - t0;
+    if (err)
+        snprintf(err, errlen, "%s", aip_future_error(f) ? aip_future_error(f) : "");
+    aip_future_release(f);
+    return rc;
+}
+
+static bool uncorrelated_and_timeout(const aip_conn_stats *s)
+{
+    return s->errors_uncorrelated >= 1 && s->timeouts >= 1;
+}
+
+static bool one_late(const aip_conn_stats *s)
+{
+    return s->late >= 1;
+}
+
+static bool one_conn_lost(const aip_conn_stats *s)
+{
+    return s->conn_lost >= 1;
+}
+
+static bool two_requests_done(const aip_conn_stats *s)
+{
+    return s->completed >= 2;
+}
+
+/* ---- scenarios ----------------------------------------------------------------------------- */
+
+static void test_info_and_task_round_trip(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 1, NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    aip_future *f;
+    assert_int_equal(aip_conn_request_device_info(c, "dev-1", NULL, &f), 0);
+    assert_int_equal(aip_future_wait(f, 5000), 0);
+    const aip_msg *m = aip_future_msg(f);
+    assert_non_null(m);
+    assert_int_equal(m->type, AIP_MSG_DEVICE_INFO_RESPONSE);
+    assert_non_null(strstr(m->result, "\"device_id\": \"dev-1\""));
+    aip_future_release(f);
+
+    aip_task_opts to = {.request = "hello", .task_name = "t1"};
+    assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
+    assert_int_equal(aip_future_wait(f, 5000), 0);
+    m = aip_future_msg(f);
+    assert_int_equal(m->type, AIP_MSG_TASK_END);
+    assert_int_equal(m->status, AIP_STATUS_COMPLETED);
+    assert_non_null(strstr(m->session_id, "t1@"));
+    aip_future_release(f);
+
+    aip_conn_stats s = stats_when(c, two_requests_done);
+    assert_int_equal(s.requests, 2);
+    assert_int_equal(s.completed, 2);
+    assert_int_equal(s.pending, 0);
+    aip_conn_destroy(c);
+    /* identity on every frame, constellation marker and our extensions in the registration */
+    assert_true(peer_log_count(&p, "\"type\": \"register\"", "\"client_type\": \"constellation\"",
+                               "constellation_client", "correlated_errors", NULL) == 1);
+    assert_true(peer_log_count(&p, "\"dir\": \"in\"", "\"type\": \"task\"",
+                               "\"client_type\": \"constellation\"", NULL) == 1);
+    assert_int_equal(
+        peer_log_wait(&p, 1, 3000, "\"event\": \"disconnect\"", "\"close_code\": 1000", NULL), 1);
+    peer_stop(&p);
+}
+
+static void test_correlated_error_fails_fast(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--info-mode", "error-correlated", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    double ms;
+    char err[200];
+    assert_int_equal(info_once(c, 10000, &ms, err, sizeof err), AIP_E_REMOTE);
+    assert_true(ms < 1000);
+    assert_string_equal(err, "Target device 'dev-1' is not connected");
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_uncorrelated_error_waits_for_timeout(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--info-mode", "error-uncorrelated", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    double ms;
+    assert_int_equal(info_once(c, 400, &ms, NULL, 0), AIP_E_TIMEOUT);
+    assert_true(ms >= 390 && ms < 3000);
+    aip_conn_stats s = stats_when(c, uncorrelated_and_timeout);
+    assert_int_equal(s.errors_uncorrelated, 1);
+    assert_int_equal(s.timeouts, 1);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_silent_peer_times_out_and_late_answer_is_counted(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--info-mode", "late:0.6", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    double ms;
+    assert_int_equal(info_once(c, 300, &ms, NULL, 0), AIP_E_TIMEOUT);
+    assert_true(ms >= 290 && ms < 2000);
+    aip_conn_stats s = stats_when(c, one_late); /* the answer arrives after the deadline */
+    assert_int_equal(s.late, 1);
+    assert_int_equal(s.pending, 0);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_unknown_device_is_a_failure(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--info-mode", "unknown-device", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    double ms;
+    char err[200];
+    assert_int_equal(info_once(c, 5000, &ms, err, sizeof err), AIP_E_REMOTE);
+    assert_non_null(strstr(err, "not found"));
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_drop_fails_at_once_then_reconnects(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--info-mode", "drop", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    double ms;
+    assert_int_equal(info_once(c, 10000, &ms, NULL, 0), AIP_E_CONN_LOST);
+    assert_true(ms < 1000);
+    /* and it comes back by itself */
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    WAIT_FOR(track_registered() >= 2);
+    pthread_mutex_lock(&g_track.m);
+    assert_true(g_track.registered >= 2);
+    assert_int_equal(g_track.last_close_code, 1006);
+    pthread_mutex_unlock(&g_track.m);
+    aip_conn_stats s = stats_when(c, one_conn_lost);
+    assert_int_equal(s.conn_lost, 1);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_many_pending_all_fail_on_close(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--info-mode", "never", "--task-mode", "drop", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    aip_future *fs[50];
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(aip_conn_request_device_info(c, "dev-1", NULL, &fs[i]), 0);
+    usleep(100000);
+    aip_future *t;
+    aip_task_opts to = {.request = "x"};
+    double t0 = now_ms();
+    assert_int_equal(aip_conn_send_task(c, &to, &t), 0); /* the peer drops the link on it */
+    assert_int_equal(aip_future_wait(t, 5000), AIP_E_CONN_LOST);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(aip_future_wait(fs[i], 0), AIP_E_CONN_LOST);
+        aip_future_release(fs[i]);
+    }
+    assert_true(now_ms() - t0 < 1000);
+    aip_future_release(t);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void fast_backoff(aip_conn_config *cfg)
+{
+    cfg->backoff_base_ms = 20;
+    cfg->backoff_cap_ms = 200;
+    cfg->register_timeout_ms = 300;
+}
+
+static void test_refused_registration_backs_off_and_recovers(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--refuse-registration", "3", NULL), 0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, fast_backoff);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    assert_int_equal(s.registration_failures, 3);
+    assert_int_equal(s.registrations, 1);
+    pthread_mutex_lock(&g_track.m);
+    /* refused links never reset the backoff: the attempt count grew */
+    assert_true(g_track.max_attempt >= 3);
+    assert_non_null(strstr(g_track.last_detail, "registration refused"));
+    pthread_mutex_unlock(&g_track.m);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_registration_timeout_and_not_connected(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--no-register-ack", NULL), 0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_CONSTELLATION, fast_backoff);
+    aip_future *f = NULL;
+    double t0 = now_ms();
+    assert_int_equal(aip_conn_request_device_info(c, "dev-1", NULL, &f), AIP_E_NOT_CONNECTED);
+    assert_null(f);
+    assert_true(now_ms() - t0 < 50);
+    /* wait_for_link: bounded by the request's own timeout, fails synchronously */
+    aip_request_opts o = {.timeout_ms = 400, .wait_for_link = true};
+    t0 = now_ms();
+    assert_int_equal(aip_conn_request_device_info(c, "dev-1", &o, &f), AIP_E_TIMEOUT);
+    assert_true(now_ms() - t0 >= 390);
+    assert_int_equal(aip_conn_wait_registered(c, 800), AIP_E_TIMEOUT);
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    assert_true(s.registration_failures >= 2);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_wait_for_link_succeeds_after_delay(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--register-delay", "0.3", NULL), 0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_CONSTELLATION, NULL);
+    aip_request_opts o = {.timeout_ms = 5000, .wait_for_link = true};
+    aip_future *f;
+    assert_int_equal(aip_conn_request_device_info(c, "dev-1", &o, &f), 0);
+    assert_int_equal(aip_future_wait(f, 5000), 0);
+    aip_future_release(f);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_task_outcomes(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--task-mode", "fail", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    aip_future *f;
+    aip_task_opts to = {.request = "x", .session_id = "fixed@1"};
+    assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
+    assert_int_equal(aip_future_wait(f, 5000), AIP_E_REMOTE);
+    assert_int_equal(aip_future_msg(f)->status, AIP_STATUS_FAILED);
+    assert_string_equal(aip_future_error(f), "task failed on purpose");
+    aip_future_release(f);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+
+    assert_int_equal(peer_start(&p, 0, "--task-mode", "error-correlated", NULL), 0);
+    c = registered_constellation(&p);
+    double t0 = now_ms();
+    assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
+    assert_int_equal(aip_future_wait(f, 5000), AIP_E_REMOTE);
+    assert_true(now_ms() - t0 < 1000);
+    assert_int_equal(aip_future_msg(f)->type, AIP_MSG_ERROR);
+    aip_future_release(f);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+
+    assert_int_equal(peer_start(&p, 0, "--task-mode", "never", NULL), 0);
+    c = registered_constellation(&p);
+    assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
+    aip_future *dup = NULL;
+    assert_int_equal(aip_conn_send_task(c, &to, &dup), AIP_E_DUPLICATE); /* live: refused */
+    assert_null(dup);
+    assert_int_equal(aip_future_cancel(f), 0);
+    assert_int_equal(aip_future_wait(f, 0), AIP_E_CANCELLED);
+    aip_future_release(f);
+    assert_int_equal(aip_conn_send_task(c, &to, &f), 0); /* a cancelled id can be reused */
+    aip_future_release(f);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void short_heartbeat(aip_conn_config *cfg)
+{
+    cfg->heartbeat_ms = 200;
+    cfg->backoff_base_ms = 20;
+    cfg->backoff_cap_ms = 100;
+}
+
+static void liveness_case(const char *mode)
+{
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, mode, NULL), 0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, short_heartbeat);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    double t0 = now_ms();
+    /* nothing heard for 3 intervals (600 ms): dropped, then a new link registers */
+    for (int i = 0; i < 100; i++) {
+        aip_conn_stats s;
+        aip_conn_get_stats(c, &s);
+        if (s.liveness_drops >= 1)
+            break;
+        usleep(20000);
+    }
+    double dt = now_ms() - t0;
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    assert_true(s.liveness_drops >= 1);
+    assert_true(dt >= 500 && dt < 1500);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_liveness_muted_heartbeats(void **state)
+{
+    (void)state;
+    liveness_case("--mute-heartbeats");
+}
+
+static void test_liveness_half_open_link(void **state)
+{
+    (void)state;
+    liveness_case("--stall-after-register");
+}
+
+static void test_garbage_is_counted_and_served_on(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 1, "--garbage", NULL), 0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, NULL);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    for (int i = 0; i < 100 && !peer_log_count(&p, "after-garbage", NULL); i++)
+        usleep(20000);
+    usleep(200000);
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    assert_int_equal(s.malformed, 7);
+    assert_int_equal(aip_conn_get_state(c), AIP_CONN_REGISTERED);
+    /* the broken command with a response_id was still answered */
+    assert_int_equal(peer_log_count(&p, "\"dir\": \"in\"", "command_results",
+                                    "\"prev_response_id\": \"bad-1\"", NULL),
+                     1);
+    /* the others got an AIP error naming the problem (the command without response_id too) */
+    assert_int_equal(peer_log_wait(&p, 6, 2000, "\"dir\": \"in\"", "\"type\": \"error\"",
+                                   "malformed frame", NULL),
+                     6);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_command_without_executor_is_answered(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(
+        peer_start(&p, 1, "--command",
+                   "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":\"r-7\","
+                   "\"actions\":[{\"tool_name\":\"a\",\"tool_type\":\"action\","
+                   "\"call_id\":\"c1\"},{\"tool_name\":\"b\",\"call_id\":\"c2\"}]}",
+                   NULL),
+        0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, NULL);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    for (int i = 0; i < 100 && !peer_log_count(&p, "command_results", "r-7", NULL); i++)
+        usleep(20000);
+    assert_int_equal(peer_log_count(&p, "\"dir\": \"in\"", "command_results", "r-7",
+                                    "\"call_id\": \"c1\"", "\"call_id\": \"c2\"", "no executor",
+                                    "missing required field", NULL),
+                     1);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void bearer(aip_conn_config *cfg)
+{
+    cfg->token = "s3cret";
+    cfg->token_placement = AIP_AUTH_BEARER;
+}
+
+static void query(aip_conn_config *cfg)
+{
+    cfg->token = "s3cret";
+}
+
+static void wrong(aip_conn_config *cfg)
+{
+    cfg->token = "nope";
+    cfg->backoff_base_ms = 20;
+}
+
+static void test_token_placements(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 1, "--token", "s3cret", NULL), 0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, bearer);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    aip_conn_destroy(c);
+    c = connect_to(&p, AIP_CLIENT_DEVICE, query);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    aip_conn_destroy(c);
+    c = connect_to(&p, AIP_CLIENT_DEVICE, wrong);
+    assert_int_equal(aip_conn_wait_registered(c, 500), AIP_E_TIMEOUT);
+    pthread_mutex_lock(&g_track.m);
+    assert_true(g_track.disconnected >= 1);
+    pthread_mutex_unlock(&g_track.m);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static _Atomic int g_cb_status = 1;
+static void record_cb(aip_future *f, void *user)
+{
+    (void)user;
+    atomic_store(&g_cb_status, aip_future_status(f));
+}
+
+static void test_shutdown_fails_pending_with_callbacks(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 1, "--info-mode", "never", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    aip_future *f;
+    aip_request_opts o = {.callback = record_cb};
+    assert_int_equal(aip_conn_request_device_info(c, "dev-1", &o, &f), 0);
+    double t0 = now_ms();
+    aip_conn_destroy(c);
+    assert_true(now_ms() - t0 < 2000);
+    assert_int_equal(aip_future_wait(f, 0), AIP_E_SHUTDOWN);
+    assert_int_equal(atomic_load(&g_cb_status), AIP_E_SHUTDOWN);
+    aip_future_release(f); /* the future outlives its connection */
+    assert_int_equal(
+        peer_log_wait(&p, 1, 3000, "\"event\": \"disconnect\"", "\"close_code\": 1000", NULL), 1);
+    peer_stop(&p);
+}
+
+int main(void)
+{
+    aip_log_set_level(getenv("AIP_TEST_DEBUG") ? AIP_LOG_DEBUG : AIP_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_info_and_task_round_trip),
+        cmocka_unit_test(test_correlated_error_fails_fast),
+        cmocka_unit_test(test_uncorrelated_error_waits_for_timeout),
+        cmocka_unit_test(test_silent_peer_times_out_and_late_answer_is_counted),
+        cmocka_unit_test(test_unknown_device_is_a_failure),
+        cmocka_unit_test(test_drop_fails_at_once_then_reconnects),
+        cmocka_unit_test(test_many_pending_all_fail_on_close),
+        cmocka_unit_test(test_refused_registration_backs_off_and_recovers),
+        cmocka_unit_test(test_registration_timeout_and_not_connected),
+        cmocka_unit_test(test_wait_for_link_succeeds_after_delay),
+        cmocka_unit_test(test_task_outcomes),
+        cmocka_unit_test(test_liveness_muted_heartbeats),
+        cmocka_unit_test(test_liveness_half_open_link),
+        cmocka_unit_test(test_garbage_is_counted_and_served_on),
+        cmocka_unit_test(test_command_without_executor_is_answered),
+        cmocka_unit_test(test_token_placements),
+        cmocka_unit_test(test_shutdown_fails_pending_with_callbacks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

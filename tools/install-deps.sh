@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Install the Debian packages needed to build and test libaip + constellation-agent.
+#
+# Idempotent: asks dpkg-query what is installed and calls apt-get (update + install) only when
+# something is missing, so a second run costs well under a second and needs no network.
+#
+# usage: tools/install-deps.sh [--check] [PACKAGE...]
+#   PACKAGE...        extra Debian packages to install as well (e.g. chromium chromium-driver)
+#   --check           install nothing: list what is missing and exit 1 if anything is
+#   AIP_EXTRA_PACKAGES  environment variable, more extra packages (space separated)
+#   AIP_CLANG_VERSION   clang major version whose libFuzzer/sanitizer runtime to install
+#                       (default: the installed clang's, else 14 as on Debian 12)
+#
+# Runs apt-get as root, or through sudo when not root. Output is quiet; apt's log is printed
+# only when it fails.
+set -euo pipefail
+
+check_only=0
+extra=()
+for arg in "$@"; do
+    case "$arg" in
+    --check) check_only=1 ;;
+    -h | --help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        exit 0
+        ;;
+    -*)
+        echo "install-deps: unknown option $arg" >&2
+        exit 2
+        ;;
+    *) extra+=("$arg") ;;
+    esac
+done
+# shellcheck disable=SC2206 # word splitting of the env list is intended
+extra+=(${AIP_EXTRA_PACKAGES:-})
+
+clang_major="${AIP_CLANG_VERSION:-}"
+if [[ -z "$clang_major" ]] && command -v clang >/dev/null 2>&1; then
+    clang_major="$(clang -dumpversion 2>/dev/null | cut -d. -f1)"
+fi
+clang_major="${clang_major:-14}"
+
+# What each package is for (README.md "Dependencies" says the same).
+packages=(
+    build-essential          # gcc, make, libc headers: the default compiler
+    clang                    # libFuzzer targets and the TSan build
+    "libclang-rt-${clang_major}-dev" # clang's sanitizer + libFuzzer runtime (-fsanitize=fuzzer)
+    cmake                    # the build (>= 3.25)
+    pkg-config               # finds libwebsockets, protobuf-c, cJSON, cmocka
+    git                      # tools/test.sh lists tracked sources for clang-format
+    libwebsockets-dev        # the WebSocket transport (pulls libssl-dev for wss://)
+    libssl-dev               # TLS (AIP_TLS)
+    libprotobuf-c-dev        # protobuf-c runtime for the binary encoding
+    protobuf-c-compiler      # protoc-c: generates build/gen/aip.pb-c.[ch] from proto/aip.proto
+    libcjson-dev             # the JSON encoding
+    libcmocka-dev            # unit tests
+    cppcheck                 # static analysis
+    clang-tidy               # static analysis
+    clang-format             # formatting check
+    python3                  # /usr/bin/python3 for test helpers
+    python3-websockets       # reference WebSocket peer used by integration tests
+    valgrind                 # leak/soak checks
+    openssl                  # makes throwaway TLS certificates for wss:// tests
+)
+packages+=("${extra[@]}")
+
+missing=()
+for p in "${packages[@]}"; do
+    [[ -n "$p" ]] || continue
+    status="$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)"
+    if [[ "$status" != "installed" ]]; then
+        missing+=("$p")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all ${#packages[@]} packages present"
+else
+    if ((check_only)); then
+        echo "install-deps: missing: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "install-deps: installing ${missing[*]}"
+    if [[ "$(id -u)" -eq 0 ]]; then
+        sudo=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo -n) # never prompt: CI has no stdin
+    else
+        echo "install-deps: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    log="$(mktemp -t aip-install-deps.XXXXXX)"
+    trap 'rm -f "$log"' EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q update >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "install-deps: apt-get update failed" >&2
+        exit 1
+    fi
+    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q install -y \
+        --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "install-deps: apt-get install failed" >&2
+        exit 1
+    fi
+    echo "install-deps: installed ${#missing[@]} package(s)"
+fi
+
+# libFuzzer must actually link: clang without its runtime package fails only at link time.
+if ((!check_only)); then
+    tmp="$(mktemp -d -t aip-fuzzcheck.XXXXXX)"
+    printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+        'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);' \
+        'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
+        >"$tmp/f.c"
+    if ! clang -fsanitize=fuzzer,address "$tmp/f.c" -o "$tmp/f" >"$tmp/log" 2>&1; then
+        cat "$tmp/log" >&2
+        rm -rf "$tmp"
+        echo "install-deps: 'clang -fsanitize=fuzzer' does not link" \
+            "(is libclang-rt-${clang_major}-dev right for $(clang --version | head -1)?)" >&2
+        exit 1
+    fi
+    rm -rf "$tmp"
+fi
