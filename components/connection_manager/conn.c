@@ -341,12 +341,18 @@ int aip_conn_request_device_info(aip_conn *c, const char *target_id, const aip_r
     const char *target = target_id ? target_id : c->target_id;
     if (!target)
         return AIP_E_INVAL;
-    char id[40];
-    aip_uuid4(c->cfg.random, id, sizeof id);
+    char gen[40];
+    const char *id = o ? o->id : NULL;
+    if (id && (!id[0] || strlen(id) > AIP_ID_MAX))
+        return AIP_E_INVAL;
+    if (!id) {
+        aip_uuid4(c->cfg.random, gen, sizeof gen);
+        id = gen;
+    }
     aip_msg m;
     aip_msg_init(&m, AIP_ENVELOPE_CLIENT, AIP_MSG_DEVICE_INFO_REQUEST, AIP_STATUS_OK);
     m.target_id = (char *)(uintptr_t)target; /* borrowed: m is never cleared */
-    m.request_id = id;
+    m.request_id = (char *)(uintptr_t)id;
     return submit(c, AIP_PENDING_DEVICE_INFO, id, &m, o, c->cfg.device_info_timeout_ms, out);
 }
 

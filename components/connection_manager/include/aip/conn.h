@@ -119,6 +119,9 @@ void aip_conn_destroy(aip_conn *c);
 void aip_conn_destroy_ex(aip_conn *c, int code, const char *reason, uint32_t grace_ms);
 
 typedef struct aip_request_opts {
+    /* Device info: the request_id to use (NULL: generated); a live duplicate is refused with
+     * AIP_E_DUPLICATE. Tasks take aip_task_opts.session_id instead. */
+    const char *id;
     int64_t timeout_ms;     /* 0: the config's default for this request type */
     bool wait_for_link;     /* wait for registration instead of AIP_E_NOT_CONNECTED */
     aip_future_cb callback; /* optional, runs on the service thread (must not block) */
