@@ -559,6 +559,53 @@ static void test_shutdown_fails_pending_with_callbacks(void **state)
     peer_stop(&p);
 }
 
+static void small_inbound(aip_conn_config *cfg)
+{
+    cfg->max_frame_in = 64 * 1024;
+    cfg->backoff_base_ms = 20;
+}
+
+/* Messages over 64 KiB go out as fragments and come back reassembled; one over the inbound
+ * limit is refused with 1009 and the link comes back. */
+static void test_large_messages_fragmented_and_capped(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 1, NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    size_t n = 300 * 1024;
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    big[n] = 0;
+    aip_task_opts to = {.request = big};
+    aip_future *f;
+    assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
+    assert_int_equal(aip_future_wait(f, 10000), 0);
+    const aip_msg *m = aip_future_msg(f);
+    assert_non_null(strstr(m->result, big + n - 1000)); /* the echo came back whole */
+    assert_true(strlen(m->result) > n);
+    aip_future_release(f);
+    aip_conn_destroy(c);
+
+    c = connect_to(&p, AIP_CLIENT_CONSTELLATION, small_inbound);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    double t0 = now_ms();
+    assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
+    assert_int_equal(aip_future_wait(f, 10000), AIP_E_CONN_LOST); /* the echo is too big */
+    assert_true(now_ms() - t0 < 2000);
+    aip_future_release(f);
+    WAIT_FOR(g_track.last_close_code == 1009);
+    pthread_mutex_lock(&g_track.m);
+    assert_int_equal(g_track.last_close_code, 1009);
+    pthread_mutex_unlock(&g_track.m);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0); /* and it reconnects */
+    aip_conn_destroy(c);
+    free(big);
+    assert_true(peer_log_wait(&p, 1, 3000, "\"event\": \"disconnect\"", "1009", NULL) >= 1);
+    peer_stop(&p);
+}
+
 int main(void)
 {
     aip_log_set_level(getenv("AIP_TEST_DEBUG") ? AIP_LOG_DEBUG : AIP_LOG_ERROR);
@@ -580,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_command_without_executor_is_answered),
         cmocka_unit_test(test_token_placements),
         cmocka_unit_test(test_shutdown_fails_pending_with_callbacks),
+        cmocka_unit_test(test_large_messages_fragmented_and_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

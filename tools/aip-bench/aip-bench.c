@@ -1,0 +1,417 @@
+/*
+ * aip-bench — measure libaip end to end.
+ *
+ *   aip-bench rr --server URL --target DEVICE [--token T] [--encoding json|proto]
+ *                (--requests N | --seconds S) [--threads T] [--inflight C]
+ *
+ * rr: T threads share ONE connection (a constellation targeting DEVICE) and keep C
+ * device-info requests in flight in total (N is a total too). Each thread owns C/T request
+ * slots; a completion callback flags its slot and wakes the thread, which checks the answer
+ * against its own request (the response_id must be the id that request chose, and the answer
+ * must carry a system_info), records the latency, and sends the next request.
+ *
+ * The last line of output is one JSON object: requests, ok, errors, mismatched, seconds,
+ * req_per_s, p50_us, p99_us, p999_us, max_us, max_rss_kb (and the mode's parameters).
+ * Exit 0 only if errors and mismatched are both 0; 1 otherwise; 2 on a usage error.
+ */
+#include <aip/aip.h>
+
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: aip-bench rr --server URL --target DEVICE [--token T] [--encoding json|proto]\n"
+            "                    (--requests N | --seconds S) [--threads T] [--inflight C]\n"
+            "                    [--timeout SECONDS]\n"
+            "\n"
+            "rr   request/response: T threads share one connection and keep C device-info\n"
+            "     requests in flight in total; every answer is checked against its own request.\n"
+            "\n"
+            "  --server URL      AIP server (ws:// or wss://)\n"
+            "  --target DEVICE   the device whose info is requested\n"
+            "  --token T         server key (default: env AIP_TOKEN)\n"
+            "  --encoding E      json (default) or proto\n"
+            "  --requests N      total requests (default 10000), or\n"
+            "  --seconds S       run for S seconds instead\n"
+            "  --threads T       caller threads sharing the connection (default 4)\n"
+            "  --inflight C      requests in flight in total (default 64, at least T)\n"
+            "  --timeout SECONDS per-request timeout (default 30)\n"
+            "  --help, --version\n"
+            "\n"
+            "Output: progress on stderr, then one JSON line on stdout. Exit 0 only when\n"
+            "errors and mismatched are both 0.\n");
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- rr ------------------------------------------------------------------------------------ */
+
+struct rr_slot {
+    struct rr_thread *th;
+    aip_future *f;
+    uint64_t start_ns;
+    _Atomic uint64_t end_ns; /* set by the completion callback */
+    char id[48];
+};
+
+struct rr_thread {
+    int index;
+    aip_conn *c;
+    const char *target;
+    int64_t timeout_ms;
+    int window;
+    struct rr_slot *slots;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int signalled;
+    /* results */
+    uint64_t ok, errors, mismatched;
+    uint32_t *lat_us;
+    size_t nlat, caplat;
+    char first_error[200];
+};
+
+static _Atomic uint64_t g_budget; /* requests left to send (for --requests) */
+static _Atomic bool g_stop;       /* for --seconds */
+static _Atomic uint64_t g_seq;
+
+static void rr_done(aip_future *f, void *user)
+{
+    (void)f;
+    struct rr_slot *s = user;
+    atomic_store_explicit(&s->end_ns, now_ns(), memory_order_release);
+    struct rr_thread *t = s->th;
+    pthread_mutex_lock(&t->m);
+    t->signalled = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->m);
+}
+
+static bool take_budget(void)
+{
+    if (atomic_load_explicit(&g_stop, memory_order_relaxed))
+        return false;
+    uint64_t b = atomic_load_explicit(&g_budget, memory_order_relaxed);
+    while (b > 0) {
+        if (atomic_compare_exchange_weak(&g_budget, &b, b - 1))
+            return true;
+    }
+    return false;
+}
+
+static void record(struct rr_thread *t, uint64_t ns)
+{
+    if (t->nlat == t->caplat) {
+        size_t n = t->caplat ? t->caplat * 2 : 4096;
+        uint32_t *v = realloc(t->lat_us, n * sizeof *v);
+        if (!v)
+            return;
+        t->lat_us = v;
+        t->caplat = n;
+    }
+    uint64_t us = ns / 1000;
+    t->lat_us[t->nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static int rr_send(struct rr_thread *t, struct rr_slot *s)
+{
+    snprintf(s->id, sizeof s->id, "bench-%d-%llu", t->index,
+             (unsigned long long)atomic_fetch_add(&g_seq, 1));
+    atomic_store(&s->end_ns, 0);
+    s->start_ns = now_ns();
+    aip_request_opts o = {.id = s->id, .timeout_ms = t->timeout_ms, .callback = rr_done, .user = s};
+    int rc = aip_conn_request_device_info(t->c, t->target, &o, &s->f);
+    if (rc) {
+        s->f = NULL;
+        if (!t->errors)
+            snprintf(t->first_error, sizeof t->first_error, "send: %s", aip_strerror(rc));
+        t->errors++;
+    }
+    return rc;
+}
+
+static void rr_check(struct rr_thread *t, struct rr_slot *s)
+{
+    uint64_t end = atomic_load_explicit(&s->end_ns, memory_order_acquire);
+    int rc = aip_future_status(s->f);
+    const aip_msg *m = aip_future_msg(s->f);
+    if (rc) {
+        if (!t->errors)
+            snprintf(t->first_error, sizeof t->first_error, "%s: %s", aip_strerror(rc),
+                     aip_future_error(s->f) ? aip_future_error(s->f) : "");
+        t->errors++;
+    } else if (!m || !m->response_id || strcmp(m->response_id, s->id) != 0 || !m->result ||
+               m->result[0] != '{') {
+        t->mismatched++;
+    } else {
+        t->ok++;
+        record(t, end - s->start_ns);
+    }
+    aip_future_release(s->f);
+    s->f = NULL;
+}
+
+static void *rr_main(void *arg)
+{
+    struct rr_thread *t = arg;
+    int live = 0;
+    for (int i = 0; i < t->window; i++)
+        if (take_budget() && rr_send(t, &t->slots[i]) == 0)
+            live++;
+    while (live > 0) {
+        pthread_mutex_lock(&t->m);
+        while (!t->signalled)
+            pthread_cond_wait(&t->cv, &t->m);
+        t->signalled = 0;
+        pthread_mutex_unlock(&t->m);
+        for (int i = 0; i < t->window; i++) {
+            struct rr_slot *s = &t->slots[i];
+            if (!s->f || !atomic_load_explicit(&s->end_ns, memory_order_acquire))
+                continue;
+            rr_check(t, s);
+            live--;
+            if (take_budget() && rr_send(t, s) == 0)
+                live++;
+        }
+    }
+    return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint32_t pct(const uint32_t *v, size_t n, double p)
+{
+    if (!n)
+        return 0;
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
+struct waiter {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int registered;
+    char failure[300];
+};
+
+static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
+{
+    (void)c;
+    struct waiter *w = user;
+    pthread_mutex_lock(&w->m);
+    if (ev->state == AIP_CONN_REGISTERED)
+        w->registered = 1;
+    else if (ev->state == AIP_CONN_DISCONNECTED && !w->registered && !w->failure[0])
+        snprintf(w->failure, sizeof w->failure, "%s", ev->detail);
+    pthread_cond_broadcast(&w->c);
+    pthread_mutex_unlock(&w->m);
+}
+
+static int run_rr(const char *server, const char *target, const char *token, aip_encoding enc,
+                  uint64_t requests, double seconds, int threads, int inflight, double timeout_s)
+{
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, ""};
+    char client_id[128];
+    snprintf(client_id, sizeof client_id, "aip-bench-%ld@%s", (long)getpid(), target);
+    aip_conn_config cfg;
+    aip_conn_config_init(&cfg);
+    cfg.url = server;
+    cfg.client_id = client_id;
+    cfg.client_type = AIP_CLIENT_CONSTELLATION;
+    cfg.target_id = target;
+    cfg.token = token;
+    cfg.encoding = enc;
+    cfg.on_state = on_state;
+    cfg.user = &w;
+    cfg.max_pending = (size_t)inflight * 2 + 16;
+    aip_conn *c;
+    int rc = aip_conn_create(&cfg, &c);
+    if (rc) {
+        fprintf(stderr, "aip-bench: cannot start: %s\n", aip_strerror(rc));
+        return 1;
+    }
+    pthread_mutex_lock(&w.m);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    while (!w.registered && !w.failure[0])
+        if (pthread_cond_timedwait(&w.c, &w.m, &dl))
+            break;
+    int ok_reg = w.registered;
+    pthread_mutex_unlock(&w.m);
+    if (!ok_reg) {
+        fprintf(stderr, "aip-bench: not registered: %s\n", w.failure[0] ? w.failure : "timeout");
+        aip_conn_destroy(c);
+        return 1;
+    }
+    bool proto = aip_conn_encoding(c) == AIP_ENCODING_PROTO;
+    if (enc == AIP_ENCODING_PROTO && !proto)
+        fprintf(stderr, "aip-bench: the server refused protobuf; measuring JSON\n");
+
+    atomic_store(&g_budget, seconds > 0 ? UINT64_MAX : requests);
+    atomic_store(&g_stop, false);
+    struct rr_thread *ts = calloc((size_t)threads, sizeof *ts);
+    pthread_t *th = calloc((size_t)threads, sizeof *th);
+    if (!ts || !th) {
+        aip_conn_destroy(c);
+        return 1;
+    }
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < threads; i++) {
+        struct rr_thread *t = &ts[i];
+        t->index = i;
+        t->c = c;
+        t->target = target;
+        t->timeout_ms = (int64_t)(timeout_s * 1000);
+        t->window = inflight / threads + (i < inflight % threads);
+        t->slots = calloc((size_t)t->window, sizeof *t->slots);
+        for (int k = 0; k < t->window; k++)
+            t->slots[k].th = t;
+        pthread_mutex_init(&t->m, NULL);
+        pthread_cond_init(&t->cv, NULL);
+        pthread_create(&th[i], NULL, rr_main, t);
+    }
+    if (seconds > 0) {
+        usleep((useconds_t)(seconds * 1e6));
+        atomic_store(&g_stop, true);
+    }
+    uint64_t ok = 0, errors = 0, mismatched = 0;
+    size_t nlat = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        ok += ts[i].ok;
+        errors += ts[i].errors;
+        mismatched += ts[i].mismatched;
+        nlat += ts[i].nlat;
+        if (ts[i].errors)
+            fprintf(stderr, "aip-bench: thread %d: %llu errors, first: %s\n", i,
+                    (unsigned long long)ts[i].errors, ts[i].first_error);
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    uint32_t *all = malloc((nlat ? nlat : 1) * sizeof *all);
+    size_t k = 0;
+    for (int i = 0; i < threads; i++) {
+        if (all && ts[i].nlat)
+            memcpy(all + k, ts[i].lat_us, ts[i].nlat * sizeof *all);
+        k += ts[i].nlat;
+    }
+    if (all)
+        qsort(all, nlat, sizeof *all, cmp_u32);
+    aip_conn_stats st;
+    aip_conn_get_stats(c, &st);
+    aip_conn_destroy(c);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    uint64_t total = ok + errors + mismatched;
+    printf("{\"mode\":\"rr\",\"encoding\":\"%s\",\"threads\":%d,\"inflight\":%d,"
+           "\"requests\":%llu,\"ok\":%llu,\"errors\":%llu,\"mismatched\":%llu,"
+           "\"seconds\":%.3f,\"req_per_s\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"p999_us\":%u,"
+           "\"max_us\":%u,\"late\":%llu,\"max_rss_kb\":%ld}\n",
+           proto ? "proto" : "json", threads, inflight, (unsigned long long)total,
+           (unsigned long long)ok, (unsigned long long)errors, (unsigned long long)mismatched, secs,
+           secs > 0 ? (double)total / secs : 0, pct(all, nlat, 0.50), pct(all, nlat, 0.99),
+           pct(all, nlat, 0.999), nlat ? all[nlat - 1] : 0, (unsigned long long)st.late,
+           ru.ru_maxrss);
+    for (int i = 0; i < threads; i++) {
+        free(ts[i].slots);
+        free(ts[i].lat_us);
+        pthread_mutex_destroy(&ts[i].m);
+        pthread_cond_destroy(&ts[i].cv);
+    }
+    free(all);
+    free(ts);
+    free(th);
+    return errors == 0 && mismatched == 0 && total > 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("aip-bench %s\n", aip_version());
+        return 0;
+    }
+    if (argc < 2 || strcmp(argv[1], "rr") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    static const struct option opts[] = {
+        {"server", required_argument, 0, 's'},
+        {"target", required_argument, 0, 'g'},
+        {"token", required_argument, 0, 't'},
+        {"encoding", required_argument, 0, 'e'},
+        {"requests", required_argument, 0, 'n'},
+        {"seconds", required_argument, 0, 'S'},
+        {"threads", required_argument, 0, 'T'},
+        {"inflight", required_argument, 0, 'c'},
+        {"timeout", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *server = NULL, *target = NULL, *token = getenv("AIP_TOKEN");
+    aip_encoding enc = AIP_ENCODING_JSON;
+    long long requests = -1;
+    double seconds = 0, timeout_s = 30;
+    long threads = 4, inflight = 64;
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 's': server = optarg; break;
+        case 'g': target = optarg; break;
+        case 't': token = optarg; break;
+        case 'e':
+            if (strcmp(optarg, "json") == 0)
+                enc = AIP_ENCODING_JSON;
+            else if (strcmp(optarg, "proto") == 0)
+                enc = AIP_ENCODING_PROTO;
+            else
+                goto bad;
+            break;
+        case 'n': requests = strtoll(optarg, &end, 10); break;
+        case 'S': seconds = strtod(optarg, &end); break;
+        case 'T': threads = strtol(optarg, &end, 10); break;
+        case 'c': inflight = strtol(optarg, &end, 10); break;
+        case 'o': timeout_s = strtod(optarg, &end); break;
+        case 'h': usage(stdout); return 0;
+        default: goto bad;
+        }
+        if (end && *end)
+            goto bad;
+    }
+    if (optind != argc || !server || !target || threads < 1 || threads > 1024 || inflight < 1 ||
+        inflight > 1000000 || timeout_s <= 0 || (requests >= 0 && seconds > 0) || seconds < 0)
+        goto bad;
+    if (requests < 0 && seconds <= 0)
+        requests = 10000;
+    if (inflight < threads)
+        inflight = threads;
+    aip_log_set_level(AIP_LOG_ERROR);
+    return run_rr(server, target, token, enc, (uint64_t)(requests < 0 ? 0 : requests), seconds,
+                  (int)threads, (int)inflight, timeout_s);
+bad:
+    usage(stderr);
+    return 2;
+}
