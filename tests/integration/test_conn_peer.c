@@ -71,6 +71,14 @@ static aip_conn_stats stats_when(aip_conn *c, bool (*ok)(const aip_conn_stats *)
     return s;
 }
 
+static int track_close_code(void)
+{
+    pthread_mutex_lock(&g_track.m);
+    int n = g_track.last_close_code;
+    pthread_mutex_unlock(&g_track.m);
+    return n;
+}
+
 static int track_registered(void)
 {
     pthread_mutex_lock(&g_track.m);
@@ -595,7 +603,7 @@ static void test_large_messages_fragmented_and_capped(void **state)
     assert_int_equal(aip_future_wait(f, 10000), AIP_E_CONN_LOST); /* the echo is too big */
     assert_true(now_ms() - t0 < 2000);
     aip_future_release(f);
-    WAIT_FOR(g_track.last_close_code == 1009);
+    WAIT_FOR(track_close_code() == 1009);
     pthread_mutex_lock(&g_track.m);
     assert_int_equal(g_track.last_close_code, 1009);
     pthread_mutex_unlock(&g_track.m);
