@@ -1,0 +1,996 @@
+/*
+ * aip-test-server: the WebSocket side — sessions, outbound queues, and UFO's server semantics
+ * (PROTOCOL.md §3): registration, identity pinning, heartbeats, device info (cache / live),
+ * tasks relayed to devices as command batches, disconnect handling, [ext] correlated errors.
+ *
+ * Everything here runs on the one service thread. A session lives from ESTABLISHED to CLOSED;
+ * every structure that points at a session (client registry, tasks, live device-info queries,
+ * delayed answers) is cleaned in session_closed(), so nothing outlives its session.
+ */
+#include "server.h"
+
+#include <aip/internal/jscan.h>
+#include <cjson/cJSON.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG             "server"
+#define TX_FRAGMENT     (64u * 1024u)
+#define NOT_CONNECTED   "Target device '%s' is not connected"
+#define LIVE_TIMEOUT_US (2 * 1000 * 1000)
+
+/* ---- tasks, delayed answers, live queries ------------------------------------------------ */
+
+typedef struct task {
+    char *session_id, *task_name, *request;
+    session *requester, *device;
+    cJSON *batches; /* array of arrays of Command objects */
+    char **params;  /* parameters JSON text per action, flattened: params[b * stride + i] */
+    size_t stride, nbatches, cur;
+    aip_buf results; /* the UFO-shaped task_end result being built */
+    bool all_success;
+    char cmd_id[40];
+} task;
+
+typedef struct delayed {
+    lws_sorted_usec_list_t sul;
+    session *s;
+    aip_msg m;
+    struct delayed *next;
+} delayed;
+
+typedef struct live_req {
+    lws_sorted_usec_list_t sul;
+    char q2[40];
+    char *request_id;
+    session *requester, *device;
+} live_req;
+
+static delayed *g_delayed; /* all pending delayed answers */
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static void new_id(char *buf)
+{
+    aip_uuid4(NULL, buf, 40);
+}
+
+static int64_t now_us(void)
+{
+    return aip_wall_us(NULL);
+}
+
+/* The raw text of a top-level member of a JSON object (NULL when absent or null). */
+struct member_find {
+    const char *key;
+    const char *p;
+    size_t n;
+};
+
+static void member_visit(void *user, const aip_jscan_path *path, const char *v, size_t n)
+{
+    struct member_find *f = user;
+    if (path->depth == 1 && path->key[0] &&
+        aip_jscan_key_eq(path->key[0], path->key_len[0], f->key)) {
+        f->p = v;
+        f->n = n;
+    }
+}
+
+static char *json_member_text(const char *obj, const char *key)
+{
+    if (!obj)
+        return NULL;
+    struct member_find f = {key, NULL, 0};
+    aip_jscan s = {0};
+    s.visit = member_visit;
+    s.user = &f;
+    s.visit_depth = 1;
+    if (aip_jscan_run(&s, obj, strlen(obj)) || !f.p || (f.n == 4 && memcmp(f.p, "null", 4) == 0))
+        return NULL;
+    return aip_strndup(f.p, f.n);
+}
+
+/* ---- sending ---------------------------------------------------------------------------- */
+
+/* Closes after what is queued has gone out (so a refusal's `error` frame arrives before the
+ * close), unless the queue itself is the problem (a slow reader): then at once. */
+static void close_session_ex(session *s, int code, const char *reason, bool flush_first)
+{
+    if (s->closing || !s->wsi)
+        return;
+    s->closing = true;
+    s->close_now = !flush_first;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
+    lws_callback_on_writable(s->wsi);
+}
+
+static void close_session(session *s, int code, const char *reason)
+{
+    close_session_ex(s, code, reason, true);
+}
+
+static void enqueue(session *s, uint8_t *buf, size_t len, bool binary)
+{
+    if (s->closing) {
+        aip_free(buf);
+        return;
+    }
+    if (s->qbytes + len > g_srv.cfg.max_queue) {
+        aip_free(buf);
+        aip_log(AIP_LOG_WARN, LOG, "%s reads too slowly (%zu bytes queued): dropping it",
+                s->client_id ? s->client_id : s->addr, s->qbytes);
+        close_session_ex(s, 1008, "too slow", false);
+        return;
+    }
+    out_frame *f = aip_calloc(1, sizeof *f);
+    if (!f) {
+        aip_free(buf);
+        return;
+    }
+    f->buf = buf;
+    f->len = len;
+    f->binary = binary;
+    if (s->qt)
+        s->qt->next = f;
+    else
+        s->qh = f;
+    s->qt = f;
+    s->qbytes += len;
+    lws_callback_on_writable(s->wsi);
+}
+
+/* Encodes a ServerMessage in the session's encoding and queues it. */
+static void send_msg(session *s, aip_msg *m)
+{
+    char ts[40];
+    bool own_ts = !m->timestamp;
+    if (own_ts) {
+        aip_format_timestamp(now_us(), ts, sizeof ts);
+        m->timestamp = ts;
+    }
+    aip_buf b;
+    aip_buf_init(&b, LWS_PRE);
+    char why[200];
+    int rc =
+        aip_encode_why(s->proto ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON, m, &b, why, sizeof why);
+    if (own_ts)
+        m->timestamp = NULL;
+    if (rc) {
+        aip_log(AIP_LOG_ERROR, LOG, "cannot encode a %s for %s: %s", aip_msg_type_str(m->type),
+                s->client_id ? s->client_id : s->addr, why);
+        aip_buf_free(&b);
+        return;
+    }
+    size_t len = b.len;
+    s->frames_out++;
+    enqueue(s, aip_buf_steal(&b), len, s->proto);
+}
+
+static void send_simple(session *s, aip_msg_type type, aip_status st, const char *session_id,
+                        const char *response_id, const char *error)
+{
+    aip_msg m;
+    aip_msg_init(&m, AIP_ENVELOPE_SERVER, type, st);
+    char rid[40];
+    if (!response_id && type == AIP_MSG_HEARTBEAT) {
+        new_id(rid);
+        response_id = rid;
+    }
+    m.session_id = (char *)(uintptr_t)session_id;
+    m.response_id = (char *)(uintptr_t)response_id;
+    m.error = (char *)(uintptr_t)error;
+    send_msg(s, &m);
+}
+
+/* An `error` naming the request it answers [ext]: request_id in response_id, session_id. UFO
+ * peers ignore the extra keys, so every client gets them. */
+static void send_error(session *s, const aip_msg *req, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void send_error(session *s, const aip_msg *req, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    send_simple(s, AIP_MSG_ERROR, AIP_STATUS_ERROR, req ? req->session_id : NULL,
+                req ? req->request_id : NULL, text);
+}
+
+/* ---- delayed answers (--reply-jitter-ms) ------------------------------------------------- */
+
+static void delayed_fire(lws_sorted_usec_list_t *sul)
+{
+    delayed *d = lws_container_of(sul, delayed, sul);
+    for (delayed **pp = &g_delayed; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    send_msg(d->s, &d->m);
+    aip_msg_clear(&d->m);
+    aip_free(d);
+}
+
+/* Sends m now, or after a random delay when --reply-jitter-ms is set (takes m's contents). */
+static void send_jittered(session *s, aip_msg *m)
+{
+    if (!g_srv.cfg.reply_jitter_ms) {
+        send_msg(s, m);
+        aip_msg_clear(m);
+        return;
+    }
+    delayed *d = aip_calloc(1, sizeof *d);
+    if (!d) {
+        aip_msg_clear(m);
+        return;
+    }
+    d->s = s;
+    d->m = *m;
+    memset(m, 0, sizeof *m);
+    d->next = g_delayed;
+    g_delayed = d;
+    uint64_t us = aip_random_below(NULL, (uint64_t)g_srv.cfg.reply_jitter_ms * 1000 + 1);
+    lws_sul_schedule(g_srv.ctx, 0, &d->sul, delayed_fire, (lws_usec_t)us);
+}
+
+/* ---- device info ---------------------------------------------------------------------------- */
+
+static void answer_info(session *to, const char *request_id, const char *system_info,
+                        const char *device_id)
+{
+    aip_msg m;
+    aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_DEVICE_INFO_RESPONSE, AIP_STATUS_OK);
+    aip_msg_set_str(&m.response_id, request_id);
+    if (system_info) {
+        aip_msg_set_json(&m.result, system_info, AIP_JSON_ANY);
+    } else {
+        /* UFO's answer for an unknown device: ok, with the error inside the result */
+        aip_buf b;
+        aip_buf_init(&b, 0);
+        char text[300];
+        snprintf(text, sizeof text, "Device '%s' is not connected", device_id);
+        aip_buf_puts(&b, "{\"error\":");
+        aip_json_put_string(&b, text, strlen(text));
+        aip_buf_putc(&b, '}');
+        aip_buf_nul(&b);
+        aip_msg_set_json(&m.result, (const char *)b.data, AIP_JSON_ANY);
+        aip_buf_free(&b);
+    }
+    send_jittered(to, &m);
+}
+
+static void live_free(live_req *l)
+{
+    lws_sul_cancel(&l->sul);
+    strmap_del(&g_srv.live, l->q2);
+    aip_free(l->request_id);
+    aip_free(l);
+}
+
+static void live_timeout(lws_sorted_usec_list_t *sul)
+{
+    live_req *l = lws_container_of(sul, live_req, sul);
+    aip_log(AIP_LOG_INFO, LOG, "%s did not answer a live device-info query in time: cached info",
+            l->device->client_id);
+    answer_info(l->requester, l->request_id, l->device->system_info, l->device->client_id);
+    live_free(l);
+}
+
+static void handle_info_request(session *s, aip_msg *m)
+{
+    if (s->type != AIP_CLIENT_CONSTELLATION) {
+        send_error(s, m, "device_info_request is only for constellation clients");
+        return;
+    }
+    const char *target = m->target_id ? m->target_id : s->target_id;
+    if (!m->request_id) {
+        send_error(s, m, "device_info_request requires request_id");
+        return;
+    }
+    session *dev = target ? strmap_get(&g_srv.clients, target) : NULL;
+    if (!dev || dev->type != AIP_CLIENT_DEVICE) {
+        answer_info(s, m->request_id, NULL, target ? target : "(none)");
+        return;
+    }
+    bool live = g_srv.cfg.di_mode == DI_LIVE || (g_srv.cfg.di_mode == DI_AUTO && dev->ext_live);
+    if (!live) {
+        answer_info(s, m->request_id, dev->system_info ? dev->system_info : "{}", target);
+        return;
+    }
+    live_req *l = aip_calloc(1, sizeof *l);
+    if (!l || !(l->request_id = aip_strdup(m->request_id))) {
+        aip_free(l);
+        return;
+    }
+    new_id(l->q2);
+    l->requester = s;
+    l->device = dev;
+    strmap_put(&g_srv.live, l->q2, l);
+    lws_sul_schedule(g_srv.ctx, 0, &l->sul, live_timeout, LIVE_TIMEOUT_US);
+    send_simple(dev, AIP_MSG_DEVICE_INFO_REQUEST, AIP_STATUS_OK, NULL, l->q2, NULL);
+}
+
+static void handle_info_response(session *s, aip_msg *m)
+{
+    if (m->metadata) { /* the fresh system_info: keep it */
+        aip_free(s->system_info);
+        s->system_info = aip_strdup(m->metadata);
+    }
+    if (!m->prev_response_id)
+        return; /* an unsolicited update */
+    live_req *l = strmap_get(&g_srv.live, m->prev_response_id);
+    if (!l || l->device != s)
+        return; /* late: the cache already answered */
+    answer_info(l->requester, l->request_id, s->system_info ? s->system_info : "{}", s->client_id);
+    live_free(l);
+}
+
+/* ---- tasks ---------------------------------------------------------------------------------- */
+
+static void task_free(task *t)
+{
+    if (t->cmd_id[0])
+        strmap_del(&g_srv.commands, t->cmd_id);
+    strmap_del(&g_srv.tasks, t->session_id);
+    if (t->params) {
+        for (size_t i = 0; i < t->nbatches * t->stride; i++)
+            aip_free(t->params[i]);
+        aip_free(t->params);
+    }
+    cJSON_Delete(t->batches);
+    aip_buf_free(&t->results);
+    aip_free(t->session_id);
+    aip_free(t->task_name);
+    aip_free(t->request);
+    aip_free(t);
+}
+
+static void finish_task(task *t, bool completed, const char *error)
+{
+    aip_msg m;
+    aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_TASK_END,
+                 completed ? AIP_STATUS_COMPLETED : AIP_STATUS_FAILED);
+    m.session_id = t->session_id;
+    m.task_name = t->task_name;
+    m.error = (char *)(uintptr_t)error;
+    if (t->results.len) {
+        aip_buf_putc(&t->results, ']');
+        aip_buf_nul(&t->results);
+        m.result = (char *)t->results.data;
+    }
+    if (t->requester)
+        send_msg(t->requester, &m);
+    if (t->device) { /* UFO sends the device a copy */
+        send_msg(t->device, &m);
+        if (t->device->commands_in_flight && t->cmd_id[0])
+            t->device->commands_in_flight--;
+    }
+    aip_log(AIP_LOG_INFO, LOG, "task %s %s%s%s", t->session_id, completed ? "completed" : "failed",
+            error ? ": " : "", error ? error : "");
+    task_free(t);
+}
+
+struct param_spans {
+    task *t;
+    bool batches_form;
+};
+
+static void param_visit(void *user, const aip_jscan_path *p, const char *v, size_t n)
+{
+    struct param_spans *ps = user;
+    task *t = ps->t;
+    size_t b, i;
+    if (!ps->batches_form && p->depth == 3 && p->key[0] && !p->key[1] && p->key[2] &&
+        aip_jscan_key_eq(p->key[2], p->key_len[2], "parameters")) {
+        b = 0;
+        i = p->index[1];
+    } else if (ps->batches_form && p->depth == 4 && p->key[0] && !p->key[1] && !p->key[2] &&
+               p->key[3] && aip_jscan_key_eq(p->key[3], p->key_len[3], "parameters")) {
+        b = p->index[1];
+        i = p->index[2];
+    } else {
+        return;
+    }
+    if (b < t->nbatches && i < t->stride && !t->params[b * t->stride + i])
+        t->params[b * t->stride + i] = aip_strndup(v, n);
+}
+
+/* Parses a task request: {"actions": [Command...]} or {"batches": [[...], ...]}. Returns NULL
+ * with why set when it is not that. Commands need tool_name; tool_type defaults to action. */
+static bool parse_actions(task *t, char *why, size_t wl)
+{
+    const char *req = t->request ? t->request : "";
+    cJSON *root = cJSON_ParseWithLength(req, strlen(req));
+    cJSON *actions = cJSON_GetObjectItemCaseSensitive(root, "actions");
+    cJSON *batches = cJSON_GetObjectItemCaseSensitive(root, "batches");
+    bool ok = false;
+    if (!cJSON_IsObject(root) || (!cJSON_IsArray(actions) && !cJSON_IsArray(batches))) {
+        snprintf(why, wl,
+                 "aip-test-server has no planner: send the request as JSON actions, "
+                 "{\"actions\": [{\"tool_name\": ..., \"parameters\": {...}}]} or "
+                 "{\"batches\": [[...], [...]]}");
+        goto out;
+    }
+    if (cJSON_IsArray(actions)) {
+        t->batches = cJSON_CreateArray();
+        cJSON_AddItemToArray(t->batches, cJSON_DetachItemViaPointer(root, actions));
+    } else {
+        t->batches = cJSON_DetachItemViaPointer(root, batches);
+    }
+    t->nbatches = (size_t)cJSON_GetArraySize(t->batches);
+    if (!t->nbatches) {
+        snprintf(why, wl, "the task has no actions");
+        goto out;
+    }
+    size_t bi = 0;
+    for (cJSON *b = t->batches->child; b; b = b->next, bi++) {
+        if (!cJSON_IsArray(b) || !cJSON_GetArraySize(b)) {
+            snprintf(why, wl, "batch %zu is not a non-empty list of actions", bi);
+            goto out;
+        }
+        if ((size_t)cJSON_GetArraySize(b) > t->stride)
+            t->stride = (size_t)cJSON_GetArraySize(b);
+        size_t ai = 0;
+        for (cJSON *a = b->child; a; a = a->next, ai++) {
+            cJSON *tn = cJSON_GetObjectItemCaseSensitive(a, "tool_name");
+            cJSON *tt = cJSON_GetObjectItemCaseSensitive(a, "tool_type");
+            cJSON *pa = cJSON_GetObjectItemCaseSensitive(a, "parameters");
+            aip_tool_type ty;
+            if (!cJSON_IsObject(a) || !cJSON_IsString(tn) || !tn->valuestring[0] ||
+                (tt && !cJSON_IsNull(tt) &&
+                 (!cJSON_IsString(tt) ||
+                  aip_tool_type_parse(tt->valuestring, strlen(tt->valuestring), &ty))) ||
+                (pa && !cJSON_IsNull(pa) && !cJSON_IsObject(pa))) {
+                snprintf(why, wl,
+                         "batch %zu, action %zu: needs a string tool_name, an optional "
+                         "tool_type (action|data_collection) and object parameters",
+                         bi, ai);
+                goto out;
+            }
+        }
+    }
+    /* parameters as their original text (numbers like 32.0 survive) */
+    t->params = aip_calloc(t->nbatches * t->stride, sizeof *t->params);
+    if (!t->params)
+        goto out;
+    struct param_spans ps = {t, !cJSON_IsArray(actions)};
+    aip_jscan s = {0};
+    s.visit = param_visit;
+    s.user = &ps;
+    s.visit_depth = 4;
+    s.max_depth = 64;
+    aip_jscan_run(&s, req, strlen(req));
+    ok = true;
+out:
+    cJSON_Delete(root);
+    return ok;
+}
+
+static void send_batch(task *t)
+{
+    cJSON *b = cJSON_GetArrayItem(t->batches, (int)t->cur);
+    aip_msg m;
+    aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_COMMAND, AIP_STATUS_CONTINUE);
+    aip_msg_set_str(&m.session_id, t->session_id);
+    aip_msg_set_str(&m.task_name, t->task_name);
+    new_id(t->cmd_id);
+    aip_msg_set_str(&m.response_id, t->cmd_id);
+    m.has_actions = true;
+    size_t i = 0;
+    for (cJSON *a = b->child; a; a = a->next, i++) {
+        aip_command *c = aip_msg_add_command(&m);
+        if (!c)
+            break;
+        cJSON *tt = cJSON_GetObjectItemCaseSensitive(a, "tool_type");
+        c->tool_type = AIP_TOOL_ACTION;
+        if (cJSON_IsString(tt))
+            aip_tool_type_parse(tt->valuestring, strlen(tt->valuestring), &c->tool_type);
+        aip_msg_set_str(&c->tool_name,
+                        cJSON_GetObjectItemCaseSensitive(a, "tool_name")->valuestring);
+        const char *params = t->params[t->cur * t->stride + i];
+        if (params)
+            aip_msg_set_json(&c->parameters, params, AIP_JSON_OBJECT);
+        char cid[40];
+        new_id(cid);
+        aip_msg_set_str(&c->call_id, cid);
+    }
+    strmap_put(&g_srv.commands, t->cmd_id, t);
+    t->device->commands_in_flight++;
+    send_msg(t->device, &m);
+    aip_msg_clear(&m);
+}
+
+static void put_result(aip_buf *b, const aip_result *r)
+{
+    const char *st = aip_result_status_str(r->status);
+    aip_buf_puts(b, "{\"status\":");
+    aip_json_put_string(b, st, strlen(st));
+    aip_buf_puts(b, ",\"error\":");
+    if (r->error)
+        aip_json_put_string(b, r->error, strlen(r->error));
+    else
+        aip_buf_puts(b, "null");
+    aip_buf_puts(b, ",\"result\":");
+    aip_buf_puts(b, r->result ? r->result : "null");
+    aip_buf_puts(b, ",\"namespace\":");
+    if (r->ns)
+        aip_json_put_string(b, r->ns, strlen(r->ns));
+    else
+        aip_buf_puts(b, "null");
+    aip_buf_puts(b, ",\"call_id\":");
+    if (r->call_id)
+        aip_json_put_string(b, r->call_id, strlen(r->call_id));
+    else
+        aip_buf_puts(b, "null");
+    aip_buf_putc(b, '}');
+}
+
+static void handle_results(session *s, aip_msg *m)
+{
+    task *t = m->prev_response_id ? strmap_get(&g_srv.commands, m->prev_response_id) : NULL;
+    if (!t || t->device != s) {
+        aip_log(AIP_LOG_INFO, LOG, "command_results from %s for no running command (%s)",
+                s->client_id, m->prev_response_id ? m->prev_response_id : "no prev_response_id");
+        return;
+    }
+    strmap_del(&g_srv.commands, t->cmd_id);
+    t->cmd_id[0] = 0;
+    if (s->commands_in_flight)
+        s->commands_in_flight--;
+    cJSON *b = cJSON_GetArrayItem(t->batches, (int)t->cur);
+    size_t want = (size_t)cJSON_GetArraySize(b);
+    aip_buf_putc(&t->results, t->results.len ? ',' : '[');
+    aip_buf_puts(&t->results, "{\"request\":");
+    aip_json_put_string(&t->results, t->request, strlen(t->request));
+    aip_buf_puts(&t->results, ",\"result\":[");
+    for (size_t i = 0; i < m->n_action_results; i++) {
+        if (i)
+            aip_buf_putc(&t->results, ',');
+        put_result(&t->results, &m->action_results[i]);
+        if (m->action_results[i].status != AIP_RESULT_SUCCESS)
+            t->all_success = false;
+    }
+    aip_buf_puts(&t->results, "]}");
+    if (m->n_action_results != want)
+        t->all_success = false;
+    if (!t->all_success) {
+        finish_task(t, false,
+                    m->n_action_results != want ? "the device answered a different "
+                                                  "number of results than actions"
+                                                : "a command failed");
+        return;
+    }
+    if (++t->cur < t->nbatches) {
+        send_batch(t);
+        return;
+    }
+    finish_task(t, true, NULL);
+}
+
+static void handle_task(session *s, aip_msg *m)
+{
+    const char *target = m->target_id;
+    if (!target && s->type == AIP_CLIENT_CONSTELLATION) {
+        send_error(s, m, "Constellation task requests require target_id");
+        return;
+    }
+    if (!target) {
+        send_error(s, m, "aip-test-server has no planner for device-initiated tasks");
+        return;
+    }
+    char sid[AIP_ID_MAX + 1];
+    if (m->session_id) {
+        snprintf(sid, sizeof sid, "%s", m->session_id);
+    } else {
+        char u[40];
+        new_id(u);
+        snprintf(sid, sizeof sid, "%.100s@%s", m->task_name ? m->task_name : "task", u);
+    }
+    task *old = strmap_get(&g_srv.tasks, sid);
+    if (old) {
+        send_error(s, m, "session_id '%s' is owned by another client", sid);
+        return;
+    }
+    session *dev = strmap_get(&g_srv.clients, target);
+    if (!dev || dev->type != AIP_CLIENT_DEVICE) {
+        send_error(s, m, NOT_CONNECTED, target);
+        return;
+    }
+    send_simple(s, AIP_MSG_HEARTBEAT, AIP_STATUS_OK, sid, NULL, NULL); /* the ack */
+    task *t = aip_calloc(1, sizeof *t);
+    if (!t)
+        return;
+    t->session_id = aip_strdup(sid);
+    t->task_name = m->task_name ? aip_strdup(m->task_name) : NULL;
+    t->request = aip_strdup(m->request ? m->request : "");
+    t->requester = s;
+    t->device = dev;
+    t->all_success = true;
+    aip_buf_init(&t->results, 0);
+    if (!t->session_id || !t->request || strmap_put(&g_srv.tasks, t->session_id, t)) {
+        aip_free(t->session_id);
+        aip_free(t->task_name);
+        aip_free(t->request);
+        aip_free(t);
+        return;
+    }
+    char why[300];
+    if (!parse_actions(t, why, sizeof why)) {
+        finish_task(t, false, why);
+        return;
+    }
+    aip_log(AIP_LOG_INFO, LOG, "task %s from %s to %s: %zu batch(es)", sid, s->client_id, target,
+            t->nbatches);
+    send_batch(t);
+}
+
+/* ---- registration and dispatch ----------------------------------------------------------- */
+
+static void register_timeout(lws_sorted_usec_list_t *sul)
+{
+    session *s = lws_container_of(sul, session, sul_register);
+    if (s->registered)
+        return;
+    aip_log(AIP_LOG_INFO, LOG, "%s sent no registration within %u ms: closing", s->addr,
+            g_srv.cfg.register_timeout_ms);
+    close_session(s, 1008, "registration timeout");
+}
+
+static bool has_extension(const char *metadata, const char *name)
+{
+    char *ext = json_member_text(metadata, "aip_extensions");
+    bool yes = false;
+    if (ext) {
+        cJSON *a = cJSON_Parse(ext);
+        for (cJSON *e = a ? a->child : NULL; e && !yes; e = e->next)
+            yes = cJSON_IsString(e) && strcmp(e->valuestring, name) == 0;
+        cJSON_Delete(a);
+        aip_free(ext);
+    }
+    return yes;
+}
+
+static void handle_register(session *s, aip_msg *m)
+{
+    if (!m->client_id) {
+        send_error(s, m, "registration requires client_id");
+        close_session(s, 1000, "registration refused");
+        return;
+    }
+    if (strmap_get(&g_srv.clients, m->client_id)) {
+        send_error(s, m,
+                   "client_id '%s' is already registered; duplicate registrations are not allowed",
+                   m->client_id);
+        close_session(s, 1000, "registration refused");
+        return;
+    }
+    if (m->client_type == AIP_CLIENT_CONSTELLATION && m->target_id) {
+        session *dev = strmap_get(&g_srv.clients, m->target_id);
+        if (!dev || dev->type != AIP_CLIENT_DEVICE) {
+            send_error(s, m, NOT_CONNECTED, m->target_id);
+            close_session(s, 1000, "registration refused");
+            return;
+        }
+    }
+    s->client_id = aip_strdup(m->client_id);
+    s->type = m->client_type;
+    s->target_id = m->target_id ? aip_strdup(m->target_id) : NULL;
+    s->ext_correlated = has_extension(m->metadata, "correlated_errors");
+    s->ext_live = has_extension(m->metadata, "live_device_info");
+    if (s->type == AIP_CLIENT_DEVICE)
+        s->system_info = json_member_text(m->metadata, "system_info");
+    if (!s->client_id || strmap_put(&g_srv.clients, s->client_id, s)) {
+        close_session(s, 1011, "out of memory");
+        return;
+    }
+    s->registered = true;
+    s->last_heartbeat_us = now_us();
+    lws_sul_cancel(&s->sul_register);
+    aip_log(AIP_LOG_INFO, LOG, "registered %s %s from %s (%s%s%s)", aip_client_type_str(s->type),
+            s->client_id, s->addr, s->proto ? "protobuf" : "JSON",
+            s->ext_correlated ? ", correlated_errors" : "",
+            s->ext_live ? ", live_device_info" : "");
+    send_simple(s, AIP_MSG_HEARTBEAT, AIP_STATUS_OK, NULL, NULL, NULL);
+}
+
+static void handle_msg(session *s, aip_msg *m)
+{
+    if (!s->registered) {
+        if (m->type == AIP_MSG_REGISTER)
+            handle_register(s, m);
+        else
+            close_session(s, 1008, "register first"); /* UFO closes without a word */
+        return;
+    }
+    /* identity is pinned to the connection (PROTOCOL.md §3.1) */
+    if (m->client_id && strcmp(m->client_id, s->client_id) != 0) {
+        send_error(s, m, "client_id mismatch: this connection is registered as '%s'", s->client_id);
+        return;
+    }
+    if (m->client_type != s->type) {
+        if (m->type == AIP_MSG_HEARTBEAT && s->type == AIP_CLIENT_CONSTELLATION) {
+            if (!s->galaxy_noted) { /* Galaxy's heartbeats say "device": ack, note once */
+                s->galaxy_noted = true;
+                aip_log(AIP_LOG_INFO, LOG,
+                        "%s sends heartbeats with client_type \"device\" "
+                        "(Galaxy); acknowledged",
+                        s->client_id);
+            }
+        } else {
+            send_error(s, m, "client_type mismatch: this connection is registered as %s",
+                       aip_client_type_str(s->type));
+            return;
+        }
+    }
+    switch (m->type) {
+    case AIP_MSG_HEARTBEAT:
+        s->last_heartbeat_us = now_us();
+        send_simple(s, AIP_MSG_HEARTBEAT, AIP_STATUS_OK, NULL, NULL, NULL);
+        break;
+    case AIP_MSG_REGISTER: send_error(s, m, "already registered"); break;
+    case AIP_MSG_TASK: handle_task(s, m); break;
+    case AIP_MSG_COMMAND_RESULTS: handle_results(s, m); break;
+    case AIP_MSG_DEVICE_INFO_REQUEST: handle_info_request(s, m); break;
+    case AIP_MSG_DEVICE_INFO_RESPONSE: handle_info_response(s, m); break;
+    case AIP_MSG_TASK_END: break; /* a device reporting its own task's end: nothing to relay */
+    case AIP_MSG_ERROR:
+        aip_log(AIP_LOG_INFO, LOG, "error from %s: %s", s->client_id,
+                m->error ? m->error : "(no text)");
+        send_simple(s, AIP_MSG_ERROR, AIP_STATUS_ERROR, m->session_id, m->request_id,
+                    m->error ? m->error : "error"); /* UFO echoes it */
+        break;
+    default: break;
+    }
+}
+
+static void handle_frame(session *s, const uint8_t *data, size_t len, bool binary)
+{
+    s->frames_in++;
+    if (s->kind == SK_ECHO) {
+        uint8_t *buf = aip_malloc(LWS_PRE + (len ? len : 1));
+        if (!buf)
+            return;
+        memcpy(buf + LWS_PRE, data, len);
+        enqueue(s, buf, len, binary);
+        return;
+    }
+    aip_msg m;
+    aip_decode_error e;
+    int rc = aip_decode(binary ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON, AIP_ENVELOPE_CLIENT, data,
+                        len, &g_srv.limits, &m, &e);
+    if (rc) {
+        if (!s->registered) {
+            close_session(s, 1008, "malformed registration"); /* as UFO: no word */
+            return;
+        }
+        aip_log(AIP_LOG_INFO, LOG, "malformed frame from %s: %s", s->client_id, e.reason);
+        aip_msg req;
+        aip_msg_init(&req, AIP_ENVELOPE_CLIENT, AIP_MSG_ERROR, AIP_STATUS_ERROR);
+        req.session_id = e.session_id[0] ? e.session_id : NULL;
+        req.request_id = e.request_id[0] ? e.request_id : NULL;
+        send_error(s, &req, "malformed frame: %s", e.reason);
+        return;
+    }
+    handle_msg(s, &m);
+    aip_msg_clear(&m);
+}
+
+/* ---- session lifecycle ----------------------------------------------------------------------- */
+
+static session *session_new(struct lws *wsi)
+{
+    session *s = aip_calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->serial = ++g_srv.next_serial;
+    s->wsi = wsi;
+    s->connected_us = now_us();
+    aip_buf_init(&s->rx, 0);
+    lws_get_peer_simple(wsi, s->addr, sizeof s->addr);
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    s->proto = p && strcmp(p->name, AIP_PROTO_SUBPROTOCOL) == 0;
+    char uri[128] = "";
+    lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+    s->kind = strncmp(uri, "/echo", 5) == 0 ? SK_ECHO : SK_AIP;
+    if (s->kind == SK_AIP)
+        lws_sul_schedule(g_srv.ctx, 0, &s->sul_register, register_timeout,
+                         (lws_usec_t)g_srv.cfg.register_timeout_ms * 1000);
+    return s;
+}
+
+static void session_closed(session *s, int code, const char *reason)
+{
+    lws_sul_cancel(&s->sul_register);
+    if (s->registered) {
+        strmap_del(&g_srv.clients, s->client_id);
+        aip_log(AIP_LOG_INFO, LOG, "%s %s disconnected (%d%s%s)", aip_client_type_str(s->type),
+                s->client_id, code, reason && reason[0] ? ": " : "", reason ? reason : "");
+    }
+    /* tasks: a device gone fails its tasks; a constellation gone cancels its own */
+    const char *k;
+    void *v;
+    for (size_t i = 0; strmap_next(&g_srv.tasks, &i, &k, &v);) {
+        task *t = v;
+        if (t->device == s) {
+            t->device = NULL;
+            finish_task(t, false, "Task was cancelled because target device disconnected");
+        } else if (t->requester == s) {
+            aip_log(AIP_LOG_INFO, LOG, "task %s cancelled: its requester left", t->session_id);
+            task_free(t);
+        }
+    }
+    for (size_t i = 0; strmap_next(&g_srv.live, &i, &k, &v);) {
+        live_req *l = v;
+        if (l->requester == s) {
+            live_free(l);
+        } else if (l->device == s) {
+            answer_info(l->requester, l->request_id, s->system_info ? s->system_info : "{}",
+                        s->client_id);
+            live_free(l);
+        }
+    }
+    for (delayed **pp = &g_delayed; *pp;) {
+        delayed *d = *pp;
+        if (d->s == s) {
+            *pp = d->next;
+            lws_sul_cancel(&d->sul);
+            aip_msg_clear(&d->m);
+            aip_free(d);
+        } else {
+            pp = &d->next;
+        }
+    }
+    for (out_frame *f = s->qh, *n; f; f = n) {
+        n = f->next;
+        aip_free(f->buf);
+        aip_free(f);
+    }
+    aip_buf_free(&s->rx);
+    aip_free(s->client_id);
+    aip_free(s->target_id);
+    aip_free(s->system_info);
+    aip_free(s);
+}
+
+void server_close_all(int code, const char *reason)
+{
+    const char *k;
+    void *v;
+    for (size_t i = 0; strmap_next(&g_srv.clients, &i, &k, &v);)
+        close_session(v, code, reason);
+}
+
+/* ---- lws callback ---------------------------------------------------------------------------- */
+
+static int write_one(session *s)
+{
+    out_frame *f = s->qh;
+    if (!f)
+        return 0;
+    if (s->closing && !f->next && f->off + TX_FRAGMENT >= f->len)
+        lws_callback_on_writable(s->wsi); /* after this last frame: the close */
+    size_t chunk = f->len - f->off;
+    if (chunk > TX_FRAGMENT)
+        chunk = TX_FRAGMENT;
+    bool start = f->off == 0, end = f->off + chunk == f->len;
+    int flags = lws_write_ws_flags(f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, start, end);
+    if (lws_write(s->wsi, f->buf + LWS_PRE + f->off, chunk, (enum lws_write_protocol)flags) <
+        (int)chunk)
+        return -1;
+    f->off += chunk;
+    if (end) {
+        s->qh = f->next;
+        if (!s->qh)
+            s->qt = NULL;
+        s->qbytes -= f->len;
+        aip_free(f->buf);
+        aip_free(f);
+    }
+    if (s->qh)
+        lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+static int on_receive(session *s, struct lws *wsi, const void *in, size_t len)
+{
+    if (s->rx_skip || s->closing)
+        return 0;
+    if (lws_is_first_fragment(wsi)) {
+        s->rx.len = 0;
+        s->rx_binary = lws_frame_is_binary(wsi);
+        if (len + lws_remaining_packet_payload(wsi) > g_srv.cfg.max_frame)
+            goto too_big;
+    }
+    if (s->rx.len + len > g_srv.cfg.max_frame)
+        goto too_big;
+    if (aip_buf_append(&s->rx, in, len))
+        return -1;
+    if (!lws_is_final_fragment(wsi))
+        return 0;
+    handle_frame(s, s->rx.data ? s->rx.data : (const uint8_t *)"", s->rx.len, s->rx_binary);
+    if (s->rx.cap > 256 * 1024)
+        aip_buf_free(&s->rx);
+    else
+        s->rx.len = 0;
+    return 0;
+too_big:
+    /* closed from WRITEABLE, not here: lws 4.1.6 issue #3412 (see the client transport) */
+    aip_log(AIP_LOG_INFO, LOG, "%s sent a message over %zu bytes: closing with 1009",
+            s->client_id ? s->client_id : s->addr, g_srv.cfg.max_frame);
+    aip_buf_free(&s->rx);
+    s->rx_skip = true;
+    close_session(s, 1009, "message too big");
+    return 0;
+}
+
+int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    pss *ps = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        char uri[128] = "";
+        lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+        if (strcmp(uri, "/ws") != 0 && strcmp(uri, "/echo") != 0) {
+            lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here");
+            return 1;
+        }
+        if (!auth_ok(wsi, false)) {
+            lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "bad or missing token");
+            return 1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        if (ps)
+            ps->s = session_new(wsi);
+        return ps && ps->s ? 0 : -1;
+    case LWS_CALLBACK_RECEIVE:
+        if (!ps || !ps->s)
+            return -1;
+        return on_receive(ps->s, wsi, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!ps || !ps->s)
+            return 0;
+        if (ps->s->closing && (ps->s->close_now || !ps->s->qh)) {
+            lws_close_reason(wsi, (enum lws_close_status)ps->s->close_code,
+                             (unsigned char *)ps->s->close_reason, strlen(ps->s->close_reason));
+            return -1;
+        }
+        return write_one(ps->s);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (ps && ps->s && len >= 2 && !ps->s->closing) {
+            const unsigned char *b = in;
+            ps->s->close_code = (b[0] << 8) | b[1];
+            size_t rl =
+                len - 2 < sizeof ps->s->close_reason - 1 ? len - 2 : sizeof ps->s->close_reason - 1;
+            memcpy(ps->s->close_reason, b + 2, rl);
+            ps->s->close_reason[rl] = 0;
+        }
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        if (ps && ps->s) {
+            session *s = ps->s;
+            ps->s = NULL;
+            session_closed(s, s->close_code ? s->close_code : 1006,
+                           s->close_code ? s->close_reason : "connection lost");
+        }
+        return 0;
+    case LWS_CALLBACK_HTTP: return http_handle(wsi, in);
+    case LWS_CALLBACK_HTTP_WRITEABLE: return http_writeable(wsi, user);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (ps) {
+            aip_free(ps->http_body);
+            ps->http_body = NULL;
+        }
+        break;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: return 0;
+    default: break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}

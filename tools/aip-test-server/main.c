@@ -1,0 +1,238 @@
+/*
+ * aip-test-server — a UFO-compatible AIP orchestrator to debug and test against.
+ *
+ * One port, the libwebsockets way: the WebSocket endpoints /ws (AIP) and /echo (raw echo, for
+ * transport measurements) and the HTTP API under /api/. Single-threaded: the main thread runs
+ * the lws service loop; SIGINT/SIGTERM set a flag and wake it.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+server g_srv;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: aip-test-server [--host H] [--port P] [--token T]\n"
+            "                       [--tls-cert F --tls-key F [--tls-ca F]]\n"
+            "                       [--device-info auto|cache|live] [--reply-jitter-ms N]\n"
+            "                       [--max-frame BYTES] [--log-level L]\n"
+            "\n"
+            "A UFO-compatible AIP orchestrator for debugging and tests (not a production server).\n"
+            "  --host H              address to listen on (default 127.0.0.1)\n"
+            "  --port P              port (default 5000; 0 picks a free one)\n"
+            "  --token T             require this key: ?token= or Authorization: Bearer on\n"
+            "                        /ws, X-API-Key (or Bearer) on /api/\n"
+            "  --tls-cert F, --tls-key F   serve wss:// and https://\n"
+            "  --tls-ca F            also require client certificates signed by this CA (mTLS)\n"
+            "  --device-info M       cache: answer from the registration (UFO); live: ask the\n"
+            "                        device, falling back to the cache after 2 s; auto (default):\n"
+            "                        live for devices that list live_device_info\n"
+            "  --reply-jitter-ms N   delay each device-info answer by a random 0..N ms\n"
+            "  --max-frame BYTES     largest inbound message (default 16777216), else close 1009\n"
+            "  --log-level L         error, warn, info (default), debug\n"
+            "  --help, --version\n"
+            "\n"
+            "Endpoints: ws /ws (AIP), ws /echo (raw echo), GET /api/clients, /api/health,\n"
+            "/api/clients/details. Prints \"listening on <host>:<port>\" once listening.\n");
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_srv.stop = 1;
+    if (g_srv.ctx)
+        lws_cancel_service(g_srv.ctx);
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl))
+            aip_log(AIP_LOG_WARN, "server", "cannot raise RLIMIT_NOFILE: %s", strerror(errno));
+    }
+}
+
+static void lws_log(int level, const char *line)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", line);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    aip_log(level == LLL_ERR ? AIP_LOG_ERROR : AIP_LOG_WARN, "lws", "%s", buf);
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v == 0)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'p'},
+        {"token", required_argument, 0, 't'},
+        {"tls-cert", required_argument, 0, 'c'},
+        {"tls-key", required_argument, 0, 'k'},
+        {"tls-ca", required_argument, 0, 'a'},
+        {"device-info", required_argument, 0, 'd'},
+        {"reply-jitter-ms", required_argument, 0, 'j'},
+        {"max-frame", required_argument, 0, 'm'},
+        {"log-level", required_argument, 0, 'l'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    server_config *cfg = &g_srv.cfg;
+    cfg->host = "127.0.0.1";
+    cfg->port = 5000;
+    cfg->max_frame = 16u << 20;
+    cfg->max_queue = 64u << 20;
+    cfg->register_timeout_ms = 10000;
+    cfg->di_mode = DI_AUTO;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'H': cfg->host = optarg; break;
+        case 'p': {
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 65535)
+                goto bad;
+            cfg->port = (int)v;
+            break;
+        }
+        case 't': cfg->token = optarg; break;
+        case 'c': cfg->tls_cert = optarg; break;
+        case 'k': cfg->tls_key = optarg; break;
+        case 'a': cfg->tls_ca = optarg; break;
+        case 'd':
+            if (strcmp(optarg, "auto") == 0)
+                cfg->di_mode = DI_AUTO;
+            else if (strcmp(optarg, "cache") == 0)
+                cfg->di_mode = DI_CACHE;
+            else if (strcmp(optarg, "live") == 0)
+                cfg->di_mode = DI_LIVE;
+            else
+                goto bad;
+            break;
+        case 'j': {
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 600000)
+                goto bad;
+            cfg->reply_jitter_ms = (unsigned)v;
+            break;
+        }
+        case 'm':
+            if (parse_size(optarg, &cfg->max_frame))
+                goto bad;
+            break;
+        case 'l': {
+            aip_log_level lvl;
+            if (aip_log_level_parse(optarg, &lvl))
+                goto bad;
+            aip_log_set_level(lvl);
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("aip-test-server %s\n", aip_version()); return 0;
+        default: goto bad;
+        }
+    }
+    if (optind != argc || (!cfg->tls_cert != !cfg->tls_key) || (cfg->tls_ca && !cfg->tls_cert))
+        goto bad;
+
+    raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+
+    aip_codec_limits_default(&g_srv.limits);
+    g_srv.limits.max_frame = cfg->max_frame;
+    strmap_init(&g_srv.clients);
+    strmap_init(&g_srv.tasks);
+    strmap_init(&g_srv.commands);
+    strmap_init(&g_srv.live);
+
+    /* protocols[0] handles HTTP, upgrades without a subprotocol (UFO clients send none) and
+     * WSI_DESTROY; protocols[1] is selected by Sec-WebSocket-Protocol: aip.v1.proto. */
+    static struct lws_protocols protocols[] = {
+        {"aip", aip_ws_callback, sizeof(pss), 16384, 0, NULL, 65536},
+        {AIP_PROTO_SUBPROTOCOL, aip_ws_callback, sizeof(pss), 16384, 0, NULL, 65536},
+        {NULL, NULL, 0, 0, 0, NULL, 0},
+    };
+    /* Server pings every 20 s and drops a peer silent for 60 s (UFO's devices answer pings;
+     * dropping for AIP silence is off: UFO devices heartbeat only every 120 s). */
+    static const uint32_t retry[] = {1000};
+    static const lws_retry_bo_t policy = {retry, 1, 0, 20, 60, 0};
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = cfg->port;
+    info.iface = cfg->host;
+    info.protocols = protocols;
+    info.pt_serv_buf_size = 16384; /* = rx_buffer_size (see the client transport) */
+    info.retry_and_idle_policy = &policy;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    if (cfg->tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+        if (cfg->tls_ca) {
+            info.ssl_ca_filepath = cfg->tls_ca;
+            info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
+        }
+    }
+    g_srv.ctx = lws_create_context(&info);
+    if (!g_srv.ctx) {
+        fprintf(stderr, "aip-test-server: cannot listen on %s:%d\n", cfg->host, cfg->port);
+        return 1;
+    }
+    g_srv.vh = lws_get_vhost_by_name(g_srv.ctx, "default");
+    int port = g_srv.vh ? lws_get_vhost_listen_port(g_srv.vh) : cfg->port;
+    printf("listening on %s:%d\n", cfg->host, port);
+    fflush(stdout);
+    aip_log(AIP_LOG_INFO, "server", "aip-test-server %s on %s://%s:%d (device info: %s)",
+            aip_version(), cfg->tls_cert ? "wss" : "ws", cfg->host, port,
+            cfg->di_mode == DI_LIVE    ? "live"
+            : cfg->di_mode == DI_CACHE ? "cache"
+                                       : "auto");
+
+    while (!g_srv.stop && lws_service(g_srv.ctx, 0) >= 0)
+        ;
+    /* close every client with 1001, give the close handshakes a moment, then stop */
+    server_close_all(1001, "server shutting down");
+    for (int i = 0; i < 20; i++)
+        lws_service(g_srv.ctx, 0);
+    lws_context_destroy(g_srv.ctx);
+    strmap_free(&g_srv.clients);
+    strmap_free(&g_srv.tasks);
+    strmap_free(&g_srv.commands);
+    strmap_free(&g_srv.live);
+    aip_log(AIP_LOG_INFO, "server", "stopped");
+    return 0;
+bad:
+    usage(stderr);
+    return 2;
+}
