@@ -35,6 +35,13 @@ int proc_start_listener(peer_proc *p, char *const argv[])
         return -1;
     if (pid == 0) {
         dup2(fds[1], STDOUT_FILENO);
+        if (p->errlog[0]) {
+            int fd = open(p->errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (fd >= 0) {
+                dup2(fd, STDERR_FILENO);
+                close(fd);
+            }
+        }
         close(fds[0]);
         close(fds[1]);
         setpgid(0, 0);

@@ -9,14 +9,16 @@ typedef struct peer_proc {
     pid_t pid;
     int out_fd; /* the child's stdout, kept open so late prints never hit EPIPE */
     int port;
-    char url[128]; /* ws://127.0.0.1:<port>/ws */
-    char log[256]; /* the peer's --log file (if requested) */
+    char url[128];    /* ws://127.0.0.1:<port>/ws */
+    char log[256];    /* the peer's --log file (if requested) */
+    char errlog[256]; /* if set before starting: the child's stderr goes to this file */
 } peer_proc;
 
 /* Starts /usr/bin/python3 <source>/tests/integration/aip_peer.py --port 0 [--log F] args...
  * (NULL-terminated). with_log: pass a fresh --log file. Returns 0 or -1. */
 int peer_start(peer_proc *p, int with_log, ...);
-/* Starts any program (argv NULL-terminated) that prints the listening line. */
+/* Starts any program (argv NULL-terminated) that prints the listening line. Set p->errlog
+ * first (or zero p) to capture its stderr. */
 int proc_start_listener(peer_proc *p, char *const argv[]);
 void peer_stop(peer_proc *p);
 /* Counts lines of the peer log containing every given substring (NULL-terminated). */

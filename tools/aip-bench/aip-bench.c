@@ -271,6 +271,8 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     struct rr_thread *ts = calloc((size_t)threads, sizeof *ts);
     pthread_t *th = calloc((size_t)threads, sizeof *th);
     if (!ts || !th) {
+        free(ts);
+        free(th);
         aip_conn_destroy(c);
         return 1;
     }

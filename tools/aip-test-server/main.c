@@ -160,8 +160,9 @@ int main(int argc, char **argv)
         goto bad;
 
     raise_nofile();
-    signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {0};
+    sa.sa_handler = SIG_IGN; /* a peer that vanishes mid-write is an ordinary event */
+    sigaction(SIGPIPE, &sa, NULL);
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -212,7 +213,8 @@ int main(int argc, char **argv)
     g_srv.vh = lws_get_vhost_by_name(g_srv.ctx, "default");
     int port = g_srv.vh ? lws_get_vhost_listen_port(g_srv.vh) : cfg->port;
     printf("listening on %s:%d\n", cfg->host, port);
-    fflush(stdout);
+    if (fflush(stdout)) /* tests and scripts wait for this line */
+        aip_log(AIP_LOG_WARN, "server", "cannot write the listening line to stdout");
     aip_log(AIP_LOG_INFO, "server", "aip-test-server %s on %s://%s:%d (device info: %s)",
             aip_version(), cfg->tls_cert ? "wss" : "ws", cfg->host, port,
             cfg->di_mode == DI_LIVE    ? "live"
