@@ -928,6 +928,21 @@ too_big:
     return 0;
 }
 
+/* Refuses a WebSocket upgrade with an HTTP status. Written by hand: at this point lws has not
+ * recorded the request's HTTP version, and lws_return_http_status() would answer "HTTP/1.0",
+ * which WebSocket clients (Python's websockets among them) refuse to parse. */
+static int reject_upgrade(struct lws *wsi, int code, const char *status, const char *text)
+{
+    char buf[LWS_PRE + 320];
+    int n = snprintf(buf + LWS_PRE, sizeof buf - LWS_PRE,
+                     "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
+                     "connection: close\r\n\r\n%s",
+                     code, status, strlen(text), text);
+    if (n > 0 && (size_t)n < sizeof buf - LWS_PRE)
+        lws_write(wsi, (unsigned char *)buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
+    return 1; /* rejected: lws finishes the transaction */
+}
+
 int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -936,14 +951,10 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         char uri[128] = "";
         lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
-        if (strcmp(uri, "/ws") != 0 && strcmp(uri, "/echo") != 0) {
-            lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here");
-            return 1;
-        }
-        if (!auth_ok(wsi, false)) {
-            lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "bad or missing token");
-            return 1;
-        }
+        if (strcmp(uri, "/ws") != 0 && strcmp(uri, "/echo") != 0)
+            return reject_upgrade(wsi, 404, "Not Found", "no WebSocket endpoint here");
+        if (!auth_ok(wsi, false))
+            return reject_upgrade(wsi, 403, "Forbidden", "bad or missing token");
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED:

@@ -31,7 +31,9 @@ bool auth_ok(struct lws *wsi, bool http_api)
     if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
         strncmp(buf, "Bearer ", 7) == 0 && token_eq(buf + 7))
         return true;
-    if (!http_api && lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf) && token_eq(buf))
+    /* lws 4.1.6 copies "token=<value>" into buf and returns a pointer to the value */
+    const char *v;
+    if (!http_api && (v = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf)) && token_eq(v))
         return true;
     return false;
 }

@@ -52,6 +52,12 @@ static void on_signal(int sig)
         lws_cancel_service(g_srv.ctx);
 }
 
+static void grace_over(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    g_srv.stop = 3;
+}
+
 static void raise_nofile(void)
 {
     struct rlimit rl;
@@ -223,10 +229,15 @@ int main(int argc, char **argv)
 
     while (!g_srv.stop && lws_service(g_srv.ctx, 0) >= 0)
         ;
-    /* close every client with 1001, give the close handshakes a moment, then stop */
+    /* close every client with 1001 and give the close handshakes at most 500 ms: a timer
+     * bounds the wait, since lws_service() sleeps until the next event */
     server_close_all(1001, "server shutting down");
-    for (int i = 0; i < 20; i++)
-        lws_service(g_srv.ctx, 0);
+    static lws_sorted_usec_list_t grace;
+    g_srv.stop = 2;
+    lws_sul_schedule(g_srv.ctx, 0, &grace, grace_over, 500 * 1000);
+    while (g_srv.stop == 2 && g_srv.clients.count && lws_service(g_srv.ctx, 0) >= 0)
+        ;
+    lws_sul_cancel(&grace);
     lws_context_destroy(g_srv.ctx);
     strmap_free(&g_srv.clients);
     strmap_free(&g_srv.tasks);

@@ -9,6 +9,7 @@
 
 #include <aip/aip.h>
 #include <libwebsockets.h>
+#include <signal.h>
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -81,7 +82,7 @@ typedef struct server {
     strmap commands; /* command response_id -> task */
     strmap live;     /* live device-info response_id -> live_req */
     uint64_t next_serial;
-    volatile int stop;
+    volatile sig_atomic_t stop; /* set by the signal handler */
     aip_codec_limits limits;
 } server;
 
