@@ -8,10 +8,13 @@
 #ifndef AIP_AIP_H
 #define AIP_AIP_H
 
+#include "aip/agent.h"
 #include "aip/buf.h"
 #include "aip/codec.h"
 #include "aip/common.h"
 #include "aip/conn.h"
+#include "aip/device_info.h"
+#include "aip/executor.h"
 #include "aip/future.h"
 #include "aip/message.h"
 

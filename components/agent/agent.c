@@ -1,0 +1,277 @@
+/*
+ * The device role (see aip/agent.h).
+ *
+ * Thread map: the connection's hooks run on its service thread and only hand work on — a
+ * command batch to the executor's queue, a device-info answer (a few /proc reads) straight
+ * back; batches run on executor workers, whose done() callback sends the command_results from
+ * that worker (aip_conn_send_on is safe from any thread) on the link the command came in on, so
+ * an answer never crosses to a newer connection.
+ */
+#include "aip/agent.h"
+#include "aip/common.h"
+#include "aip/device_info.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LOG_COMP "agent"
+
+struct aip_agent {
+    aip_agent_config cfg;
+    char *tags_json, *proc_root;
+    aip_executor *exec;
+    aip_conn *conn;
+    char *features_json;
+    _Atomic uint64_t batches, batches_refused, actions, info_requests, server_tasks;
+};
+
+struct batch_ctx {
+    aip_agent *a;
+    uint64_t link;
+};
+
+char *aip_agent_system_info(aip_agent *a)
+{
+    aip_device_info_opts o = {0};
+    o.device_id = a->cfg.conn.client_id;
+    o.proc_root = a->proc_root;
+    o.features_json = a->features_json;
+    o.custom_metadata_json = a->tags_json;
+    char *json = NULL;
+    if (aip_device_info_collect(&o, &json))
+        return NULL;
+    return json;
+}
+
+/* ---- tools of the agent itself -------------------------------------------------------------- */
+
+static int tool_get_device_info(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    *result = aip_agent_system_info(user);
+    if (!*result) {
+        *error = aip_strdup("cannot collect system info");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- hooks (service thread) ----------------------------------------------------------------- */
+
+static void batch_done(aip_msg *results, void *user)
+{
+    struct batch_ctx *bc = user;
+    int rc = aip_conn_send_on(bc->a->conn, bc->link, results);
+    if (rc)
+        aip_log(AIP_LOG_INFO, LOG_COMP, "command_results for %s not sent: %s",
+                results->prev_response_id ? results->prev_response_id : "?", aip_strerror(rc));
+    aip_msg_clear(results);
+    aip_free(bc);
+}
+
+/* A batch the executor cannot take: still answered, every action a failure (a device must
+ * always answer, PROTOCOL.md §3.4). */
+static void answer_refused(aip_agent *a, const aip_msg *cmd, uint64_t link, const char *why)
+{
+    aip_msg r;
+    aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_COMMAND_RESULTS, cmd->status);
+    aip_msg_set_str(&r.prev_response_id, cmd->response_id);
+    aip_msg_set_str(&r.session_id, cmd->session_id);
+    r.has_action_results = true;
+    for (size_t i = 0; i < cmd->n_actions; i++) {
+        aip_result *res = aip_msg_add_result(&r);
+        if (!res)
+            break;
+        res->status = AIP_RESULT_FAILURE;
+        aip_msg_set_str(&res->error, why);
+        aip_msg_set_str(&res->call_id, cmd->actions[i].call_id);
+    }
+    aip_conn_send_on(a->conn, link, &r);
+    aip_msg_clear(&r);
+}
+
+static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
+{
+    (void)c;
+    aip_agent *a = user;
+    atomic_fetch_add(&a->batches, 1);
+    atomic_fetch_add(&a->actions, m->n_actions);
+    /* keep what a refusal needs: submit consumes the command either way */
+    aip_msg keep;
+    aip_msg_init(&keep, AIP_ENVELOPE_SERVER, AIP_MSG_COMMAND, m->status);
+    keep.response_id = m->response_id ? aip_strdup(m->response_id) : NULL;
+    keep.session_id = m->session_id ? aip_strdup(m->session_id) : NULL;
+    if (m->n_actions && (keep.actions = aip_calloc(m->n_actions, sizeof *keep.actions))) {
+        keep.n_actions = m->n_actions;
+        for (size_t i = 0; i < m->n_actions; i++)
+            keep.actions[i].call_id =
+                m->actions[i].call_id ? aip_strdup(m->actions[i].call_id) : NULL;
+    }
+    struct batch_ctx *bc = aip_malloc(sizeof *bc);
+    int rc = AIP_E_NOMEM;
+    if (bc) {
+        bc->a = a;
+        bc->link = link;
+        rc = aip_executor_submit(a->exec, m, batch_done, bc);
+    }
+    if (rc) {
+        aip_free(bc);
+        atomic_fetch_add(&a->batches_refused, 1);
+        aip_log(AIP_LOG_WARN, LOG_COMP, "command %s refused: %s",
+                keep.response_id ? keep.response_id : "?", aip_strerror(rc));
+        answer_refused(a, &keep, link,
+                       rc == AIP_E_FULL ? "the agent is busy: too many batches queued"
+                                        : "the agent is shutting down");
+    }
+    aip_msg_clear(&keep);
+}
+
+static void on_device_info_request(aip_conn *c, aip_msg *m, uint64_t link, void *user)
+{
+    aip_agent *a = user;
+    atomic_fetch_add(&a->info_requests, 1);
+    aip_msg r;
+    aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_DEVICE_INFO_RESPONSE, AIP_STATUS_OK);
+    aip_msg_set_str(&r.prev_response_id, m->response_id);
+    r.metadata = aip_agent_system_info(a);
+    if (!r.metadata) {
+        r.status = AIP_STATUS_ERROR;
+        aip_msg_set_str(&r.error, "cannot collect system info");
+    }
+    aip_conn_send_on(c, link, &r);
+    aip_msg_clear(&r);
+}
+
+static void on_task(aip_conn *c, aip_msg *m, uint64_t link, void *user)
+{
+    aip_agent *a = user;
+    atomic_fetch_add(&a->server_tasks, 1);
+    aip_msg r;
+    if (a->cfg.disable_server_tasks) {
+        aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_ERROR, AIP_STATUS_ERROR);
+        aip_msg_set_str(&r.session_id, m->session_id);
+        aip_msg_set_str(&r.error, "server tasks are disabled on this agent");
+    } else {
+        /* UFO's device: start the task the server asked for, with its text */
+        aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_TASK, AIP_STATUS_CONTINUE);
+        aip_msg_set_str(&r.request, m->user_request ? m->user_request : "");
+        aip_msg_set_str(&r.session_id, m->session_id);
+        aip_msg_set_str(&r.task_name, m->task_name);
+    }
+    aip_conn_send_on(c, link, &r);
+    aip_msg_clear(&r);
+}
+
+static void forward_state(aip_conn *c, const aip_conn_event *ev, void *user)
+{
+    aip_agent *a = user;
+    a->cfg.conn.on_state(c, ev, a->cfg.conn.user);
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------------
+ */
+
+int aip_agent_create(const aip_agent_config *cfg, aip_agent **out)
+{
+    *out = NULL;
+    if (!cfg || !cfg->conn.url || !cfg->conn.client_id)
+        return AIP_E_INVAL;
+    aip_agent *a = aip_calloc(1, sizeof *a);
+    if (!a)
+        return AIP_E_NOMEM;
+    a->cfg = *cfg;
+    int rc = AIP_E_NOMEM;
+    if (cfg->tags_json && !(a->tags_json = aip_strdup(cfg->tags_json)))
+        goto fail;
+    if (cfg->proc_root && !(a->proc_root = aip_strdup(cfg->proc_root)))
+        goto fail;
+    if ((rc = aip_executor_create(&cfg->exec, &a->exec)) ||
+        (rc = aip_executor_register_builtins(a->exec)))
+        goto fail;
+    aip_tool_def gdi = {"get_device_info", AIP_TOOL_DATA_COLLECTION, tool_get_device_info, a,
+                        "this device's system information (UFO's system_info fields and more)"};
+    if ((rc = aip_executor_register(a->exec, &gdi)))
+        goto fail;
+    *out = a;
+    return 0;
+fail:
+    if (a->exec)
+        aip_executor_destroy(a->exec);
+    aip_free(a->tags_json);
+    aip_free(a->proc_root);
+    aip_free(a);
+    return rc;
+}
+
+int aip_agent_register_tool(aip_agent *a, const aip_tool_def *def)
+{
+    if (a->conn)
+        return AIP_E_STATE;
+    return aip_executor_register(a->exec, def);
+}
+
+int aip_agent_start(aip_agent *a)
+{
+    if (a->conn)
+        return AIP_E_STATE;
+    a->features_json = aip_executor_features_json(a->exec);
+    char *si = aip_agent_system_info(a);
+    if (!si)
+        return AIP_E_NOMEM;
+    /* UFO's device registration metadata */
+    char ts[40];
+    aip_format_timestamp(aip_wall_us(NULL), ts, sizeof ts);
+    aip_buf md;
+    aip_buf_init(&md, 0);
+    aip_buf_puts(&md, "{\"system_info\":");
+    aip_buf_puts(&md, si);
+    aip_buf_puts(&md, ",\"registration_time\":");
+    aip_json_put_string(&md, ts, strlen(ts));
+    aip_buf_puts(&md, ",\"platform\":\"linux\"}");
+    int rc = aip_buf_nul(&md);
+    aip_free(si);
+    if (rc) {
+        aip_buf_free(&md);
+        return rc;
+    }
+    aip_conn_config cc = a->cfg.conn;
+    cc.client_type = AIP_CLIENT_DEVICE;
+    cc.metadata_json = (const char *)md.data;
+    cc.on_command = on_command;
+    cc.on_device_info_request = on_device_info_request;
+    cc.on_task = on_task;
+    /* the hooks get the agent; the embedder's state callback is forwarded with its own user */
+    cc.user = a;
+    cc.on_state = a->cfg.conn.on_state ? forward_state : NULL;
+    rc = aip_conn_create(&cc, &a->conn);
+    aip_buf_free(&md);
+    return rc;
+}
+
+aip_conn *aip_agent_conn(aip_agent *a)
+{
+    return a->conn;
+}
+
+void aip_agent_destroy(aip_agent *a, int code, const char *reason)
+{
+    if (!a)
+        return;
+    /* the executor first: its last done() calls still find the connection */
+    aip_executor_destroy(a->exec);
+    aip_conn_destroy_ex(a->conn, code ? code : 1000, reason ? reason : "agent shutdown", 1500);
+    aip_free(a->features_json);
+    aip_free(a->tags_json);
+    aip_free(a->proc_root);
+    aip_free(a);
+}
+
+void aip_agent_get_stats(aip_agent *a, aip_agent_stats *s)
+{
+    s->batches = atomic_load(&a->batches);
+    s->batches_refused = atomic_load(&a->batches_refused);
+    s->actions = atomic_load(&a->actions);
+    s->info_requests = atomic_load(&a->info_requests);
+    s->server_tasks = atomic_load(&a->server_tasks);
+}

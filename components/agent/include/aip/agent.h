@@ -1,0 +1,58 @@
+/*
+ * aip/agent.h — the device role: a connection manager, an executor and device info, wired the
+ * way UFO's device client behaves (PROTOCOL.md §3).
+ *
+ * - Registers as a device with metadata {system_info, registration_time, platform} (system_info:
+ *   UFO's eleven fields, supported_features from the enabled tools, custom_metadata from tags).
+ * - A server `command` batch goes to the executor (worker threads, never the service thread);
+ *   its one `command_results` goes back on the link the command came from.
+ * - A server `device_info_request` [ext] is answered with fresh system info.
+ * - A server `task` is mirrored as UFO's device does: a client `task` with that text (unless
+ *   server tasks are disabled: then an `error`).
+ *
+ * Threads: create/start/destroy from one thread (not from a callback); register_tool before
+ * start; everything else from any thread. Ownership: config strings are copied.
+ */
+#ifndef AIP_AGENT_H
+#define AIP_AGENT_H
+
+#include "aip/conn.h"
+#include "aip/executor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct aip_agent aip_agent;
+
+typedef struct aip_agent_config {
+    aip_conn_config conn;      /* url, client_id, token, TLS, timers, limits, on_state/user */
+    aip_executor_config exec;  /* workers, timeouts, read_file roots, execute_command policy */
+    const char *tags_json;     /* system_info.custom_metadata: a JSON object; NULL = {} */
+    bool disable_server_tasks; /* answer server `task` frames with an error instead */
+    const char *proc_root;     /* tests: a fixture /proc; NULL = "/proc" */
+} aip_agent_config;
+
+/* Creates the executor with the built-in tools plus get_device_info. Does not connect. */
+int aip_agent_create(const aip_agent_config *cfg, aip_agent **out);
+/* Adds an embedder's tool (before aip_agent_start, so it is listed in supported_features). */
+int aip_agent_register_tool(aip_agent *a, const aip_tool_def *def);
+/* Collects system info and starts the connection (registration, heartbeats, reconnects). */
+int aip_agent_start(aip_agent *a);
+/* The connection, for requests of the embedder's own (NULL before start). */
+aip_conn *aip_agent_conn(aip_agent *a);
+/* The current system_info JSON (aip_free it). */
+char *aip_agent_system_info(aip_agent *a);
+/* Closes with code (1000 or 1001), fails what is pending, stops the executor (running tools are
+ * cancelled; their batches are answered while the link lasts), frees. */
+void aip_agent_destroy(aip_agent *a, int code, const char *reason);
+
+typedef struct aip_agent_stats {
+    uint64_t batches, batches_refused, actions, info_requests, server_tasks;
+} aip_agent_stats;
+void aip_agent_get_stats(aip_agent *a, aip_agent_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AIP_AGENT_H */

@@ -1,0 +1,311 @@
+/*
+ * Built-in tools: echo, sleep, list_tools, read_file (execute_command is in exec_cmd.c).
+ *
+ * They run on executor workers, concurrently, with `user` = the executor: anything they read
+ * from it is either read-only after create or taken under its lock. Each honours its call's
+ * deadline and the cancel flag where it can block.
+ */
+#include "aip/codec.h"
+#include "aip/common.h"
+#include "aip/internal/jscan.h"
+#include "executor_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Parses call->parameters (NULL = {}); on failure sets *error and returns NULL. */
+static cJSON *params_parse(const aip_tool_call *call, char **error)
+{
+    const char *p = call->parameters ? call->parameters : "{}";
+    cJSON *o = cJSON_ParseWithLength(p, strlen(p));
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        exec_set_error(error, "parameters must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+/* ---- echo ------------------------------------------------------------------------------------ */
+
+int exec_tool_echo(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)user;
+    cJSON *o = params_parse(call, error);
+    if (!o)
+        return -1;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+    int rc = 0;
+    if (t && !cJSON_IsNull(t)) {
+        if (!cJSON_IsString(t)) {
+            rc = exec_fail(error, "parameters.text must be a string");
+        } else {
+            aip_buf b;
+            aip_buf_init(&b, 0);
+            if (aip_json_put_string(&b, t->valuestring, strlen(t->valuestring)) ||
+                !(*result = exec_buf_take(&b)))
+                rc = exec_fail(error, "out of memory");
+            aip_buf_free(&b);
+        }
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* ---- sleep ----------------------------------------------------------------------------------- */
+
+int exec_tool_sleep(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)result;
+    aip_executor *e = user;
+    uint64_t now = aip_now_ns(NULL);
+    cJSON *o = params_parse(call, error);
+    if (!o)
+        return -1;
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "seconds");
+    double secs = cJSON_IsNumber(s) ? s->valuedouble : -1;
+    cJSON_Delete(o);
+    if (!(secs >= 0) || !isfinite(secs))
+        return exec_fail(error, "parameters.seconds must be a number >= 0");
+
+    /* Compare in seconds first: a huge value must not overflow the nanosecond sum. */
+    uint64_t left = call->deadline_ns > now ? call->deadline_ns - now : 0;
+    bool too_long = secs * 1e9 >= (double)left;
+    uint64_t until = too_long ? call->deadline_ns : now + (uint64_t)(secs * 1e9);
+    if (exec_sleep_until(e, until) == AIP_E_CANCELLED)
+        return exec_fail(error, "cancelled: the executor is stopping");
+    if (too_long)
+        return exec_fail(error,
+                         "timed out: sleeping %g s would pass the command's deadline "
+                         "(%llu ms left)",
+                         secs, (unsigned long long)(left / 1000000u));
+    return 0;
+}
+
+/* ---- list_tools ------------------------------------------------------------------------------ */
+
+int exec_tool_list_tools(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    aip_executor *e = user;
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    int rc = aip_buf_putc(&b, '[');
+    aip_mutex_lock(&e->lock);
+    for (size_t i = 0; !rc && i < e->n_tools; i++) {
+        const exec_tool *t = &e->tools[i];
+        const char *type = aip_tool_type_str(t->type);
+        rc = aip_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+        if (!rc)
+            rc = aip_json_put_string(&b, t->name, strlen(t->name));
+        if (!rc)
+            rc = aip_buf_puts(&b, ",\"tool_type\":");
+        if (!rc)
+            rc = type ? aip_json_put_string(&b, type, strlen(type)) : aip_buf_puts(&b, "null");
+        if (!rc)
+            rc = aip_buf_puts(&b, ",\"description\":");
+        if (!rc)
+            rc = t->description ? aip_json_put_string(&b, t->description, strlen(t->description))
+                                : aip_buf_puts(&b, "null");
+        if (!rc)
+            rc = aip_buf_putc(&b, '}');
+    }
+    aip_mutex_unlock(&e->lock);
+    if (!rc)
+        rc = aip_buf_putc(&b, ']');
+    if (rc || !(*result = exec_buf_take(&b))) {
+        aip_buf_free(&b);
+        return exec_fail(error, "out of memory");
+    }
+    return 0;
+}
+
+/* ---- read_file ------------------------------------------------------------------------------- */
+
+static bool path_inside(const aip_executor *e, const char *real)
+{
+    for (size_t i = 0; i < e->n_read_roots; i++) {
+        const char *root = e->read_roots[i];
+        size_t n = strlen(root);
+        if (n == 1 && root[0] == '/')
+            return real[0] == '/';
+        if (strncmp(real, root, n) == 0 && (real[n] == 0 || real[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
+/* The path the kernel has for an open fd, when /proc tells it; NULL otherwise. */
+static char *fd_path(int fd)
+{
+    char link[64], buf[PATH_MAX + 1];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, buf, sizeof buf - 1);
+    if (n <= 0 || (size_t)n >= sizeof buf - 1)
+        return NULL;
+    buf[n] = 0;
+    return aip_strdup(buf);
+}
+
+/* Opens `real` (a realpath inside the roots) as a regular file, and checks again, on the open
+ * file itself, that it is inside the roots: a directory swapped for a symlink between
+ * realpath() and open() must not let the read escape. */
+static int open_inside(const aip_executor *e, const char *real, const char *shown, int *fdp,
+                       struct stat *st, char **error)
+{
+    int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+    if (fd < 0)
+        return exec_fail(error, "cannot open '%.300s': %s", shown, strerror(errno));
+    if (fstat(fd, st) || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return exec_fail(error, "'%.300s' is not a regular file", shown);
+    }
+    char *again = fd_path(fd);
+    if (again && !path_inside(e, again)) {
+        aip_free(again);
+        close(fd);
+        return exec_fail(error, "refused: '%.300s' is outside the allowed read roots", shown);
+    }
+    aip_free(again);
+    *fdp = fd;
+    return 0;
+}
+
+/* Reads up to max + 1 bytes (the extra byte only tells that the file is longer). */
+static int read_some(int fd, char *buf, size_t max, size_t *got)
+{
+    size_t n = 0;
+    while (n < max + 1) {
+        ssize_t r = read(fd, buf + n, max + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    *got = n;
+    return 0;
+}
+
+/* Drops an incomplete UTF-8 sequence that truncation cut at the end of s[0..n). */
+static size_t utf8_trim_tail(const char *s, size_t n)
+{
+    for (size_t back = 1; back <= 3 && back <= n; back++) {
+        unsigned char c = (unsigned char)s[n - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* a continuation byte: look further back for its lead */
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return need > back ? n - back : n;
+    }
+    return n;
+}
+
+static int read_file_result(const char *real, const char *content, size_t len, uint64_t size,
+                            bool truncated, char **result)
+{
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    char num[32];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)size);
+    int rc = aip_buf_puts(&b, "{\"path\":");
+    if (!rc)
+        rc = exec_json_put_text(&b, real, strlen(real));
+    if (!rc)
+        rc = aip_buf_puts(&b, ",\"size\":");
+    if (!rc)
+        rc = aip_buf_puts(&b, num);
+    if (!rc)
+        rc = aip_buf_puts(&b, ",\"content\":");
+    if (!rc)
+        rc = aip_json_put_string(&b, content, len);
+    if (!rc)
+        rc = aip_buf_puts(&b, truncated ? ",\"truncated\":true}" : ",\"truncated\":false}");
+    if (rc || !(*result = exec_buf_take(&b))) {
+        aip_buf_free(&b);
+        return AIP_E_NOMEM;
+    }
+    return 0;
+}
+
+int exec_tool_read_file(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    aip_executor *e = user;
+    if (!e->n_read_roots)
+        return exec_fail(error, "read_file is disabled: no read roots are configured");
+    cJSON *o = params_parse(call, error);
+    if (!o)
+        return -1;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "path");
+    if (!cJSON_IsString(p) || !p->valuestring[0]) {
+        cJSON_Delete(o);
+        return exec_fail(error, "parameters.path must be a non-empty string");
+    }
+    char *shown = aip_strdup(p->valuestring);
+    cJSON_Delete(o);
+    if (!shown)
+        return exec_fail(error, "out of memory");
+
+    /* A relative path is taken relative to the first root, never the agent's cwd. */
+    char *joined = NULL;
+    if (shown[0] != '/') {
+        size_t n = strlen(e->read_roots[0]) + strlen(shown) + 2;
+        if ((joined = aip_malloc(n)))
+            snprintf(joined, n, "%s/%s", e->read_roots[0], shown);
+    }
+    int rc = 0, fd = -1;
+    char *real = NULL, *buf = NULL;
+    if (shown[0] != '/' && !joined) {
+        rc = exec_fail(error, "out of memory");
+        goto out;
+    }
+    real = realpath(joined ? joined : shown, NULL);
+    if (!real) {
+        rc = exec_fail(error, "cannot read '%.300s': %s", shown, strerror(errno));
+        goto out;
+    }
+    if (!path_inside(e, real)) {
+        rc = exec_fail(error, "refused: '%.300s' is outside the allowed read roots", shown);
+        goto out;
+    }
+    struct stat st;
+    if ((rc = open_inside(e, real, shown, &fd, &st, error)))
+        goto out;
+    if (!(buf = aip_malloc(e->read_max_bytes + 1))) {
+        rc = exec_fail(error, "out of memory");
+        goto out;
+    }
+    size_t got = 0;
+    int err = read_some(fd, buf, e->read_max_bytes, &got);
+    if (err) {
+        rc = exec_fail(error, "cannot read '%.300s': %s", shown, strerror(-err));
+        goto out;
+    }
+    bool truncated = got > e->read_max_bytes;
+    size_t len = truncated ? utf8_trim_tail(buf, e->read_max_bytes) : got;
+    /* NUL is valid UTF-8 but not allowed in our JSON text; both mean "not a text file". */
+    if (memchr(buf, 0, len) || !aip_utf8_valid(buf, len, NULL)) {
+        rc = exec_fail(error, "binary file: '%.300s' is not UTF-8 text", shown);
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size > got ? (uint64_t)st.st_size : got;
+    if (read_file_result(real, buf, len, size, truncated, result))
+        rc = exec_fail(error, "out of memory");
+out:
+    if (fd >= 0)
+        close(fd);
+    aip_free(buf);
+    free(real); /* from realpath(): malloc, not aip_malloc */
+    aip_free(joined);
+    aip_free(shown);
+    return rc;
+}

@@ -1,0 +1,670 @@
+#define _GNU_SOURCE /* pipe2 */
+/*
+ * The executor (see aip/executor.h): a bounded queue of command batches, a fixed pool of
+ * worker threads, a tool registry, and the batch semantics of PROTOCOL.md §3.4.
+ *
+ * Which thread does what
+ * - Any thread: submit (queue push), register (registry append), features_json (registry
+ *   read). All under `lock`, held only for pointer work — never across a tool or done().
+ * - Worker threads: pop a batch, run its actions in order, call done() exactly once, repeat.
+ *   Tools and done() run with no executor lock held.
+ * - destroy (one caller, not a worker): sets `stopping` and `cancelled` under `lock`,
+ *   broadcasts both condition variables, writes the cancel pipe (execute_command polls it),
+ *   then joins the workers. The sleep tool checks `cancelled` and waits on `wake` under
+ *   `lock`, so that broadcast cannot slip between its check and its wait.
+ *
+ * Deadlines: each action gets its own, default_timeout_ms from its start. A worker cannot
+ * preempt a tool, so the deadline is advisory to the tool and enforced on what it returns:
+ * a success that comes back late is discarded. A tool that ignores both its deadline and the
+ * cancel flag holds its worker (and destroy) for as long as it runs.
+ *
+ * Invariants
+ * - Every batch accepted by submit is in the queue or owned by exactly one worker until that
+ *   worker has called its done(); workers exit only once `stopping` is set AND the queue is
+ *   empty, so every accepted batch is answered, also across destroy (with `cancelled` set, a
+ *   queued batch's first action fails at once and the rest are skipped).
+ * - Rejected submissions (AIP_E_FULL/_SHUTDOWN/_INVAL) free the command and never call done().
+ * - The registry only grows and is read under `lock`; a lookup copies the entry's fn/user out,
+ *   so registering (which may move the array) never invalidates a running call.
+ * - The error text we put in a Result is always valid UTF-8 and its `result` always validated
+ *   JSON, so the encoder never refuses a command_results frame we built (ids are the
+ *   decoder's, copied as they came).
+ */
+#include "aip/codec.h"
+#include "aip/common.h"
+#include "aip/executor.h"
+#include "aip/internal/jscan.h"
+#include "executor_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SKIPPED_TEXT     "Skipped due to previous failure (early_exit=True)."
+#define ERROR_MAX        4096 /* bytes of a tool's error text kept (the head: the reason) */
+#define MAX_WORKERS      256
+#define DEFAULT_WORKERS  2
+#define DEFAULT_QUEUED   64
+#define DEFAULT_TIMEOUT  60000
+#define DEFAULT_OUTPUT   65536
+#define DEFAULT_READ_MAX 65536
+/* A Result sits at depth 3 of a command_results frame (object, action_results, Result). */
+#define RESULT_MAX_DEPTH (AIP_JSON_MAX_DEPTH - 3)
+
+/* ---- small helpers shared with the tools ------------------------------------------------- */
+
+int exec_utf8_sanitize(aip_buf *out, const char *s, size_t n)
+{
+    static const char fffd[] = "\xEF\xBF\xBD";
+    size_t run = 0, i = 0;
+    int rc = 0;
+    while (i < n && !rc) {
+        unsigned char c = (unsigned char)s[i];
+        size_t l = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+        if (c != 0 && l && l <= n - i && (l == 1 || aip_utf8_valid(s + i, l, NULL))) {
+            i += l;
+            continue;
+        }
+        rc = aip_buf_append(out, s + run, i - run);
+        if (!rc)
+            rc = aip_buf_append(out, fffd, 3);
+        run = ++i;
+    }
+    return rc ? rc : aip_buf_append(out, s + run, n - run);
+}
+
+int exec_json_put_text(aip_buf *out, const char *s, size_t n)
+{
+    aip_buf t;
+    aip_buf_init(&t, 0);
+    int rc = exec_utf8_sanitize(&t, s, n);
+    if (!rc)
+        rc = aip_json_put_string(out, t.data ? (const char *)t.data : "", t.len);
+    aip_buf_free(&t);
+    return rc;
+}
+
+char *exec_buf_take(aip_buf *b)
+{
+    if (aip_buf_nul(b)) {
+        aip_buf_free(b);
+        return NULL;
+    }
+    return (char *)aip_buf_steal(b);
+}
+
+/* A copy of s[0..n) as valid UTF-8, at most max bytes (cut at a character boundary). */
+static char *utf8_copy(const char *s, size_t n, size_t max)
+{
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    if (exec_utf8_sanitize(&b, s, n)) {
+        aip_buf_free(&b);
+        return NULL;
+    }
+    if (b.len > max) {
+        size_t cut = max;
+        while (cut > 0 && (b.data[cut] & 0xC0) == 0x80)
+            cut--;
+        b.len = cut;
+    }
+    return exec_buf_take(&b);
+}
+
+void exec_set_error(char **error, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(buf, sizeof buf, fmt, ap) < 0)
+        buf[0] = 0;
+    va_end(ap);
+    *error = utf8_copy(buf, strlen(buf), sizeof buf);
+}
+
+int exec_sleep_until(aip_executor *e, uint64_t deadline_ns)
+{
+    int rc = 0;
+    aip_mutex_lock(&e->lock);
+    for (;;) {
+        if (atomic_load(&e->cancelled)) {
+            rc = AIP_E_CANCELLED;
+            break;
+        }
+        if (aip_now_ns(NULL) >= deadline_ns)
+            break;
+        aip_cond_wait_until(&e->wake, &e->lock, deadline_ns);
+    }
+    aip_mutex_unlock(&e->lock);
+    return rc;
+}
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+static void result_set(aip_result *r, aip_result_status st, char *error)
+{
+    r->status = st;
+    aip_free(r->error);
+    r->error = error;
+}
+
+/* Fails r with a formatted reason. */
+static void result_fail(aip_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void result_fail(aip_result *r, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(buf, sizeof buf, fmt, ap) < 0)
+        buf[0] = 0;
+    va_end(ap);
+    result_set(r, AIP_RESULT_FAILURE, utf8_copy(buf, strlen(buf), sizeof buf));
+}
+
+/* Checks a tool's result text and caps it. On success *text is the (possibly replaced)
+ * text to keep; otherwise it is freed, set to NULL, and why says what was wrong. */
+static int result_check(const aip_executor *e, char **text, char *why, size_t why_len)
+{
+    size_t len = strlen(*text);
+    int rc = 0;
+    if (len > e->hard_cap) {
+        snprintf(why, why_len, "tool output too large (%zu bytes, limit %zu)", len, e->hard_cap);
+        rc = AIP_E_TOO_LARGE;
+        goto out;
+    }
+    aip_codec_limits lim;
+    aip_codec_limits_default(&lim);
+    lim.max_frame = e->hard_cap + 1;
+    lim.max_depth = RESULT_MAX_DEPTH;
+    char vwhy[160] = "";
+    if ((rc = aip_json_validate(*text, len, AIP_JSON_ANY, &lim, vwhy, sizeof vwhy))) {
+        snprintf(why, why_len, "tool returned invalid JSON: %s", vwhy);
+        goto out;
+    }
+    const char *p = *text;
+    size_t n = len;
+    aip_json_trim(&p, &n);
+    if (*p != '"' || n <= e->max_output)
+        return 0; /* only text can lose its head; other values fit the hard cap */
+    cJSON *s = cJSON_ParseWithLength(p, n);
+    if (!cJSON_IsString(s)) {
+        cJSON_Delete(s);
+        snprintf(why, why_len, "out of memory");
+        rc = AIP_E_NOMEM;
+        goto out;
+    }
+    const char *v = s->valuestring;
+    size_t vl = strlen(v);
+    if (vl > e->max_output) {
+        /* keep the tail — the end of a log is where the error is — from a character start */
+        const char *t = v + (vl - e->max_output);
+        while (((unsigned char)*t & 0xC0) == 0x80)
+            t++;
+        aip_buf b;
+        aip_buf_init(&b, 0);
+        rc = aip_json_put_string(&b, t, strlen(t));
+        char *capped = rc ? NULL : exec_buf_take(&b);
+        aip_buf_free(&b);
+        if (!capped) {
+            cJSON_Delete(s);
+            snprintf(why, why_len, "out of memory");
+            rc = AIP_E_NOMEM;
+            goto out;
+        }
+        aip_free(*text);
+        *text = capped;
+    }
+    cJSON_Delete(s);
+    return 0;
+out:
+    aip_free(*text);
+    *text = NULL;
+    return rc;
+}
+
+/* ---- running one action ------------------------------------------------------------------ */
+
+static bool tool_lookup(aip_executor *e, const char *name, exec_tool *out)
+{
+    bool found = false;
+    aip_mutex_lock(&e->lock);
+    for (size_t i = 0; i < e->n_tools; i++) {
+        if (strcmp(e->tools[i].name, name) == 0) {
+            *out = e->tools[i]; /* fn and user only are used after the lock is dropped */
+            found = true;
+            break;
+        }
+    }
+    aip_mutex_unlock(&e->lock);
+    return found;
+}
+
+static void run_action(aip_executor *e, aip_command *c, aip_result *r)
+{
+    if (atomic_load(&e->cancelled)) {
+        result_fail(r, "not run: the executor is shutting down");
+        return;
+    }
+    if (c->invalid) {
+        result_set(r, AIP_RESULT_FAILURE, utf8_copy(c->invalid, strlen(c->invalid), ERROR_MAX));
+        return;
+    }
+    exec_tool t;
+    if (!c->tool_name) {
+        result_fail(r, "invalid action: missing tool_name");
+        return;
+    }
+    if (!tool_lookup(e, c->tool_name, &t)) {
+        result_fail(r, "unknown tool '%.200s'", c->tool_name);
+        return;
+    }
+    uint64_t start = aip_now_ns(NULL);
+    aip_tool_call call = {
+        .tool_name = c->tool_name,
+        .parameters = c->parameters,
+        .call_id = c->call_id,
+        .deadline_ns = start + (uint64_t)e->default_timeout_ms * 1000000u,
+        .cancelled = &e->cancelled,
+    };
+    char *out = NULL, *err = NULL;
+    int rc = t.fn(&call, t.user, &out, &err);
+    bool late = aip_now_ns(NULL) > call.deadline_ns;
+    char why[256];
+
+    if (rc == 0) {
+        aip_free(err);
+        if (late) {
+            aip_free(out);
+            result_fail(r, "timed out after %u ms", e->default_timeout_ms);
+            return;
+        }
+        if (out && result_check(e, &out, why, sizeof why)) {
+            result_fail(r, "%s", why);
+            return;
+        }
+        r->result = out;
+        result_set(r, AIP_RESULT_SUCCESS, NULL);
+        return;
+    }
+
+    /* Failure: the tool's own reason (it knows best, also when late), else a generic one. */
+    if (err) {
+        result_set(r, AIP_RESULT_FAILURE, utf8_copy(err, strlen(err), ERROR_MAX));
+        aip_free(err);
+    } else if (late) {
+        result_fail(r, "timed out after %u ms", e->default_timeout_ms);
+    } else {
+        result_fail(r, "tool '%.200s' failed without giving a reason", c->tool_name);
+    }
+    if (out && result_check(e, &out, why, sizeof why))
+        aip_log(AIP_LOG_WARN, AIP_EXEC_COMPONENT, "tool '%.200s': failure result dropped: %s",
+                c->tool_name, why);
+    r->result = out;
+}
+
+/* Runs one batch and hands its answer to done(). Consumes b. */
+static void run_batch(aip_executor *e, exec_batch *b)
+{
+    aip_msg *cmd = &b->cmd;
+    aip_msg res;
+    aip_msg_init(&res, AIP_ENVELOPE_CLIENT, AIP_MSG_COMMAND_RESULTS, cmd->status);
+    res.session_id = cmd->session_id;
+    cmd->session_id = NULL;
+    res.prev_response_id = cmd->response_id;
+    cmd->response_id = NULL;
+    res.has_action_results = true; /* an empty batch is answered with an empty list */
+
+    bool failed = false;
+    for (size_t i = 0; i < cmd->n_actions; i++) {
+        aip_command *c = &cmd->actions[i];
+        aip_result *r = aip_msg_add_result(&res);
+        if (!r) {
+            /* Out of memory: answer with what we have rather than stay silent (§3.4). */
+            aip_log(AIP_LOG_ERROR, AIP_EXEC_COMPONENT,
+                    "out of memory: batch answered with %zu of %zu results", i, cmd->n_actions);
+            break;
+        }
+        r->call_id = c->call_id;
+        c->call_id = NULL;
+        if (failed) {
+            result_set(r, AIP_RESULT_SKIPPED, aip_strdup(SKIPPED_TEXT));
+            continue;
+        }
+        run_action(e, c, r);
+        if (r->status != AIP_RESULT_SUCCESS)
+            failed = true;
+    }
+    aip_msg_clear(cmd);
+    b->done(&res, b->user);
+    aip_free(b);
+}
+
+static void *worker_main(void *arg)
+{
+    aip_executor *e = arg;
+    for (;;) {
+        aip_mutex_lock(&e->lock);
+        while (!e->head && !e->stopping)
+            aip_cond_wait(&e->work, &e->lock);
+        exec_batch *b = e->head;
+        if (b) {
+            e->head = b->next;
+            if (!e->head)
+                e->tail = NULL;
+            e->queued--;
+        }
+        aip_mutex_unlock(&e->lock);
+        if (!b)
+            return NULL; /* stopping and drained */
+        run_batch(e, b);
+    }
+}
+
+/* ---- create / destroy -------------------------------------------------------------------- */
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        aip_free(v[i]);
+    aip_free(v);
+}
+
+static void stop_workers(aip_executor *e)
+{
+    aip_mutex_lock(&e->lock);
+    e->stopping = true;
+    atomic_store(&e->cancelled, 1);
+    aip_cond_broadcast(&e->work);
+    aip_cond_broadcast(&e->wake);
+    aip_mutex_unlock(&e->lock);
+    if (e->cancel_pipe[1] >= 0) {
+        ssize_t w;
+        do
+            w = write(e->cancel_pipe[1], "x", 1);
+        while (w < 0 && errno == EINTR);
+    }
+    for (unsigned i = 0; i < e->n_threads; i++)
+        aip_thread_join(&e->threads[i]);
+    e->n_threads = 0;
+}
+
+static void executor_free(aip_executor *e)
+{
+    for (size_t i = 0; i < e->n_tools; i++) {
+        aip_free(e->tools[i].name);
+        aip_free(e->tools[i].description);
+    }
+    aip_free(e->tools);
+    free_strv(e->read_roots, e->n_read_roots);
+    free_strv(e->exec_allow, e->n_exec_allow);
+    aip_free(e->threads);
+    for (int i = 0; i < 2; i++)
+        if (e->cancel_pipe[i] >= 0)
+            close(e->cancel_pipe[i]);
+    aip_cond_destroy(&e->wake);
+    aip_cond_destroy(&e->work);
+    aip_mutex_destroy(&e->lock);
+    aip_free(e);
+}
+
+static int copy_config(aip_executor *e, const aip_executor_config *c)
+{
+    e->max_queued = c->max_queued ? c->max_queued : DEFAULT_QUEUED;
+    e->default_timeout_ms = c->default_timeout_ms ? c->default_timeout_ms : DEFAULT_TIMEOUT;
+    e->max_output = c->max_output ? c->max_output : DEFAULT_OUTPUT;
+    e->read_max_bytes = c->read_max_bytes ? c->read_max_bytes : DEFAULT_READ_MAX;
+    e->exec_enabled = c->exec_enabled;
+    e->exec_shell = c->exec_shell;
+    e->exec_timeout_ms = c->exec_timeout_ms ? c->exec_timeout_ms : DEFAULT_TIMEOUT;
+    /* Room for the largest legitimate built-in result: execute_command's two capped streams
+     * or read_file's content, each escaped up to 6x in JSON, plus the keys around them. */
+    size_t unit = e->max_output > e->read_max_bytes ? e->max_output : e->read_max_bytes;
+    if (unit > SIZE_MAX / 16)
+        return AIP_E_INVAL;
+    e->hard_cap = 16 * unit;
+
+    if (c->n_read_roots && !c->read_roots)
+        return AIP_E_INVAL;
+    if (c->n_read_roots) {
+        if (!(e->read_roots = aip_calloc(c->n_read_roots, sizeof *e->read_roots)))
+            return AIP_E_NOMEM;
+        for (size_t i = 0; i < c->n_read_roots; i++) {
+            if (!c->read_roots[i])
+                return AIP_E_INVAL;
+            char *real = realpath(c->read_roots[i], NULL);
+            if (!real) {
+                aip_log(AIP_LOG_ERROR, AIP_EXEC_COMPONENT, "read root '%s': %s", c->read_roots[i],
+                        strerror(errno));
+                return errno == ENOMEM ? AIP_E_NOMEM : AIP_E_CONFIG;
+            }
+            e->read_roots[i] = aip_strdup(real);
+            free(real); /* realpath allocates with malloc, not aip_malloc */
+            e->n_read_roots = i + 1;
+            if (!e->read_roots[i])
+                return AIP_E_NOMEM;
+        }
+    }
+    if (c->n_exec_allow && !c->exec_allow)
+        return AIP_E_INVAL;
+    if (c->n_exec_allow) {
+        if (!(e->exec_allow = aip_calloc(c->n_exec_allow, sizeof *e->exec_allow)))
+            return AIP_E_NOMEM;
+        for (size_t i = 0; i < c->n_exec_allow; i++) {
+            if (!c->exec_allow[i] || !c->exec_allow[i][0])
+                return AIP_E_INVAL;
+            e->exec_allow[i] = aip_strdup(c->exec_allow[i]);
+            e->n_exec_allow = i + 1;
+            if (!e->exec_allow[i])
+                return AIP_E_NOMEM;
+        }
+    }
+    return 0;
+}
+
+int aip_executor_create(const aip_executor_config *cfg, aip_executor **out)
+{
+    static const aip_executor_config defaults = {0};
+    if (!out)
+        return AIP_E_INVAL;
+    *out = NULL;
+    const aip_executor_config *c = cfg ? cfg : &defaults;
+    unsigned workers = c->workers ? c->workers : DEFAULT_WORKERS;
+    if (workers > MAX_WORKERS)
+        return AIP_E_INVAL;
+
+    aip_executor *e = aip_calloc(1, sizeof *e);
+    if (!e)
+        return AIP_E_NOMEM;
+    e->cancel_pipe[0] = e->cancel_pipe[1] = -1;
+    atomic_init(&e->cancelled, 0);
+    if (aip_mutex_init(&e->lock)) {
+        aip_free(e);
+        return AIP_E_NOMEM;
+    }
+    if (aip_cond_init(&e->work)) {
+        aip_mutex_destroy(&e->lock);
+        aip_free(e);
+        return AIP_E_NOMEM;
+    }
+    if (aip_cond_init(&e->wake)) {
+        aip_cond_destroy(&e->work);
+        aip_mutex_destroy(&e->lock);
+        aip_free(e);
+        return AIP_E_NOMEM;
+    }
+    int rc = copy_config(e, c);
+    if (!rc && pipe2(e->cancel_pipe, O_CLOEXEC | O_NONBLOCK)) {
+        e->cancel_pipe[0] = e->cancel_pipe[1] = -1;
+        rc = AIP_E_IO;
+    }
+    if (!rc && !(e->threads = aip_calloc(workers, sizeof *e->threads)))
+        rc = AIP_E_NOMEM;
+    for (unsigned i = 0; !rc && i < workers; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "aip-exec-%u", i);
+        rc = aip_thread_start(&e->threads[i], name, worker_main, e);
+        if (!rc)
+            e->n_threads = i + 1;
+    }
+    if (rc) {
+        stop_workers(e);
+        executor_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void aip_executor_destroy(aip_executor *e)
+{
+    if (!e)
+        return;
+    stop_workers(e); /* workers drain the queue (as failures) before they exit */
+    executor_free(e);
+}
+
+/* ---- registry ---------------------------------------------------------------------------- */
+
+int aip_executor_register(aip_executor *e, const aip_tool_def *def)
+{
+    if (!e || !def || !def->name || !def->name[0] || !def->fn ||
+        (unsigned)def->type >= AIP_TOOL_TYPE_COUNT_ ||
+        !aip_utf8_valid(def->name, strlen(def->name), NULL) ||
+        (def->description && !aip_utf8_valid(def->description, strlen(def->description), NULL)))
+        return AIP_E_INVAL;
+    exec_tool t = {.type = def->type, .fn = def->fn, .user = def->user};
+    t.name = aip_strdup(def->name);
+    t.description = def->description ? aip_strdup(def->description) : NULL;
+    if (!t.name || (def->description && !t.description)) {
+        aip_free(t.name);
+        aip_free(t.description);
+        return AIP_E_NOMEM;
+    }
+    int rc = 0;
+    aip_mutex_lock(&e->lock);
+    if (e->stopping)
+        rc = AIP_E_SHUTDOWN;
+    for (size_t i = 0; !rc && i < e->n_tools; i++)
+        if (strcmp(e->tools[i].name, t.name) == 0)
+            rc = AIP_E_DUPLICATE;
+    if (!rc && e->n_tools == e->cap_tools) {
+        size_t ncap = e->cap_tools ? 2 * e->cap_tools : 8;
+        exec_tool *nt = aip_realloc(e->tools, e->cap_tools * sizeof *nt, ncap * sizeof *nt);
+        if (nt) {
+            e->tools = nt;
+            e->cap_tools = ncap;
+        } else {
+            rc = AIP_E_NOMEM;
+        }
+    }
+    if (!rc)
+        e->tools[e->n_tools++] = t;
+    aip_mutex_unlock(&e->lock);
+    if (rc) {
+        aip_free(t.name);
+        aip_free(t.description);
+    }
+    return rc;
+}
+
+int aip_executor_register_builtins(aip_executor *e)
+{
+    if (!e)
+        return AIP_E_INVAL;
+    const aip_tool_def defs[] = {
+        {"echo", AIP_TOOL_DATA_COLLECTION, exec_tool_echo, e,
+         "Returns parameters.text as a JSON string (null without it)."},
+        {"sleep", AIP_TOOL_ACTION, exec_tool_sleep, e,
+         "Sleeps parameters.seconds (a number), bounded by the command's deadline."},
+        {"list_tools", AIP_TOOL_DATA_COLLECTION, exec_tool_list_tools, e,
+         "Lists the tools of this device: [{name, tool_type, description}]."},
+        {"read_file", AIP_TOOL_DATA_COLLECTION, exec_tool_read_file, e,
+         "Reads the UTF-8 text file parameters.path inside the configured read roots."},
+        {"execute_command", AIP_TOOL_ACTION, exec_tool_execute_command, e,
+         "Runs parameters.command (an allowlisted program) and returns exit_code, stdout, "
+         "stderr."},
+    };
+    size_t n = sizeof defs / sizeof defs[0];
+    for (size_t i = 0; i < n; i++) {
+        if (defs[i].fn == exec_tool_execute_command && !e->exec_enabled)
+            continue;
+        int rc = aip_executor_register(e, &defs[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+char *aip_executor_features_json(aip_executor *e)
+{
+    if (!e)
+        return NULL;
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    int rc = aip_buf_putc(&b, '[');
+    aip_mutex_lock(&e->lock);
+    for (size_t i = 0; !rc && i < e->n_tools; i++) {
+        if (i)
+            rc = aip_buf_putc(&b, ',');
+        if (!rc)
+            rc = aip_json_put_string(&b, e->tools[i].name, strlen(e->tools[i].name));
+    }
+    aip_mutex_unlock(&e->lock);
+    if (!rc)
+        rc = aip_buf_putc(&b, ']');
+    if (rc) {
+        aip_buf_free(&b);
+        return NULL;
+    }
+    return exec_buf_take(&b);
+}
+
+/* ---- submit ------------------------------------------------------------------------------ */
+
+int aip_executor_submit(aip_executor *e, aip_msg *command, aip_batch_done done, void *user)
+{
+    if (!command)
+        return AIP_E_INVAL;
+    if (!e || !done || command->envelope != AIP_ENVELOPE_SERVER ||
+        command->type != AIP_MSG_COMMAND || !command->response_id) {
+        aip_msg_clear(command);
+        return AIP_E_INVAL;
+    }
+    exec_batch *b = aip_calloc(1, sizeof *b);
+    if (!b) {
+        aip_msg_clear(command);
+        return AIP_E_NOMEM;
+    }
+    b->cmd = *command;
+    memset(command, 0, sizeof *command);
+    b->done = done;
+    b->user = user;
+
+    int rc = 0;
+    aip_mutex_lock(&e->lock);
+    if (e->stopping) {
+        rc = AIP_E_SHUTDOWN;
+    } else if (e->queued >= e->max_queued) {
+        rc = AIP_E_FULL;
+    } else {
+        if (e->tail)
+            e->tail->next = b;
+        else
+            e->head = b;
+        e->tail = b;
+        e->queued++;
+        aip_cond_signal(&e->work);
+    }
+    aip_mutex_unlock(&e->lock);
+    if (rc) {
+        aip_msg_clear(&b->cmd);
+        aip_free(b);
+    }
+    return rc;
+}

@@ -1,0 +1,159 @@
+/*
+ * aip/executor.h — runs the server's command batches (PROTOCOL.md §3.4): the tool registry,
+ * the built-in tools, the worker threads, per-command deadlines, output caps.
+ *
+ * THE THREAD CONTRACT
+ * - An executor owns `workers` threads. Tools and done() callbacks run on those threads only,
+ *   never on the caller's thread and never on a connection's service thread, so a tool may
+ *   block (sleep, wait for a child process, read files) without stalling heartbeats.
+ * - Batches run concurrently across workers; the actions of one batch run in order on one
+ *   worker. A tool may therefore run on several workers at once: its user data must be
+ *   thread-safe.
+ * - Any thread may call aip_executor_register, _submit and _features_json, concurrently,
+ *   until aip_executor_destroy is called. Submissions that race with destroy get
+ *   AIP_E_SHUTDOWN; do not use the pointer after destroy has returned, and never call destroy
+ *   from a tool or a done() callback (it joins the thread it would run on).
+ * - Cancellation is cooperative: destroy raises call->cancelled and wakes the built-in tools
+ *   (sleep wakes at once, execute_command kills its process group), but a custom tool that
+ *   ignores both its deadline and the flag keeps its worker — and destroy — waiting.
+ *
+ * Batch semantics (exact; PROTOCOL.md §3.4): actions run in order; after the first failure
+ * every remaining action is `skipped` with UFO's text "Skipped due to previous failure
+ * (early_exit=True)."; an unknown tool, an action the decoder marked invalid, a tool failure
+ * (with a generic reason when the tool gave none), invalid JSON from a tool, and a tool that
+ * returns after its deadline are all `failure` Results naming the problem. Every accepted batch
+ * gets exactly one done() call — also when the executor is destroyed first.
+ *
+ * Ownership: config strings and tool names/descriptions are copied; tool user data is
+ * borrowed. submit takes the contents of *command; done() takes ownership of *results.
+ */
+#ifndef AIP_EXECUTOR_H
+#define AIP_EXECUTOR_H
+
+#include "aip/message.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct aip_executor aip_executor;
+
+/* What a tool is told about one call. Every pointer is valid only during the call. */
+typedef struct aip_tool_call {
+    const char *tool_name;
+    const char *parameters;       /* JSON object text, or NULL */
+    const char *call_id;          /* may be NULL */
+    uint64_t deadline_ns;         /* aip_now_ns(NULL) clock: the tool should give up by then */
+    const _Atomic int *cancelled; /* becomes nonzero when the executor is stopping */
+} aip_tool_call;
+
+/* A tool runs on an executor worker thread (never the connection's service thread). Returns 0
+ * for success with *result_json set to JSON text (aip_malloc'd; NULL = null), or nonzero for
+ * failure with *error set (aip_malloc'd text; NULL is allowed and becomes a generic reason).
+ * A failing tool may also set *result_json: it is kept as the failure's `result` (this is how
+ * execute_command reports the exit code of a command that failed).
+ *
+ * The executor checks what comes back: result text must be valid JSON (else the Result is a
+ * failure "tool returned invalid JSON"); a JSON string result longer than max_output bytes
+ * keeps its tail; any other result larger than 16 x max(max_output, read_max_bytes) is a
+ * failure. A tool that *succeeds* after its deadline has its result discarded and fails
+ * "timed out after N ms"; one that fails after it keeps its own reason. */
+typedef int (*aip_tool_fn)(const aip_tool_call *call, void *user, char **result_json, char **error);
+
+typedef struct aip_tool_def {
+    const char *name; /* required, unique */
+    aip_tool_type type;
+    aip_tool_fn fn;          /* required */
+    void *user;              /* borrowed; passed to fn */
+    const char *description; /* may be NULL; shown by list_tools */
+} aip_tool_def;
+
+typedef struct aip_executor_config {
+    unsigned workers;            /* 0 -> 2: batches run concurrently on this many threads */
+    unsigned max_queued;         /* 0 -> 64 batches waiting; then submit fails AIP_E_FULL */
+    uint32_t default_timeout_ms; /* 0 -> 60000, per command */
+    size_t max_output;           /* 0 -> 65536 bytes per result (tool output), tail kept */
+    /* read_file: a path is readable only when its real path (symlinks resolved, checked again
+     * on the opened file) lies inside one of these directories. Every root must exist
+     * (else create fails with AIP_E_CONFIG). None: read_file refuses everything. Relative
+     * paths are taken relative to the first root. read_max_bytes 0 -> 65536. */
+    const char *const *read_roots;
+    size_t n_read_roots;
+    size_t read_max_bytes;
+    /* execute_command exists only when exec_enabled. The program (argv[0]) must match an
+     * allowlist entry: an entry with a '/' matches that exact path; a bare name matches the
+     * program found under that name on the child's PATH (/usr/local/bin:/usr/bin:/bin), given
+     * either bare ("ls") or by its path there ("/bin/ls") — never a same-named file elsewhere.
+     * The entry "*" allows any program. An empty list allows nothing.
+     * Without exec_shell the command is split into argv here (whitespace; '...' and "..."
+     * quoting; backslash escapes) and unquoted shell syntax is refused with a clear reason:
+     * | & ; < > ( ) $ ` newline, the globs * ? [, and ~ or # starting a word (and $ or `
+     * inside "..."), since a command written for a shell would silently do something else. With
+     * exec_shell it runs under /bin/sh -c and only its first word is checked against the allowlist
+     * (a bare entry also allows a shell builtin of that name, e.g. "exit"): a shell runs whatever
+     * follows a ';', so exec_shell means the server may run anything the agent's user may. */
+    bool exec_enabled;
+    const char *const *exec_allow;
+    size_t n_exec_allow;
+    bool exec_shell;
+    uint32_t exec_timeout_ms; /* 0 -> 60000 */
+} aip_executor_config;
+
+/* Creates an executor and starts its workers. cfg NULL: all defaults. No tool is registered
+ * yet (see aip_executor_register_builtins). Returns 0, AIP_E_NOMEM, AIP_E_CONFIG (a read root
+ * that does not exist), AIP_E_INVAL (more than 256 workers, a NULL list entry). */
+int aip_executor_create(const aip_executor_config *cfg, aip_executor **out);
+
+/* Adds a tool (name and description are copied). Returns 0, AIP_E_DUPLICATE (the name is
+ * taken), AIP_E_INVAL (no name, no fn, tool type out of range), AIP_E_NOMEM, AIP_E_SHUTDOWN. */
+int aip_executor_register(aip_executor *e, const aip_tool_def *def);
+
+/* Registers echo, sleep, list_tools, read_file, and execute_command when exec_enabled.
+ *   echo          {"text": "..."}    -> the text as a JSON string (null without it)
+ *   sleep         {"seconds": n}     -> null; wakes at once on destroy; past the deadline it
+ *                                       sleeps until the deadline and fails "timed out"
+ *   list_tools    {}                 -> [{"name","tool_type","description"}, ...]
+ *   read_file     {"path": "..."}    -> {"path","size","content","truncated"}: path is the
+ *       resolved real path, size the file's, content at most read_max_bytes of UTF-8 text
+ *       (a file that is not UTF-8 text, or holds NUL, fails "binary file")
+ *   execute_command {"command": "..."} -> {"exit_code","stdout","stderr","truncated"};
+ *       exit_code is -signal when killed; a non-zero exit or a timeout is a failure that still
+ *       carries this result. The child runs in its own process group with the environment
+ *       PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 only, stdin /dev/null, no inherited fds;
+ *       at min(exec_timeout_ms, the deadline) its group gets SIGTERM, then SIGKILL 2 s later.
+ *       stdout and stderr each keep their last max_output bytes; bytes that are not UTF-8
+ *       become U+FFFD.
+ * Returns 0 or the first registration error. */
+int aip_executor_register_builtins(aip_executor *e);
+
+/* The answer to one command batch: a ClientMessage command_results (prev_response_id = the
+ * command's response_id, same session_id, status copied from the command, one Result per action
+ * with its call_id), handed to done() on a worker thread; done takes ownership of *results
+ * (aip_msg_clear it). done must not call aip_executor_destroy. */
+typedef void (*aip_batch_done)(aip_msg *results, void *user);
+
+/* Takes the contents of *command (a server `command` aip_msg; *command is left zeroed) and
+ * queues it. Returns 0: done(…, user) will be called exactly once, on a worker thread — possibly
+ * before submit returns. Fails synchronously with AIP_E_FULL (max_queued batches are waiting),
+ * AIP_E_SHUTDOWN (destroy has begun), AIP_E_INVAL (not a server command, no response_id to
+ * answer to, done NULL) or AIP_E_NOMEM; then done is never called and the caller still owns
+ * nothing: the command is freed. */
+int aip_executor_submit(aip_executor *e, aip_msg *command, aip_batch_done done, void *user);
+
+/* JSON array text of the tool names in registration order (for system_info.
+ * supported_features); aip_free it. NULL on out of memory. */
+char *aip_executor_features_json(aip_executor *e);
+
+/* Sets the cancel flag, wakes sleeping tools, kills running child processes, finishes queued
+ * batches as failures (done is still called for each accepted batch), joins the workers, frees.
+ * NULL is fine. Call it once, from a thread that is not an executor worker. */
+void aip_executor_destroy(aip_executor *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AIP_EXECUTOR_H */

@@ -1,0 +1,501 @@
+/* constellation-agent configuration (see config.h). */
+#include "config.h"
+
+#include <aip/agent.h>
+#include <cjson/cJSON.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FAIL(...)                            \
+    do {                                     \
+        snprintf(why, why_len, __VA_ARGS__); \
+        return EXIT_CONFIG;                  \
+    } while (0)
+
+static void set_str(char **dst, const char *v)
+{
+    if (!v)
+        return;
+    aip_free(*dst);
+    *dst = aip_strdup(v);
+}
+
+/* Reads a whole small file (config, token). Refuses files that others can read when secret. */
+static int read_file(const char *path, bool secret, char **out, char *why, size_t why_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        FAIL("cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        FAIL("%s is not a regular file", path);
+    }
+    if (secret && (st.st_mode & 0007)) {
+        close(fd);
+        FAIL("%s holds a token but is readable by others (mode %04o): chmod o-rwx it", path,
+             (unsigned)(st.st_mode & 07777));
+    }
+    if (st.st_size > 1 << 20) {
+        close(fd);
+        FAIL("%s is larger than 1 MiB", path);
+    }
+    char *buf = aip_malloc((size_t)st.st_size + 1);
+    ssize_t n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
+    close(fd);
+    if (n < 0) {
+        aip_free(buf);
+        FAIL("cannot read %s", path);
+    }
+    buf[n] = 0;
+    *out = buf;
+    return 0;
+}
+
+/* ---- the JSON file ------------------------------------------------------------------------ */
+
+static int check_keys(const cJSON *obj, const char *where, const char *const *allowed, char *why,
+                      size_t why_len)
+{
+    for (const cJSON *k = obj->child; k; k = k->next) {
+        bool ok = false;
+        for (size_t i = 0; allowed[i] && !ok; i++)
+            ok = strcmp(allowed[i], k->string) == 0;
+        if (!ok)
+            FAIL("unknown key \"%s%s%s\"", where, where[0] ? "." : "", k->string);
+    }
+    return 0;
+}
+
+static int get_str(const cJSON *o, const char *key, const char *where, char **dst, char *why,
+                   size_t why_len)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        FAIL("\"%s%s%s\" must be a non-empty string", where, where[0] ? "." : "", key);
+    set_str(dst, v->valuestring);
+    return 0;
+}
+
+static int get_uint(const cJSON *o, const char *key, const char *where, double lo, double hi,
+                    size_t *dst, char *why, size_t why_len)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble ||
+        v->valuedouble < lo || v->valuedouble > hi)
+        FAIL("\"%s%s%s\" must be a whole number from %.0f to %.0f", where, where[0] ? "." : "", key,
+             lo, hi);
+    *dst = (size_t)v->valuedouble;
+    return 0;
+}
+
+static int get_unsigned(const cJSON *o, const char *key, const char *where, double lo, double hi,
+                        unsigned *dst, char *why, size_t why_len)
+{
+    size_t v = *dst;
+    int rc = get_uint(o, key, where, lo, hi, &v, why, why_len);
+    *dst = (unsigned)v;
+    return rc;
+}
+
+static int get_bool(const cJSON *o, const char *key, const char *where, bool *dst, char *why,
+                    size_t why_len)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsBool(v))
+        FAIL("\"%s%s%s\" must be true or false", where, where[0] ? "." : "", key);
+    *dst = cJSON_IsTrue(v);
+    return 0;
+}
+
+static int get_list(const cJSON *o, const char *key, const char *where, char **dst, size_t *n,
+                    char *why, size_t why_len)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > MAX_LIST)
+        FAIL("\"%s.%s\" must be a list of at most %d strings", where, key, MAX_LIST);
+    for (size_t i = 0; i < *n; i++)
+        aip_free(dst[i]);
+    *n = 0;
+    for (const cJSON *e = v->child; e; e = e->next) {
+        if (!cJSON_IsString(e) || !e->valuestring[0])
+            FAIL("\"%s.%s\" must hold non-empty strings", where, key);
+        dst[(*n)++] = aip_strdup(e->valuestring);
+    }
+    return 0;
+}
+
+static const cJSON *get_obj(const cJSON *o, const char *key, const char *where, char *why,
+                            size_t why_len, int *rc)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *rc = 0;
+    if (!v || cJSON_IsNull(v))
+        return NULL;
+    if (!cJSON_IsObject(v)) {
+        snprintf(why, why_len, "\"%s%s%s\" must be an object", where, where[0] ? "." : "", key);
+        *rc = EXIT_CONFIG;
+        return NULL;
+    }
+    return v;
+}
+
+static int parse_encoding(const char *s, aip_encoding *e, char *why, size_t why_len)
+{
+    if (strcmp(s, "json") == 0)
+        *e = AIP_ENCODING_JSON;
+    else if (strcmp(s, "proto") == 0)
+        *e = AIP_ENCODING_PROTO;
+    else
+        FAIL("encoding must be \"json\" or \"proto\", not \"%s\"", s);
+    return 0;
+}
+
+static int load_file(agent_settings *s, const char *path, char *why, size_t why_len)
+{
+    char *text;
+    int rc = read_file(path, false, &text, why, why_len);
+    if (rc)
+        return rc;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    bool has_token = root && cJSON_GetObjectItemCaseSensitive(root, "token");
+    aip_free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        FAIL("%s is not a JSON object", path);
+    }
+    if (has_token) { /* a file with a secret in it must not be readable by others */
+        struct stat st;
+        if (stat(path, &st) == 0 && (st.st_mode & 0007)) {
+            cJSON_Delete(root);
+            FAIL("%s holds a token but is readable by others (mode %04o)", path,
+                 (unsigned)(st.st_mode & 07777));
+        }
+    }
+    static const char *const top[] = {
+        "server",       "client_id", "token",     "token_file", "token_placement", "ca_file",
+        "cert",         "key",       "heartbeat", "encoding",   "log_level",       "tags",
+        "server_tasks", "limits",    "backoff",   "tools",      "tls_insecure",    NULL};
+    static const char *const limits[] = {"max_frame", "max_pending", "max_queued_bytes", NULL};
+    static const char *const backoff[] = {"base_ms", "cap_ms", "stable_s", NULL};
+    static const char *const tools[] = {"workers",   "command_timeout_s", "max_output",
+                                        "read_file", "execute_command",   NULL};
+    static const char *const rf[] = {"roots", "max_bytes", NULL};
+    static const char *const ec[] = {"enabled", "allow", "shell", "timeout_s", NULL};
+    char *enc = NULL, *placement = NULL;
+    const cJSON *o;
+    if ((rc = check_keys(root, "", top, why, why_len)) ||
+        (rc = get_str(root, "server", "", &s->server, why, why_len)) ||
+        (rc = get_str(root, "client_id", "", &s->client_id, why, why_len)) ||
+        (rc = get_str(root, "token", "", &s->token, why, why_len)) ||
+        (rc = get_str(root, "token_file", "", &s->token_file, why, why_len)) ||
+        (rc = get_str(root, "token_placement", "", &placement, why, why_len)) ||
+        (rc = get_str(root, "ca_file", "", &s->ca_file, why, why_len)) ||
+        (rc = get_str(root, "cert", "", &s->cert, why, why_len)) ||
+        (rc = get_str(root, "key", "", &s->key, why, why_len)) ||
+        (rc = get_str(root, "encoding", "", &enc, why, why_len)) ||
+        (rc = get_str(root, "log_level", "", &s->log_level, why, why_len)) ||
+        (rc = get_unsigned(root, "heartbeat", "", 1, 3600, &s->heartbeat_s, why, why_len)) ||
+        (rc = get_bool(root, "server_tasks", "", &s->server_tasks, why, why_len)) ||
+        (rc = get_bool(root, "tls_insecure", "", &s->tls_insecure, why, why_len)))
+        goto out;
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(root, "tags");
+    if (tags && !cJSON_IsNull(tags)) {
+        if (!cJSON_IsObject(tags)) {
+            snprintf(why, why_len, "\"tags\" must be an object");
+            rc = EXIT_CONFIG;
+            goto out;
+        }
+        char *t = cJSON_PrintUnformatted(tags);
+        set_str(&s->tags_json, t);
+        cJSON_free(t);
+    }
+    if ((o = get_obj(root, "limits", "", why, why_len, &rc)) &&
+        ((rc = check_keys(o, "limits", limits, why, why_len)) ||
+         (rc = get_uint(o, "max_frame", "limits", 1024, 1 << 30, &s->max_frame, why, why_len)) ||
+         (rc = get_uint(o, "max_pending", "limits", 1, 1 << 24, &s->max_pending, why, why_len)) ||
+         (rc = get_uint(o, "max_queued_bytes", "limits", 4096, 1u << 31, &s->max_queued_bytes, why,
+                        why_len))))
+        goto out;
+    if (rc)
+        goto out;
+    if ((o = get_obj(root, "backoff", "", why, why_len, &rc)) &&
+        ((rc = check_keys(o, "backoff", backoff, why, why_len)) ||
+         (rc = get_unsigned(o, "base_ms", "backoff", 10, 600000, &s->backoff_base_ms, why,
+                            why_len)) ||
+         (rc = get_unsigned(o, "cap_ms", "backoff", 10, 3600000, &s->backoff_cap_ms, why,
+                            why_len)) ||
+         (rc = get_unsigned(o, "stable_s", "backoff", 1, 86400, &s->stable_s, why, why_len))))
+        goto out;
+    if (rc)
+        goto out;
+    const cJSON *t = get_obj(root, "tools", "", why, why_len, &rc);
+    if (rc)
+        goto out;
+    if (t) {
+        if ((rc = check_keys(t, "tools", tools, why, why_len)) ||
+            (rc = get_unsigned(t, "workers", "tools", 1, 64, &s->workers, why, why_len)) ||
+            (rc = get_unsigned(t, "command_timeout_s", "tools", 1, 86400, &s->command_timeout_s,
+                               why, why_len)) ||
+            (rc = get_uint(t, "max_output", "tools", 256, 64u << 20, &s->max_output, why, why_len)))
+            goto out;
+        if ((o = get_obj(t, "read_file", "tools", why, why_len, &rc)) &&
+            ((rc = check_keys(o, "tools.read_file", rf, why, why_len)) ||
+             (rc = get_list(o, "roots", "tools.read_file", s->read_roots, &s->n_read_roots, why,
+                            why_len)) ||
+             (rc = get_uint(o, "max_bytes", "tools.read_file", 1, 64u << 20, &s->read_max_bytes,
+                            why, why_len))))
+            goto out;
+        if (rc)
+            goto out;
+        if ((o = get_obj(t, "execute_command", "tools", why, why_len, &rc)) &&
+            ((rc = check_keys(o, "tools.execute_command", ec, why, why_len)) ||
+             (rc = get_bool(o, "enabled", "tools.execute_command", &s->exec_enabled, why,
+                            why_len)) ||
+             (rc = get_list(o, "allow", "tools.execute_command", s->exec_allow, &s->n_exec_allow,
+                            why, why_len)) ||
+             (rc = get_bool(o, "shell", "tools.execute_command", &s->exec_shell, why, why_len)) ||
+             (rc = get_unsigned(o, "timeout_s", "tools.execute_command", 1, 86400,
+                                &s->exec_timeout_s, why, why_len))))
+            goto out;
+    }
+    if (enc && (rc = parse_encoding(enc, &s->encoding, why, why_len)))
+        goto out;
+    if (placement) {
+        if (strcmp(placement, "query") == 0)
+            s->token_placement = AIP_AUTH_QUERY;
+        else if (strcmp(placement, "bearer") == 0)
+            s->token_placement = AIP_AUTH_BEARER;
+        else {
+            snprintf(why, why_len, "token_placement must be \"query\" or \"bearer\"");
+            rc = EXIT_CONFIG;
+        }
+    }
+out:
+    aip_free(enc);
+    aip_free(placement);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* ---- defaults, precedence, checks ------------------------------------------------------- */
+
+static char *default_client_id(void)
+{
+    char host[128] = "device";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    char mid[64] = "";
+    FILE *f = fopen("/etc/machine-id", "r");
+    if (f) {
+        if (!fgets(mid, sizeof mid, f))
+            mid[0] = 0;
+        fclose(f);
+    }
+    mid[strcspn(mid, "\r\n")] = 0;
+    char id[200];
+    if (strlen(mid) >= 8)
+        snprintf(id, sizeof id, "%s-%.8s", host, mid);
+    else
+        snprintf(id, sizeof id, "%s", host);
+    return aip_strdup(id);
+}
+
+int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why_len)
+{
+    memset(s, 0, sizeof *s);
+    s->encoding = AIP_ENCODING_JSON;
+    s->heartbeat_s = 30;
+    s->server_tasks = true;
+    s->token_placement = AIP_AUTH_QUERY;
+    int rc;
+    if (f->config_file) {
+        s->config_file = aip_strdup(f->config_file);
+        if ((rc = load_file(s, f->config_file, why, why_len)))
+            return rc;
+    }
+    /* environment over the file */
+    set_str(&s->server, getenv("AIP_SERVER"));
+    if (getenv("AIP_TOKEN")) {
+        set_str(&s->token, getenv("AIP_TOKEN"));
+        aip_free(s->token_file);
+        s->token_file = NULL;
+    }
+    /* flags over both */
+    set_str(&s->server, f->server);
+    set_str(&s->client_id, f->client_id);
+    set_str(&s->ca_file, f->ca_file);
+    set_str(&s->cert, f->cert);
+    set_str(&s->key, f->key);
+    set_str(&s->log_level, f->log_level);
+    if (f->token && f->token_file)
+        FAIL("give --token or --token-file, not both");
+    if (f->token) {
+        set_str(&s->token, f->token);
+        aip_free(s->token_file);
+        s->token_file = NULL;
+    }
+    if (f->token_file) {
+        set_str(&s->token_file, f->token_file);
+        aip_free(s->token);
+        s->token = NULL;
+    }
+    if (f->encoding && (rc = parse_encoding(f->encoding, &s->encoding, why, why_len)))
+        return rc;
+    if (f->heartbeat_s >= 0) {
+        if (f->heartbeat_s < 1 || f->heartbeat_s > 3600)
+            FAIL("--heartbeat must be 1..3600 seconds");
+        s->heartbeat_s = (unsigned)f->heartbeat_s;
+    }
+    if (s->token_file) {
+        char *tok;
+        if ((rc = read_file(s->token_file, true, &tok, why, why_len)))
+            return rc;
+        tok[strcspn(tok, "\r\n")] = 0;
+        if (!tok[0]) {
+            aip_free(tok);
+            FAIL("token file %s is empty", s->token_file);
+        }
+        aip_free(s->token);
+        s->token = tok;
+    }
+    if (!s->server)
+        FAIL("no server: give --server URL, AIP_SERVER or \"server\" in the config file");
+    if (strncmp(s->server, "ws://", 5) != 0 && strncmp(s->server, "wss://", 6) != 0)
+        FAIL("server must be a ws:// or wss:// URL");
+    if (!s->client_id)
+        s->client_id = default_client_id();
+    if (!s->client_id || strlen(s->client_id) > AIP_ID_MAX)
+        FAIL("client_id must be 1..%d bytes", AIP_ID_MAX);
+    if (!s->cert != !s->key)
+        FAIL("a client certificate needs both cert and key");
+    const char *files[] = {s->ca_file, s->cert, s->key};
+    for (int i = 0; i < 3; i++)
+        if (files[i] && access(files[i], R_OK))
+            FAIL("cannot read %s: %s", files[i], strerror(errno));
+    aip_log_level lvl;
+    if (s->log_level && aip_log_level_parse(s->log_level, &lvl))
+        FAIL("log_level must be error, warn, info or debug");
+    if (s->exec_enabled && !s->n_exec_allow && !s->exec_shell)
+        FAIL("tools.execute_command is enabled but its allow list is empty");
+    for (size_t i = 0; i < s->n_read_roots; i++)
+        if (s->read_roots[i][0] != '/')
+            FAIL("tools.read_file.roots must be absolute paths (\"%s\")", s->read_roots[i]);
+    if (s->backoff_base_ms && s->backoff_cap_ms && s->backoff_cap_ms < s->backoff_base_ms)
+        FAIL("backoff.cap_ms must be at least backoff.base_ms");
+    return 0;
+}
+
+void settings_free(agent_settings *s)
+{
+    char **strs[] = {&s->server, &s->client_id, &s->token,     &s->token_file,  &s->ca_file,
+                     &s->cert,   &s->key,       &s->log_level, &s->config_file, &s->tags_json};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        aip_free(*strs[i]);
+        *strs[i] = NULL;
+    }
+    for (size_t i = 0; i < s->n_read_roots; i++)
+        aip_free(s->read_roots[i]);
+    for (size_t i = 0; i < s->n_exec_allow; i++)
+        aip_free(s->exec_allow[i]);
+    s->n_read_roots = s->n_exec_allow = 0;
+}
+
+static void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
+{
+    aip_buf_puts(b, *first ? "{" : ",");
+    *first = false;
+    aip_json_put_string(b, k, strlen(k));
+    aip_buf_putc(b, ':');
+    if (v)
+        aip_json_put_string(b, v, strlen(v));
+    else
+        aip_buf_puts(b, "null");
+}
+
+char *settings_describe(const agent_settings *s)
+{
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    bool first = true;
+    put_kv_str(&b, "server", s->server, &first);
+    put_kv_str(&b, "client_id", s->client_id, &first);
+    put_kv_str(&b, "token", s->token ? "(set, not shown)" : NULL, &first);
+    put_kv_str(&b, "token_placement", s->token_placement == AIP_AUTH_BEARER ? "bearer" : "query",
+               &first);
+    put_kv_str(&b, "ca_file", s->ca_file, &first);
+    put_kv_str(&b, "cert", s->cert, &first);
+    put_kv_str(&b, "encoding", s->encoding == AIP_ENCODING_PROTO ? "proto" : "json", &first);
+    char n[400];
+    snprintf(n, sizeof n,
+             ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
+             "\"workers\":%u}",
+             s->heartbeat_s, s->server_tasks ? "true" : "false", s->exec_enabled ? "true" : "false",
+             s->n_read_roots, s->workers ? s->workers : 2);
+    aip_buf_puts(&b, n);
+    aip_buf_nul(&b);
+    return (char *)aip_buf_steal(&b);
+}
+
+void settings_to_agent(const agent_settings *s, aip_agent_config *a, const char **roots,
+                       const char **allow)
+{
+    memset(a, 0, sizeof *a);
+    aip_conn_config_init(&a->conn);
+    a->conn.url = s->server;
+    a->conn.client_id = s->client_id;
+    a->conn.token = s->token;
+    a->conn.token_placement = s->token_placement;
+    a->conn.encoding = s->encoding;
+    a->conn.ca_file = s->ca_file;
+    a->conn.cert_file = s->cert;
+    a->conn.key_file = s->key;
+    a->conn.tls_insecure = s->tls_insecure;
+    a->conn.heartbeat_ms = s->heartbeat_s * 1000;
+    if (s->max_frame)
+        a->conn.max_frame_in = s->max_frame;
+    if (s->max_pending)
+        a->conn.max_pending = s->max_pending;
+    if (s->max_queued_bytes)
+        a->conn.max_queued_bytes = s->max_queued_bytes;
+    if (s->backoff_base_ms)
+        a->conn.backoff_base_ms = s->backoff_base_ms;
+    if (s->backoff_cap_ms)
+        a->conn.backoff_cap_ms = s->backoff_cap_ms;
+    if (s->stable_s)
+        a->conn.stable_ms = s->stable_s * 1000;
+    a->conn.thread_name = "agent-service";
+    a->tags_json = s->tags_json;
+    a->disable_server_tasks = !s->server_tasks;
+    a->exec.workers = s->workers;
+    a->exec.default_timeout_ms = s->command_timeout_s * 1000;
+    a->exec.max_output = s->max_output;
+    for (size_t i = 0; i < s->n_read_roots; i++)
+        roots[i] = s->read_roots[i];
+    a->exec.read_roots = roots;
+    a->exec.n_read_roots = s->n_read_roots;
+    a->exec.read_max_bytes = s->read_max_bytes;
+    a->exec.exec_enabled = s->exec_enabled;
+    for (size_t i = 0; i < s->n_exec_allow; i++)
+        allow[i] = s->exec_allow[i];
+    a->exec.exec_allow = allow;
+    a->exec.n_exec_allow = s->n_exec_allow;
+    a->exec.exec_shell = s->exec_shell;
+    a->exec.exec_timeout_ms = s->exec_timeout_s * 1000;
+}

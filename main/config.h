@@ -1,0 +1,54 @@
+/*
+ * constellation-agent configuration: flags > environment (AIP_SERVER, AIP_TOKEN) > JSON file.
+ * Every problem is reported by name and makes the daemon exit 78 (EX_CONFIG), which its
+ * systemd unit does not restart on.
+ */
+#ifndef AGENT_CONFIG_H
+#define AGENT_CONFIG_H
+
+#include <aip/aip.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define EXIT_CONFIG 78
+#define MAX_LIST    32
+
+typedef struct agent_settings {
+    char *server, *client_id, *token, *token_file, *ca_file, *cert, *key, *log_level;
+    char *config_file;
+    char *tags_json;
+    aip_token_placement token_placement;
+    aip_encoding encoding;
+    unsigned heartbeat_s;
+    bool server_tasks;
+    bool tls_insecure;
+    size_t max_frame, max_pending, max_queued_bytes;
+    unsigned backoff_base_ms, backoff_cap_ms, stable_s;
+    unsigned workers, command_timeout_s;
+    size_t max_output;
+    char *read_roots[MAX_LIST];
+    size_t n_read_roots, read_max_bytes;
+    bool exec_enabled, exec_shell;
+    char *exec_allow[MAX_LIST];
+    size_t n_exec_allow;
+    unsigned exec_timeout_s;
+} agent_settings;
+
+/* Command-line values (NULL/0 when not given). */
+typedef struct agent_flags {
+    const char *server, *client_id, *token, *token_file, *ca_file, *cert, *key, *config_file,
+        *log_level, *encoding;
+    long heartbeat_s; /* -1 when not given */
+} agent_flags;
+
+/* Builds the effective settings. Returns 0, or EXIT_CONFIG with the problem in why. */
+int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why_len);
+void settings_free(agent_settings *s);
+/* The effective settings as JSON, token redacted (for --check-config and logs). */
+char *settings_describe(const agent_settings *s);
+/* Fills an agent config that borrows the settings' strings. */
+void settings_to_agent(const agent_settings *s, aip_agent_config *out, const char **roots,
+                       const char **allow);
+
+#endif

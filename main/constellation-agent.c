@@ -1,0 +1,309 @@
+/*
+ * constellation-agent — the device daemon: one AIP connection to an orchestrator; registers
+ * this device, heartbeats, answers device-info queries, runs the command batches it is sent.
+ *
+ * Signals are handled synchronously: they are blocked before any thread starts (so every
+ * library thread inherits the mask) and the main thread takes them with sigtimedwait(), which
+ * also gives it a one-second tick for the systemd watchdog and the periodic statistics line.
+ *   SIGTERM, SIGINT  close with 1001 (going away), fail what is pending, exit 0 (within 2 s)
+ *   SIGHUP           reload the config file; reconnect if the settings changed
+ *   SIGUSR1          log a statistics line now
+ * Exit codes: 0 clean stop, 1 cannot start, 2 usage, 78 configuration error.
+ */
+#include "config.h"
+
+#include <aip/agent.h>
+#include <aip/aip.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG           "agent"
+#define STATS_EVERY_S 300
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: constellation-agent --server URL [--client-id ID]\n"
+               "                           [--token T | --token-file F] [--ca-file F]\n"
+               "                           [--cert F --key F] [--heartbeat SECONDS]\n"
+               "                           [--encoding json|proto] [--config FILE]\n"
+               "                           [--log-level L] [--check-config] [--version]\n"
+               "\n"
+               "The device agent: keeps one AIP connection to an orchestrator (a UFO server or\n"
+               "aip-test-server), registers this device, answers device-info queries and runs\n"
+               "the command batches it is sent.\n"
+               "  --server URL       ws:// or wss:// URL of the server (env AIP_SERVER)\n"
+               "  --client-id ID     default: <hostname>-<first 8 chars of /etc/machine-id>\n"
+               "  --token T          the server's key (env AIP_TOKEN); prefer --token-file\n"
+               "  --token-file F     read the key from F (must not be readable by others)\n"
+               "  --ca-file F        CA bundle for wss:// (default: the system store)\n"
+               "  --cert F, --key F  client certificate for mutual TLS\n"
+               "  --heartbeat S      heartbeat interval (default 30); silent 3x that = dead link\n"
+               "  --encoding E       json (default) or proto (falls back to JSON if refused)\n"
+               "  --config FILE      JSON settings (snake_case keys; see README); flags override\n"
+               "                     the environment, which overrides the file\n"
+               "  --log-level L      error, warn, info (default), debug\n"
+               "  --check-config     print the effective settings (token hidden) and exit\n"
+               "  --help, --version\n"
+               "\n"
+               "Signals: TERM/INT stop (close 1001, exit 0), HUP reloads the config file, USR1\n"
+               "logs statistics. Exit: 0 stopped, 1 cannot start, 2 usage, 78 configuration.\n");
+}
+
+/* ---- systemd notification, without libsystemd ---------------------------------------------- */
+
+static void sd_notify_msg(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !path[0] || (path[0] != '/' && path[0] != '@'))
+        return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n >= sizeof sa.sun_path)
+        return;
+    memcpy(sa.sun_path, path, n);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = 0; /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    ssize_t w = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+    (void)w;
+    close(fd);
+}
+
+/* ---- the running agent ---------------------------------------------------------------------- */
+
+static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
+{
+    (void)c;
+    (void)user;
+    char status[300];
+    switch (ev->state) {
+    case AIP_CONN_REGISTERED:
+        snprintf(status, sizeof status, "STATUS=registered (%s frames)",
+                 ev->proto ? "protobuf" : "JSON");
+        break;
+    case AIP_CONN_DISCONNECTED: snprintf(status, sizeof status, "STATUS=disconnected"); break;
+    case AIP_CONN_BACKOFF:
+        snprintf(status, sizeof status, "STATUS=reconnecting in %u ms", ev->delay_ms);
+        break;
+    default: return;
+    }
+    sd_notify_msg(status);
+}
+
+static void log_stats(aip_agent *a)
+{
+    aip_conn_stats s;
+    aip_conn_get_stats(aip_agent_conn(a), &s);
+    aip_agent_stats as;
+    aip_agent_get_stats(a, &as);
+    aip_log(AIP_LOG_INFO, LOG,
+            "stats: state %s; frames out %llu in %llu; registrations %llu (failed %llu); "
+            "reconnects %llu; liveness drops %llu; malformed %llu; batches %llu (refused %llu, "
+            "actions %llu); device-info answers %llu; requests %llu ok %llu errors %llu "
+            "timeouts %llu lost %llu; pending %llu",
+            aip_conn_state_str(aip_conn_get_state(aip_agent_conn(a))),
+            (unsigned long long)s.frames_sent, (unsigned long long)s.frames_received,
+            (unsigned long long)s.registrations, (unsigned long long)s.registration_failures,
+            (unsigned long long)s.reconnects, (unsigned long long)s.liveness_drops,
+            (unsigned long long)s.malformed, (unsigned long long)as.batches,
+            (unsigned long long)as.batches_refused, (unsigned long long)as.actions,
+            (unsigned long long)as.info_requests, (unsigned long long)s.requests,
+            (unsigned long long)s.completed, (unsigned long long)s.remote_errors,
+            (unsigned long long)s.timeouts, (unsigned long long)s.conn_lost,
+            (unsigned long long)s.pending);
+}
+
+static int start_agent(const agent_settings *st, aip_agent **out)
+{
+    const char *roots[MAX_LIST], *allow[MAX_LIST];
+    aip_agent_config ac;
+    settings_to_agent(st, &ac, roots, allow);
+    ac.conn.on_state = on_state;
+    aip_log_level lvl = AIP_LOG_INFO;
+    if (st->log_level)
+        aip_log_level_parse(st->log_level, &lvl);
+    aip_log_set_level(lvl);
+    int rc = aip_agent_create(&ac, out);
+    if (!rc && (rc = aip_agent_start(*out))) {
+        aip_agent_destroy(*out, 1000, "start failed");
+        *out = NULL;
+    }
+    if (!rc)
+        aip_log(AIP_LOG_INFO, LOG, "constellation-agent %s: %s as %s%s", aip_version(), st->server,
+                st->client_id, st->exec_enabled ? " (execute_command enabled)" : "");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"server", required_argument, 0, 's'},
+        {"client-id", required_argument, 0, 'i'},
+        {"token", required_argument, 0, 't'},
+        {"token-file", required_argument, 0, 'T'},
+        {"ca-file", required_argument, 0, 'a'},
+        {"cert", required_argument, 0, 'c'},
+        {"key", required_argument, 0, 'k'},
+        {"heartbeat", required_argument, 0, 'H'},
+        {"encoding", required_argument, 0, 'e'},
+        {"config", required_argument, 0, 'C'},
+        {"log-level", required_argument, 0, 'l'},
+        {"check-config", no_argument, 0, 'x'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    agent_flags f = {0};
+    f.heartbeat_s = -1;
+    bool check = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': f.server = optarg; break;
+        case 'i': f.client_id = optarg; break;
+        case 't': f.token = optarg; break;
+        case 'T': f.token_file = optarg; break;
+        case 'a': f.ca_file = optarg; break;
+        case 'c': f.cert = optarg; break;
+        case 'k': f.key = optarg; break;
+        case 'H': {
+            char *end;
+            f.heartbeat_s = strtol(optarg, &end, 10);
+            if (*end || f.heartbeat_s <= 0)
+                goto bad_usage;
+            break;
+        }
+        case 'e': f.encoding = optarg; break;
+        case 'C': f.config_file = optarg; break;
+        case 'l': f.log_level = optarg; break;
+        case 'x': check = true; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("constellation-agent %s\n", aip_version()); return 0;
+        default: goto bad_usage;
+        }
+    }
+    if (optind != argc)
+        goto bad_usage;
+
+    agent_settings st;
+    char why[400];
+    if (settings_load(&f, &st, why, sizeof why)) {
+        fprintf(stderr, "constellation-agent: configuration error: %s\n", why);
+        settings_free(&st);
+        return EXIT_CONFIG;
+    }
+    if (check) {
+        char *d = settings_describe(&st);
+        printf("%s\n", d ? d : "{}");
+        aip_free(d);
+        settings_free(&st);
+        return 0;
+    }
+
+    /* every thread started from here on inherits this mask */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    aip_agent *agent = NULL;
+    int rc = start_agent(&st, &agent);
+    if (rc) {
+        fprintf(stderr, "constellation-agent: cannot start: %s\n", aip_strerror(rc));
+        settings_free(&st);
+        return rc == AIP_E_CONFIG || rc == AIP_E_TLS ? EXIT_CONFIG : 1;
+    }
+    sd_notify_msg("READY=1\nSTATUS=connecting");
+
+    uint64_t wd_usec = 0;
+    const char *wd = getenv("WATCHDOG_USEC");
+    if (wd)
+        wd_usec = strtoull(wd, NULL, 10);
+    time_t last_wd = 0, last_stats = time(NULL);
+    int exit_code = 0;
+    for (;;) {
+        struct timespec tick = {1, 0};
+        siginfo_t si;
+        int sig = sigtimedwait(&set, &si, &tick);
+        time_t now = time(NULL);
+        if (wd_usec && (uint64_t)(now - last_wd) * 1000000u >= wd_usec / 2) {
+            sd_notify_msg("WATCHDOG=1");
+            last_wd = now;
+        }
+        if (now - last_stats >= STATS_EVERY_S) {
+            log_stats(agent);
+            last_stats = now;
+        }
+        if (sig < 0)
+            continue; /* the tick (EAGAIN) or EINTR */
+        if (sig == SIGTERM || sig == SIGINT) {
+            aip_log(AIP_LOG_INFO, LOG, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            sd_notify_msg("STOPPING=1");
+            break;
+        }
+        if (sig == SIGUSR1) {
+            log_stats(agent);
+            continue;
+        }
+        if (sig == SIGHUP) {
+            sd_notify_msg("RELOADING=1");
+            agent_settings next;
+            if (settings_load(&f, &next, why, sizeof why)) {
+                aip_log(AIP_LOG_ERROR, LOG, "SIGHUP: configuration error, keeping the old one: %s",
+                        why);
+                settings_free(&next);
+            } else {
+                char *a = settings_describe(&st), *b = settings_describe(&next);
+                bool same =
+                    a && b && strcmp(a, b) == 0 &&
+                    ((!st.token && !next.token) ||
+                     (st.token && next.token && strcmp(st.token, next.token) == 0)) &&
+                    ((!st.tags_json && !next.tags_json) ||
+                     (st.tags_json && next.tags_json && strcmp(st.tags_json, next.tags_json) == 0));
+                aip_free(a);
+                aip_free(b);
+                if (same) {
+                    aip_log(AIP_LOG_INFO, LOG, "SIGHUP: configuration unchanged");
+                    settings_free(&next);
+                } else {
+                    aip_log(AIP_LOG_INFO, LOG, "SIGHUP: configuration changed: reconnecting");
+                    aip_agent_destroy(agent, 1001, "reconfiguring");
+                    agent = NULL;
+                    settings_free(&st);
+                    st = next;
+                    if ((rc = start_agent(&st, &agent))) {
+                        aip_log(AIP_LOG_ERROR, LOG, "cannot restart: %s", aip_strerror(rc));
+                        exit_code = 1;
+                        break;
+                    }
+                }
+            }
+            sd_notify_msg("READY=1");
+        }
+    }
+    aip_agent_destroy(agent, 1001, "agent stopping");
+    settings_free(&st);
+    aip_log(AIP_LOG_INFO, LOG, "stopped");
+    return exit_code;
+
+bad_usage:
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,987 @@
+/* Unit tests: the executor — batch semantics exactly as PROTOCOL.md §3.4 says (early exit,
+ * unknown tools, invalid actions, timeouts), done() exactly once per accepted batch across
+ * workers and across destroy, backpressure, and the built-in tools: read_file's roots and
+ * symlink escapes, execute_command's allowlist, quoting, shell, timeouts, output caps,
+ * environment, and no leaked fds or zombies. */
+#include <aip/aip.h>
+#include <aip/executor.h>
+#include <aip/port.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SKIPPED "Skipped due to previous failure (early_exit=True)."
+
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
+
+typedef struct action {
+    const char *tool, *params, *call_id, *invalid;
+} action;
+
+static aip_msg make_cmd(const char *rid, const action *a, size_t n)
+{
+    aip_msg m;
+    aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_COMMAND, AIP_STATUS_CONTINUE);
+    aip_msg_set_str(&m.response_id, rid);
+    aip_msg_set_str(&m.session_id, "sess@1");
+    m.has_actions = true;
+    for (size_t i = 0; i < n; i++) {
+        aip_command *c = aip_msg_add_command(&m);
+        assert_non_null(c);
+        aip_msg_set_str(&c->tool_name, a[i].tool);
+        assert_int_equal(aip_msg_set_json(&c->parameters, a[i].params, AIP_JSON_OBJECT), 0);
+        aip_msg_set_str(&c->call_id, a[i].call_id);
+        aip_msg_set_str(&c->invalid, a[i].invalid);
+        c->tool_type = AIP_TOOL_ACTION;
+    }
+    return m;
+}
+
+/* Collects done() calls for one batch. */
+typedef struct sink {
+    aip_mutex m;
+    aip_cond c;
+    int calls;
+    aip_msg msg;
+} sink;
+
+static void sink_init(sink *s)
+{
+    memset(s, 0, sizeof *s);
+    aip_mutex_init(&s->m);
+    aip_cond_init(&s->c);
+}
+
+static void sink_free(sink *s)
+{
+    aip_msg_clear(&s->msg);
+    aip_cond_destroy(&s->c);
+    aip_mutex_destroy(&s->m);
+}
+
+static void sink_done(aip_msg *res, void *user)
+{
+    sink *s = user;
+    aip_mutex_lock(&s->m);
+    aip_msg_clear(&s->msg);
+    s->msg = *res;
+    memset(res, 0, sizeof *res);
+    s->calls++;
+    aip_cond_broadcast(&s->c);
+    aip_mutex_unlock(&s->m);
+}
+
+static int sink_wait(sink *s, int ms)
+{
+    uint64_t until = aip_now_ns(NULL) + (uint64_t)ms * 1000000u;
+    aip_mutex_lock(&s->m);
+    while (s->calls == 0 && aip_cond_wait_until(&s->c, &s->m, until) == 0)
+        ;
+    int n = s->calls;
+    aip_mutex_unlock(&s->m);
+    return n;
+}
+
+/* Submits and waits for the answer (moved into *out). */
+static void run(aip_executor *e, const action *a, size_t n, aip_msg *out)
+{
+    sink s;
+    sink_init(&s);
+    aip_msg cmd = make_cmd("resp-1", a, n);
+    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, &s), 0);
+    assert_null(cmd.response_id); /* taken */
+    assert_int_equal(sink_wait(&s, 20000), 1);
+    *out = s.msg;
+    memset(&s.msg, 0, sizeof s.msg);
+    sink_free(&s);
+    char why[200] = "";
+    assert_int_equal(aip_msg_validate(out, why, sizeof why), 0);
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    assert_int_equal(aip_json_encode(out, &b), 0); /* always encodable */
+    aip_buf_free(&b);
+}
+
+static cJSON *parse(const char *text)
+{
+    assert_non_null(text);
+    cJSON *j = cJSON_Parse(text);
+    assert_non_null(j);
+    return j;
+}
+
+static bool has(const char *hay, const char *needle)
+{
+    return hay && strstr(hay, needle);
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+}
+
+static uint64_t ms_since(uint64_t t0)
+{
+    return (aip_now_ns(NULL) - t0) / 1000000u;
+}
+
+/* ---- custom tools ------------------------------------------------------------------------------
+ */
+
+static int tool_info(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    (void)user;
+    (void)error;
+    *result = aip_strdup("{\"os\": \"linux\", \"cpu_count\": 4, \"memory_total_gb\": 32.0}");
+    return 0;
+}
+
+static int tool_fail_silent(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    (void)user;
+    (void)result;
+    (void)error;
+    return 1;
+}
+
+static int tool_bad_json(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    (void)user;
+    (void)error;
+    *result = aip_strdup("{\"a\": 1,}");
+    return 0;
+}
+
+static int tool_fail_with_result(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    (void)user;
+    *result = aip_strdup("{\"code\": 7}");
+    *error = aip_strdup("it broke");
+    return -1;
+}
+
+static int tool_slow(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    (void)user;
+    (void)error;
+    sleep_ms(250); /* ignores its deadline on purpose */
+    *result = aip_strdup("1");
+    return 0;
+}
+
+static int tool_big_text(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    (void)user;
+    (void)error;
+    char *s = aip_malloc(5003);
+    s[0] = '"';
+    for (int i = 1; i <= 5000; i++)
+        s[i] = (char)('a' + i % 26);
+    s[5001] = '"';
+    s[5002] = 0;
+    *result = s;
+    return 0;
+}
+
+typedef struct gate {
+    aip_mutex m;
+    aip_cond c;
+    bool started, open;
+} gate;
+
+static int tool_gate(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    (void)result;
+    (void)error;
+    gate *g = user;
+    aip_mutex_lock(&g->m);
+    g->started = true;
+    aip_cond_broadcast(&g->c);
+    while (!g->open)
+        aip_cond_wait(&g->c, &g->m);
+    aip_mutex_unlock(&g->m);
+    return 0;
+}
+
+static void gate_wait_started(gate *g)
+{
+    aip_mutex_lock(&g->m);
+    while (!g->started)
+        aip_cond_wait(&g->c, &g->m);
+    aip_mutex_unlock(&g->m);
+}
+
+static void gate_open(gate *g)
+{
+    aip_mutex_lock(&g->m);
+    g->open = true;
+    aip_cond_broadcast(&g->c);
+    aip_mutex_unlock(&g->m);
+}
+
+static aip_executor *make(const aip_executor_config *cfg)
+{
+    aip_executor *e = NULL;
+    assert_int_equal(aip_executor_create(cfg, &e), 0);
+    assert_int_equal(aip_executor_register_builtins(e), 0);
+    return e;
+}
+
+/* ---- batch semantics ---------------------------------------------------------------------------
+ */
+
+static void test_acceptance_batch(void **state)
+{
+    (void)state;
+    aip_executor *e = make(NULL);
+    aip_tool_def d = {"get_device_info", AIP_TOOL_DATA_COLLECTION, tool_info, NULL, "info"};
+    assert_int_equal(aip_executor_register(e, &d), 0);
+    assert_int_equal(aip_executor_register(e, &d), AIP_E_DUPLICATE);
+
+    const action a[] = {
+        {"get_device_info", NULL, "c1", NULL},
+        {"echo", "{\"text\": \"hi \\u00e9\"}", "c2", NULL},
+        {"no_such_tool", "{}", "c3", NULL},
+        {"echo", "{\"text\": \"never\"}", "c4", NULL},
+    };
+    aip_msg r;
+    run(e, a, 4, &r);
+    assert_int_equal(r.envelope, AIP_ENVELOPE_CLIENT);
+    assert_int_equal(r.type, AIP_MSG_COMMAND_RESULTS);
+    assert_int_equal(r.status, AIP_STATUS_CONTINUE);
+    assert_string_equal(r.prev_response_id, "resp-1");
+    assert_string_equal(r.session_id, "sess@1");
+    assert_int_equal(r.n_action_results, 4);
+    const aip_result *x = r.action_results;
+    assert_int_equal(x[0].status, AIP_RESULT_SUCCESS);
+    assert_string_equal(x[0].call_id, "c1");
+    assert_string_equal(x[0].result,
+                        "{\"os\": \"linux\", \"cpu_count\": 4, \"memory_total_gb\": 32.0}");
+    assert_int_equal(x[1].status, AIP_RESULT_SUCCESS);
+    assert_string_equal(x[1].call_id, "c2");
+    assert_string_equal(x[1].result, "\"hi \xc3\xa9\"");
+    assert_int_equal(x[2].status, AIP_RESULT_FAILURE);
+    assert_string_equal(x[2].call_id, "c3");
+    assert_true(has(x[2].error, "no_such_tool"));
+    assert_int_equal(x[3].status, AIP_RESULT_SKIPPED);
+    assert_string_equal(x[3].call_id, "c4");
+    assert_string_equal(x[3].error, SKIPPED);
+    assert_null(x[3].result);
+    aip_msg_clear(&r);
+
+    /* an empty batch is still answered, with an empty list */
+    run(e, NULL, 0, &r);
+    assert_true(r.has_action_results);
+    assert_int_equal(r.n_action_results, 0);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+}
+
+static void test_failures_named(void **state)
+{
+    (void)state;
+    aip_executor *e = make(NULL);
+    const aip_tool_def defs[] = {
+        {"silent", AIP_TOOL_ACTION, tool_fail_silent, NULL, NULL},
+        {"bad_json", AIP_TOOL_ACTION, tool_bad_json, NULL, NULL},
+        {"fail_res", AIP_TOOL_ACTION, tool_fail_with_result, NULL, NULL},
+        {"big", AIP_TOOL_ACTION, tool_big_text, NULL, NULL},
+    };
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(aip_executor_register(e, &defs[i]), 0);
+
+    aip_msg r;
+    const action inv[] = {
+        {"echo", NULL, "c1", "missing required field \"tool_type\""},
+        {"echo", NULL, "c2", NULL},
+    };
+    run(e, inv, 2, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_string_equal(r.action_results[0].error, "missing required field \"tool_type\"");
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    aip_msg_clear(&r);
+
+    const action silent[] = {{"silent", NULL, "c1", NULL}};
+    run(e, silent, 1, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_string_equal(r.action_results[0].error, "tool 'silent' failed without giving a reason");
+    aip_msg_clear(&r);
+
+    const action bad[] = {{"bad_json", NULL, "c1", NULL}, {"echo", NULL, "c2", NULL}};
+    run(e, bad, 2, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(r.action_results[0].error, "tool returned invalid JSON"));
+    assert_null(r.action_results[0].result);
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    aip_msg_clear(&r);
+
+    const action fr[] = {{"fail_res", NULL, "c1", NULL}};
+    run(e, fr, 1, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_string_equal(r.action_results[0].error, "it broke");
+    assert_string_equal(r.action_results[0].result, "{\"code\": 7}");
+    aip_msg_clear(&r);
+
+    /* echo without text is null; a non-string text is a failure */
+    const action ec[] = {{"echo", "{}", "c1", NULL}, {"echo", "{\"text\": 5}", "c2", NULL}};
+    run(e, ec, 2, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    assert_null(r.action_results[0].result);
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_FAILURE);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+
+    /* text over max_output keeps its tail */
+    aip_executor_config cfg = {.max_output = 100};
+    e = make(&cfg);
+    assert_int_equal(aip_executor_register(e, &defs[3]), 0);
+    const action big[] = {{"big", NULL, "c1", NULL}};
+    run(e, big, 1, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    const char *t = r.action_results[0].result;
+    assert_int_equal(strlen(t), 102);
+    char want[101];
+    for (int i = 0; i < 100; i++)
+        want[i] = (char)('a' + (4901 + i) % 26);
+    want[100] = 0;
+    assert_memory_equal(t + 1, want, 100);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+}
+
+static void test_timeouts(void **state)
+{
+    (void)state;
+    aip_executor_config cfg = {.default_timeout_ms = 100};
+    aip_executor *e = make(&cfg);
+    aip_tool_def d = {"slow", AIP_TOOL_ACTION, tool_slow, NULL, NULL};
+    assert_int_equal(aip_executor_register(e, &d), 0);
+    aip_msg r;
+    const action a[] = {{"slow", NULL, "c1", NULL}, {"echo", NULL, "c2", NULL}};
+    run(e, a, 2, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_string_equal(r.action_results[0].error, "timed out after 100 ms");
+    assert_null(r.action_results[0].result); /* discarded */
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    aip_msg_clear(&r);
+
+    /* sleep honours the deadline: it sleeps until it, not 5 s */
+    uint64_t t0 = aip_now_ns(NULL);
+    const action s[] = {{"sleep", "{\"seconds\": 5}", "c1", NULL}};
+    run(e, s, 1, &r);
+    uint64_t took = ms_since(t0);
+    assert_true(took >= 90 && took < 2000);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(r.action_results[0].error, "timed out"));
+    aip_msg_clear(&r);
+
+    const action ok[] = {{"sleep", "{\"seconds\": 0.01}", "c1", NULL},
+                         {"sleep", "{\"seconds\": \"x\"}", "c2", NULL}};
+    run(e, ok, 2, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_FAILURE);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+}
+
+static void test_destroy_cancels_and_answers_all(void **state)
+{
+    (void)state;
+    aip_executor_config cfg = {.workers = 1};
+    aip_executor *e = make(&cfg);
+    gate g = {0};
+    aip_mutex_init(&g.m);
+    aip_cond_init(&g.c);
+    g.open = true; /* just reports that it started */
+    aip_tool_def d = {"mark", AIP_TOOL_ACTION, tool_gate, &g, NULL};
+    assert_int_equal(aip_executor_register(e, &d), 0);
+
+    sink s[3];
+    for (int i = 0; i < 3; i++)
+        sink_init(&s[i]);
+    const action a[] = {{"mark", NULL, "c1", NULL},
+                        {"sleep", "{\"seconds\": 30}", "c2", NULL},
+                        {"echo", NULL, "c3", NULL}};
+    aip_msg cmd = make_cmd("r0", a, 3);
+    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, &s[0]), 0);
+    for (int i = 1; i < 3; i++) { /* queued behind the sleeper on the single worker */
+        cmd = make_cmd("rq", a + 2, 1);
+        assert_int_equal(aip_executor_submit(e, &cmd, sink_done, &s[i]), 0);
+    }
+    gate_wait_started(&g);
+    sleep_ms(100); /* let it reach the sleep (if not, it is refused: also a failure) */
+    uint64_t t0 = aip_now_ns(NULL);
+    aip_executor_destroy(e);
+    assert_true(ms_since(t0) < 1000);
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s[i].calls, 1); /* exactly once, also for the queued ones */
+    const aip_result *x = s[0].msg.action_results;
+    assert_int_equal(x[0].status, AIP_RESULT_SUCCESS);
+    assert_int_equal(x[1].status, AIP_RESULT_FAILURE);
+    assert_true(has(x[1].error, "cancelled") || has(x[1].error, "shutting down"));
+    assert_int_equal(x[2].status, AIP_RESULT_SKIPPED);
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(s[i].msg.action_results[0].status, AIP_RESULT_FAILURE);
+        assert_true(has(s[i].msg.action_results[0].error, "shutting down"));
+    }
+    for (int i = 0; i < 3; i++)
+        sink_free(&s[i]);
+    aip_cond_destroy(&g.c);
+    aip_mutex_destroy(&g.m);
+}
+
+/* ---- concurrency -------------------------------------------------------------------------------
+ */
+
+#define N_SUBMITTERS 6
+#define N_PER        60
+
+typedef struct slot {
+    _Atomic int calls;
+    _Atomic int good;
+    char want[32];
+} slot;
+
+typedef struct many {
+    aip_executor *e;
+    slot slots[N_SUBMITTERS * N_PER];
+    aip_mutex m;
+    aip_cond c;
+    int total;
+    int base;
+} many;
+
+typedef struct many_ref {
+    many *m;
+    int index;
+} many_ref;
+
+static many_ref g_refs[N_SUBMITTERS * N_PER];
+
+static void many_done(aip_msg *res, void *user)
+{
+    many_ref *ref = user;
+    slot *s = &ref->m->slots[ref->index];
+    char want[40];
+    snprintf(want, sizeof want, "\"%s\"", s->want);
+    bool ok = res->n_action_results == 2 && res->action_results[0].result &&
+              strcmp(res->action_results[0].result, want) == 0 &&
+              res->action_results[1].status == AIP_RESULT_SUCCESS;
+    atomic_fetch_add(&s->good, ok);
+    atomic_fetch_add(&s->calls, 1);
+    aip_msg_clear(res);
+    aip_mutex_lock(&ref->m->m);
+    ref->m->total++;
+    aip_cond_broadcast(&ref->m->c);
+    aip_mutex_unlock(&ref->m->m);
+}
+
+static void *submitter(void *arg)
+{
+    many_ref *first = arg;
+    many *m = first->m;
+    for (int k = 0; k < N_PER; k++) {
+        int i = first->index + k;
+        char params[64];
+        snprintf(params, sizeof params, "{\"text\": \"%s\"}", m->slots[i].want);
+        const action a[] = {{"echo", params, "c1", NULL},
+                            {"sleep", "{\"seconds\": 0}", "c2", NULL}};
+        aip_msg cmd = make_cmd("r", a, 2);
+        int rc;
+        while ((rc = aip_executor_submit(m->e, &cmd, many_done, &g_refs[i])) == AIP_E_FULL) {
+            cmd = make_cmd("r", a, 2); /* a refused command is freed: build it again */
+            sleep_ms(1);
+        }
+        if (rc)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_many_batches_many_workers(void **state)
+{
+    (void)state;
+    aip_executor_config cfg = {.workers = 4, .max_queued = 16};
+    many *m = calloc(1, sizeof *m);
+    m->e = make(&cfg);
+    aip_mutex_init(&m->m);
+    aip_cond_init(&m->c);
+    const int n = N_SUBMITTERS * N_PER;
+    for (int i = 0; i < n; i++) {
+        snprintf(m->slots[i].want, sizeof m->slots[i].want, "batch-%d", i);
+        g_refs[i] = (many_ref){m, i};
+    }
+    aip_thread th[N_SUBMITTERS];
+    for (int t = 0; t < N_SUBMITTERS; t++)
+        assert_int_equal(aip_thread_start(&th[t], "submit", submitter, &g_refs[t * N_PER]), 0);
+    for (int t = 0; t < N_SUBMITTERS; t++) {
+        void *rv = NULL;
+        pthread_join(th[t].t, &rv);
+        assert_null(rv);
+    }
+    uint64_t until = aip_now_ns(NULL) + 60000000000ull;
+    aip_mutex_lock(&m->m);
+    while (m->total < n && aip_cond_wait_until(&m->c, &m->m, until) == 0)
+        ;
+    aip_mutex_unlock(&m->m);
+    aip_executor_destroy(m->e);
+    assert_int_equal(m->total, n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(atomic_load(&m->slots[i].calls), 1);
+        assert_int_equal(atomic_load(&m->slots[i].good), 1);
+    }
+    aip_cond_destroy(&m->c);
+    aip_mutex_destroy(&m->m);
+    free(m);
+}
+
+static void test_queue_full_and_invalid(void **state)
+{
+    (void)state;
+    aip_executor_config cfg = {.workers = 1, .max_queued = 2};
+    aip_executor *e = make(&cfg);
+    gate g = {0};
+    aip_mutex_init(&g.m);
+    aip_cond_init(&g.c);
+    aip_tool_def d = {"block", AIP_TOOL_ACTION, tool_gate, &g, NULL};
+    assert_int_equal(aip_executor_register(e, &d), 0);
+    sink s[3];
+    for (int i = 0; i < 3; i++)
+        sink_init(&s[i]);
+    const action blk[] = {{"block", NULL, "c1", NULL}};
+    const action ec[] = {{"echo", NULL, "c1", NULL}};
+    aip_msg cmd = make_cmd("r0", blk, 1);
+    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, &s[0]), 0);
+    gate_wait_started(&g); /* the worker is busy; the queue is empty */
+    for (int i = 1; i < 3; i++) {
+        cmd = make_cmd("rq", ec, 1);
+        assert_int_equal(aip_executor_submit(e, &cmd, sink_done, &s[i]), 0);
+    }
+    cmd = make_cmd("rfull", ec, 1);
+    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_FULL);
+    assert_null(cmd.response_id); /* freed, zeroed */
+    assert_int_equal(cmd.n_actions, 0);
+
+    /* not a command, or nothing to answer to: refused, freed */
+    cmd = make_cmd("rx", ec, 1);
+    cmd.type = AIP_MSG_TASK;
+    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_INVAL);
+    assert_null(cmd.session_id);
+    cmd = make_cmd("rx", ec, 1);
+    aip_msg_set_str(&cmd.response_id, NULL);
+    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_INVAL);
+    cmd = make_cmd("rx", ec, 1);
+    assert_int_equal(aip_executor_submit(e, &cmd, NULL, NULL), AIP_E_INVAL);
+
+    gate_open(&g);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sink_wait(&s[i], 20000), 1);
+        assert_int_equal(s[i].msg.action_results[0].status, AIP_RESULT_SUCCESS);
+    }
+    aip_executor_destroy(e);
+    for (int i = 0; i < 3; i++)
+        sink_free(&s[i]);
+    aip_cond_destroy(&g.c);
+    aip_mutex_destroy(&g.m);
+}
+
+static void test_features_and_list_tools(void **state)
+{
+    (void)state;
+    aip_executor *e = make(NULL);
+    char *f = aip_executor_features_json(e);
+    assert_string_equal(f, "[\"echo\",\"sleep\",\"list_tools\",\"read_file\"]");
+    aip_free(f);
+    aip_msg r;
+    const action a[] = {{"list_tools", NULL, "c1", NULL}};
+    run(e, a, 1, &r);
+    cJSON *j = parse(r.action_results[0].result);
+    assert_int_equal(cJSON_GetArraySize(j), 4);
+    cJSON *t0 = cJSON_GetArrayItem(j, 0);
+    assert_string_equal(cJSON_GetObjectItem(t0, "name")->valuestring, "echo");
+    assert_string_equal(cJSON_GetObjectItem(t0, "tool_type")->valuestring, "data_collection");
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(t0, "description")));
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+
+    aip_executor_config cfg = {.exec_enabled = true};
+    e = make(&cfg);
+    f = aip_executor_features_json(e);
+    assert_true(has(f, "\"execute_command\""));
+    aip_free(f);
+    aip_executor_destroy(e);
+}
+
+/* ---- read_file ---------------------------------------------------------------------------------
+ */
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(data, 1, n, fp), n);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void test_read_file(void **state)
+{
+    (void)state;
+    char base[] = "/tmp/aip-exec-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    char root[300], outside[300], p[400];
+    snprintf(root, sizeof root, "%s/root", base);
+    snprintf(outside, sizeof outside, "%s/secret.txt", base);
+    assert_int_equal(mkdir(root, 0700), 0);
+    write_file(outside, "secret\n", 7);
+    snprintf(p, sizeof p, "%s/a.txt", root);
+    write_file(p, "hello \"world\"\n", 14);
+    snprintf(p, sizeof p, "%s/bin.dat", root);
+    write_file(p, "\x00\x01\xff", 3);
+    snprintf(p, sizeof p, "%s/long.txt", root);
+    write_file(p, "0123456789abcdef", 16);
+    snprintf(p, sizeof p, "%s/escape", root);
+    assert_int_equal(symlink(outside, p), 0);
+    snprintf(p, sizeof p, "%s/sub", root);
+    assert_int_equal(symlink(base, p), 0); /* a directory symlink that leaves the root */
+
+    const char *roots[] = {root};
+    aip_executor_config cfg = {.read_roots = roots, .n_read_roots = 1, .read_max_bytes = 10};
+    aip_executor *e = make(&cfg);
+    char pa[600], pb[600], pc[600], pd[600], pe[600], pf[600];
+    snprintf(pa, sizeof pa, "{\"path\": \"%s/a.txt\"}", root);
+    snprintf(pb, sizeof pb, "{\"path\": \"%s\"}", outside);
+    snprintf(pc, sizeof pc, "{\"path\": \"%s/escape\"}", root);
+    snprintf(pd, sizeof pd, "{\"path\": \"%s/sub/secret.txt\"}", root);
+    snprintf(pe, sizeof pe, "{\"path\": \"%s/../secret.txt\"}", root);
+    snprintf(pf, sizeof pf, "{\"path\": \"%s/bin.dat\"}", root);
+    const action a[] = {
+        {"read_file", pa, "c1", NULL}, {"read_file", "{\"path\": \"long.txt\"}", "c2", NULL},
+        {"read_file", pb, "c3", NULL}, {"read_file", pc, "c4", NULL},
+        {"read_file", pd, "c5", NULL}, {"read_file", pe, "c6", NULL},
+        {"read_file", pf, "c7", NULL}, {"read_file", "{\"path\": \"nope\"}", "c8", NULL},
+    };
+    aip_msg r;
+    run(e, a, 1, &r);
+    cJSON *j = parse(r.action_results[0].result);
+    assert_string_equal(cJSON_GetObjectItem(j, "content")->valuestring, "hello \"wor");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "truncated")));
+    assert_int_equal(cJSON_GetObjectItem(j, "size")->valuedouble, 14);
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    run(e, a + 1, 1, &r); /* relative to the first root */
+    j = parse(r.action_results[0].result);
+    assert_string_equal(cJSON_GetObjectItem(j, "content")->valuestring, "0123456789");
+    assert_int_equal(cJSON_GetObjectItem(j, "size")->valuedouble, 16);
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    for (size_t i = 2; i < 6; i++) { /* outside, symlink file, symlink dir, dot-dot */
+        run(e, a + i, 1, &r);
+        assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+        assert_true(has(r.action_results[0].error, "outside the allowed read roots"));
+        assert_null(r.action_results[0].result);
+        aip_msg_clear(&r);
+    }
+    run(e, a + 6, 1, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(r.action_results[0].error, "binary file"));
+    aip_msg_clear(&r);
+    run(e, a + 7, 1, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+
+    /* no roots: refuses everything; a missing root is a configuration error */
+    e = make(NULL);
+    run(e, a, 1, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(r.action_results[0].error, "no read roots"));
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+    const char *bad[] = {"/nonexistent/aip-root"};
+    aip_executor_config bc = {.read_roots = bad, .n_read_roots = 1};
+    assert_int_equal(aip_executor_create(&bc, &e), AIP_E_CONFIG);
+
+    static const char *const made[] = {"a.txt", "bin.dat", "long.txt", "escape", "sub"};
+    for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, made[i]);
+        assert_int_equal(unlink(p), 0);
+    }
+    assert_int_equal(rmdir(root), 0);
+    assert_int_equal(unlink(outside), 0);
+    assert_int_equal(rmdir(base), 0);
+}
+
+/* ---- execute_command ---------------------------------------------------------------------------
+ */
+
+static void exec_one(aip_executor *e, const char *command, aip_msg *r)
+{
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    aip_buf_puts(&b, "{\"command\": ");
+    aip_json_put_string(&b, command, strlen(command));
+    aip_buf_puts(&b, "}");
+    aip_buf_nul(&b);
+    const action a[] = {{"execute_command", (const char *)b.data, "c1", NULL},
+                        {"echo", NULL, "c2", NULL}};
+    run(e, a, 2, r);
+    aip_buf_free(&b);
+}
+
+static int exit_code_of(const aip_msg *r)
+{
+    cJSON *j = parse(r->action_results[0].result);
+    int code = cJSON_GetObjectItem(j, "exit_code")->valueint;
+    cJSON_Delete(j);
+    return code;
+}
+
+static void test_exec_refusals(void **state)
+{
+    (void)state;
+    aip_msg r;
+    aip_executor *e = make(NULL); /* not enabled: the tool does not exist */
+    exec_one(e, "/bin/echo hi", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(r.action_results[0].error, "unknown tool 'execute_command'"));
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+
+    const char *allow[] = {"echo"};
+    aip_executor_config cfg = {.exec_enabled = true, .exec_allow = allow, .n_exec_allow = 1};
+    e = make(&cfg);
+    static const struct {
+        const char *cmd, *why;
+    } cases[] = {
+        {"/bin/ls /", "not on the allowlist"},
+        {"ls", "not on the allowlist"},
+        {"/tmp/echo hi", "not on the allowlist"}, /* same basename, not on PATH */
+        {"echo hi; rm -rf /tmp/x", "';' is shell syntax"},
+        {"echo hi | cat", "'|' is shell syntax"},
+        {"echo $HOME", "'$' is shell syntax"},
+        {"echo `id`", "'`' is shell syntax"},
+        {"echo hi > /tmp/x", "'>' is shell syntax"},
+        {"echo \"$HOME\"", "shell expansion"},
+        {"echo 'unterminated", "unterminated"},
+        {"   ", "empty command"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        exec_one(e, cases[i].cmd, &r);
+        assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+        if (!has(r.action_results[0].error, cases[i].why))
+            fail_msg("%s: got '%s'", cases[i].cmd, r.action_results[0].error);
+        assert_null(r.action_results[0].result);
+        aip_msg_clear(&r);
+    }
+    /* quoted metacharacters are plain text */
+    exec_one(e, "echo 'a;b|c' \"$\"x\\$ d\\ e", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE); /* "$" inside "" */
+    aip_msg_clear(&r);
+    exec_one(e, "echo 'a;b|c $x' \"q\\\"uote\" d\\ e", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    cJSON *j = parse(r.action_results[0].result);
+    assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring, "a;b|c $x q\"uote d e\n");
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+}
+
+static void test_exec_runs(void **state)
+{
+    (void)state;
+    int fds0 = count_fds();
+    const char *allow[] = {"echo", "env", "seq", "printf", "/bin/sleep", "sleep", "yes"};
+    aip_executor_config cfg = {.exec_enabled = true,
+                               .exec_allow = allow,
+                               .n_exec_allow = 7,
+                               .exec_timeout_ms = 300,
+                               .max_output = 1000};
+    aip_executor *e = make(&cfg);
+    aip_msg r;
+
+    exec_one(e, "/bin/echo hi", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_SUCCESS);
+    cJSON *j = parse(r.action_results[0].result);
+    assert_int_equal(cJSON_GetObjectItem(j, "exit_code")->valueint, 0);
+    assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring, "hi\n");
+    assert_string_equal(cJSON_GetObjectItem(j, "stderr")->valuestring, "");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "truncated")));
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+
+    /* only PATH and LANG reach the child */
+    exec_one(e, "env", &r);
+    j = parse(r.action_results[0].result);
+    assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring,
+                        "PATH=/usr/local/bin:/usr/bin:/bin\nLANG=C.UTF-8\n");
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+
+    /* over the cap: the tail is kept */
+    exec_one(e, "seq 1 5000", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    j = parse(r.action_results[0].result);
+    const char *out = cJSON_GetObjectItem(j, "stdout")->valuestring;
+    assert_int_equal(strlen(out), 1000);
+    size_t ol = strlen(out);
+    assert_string_equal(out + ol - 10, "4999\n5000\n");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "truncated")));
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+
+    /* bytes that are not UTF-8 become U+FFFD */
+    exec_one(e, "printf 'x\\377y\\0z'", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    j = parse(r.action_results[0].result);
+    assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring,
+                        "x\xef\xbf\xbdy\xef\xbf\xbdz");
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+
+    /* a non-zero exit is a failure that carries its result */
+    exec_one(e, "sleep --no-such-option", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(exit_code_of(&r) > 0);
+    assert_true(has(r.action_results[0].error, "exit code"));
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    aip_msg_clear(&r);
+
+    /* killed at the timeout: SIGTERM to the group, answered promptly */
+    uint64_t t0 = aip_now_ns(NULL);
+    exec_one(e, "sleep 30", &r);
+    uint64_t took = ms_since(t0);
+    assert_true(took >= 290 && took < 2500);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    int code = exit_code_of(&r);
+    assert_true(code == -15 || code == -9);
+    assert_true(has(r.action_results[0].error, "timed out after 300 ms"));
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    aip_msg_clear(&r);
+
+    /* a child that never stops writing is still killed on time, its tail kept */
+    t0 = aip_now_ns(NULL);
+    exec_one(e, "yes", &r);
+    assert_true(ms_since(t0) < 2500);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    j = parse(r.action_results[0].result);
+    assert_int_equal(strlen(cJSON_GetObjectItem(j, "stdout")->valuestring), 1000);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "truncated")));
+    code = cJSON_GetObjectItem(j, "exit_code")->valueint;
+    assert_true(code == -15 || code == -9 || code == -13);
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+
+    /* shell mode: /bin/sh -c, the first word checked */
+    const char *allow_sh[] = {"exit", "/bin/sh", "echo"};
+    aip_executor_config sc = {
+        .exec_enabled = true, .exec_allow = allow_sh, .n_exec_allow = 3, .exec_shell = true};
+    e = make(&sc);
+    exec_one(e, "exit 3", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_int_equal(exit_code_of(&r), 3);
+    aip_msg_clear(&r);
+    exec_one(e, "/bin/sh -c 'exit 3'", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_int_equal(exit_code_of(&r), 3);
+    assert_true(has(r.action_results[0].error, "exit code 3"));
+    aip_msg_clear(&r);
+    exec_one(e, "echo a | tr a b", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    j = parse(r.action_results[0].result);
+    assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring, "b\n");
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    exec_one(e, "cat /etc/hostname", &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(r.action_results[0].error, "not on the allowlist"));
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+
+    /* no fd leaked, no child left unreaped */
+    assert_int_equal(count_fds(), fds0);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
+static void test_exec_killed_by_destroy(void **state)
+{
+    (void)state;
+    const char *allow[] = {"sleep"};
+    aip_executor_config cfg = {.exec_enabled = true, .exec_allow = allow, .n_exec_allow = 1};
+    aip_executor *e = make(&cfg);
+    sink s;
+    sink_init(&s);
+    const action a[] = {{"execute_command", "{\"command\": \"sleep 30\"}", "c1", NULL}};
+    aip_msg cmd = make_cmd("r", a, 1);
+    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, &s), 0);
+    sleep_ms(200);
+    uint64_t t0 = aip_now_ns(NULL);
+    aip_executor_destroy(e);
+    assert_true(ms_since(t0) < 2500);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.msg.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(s.msg.action_results[0].error, "cancelled") ||
+                has(s.msg.action_results[0].error, "shutting down"));
+    sink_free(&s);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_acceptance_batch),
+        cmocka_unit_test(test_failures_named),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_destroy_cancels_and_answers_all),
+        cmocka_unit_test(test_many_batches_many_workers),
+        cmocka_unit_test(test_queue_full_and_invalid),
+        cmocka_unit_test(test_features_and_list_tools),
+        cmocka_unit_test(test_read_file),
+        cmocka_unit_test(test_exec_refusals),
+        cmocka_unit_test(test_exec_runs),
+        cmocka_unit_test(test_exec_killed_by_destroy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The demo: aip-test-server and a constellation-agent on 127.0.0.1, then a tour with aipctl.
+#
+# usage: tools/demo.sh [--once]
+#
+# Installs what it needs (tools/install-deps.sh), builds, starts the test server and one device
+# agent, and runs the tour: list the devices, the device's system info, a task running a batch
+# of tools, and a batch that fails half-way (the rest is skipped). On a terminal it then keeps
+# both running and prints what to try next until Ctrl-C; with --once, or when stdin is not a
+# terminal, it exits after the tour: 0 only if every step worked.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+once=0
+case "${1:-}" in
+--once) once=1 ;;
+"") ;;
+-h | --help)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+*)
+    echo "usage: tools/demo.sh [--once]" >&2
+    exit 2
+    ;;
+esac
+[[ -t 0 ]] || once=1
+
+bold() { if [[ -t 1 ]]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
+
+bold "==> dependencies"
+tools/install-deps.sh >/dev/null
+bold "==> build"
+mkdir -p build-logs
+if ! { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >build-logs/demo-configure.log &&
+    cmake --build build -j"$(nproc)" --target aip-test-server constellation-agent aipctl \
+        >build-logs/demo-build.log; }; then
+    echo "build failed: see build-logs/demo-configure.log and build-logs/demo-build.log" >&2
+    exit 1
+fi
+bin="$root/build/tools"
+agent_bin="$root/build/main/constellation-agent"
+
+work=$(mktemp -d /tmp/aip-demo.XXXXXX)
+server_pid=""
+agent_pid=""
+cleanup() {
+    [[ -n "$agent_pid" ]] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
+    [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'echo; bold "stopping"; exit 0' INT TERM
+
+bold "==> aip-test-server on 127.0.0.1"
+"$bin/aip-test-server" --port 0 >"$work/server.out" 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 100); do
+    grep -q "listening on" "$work/server.out" 2>/dev/null && break
+    sleep 0.05
+done
+port=$(sed -n 's/^listening on 127.0.0.1://p' "$work/server.out")
+[[ -n "$port" ]] || { echo "the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+url="ws://127.0.0.1:$port/ws"
+echo "listening on $url"
+
+bold "==> constellation-agent (device id demo-device)"
+mkdir -p "$work/files"
+echo "hello from a file the agent may read" >"$work/files/greeting.txt"
+cat >"$work/agent.json" <<EOF
+{
+  "server": "$url",
+  "client_id": "demo-device",
+  "heartbeat": 5,
+  "tags": {"site": "demo", "role": "example"},
+  "tools": {
+    "read_file": {"roots": ["$work/files"]},
+    "execute_command": {"enabled": false}
+  }
+}
+EOF
+"$agent_bin" --config "$work/agent.json" 2>"$work/agent.log" &
+agent_pid=$!
+for _ in $(seq 100); do
+    "$bin/aipctl" --server "$url" devices 2>/dev/null | grep -q '"demo-device"' && break
+    sleep 0.1
+done
+
+failures=0
+# step TITLE ARGS...: runs aipctl; prints its output unless QUIET=1 (tasks are summarized).
+step() {
+    local title="$1"
+    shift
+    echo
+    bold "--- $title"
+    echo "\$ aipctl $*" | sed "s#$url#\$URL#g"
+    if "$bin/aipctl" --server "$url" "$@" >"$work/step.out" 2>&1; then
+        [[ "${QUIET:-0}" == 1 ]] || cat "$work/step.out"
+    else
+        cat "$work/step.out"
+        echo "(step failed)"
+        failures=$((failures + 1))
+    fi
+}
+
+# Prints a task's Results one line each: "1. echo: success -> ...".
+summarize() {
+    /usr/bin/python3 - "$1" "$work/step.out" <<'EOF'
+import json, sys
+want = sys.argv[1]
+try:
+    out = json.load(open(sys.argv[2]))
+except Exception as e:
+    print("  (no task result to summarize: %s)" % e); sys.exit(1)
+n = 0
+for batch in out.get("result") or []:
+    for r in batch.get("result") or []:
+        n += 1
+        detail = r.get("error") or json.dumps(r.get("result"))[:70]
+        print("  %d. %-8s %s" % (n, r["status"], detail))
+print("  task: %s" % out["status"])
+sys.exit(0 if out["status"] == want else 1)
+EOF
+}
+
+echo
+bold "=== the tour"
+step "1. the connected devices (GET /api/clients)" devices
+step "2. the device's system info (device_info_request)" info demo-device
+QUIET=1 step "3. a task: a batch of three tools run by the agent" task demo-device \
+    '{"actions":[{"tool_name":"get_device_info","tool_type":"data_collection"},{"tool_name":"echo","parameters":{"text":"hello from the demo"}},{"tool_name":"read_file","parameters":{"path":"'"$work"'/files/greeting.txt"}}]}'
+summarize completed || failures=$((failures + 1))
+echo
+bold "--- 4. a batch that fails half-way: the rest is skipped, the task fails"
+echo "\$ aipctl task demo-device '{\"actions\":[echo, no_such_tool, echo]}'"
+if "$bin/aipctl" --server "$url" task demo-device \
+    '{"actions":[{"tool_name":"echo","parameters":{"text":"first"}},{"tool_name":"no_such_tool"},{"tool_name":"echo","parameters":{"text":"never runs"}}]}' \
+    >"$work/step.out" 2>&1; then
+    echo "(expected the task to fail)"
+    failures=$((failures + 1))
+else
+    summarize failed || failures=$((failures + 1))
+fi
+
+echo
+if ((failures)); then
+    bold "the tour had $failures failing step(s); logs: server and agent below"
+    tail -20 "$work/server.log" "$work/agent.log"
+    exit 1
+fi
+bold "the tour worked: every step as expected"
+if ((once)); then
+    exit 0
+fi
+echo
+bold "Both are still running. Try, in another terminal:"
+cat <<EOF
+  URL=$url
+  build/tools/aipctl --server \$URL devices
+  build/tools/aipctl --server \$URL info demo-device
+  build/tools/aipctl --server \$URL task demo-device '{"actions":[{"tool_name":"list_tools"}]}'
+  build/tools/aipctl --server \$URL task demo-device '{"actions":[{"tool_name":"sleep","parameters":{"seconds":2}}]}'
+  curl -s http://127.0.0.1:$port/api/clients/details
+  kill -USR1 $agent_pid     # the agent logs its statistics
+Logs: $work/server.log and $work/agent.log. Ctrl-C stops both.
+EOF
+while kill -0 "$agent_pid" 2>/dev/null && kill -0 "$server_pid" 2>/dev/null; do
+    sleep 1
+done
+echo "a process exited; stopping"
+exit 1
