@@ -506,7 +506,7 @@ int aip_executor_create(const aip_executor_config *cfg, aip_executor **out)
     if (!rc && !(e->threads = aip_calloc(workers, sizeof *e->threads)))
         rc = AIP_E_NOMEM;
     for (unsigned i = 0; !rc && i < workers; i++) {
-        char name[16];
+        char name[24]; /* aip_thread_start keeps the first 15 characters */
         snprintf(name, sizeof name, "aip-exec-%u", i);
         rc = aip_thread_start(&e->threads[i], name, worker_main, e);
         if (!rc)

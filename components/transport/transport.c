@@ -853,6 +853,33 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
 }
 
+/* ---- proxies ------------------------------------------------------------------------------ */
+
+static bool is_loopback(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "::1") == 0;
+}
+
+/* "http://user@host:port/" -> host, port (credentials are not supported: refused). */
+static int parse_proxy(const char *v, char *host, size_t len, unsigned int *port)
+{
+    const char *p = strstr(v, "://");
+    p = p ? p + 3 : v;
+    if (strchr(p, '@'))
+        return -1;
+    size_t hl = strcspn(p, ":/");
+    if (!hl || hl >= len || p[hl] != ':')
+        return -1;
+    memcpy(host, p, hl);
+    host[hl] = 0;
+    long n = strtol(p + hl + 1, NULL, 10);
+    if (n <= 0 || n > 65535)
+        return -1;
+    *port = (unsigned int)n;
+    return 0;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
 static char *dup_opt(const char *s)
@@ -963,6 +990,17 @@ int aip_transport_create(const aip_transport_config *cfg, const aip_transport_ev
     vi.client_ssl_private_key_filepath = t->key_file;
 #endif
     vi.retry_and_idle_policy = &t->policy;
+    /* Proxies: libwebsockets reads http_proxy by itself (HTTP CONNECT proxies only; Debian's
+     * build has no SOCKS5). For wss:// we also honour https_proxy, as curl does, except for
+     * loopback servers. */
+    char proxy_host[256];
+    const char *hp = getenv("https_proxy") ? getenv("https_proxy") : getenv("HTTPS_PROXY");
+    if (t->tls && hp && hp[0] && !is_loopback(t->host) &&
+        parse_proxy(hp, proxy_host, sizeof proxy_host, &vi.http_proxy_port) == 0) {
+        vi.http_proxy_address = proxy_host;
+        aip_log(AIP_LOG_INFO, LOG_COMP, "using the HTTPS proxy %s:%u", proxy_host,
+                vi.http_proxy_port);
+    }
     t->vh = lws_create_vhost(t->ctx, &vi);
     if (!t->vh) {
         aip_log(AIP_LOG_ERROR, LOG_COMP, "cannot create the client vhost (certificate files?)");
