@@ -680,8 +680,7 @@ static void h_malformed(void *user, const aip_decode_error *e, bool binary)
         return;
     if (e->type == AIP_MSG_COMMAND && e->response_id[0]) {
         /* still answer the batch: the server would otherwise wait for ever */
-        aip_msg m, r;
-        aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_COMMAND, AIP_STATUS_CONTINUE);
+        aip_msg r;
         aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_COMMAND_RESULTS, AIP_STATUS_FAILED);
         char why[260];
         snprintf(why, sizeof why, "malformed command: %s", e->reason);
@@ -690,7 +689,6 @@ static void h_malformed(void *user, const aip_decode_error *e, bool binary)
         r.error = why;
         r.has_action_results = true;
         send_raw(c, c->cur_link, c->link_enc, &r);
-        (void)m;
         return;
     }
     char why[260];
@@ -769,7 +767,7 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
     fail_entries(c, v, n, AIP_E_CONN_LOST, why);
     aip_free(v);
     reschedule_deadline(c);
-    aip_log(was_open ? AIP_LOG_INFO : AIP_LOG_DEBUG, LOG_COMP, "%s", why);
+    aip_log(AIP_LOG_INFO, LOG_COMP, "%s", why); /* backoff bounds how often */
     emit(c, AIP_CONN_DISCONNECTED, why, was_open ? code : 1006, 0, 0, false);
 }
 

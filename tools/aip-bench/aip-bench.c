@@ -32,7 +32,10 @@ static void usage(FILE *f)
             "usage: aip-bench rr --server URL --target DEVICE [--token T] [--encoding json|proto]\n"
             "                    (--requests N | --seconds S) [--threads T] [--inflight C]\n"
             "                    [--timeout SECONDS]\n"
+            "       aip-bench codec [FRAMES]\n"
             "\n"
+            "codec  encode+decode of a typical 3-action command frame, JSON and protobuf, per\n"
+            "       second on one core (no network; default 200000 frames)\n"
             "rr   request/response: T threads share one connection and keep C device-info\n"
             "     requests in flight in total; every answer is checked against its own request.\n"
             "\n"
@@ -344,8 +347,59 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     return errors == 0 && mismatched == 0 && total > 0 ? 0 : 1;
 }
 
+/* ---- codec: encode+decode of a typical command frame, no network ------------------------ */
+
+static const char typical_command[] =
+    "{\"type\":\"command\",\"status\":\"continue\",\"session_id\":\"task-1@0f8fad5b-d9cb-469f-a165-"
+    "70867728950e\",\"response_id\":\"7c9e6679-7425-40de-944b-e07fc1f90ae7\",\"actions\":[{\"tool_"
+    "name\":\"get_device_info\",\"parameters\":{},\"tool_type\":\"data_collection\",\"call_id\":"
+    "\"c1\"},{\"tool_name\":\"execute_command\",\"parameters\":{\"command\":\"/usr/bin/uptime\","
+    "\"timeout\":30.0},\"tool_type\":\"action\",\"call_id\":\"c2\"},{\"tool_name\":\"read_file\","
+    "\"parameters\":{\"path\":\"/var/log/app/current.log\",\"max_bytes\":65536},\"tool_type\":"
+    "\"data_collection\",\"call_id\":\"c3\"}],\"timestamp\":\"2026-11-22T06:30:12.512337+00:00\"}";
+
+static int run_codec(uint64_t n)
+{
+    aip_msg m;
+    aip_decode_error err;
+    if (aip_json_decode(AIP_ENVELOPE_SERVER, typical_command, strlen(typical_command), NULL, &m,
+                        &err)) {
+        fprintf(stderr, "aip-bench: %s\n", err.reason);
+        return 1;
+    }
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    static const char *const names[] = {"json", "proto"};
+    printf("{\"mode\":\"codec\",\"frames\":%llu", (unsigned long long)n);
+    for (int e = 0; e < 2; e++) {
+        aip_encoding enc = e ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
+        uint64_t t0 = now_ns();
+        size_t bytes = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            b.len = 0;
+            aip_msg back;
+            if (aip_encode(enc, &m, &b) ||
+                aip_decode(enc, AIP_ENVELOPE_SERVER, b.data, b.len, NULL, &back, &err)) {
+                fprintf(stderr, "aip-bench: round trip failed\n");
+                return 1;
+            }
+            bytes = b.len;
+            aip_msg_clear(&back);
+        }
+        double secs = (double)(now_ns() - t0) / 1e9;
+        printf(",\"%s_bytes\":%zu,\"%s_roundtrips_per_s\":%.0f", names[e], bytes, names[e],
+               (double)n / secs);
+    }
+    printf("}\n");
+    aip_buf_free(&b);
+    aip_msg_clear(&m);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "codec") == 0)
+        return run_codec(argc >= 3 ? strtoull(argv[2], NULL, 10) : 200000);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(stdout);
         return 0;
