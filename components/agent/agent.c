@@ -258,9 +258,12 @@ void aip_agent_destroy(aip_agent *a, int code, const char *reason)
 {
     if (!a)
         return;
-    /* the executor first: its last done() calls still find the connection */
-    aip_executor_destroy(a->exec);
+    /* 1. stop the executor: running batches finish (their done() still finds the connection)
+     * and later submits are refused; 2. destroy the connection, whose service thread may still
+     * submit until it is joined (and is then answered "shutting down"); 3. free the executor. */
+    aip_executor_stop(a->exec);
     aip_conn_destroy_ex(a->conn, code ? code : 1000, reason ? reason : "agent shutdown", 1500);
+    aip_executor_destroy(a->exec);
     aip_free(a->features_json);
     aip_free(a->tags_json);
     aip_free(a->proc_root);

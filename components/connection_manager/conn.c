@@ -480,6 +480,20 @@ static void fail_entries(aip_conn *c, aip_pending_entry **v, size_t n, int statu
     }
 }
 
+/* Takes every pending entry (in batches, the lock dropped while completing) and fails it. */
+static void fail_all(aip_conn *c, int status, const char *why)
+{
+    for (;;) {
+        aip_pending_entry *v[64];
+        aip_mutex_lock(&c->lock);
+        size_t n = aip_pending_pop_all(&c->pending, v, 64);
+        aip_mutex_unlock(&c->lock);
+        if (!n)
+            return;
+        fail_entries(c, v, n, status, why);
+    }
+}
+
 static void on_deadline(void *user)
 {
     aip_conn *c = user;
@@ -746,11 +760,9 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
     bool was_registering = c->registering;
     c->registering = false;
     c->cur_link = 0;
-    aip_pending_entry **v = NULL;
     aip_mutex_lock(&c->lock);
     c->registered = false;
     c->link = 0;
-    size_t n = aip_pending_take_all(&c->pending, &v);
     aip_mutex_unlock(&c->lock);
     char why[300];
     if (c->refusal[0])
@@ -764,8 +776,7 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
         stat_inc(c, S_REGISTRATION_FAILURES);
         aip_transport_mark_failed(c->tr);
     }
-    fail_entries(c, v, n, AIP_E_CONN_LOST, why);
-    aip_free(v);
+    fail_all(c, AIP_E_CONN_LOST, why);
     reschedule_deadline(c);
     aip_log(AIP_LOG_INFO, LOG_COMP, "%s", why); /* backoff bounds how often */
     emit(c, AIP_CONN_DISCONNECTED, why, was_open ? code : 1006, 0, 0, false);
@@ -984,12 +995,9 @@ void aip_conn_destroy_ex(aip_conn *c, int code, const char *reason, uint32_t gra
     while (c->inflight > 0)
         aip_cond_wait(&c->cond, &c->lock);
     c->registered = false;
-    aip_pending_entry **v = NULL;
-    size_t n = aip_pending_take_all(&c->pending, &v);
     aip_mutex_unlock(&c->lock);
     /* 2. fail what is pending */
-    fail_entries(c, v, n, AIP_E_SHUTDOWN, "the connection is shutting down");
-    aip_free(v);
+    fail_all(c, AIP_E_SHUTDOWN, "the connection is shutting down");
     /* 3. close the link and stop the service thread */
     aip_transport_stop(c->tr, code ? code : 1000, reason ? reason : "client shutdown", grace_ms);
     if (c->cfg.on_state) {

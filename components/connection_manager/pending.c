@@ -259,21 +259,14 @@ size_t aip_pending_pop_expired(aip_pending *p, uint64_t now_ns, aip_pending_entr
     return n;
 }
 
-size_t aip_pending_take_all(aip_pending *p, aip_pending_entry ***out)
+size_t aip_pending_pop_all(aip_pending *p, aip_pending_entry **out, size_t max)
 {
-    *out = NULL;
-    size_t n = p->count;
-    if (!n)
-        return 0;
-    aip_pending_entry **v = aip_malloc(n * sizeof *v);
-    if (!v)
-        return 0;
-    memcpy(v, p->heap, n * sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        remember(p, v[i]->hash);
-    memset(p->slots, 0, p->nslots * sizeof *p->slots);
-    p->count = 0;
-    p->tombstones = 0;
-    *out = v;
+    size_t n = 0;
+    while (n < max && p->count) {
+        aip_pending_entry *e = p->heap[p->count - 1]; /* the last heap slot: no sifting */
+        unlink_entry(p, e);
+        remember(p, e->hash);
+        out[n++] = e;
+    }
     return n;
 }

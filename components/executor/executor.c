@@ -521,11 +521,17 @@ int aip_executor_create(const aip_executor_config *cfg, aip_executor **out)
     return 0;
 }
 
+void aip_executor_stop(aip_executor *e)
+{
+    if (e)
+        stop_workers(e); /* idempotent: workers drain the queue (as failures) and exit */
+}
+
 void aip_executor_destroy(aip_executor *e)
 {
     if (!e)
         return;
-    stop_workers(e); /* workers drain the queue (as failures) before they exit */
+    stop_workers(e);
     executor_free(e);
 }
 

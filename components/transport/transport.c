@@ -720,8 +720,15 @@ static void stop_deadline(lws_sorted_usec_list_t *sul)
  * at once otherwise. Runs on every wake while stopping; acts once. */
 static void begin_stop(aip_transport *t)
 {
-    if (t->exit_loop || t->closing)
+    if (t->exit_loop)
         return;
+    if (t->closing) { /* a close is already under way: still bound the wait by the grace */
+        if (!lws_dll2_is_detached(&t->sul_stop.list))
+            return;
+        lws_sul_schedule(t->ctx, 0, &t->sul_stop, stop_deadline,
+                         (lws_usec_t)t->stop_grace_ms * 1000);
+        return;
+    }
     lws_sul_cancel(&t->sul_connect);
     abandon_job(t);
     if (t->state == L_OPEN && t->wsi) {
@@ -962,7 +969,9 @@ int aip_transport_create(const aip_transport_config *cfg, const aip_transport_ev
     ci.port = CONTEXT_PORT_NO_LISTEN;
     ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
 #if defined(LWS_WITH_TLS)
-    ci.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    /* TLS only for wss://: a ws:// link never loads OpenSSL's CA store (memory, start-up) */
+    if (t->tls)
+        ci.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 #endif
     ci.user = t;
     ci.fd_limit_per_thread = 16; /* one link, the event pipe, a few spares */
@@ -984,10 +993,12 @@ int aip_transport_create(const aip_transport_config *cfg, const aip_transport_ev
     vi.protocols = t->protocols;
     vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
 #if defined(LWS_WITH_TLS)
-    vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    vi.client_ssl_ca_filepath = t->ca_file;
-    vi.client_ssl_cert_filepath = t->cert_file;
-    vi.client_ssl_private_key_filepath = t->key_file;
+    if (t->tls) {
+        vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        vi.client_ssl_ca_filepath = t->ca_file;
+        vi.client_ssl_cert_filepath = t->cert_file;
+        vi.client_ssl_private_key_filepath = t->key_file;
+    }
 #endif
     vi.retry_and_idle_policy = &t->policy;
     /* Proxies: libwebsockets reads http_proxy by itself (HTTP CONNECT proxies only; Debian's
@@ -1022,6 +1033,11 @@ static void *service_main(void *arg)
         if (lws_service(t->ctx, 0) < 0)
             break;
     }
+    /* A link still open here (the peer never acknowledged our close within the grace) is
+     * ended now, on this thread, so its last callbacks reach the layer above while it still
+     * exists — not later from lws_context_destroy(). */
+    if (t->wsi)
+        lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
     lws_sul_cancel(&t->sul_connect);
     lws_sul_cancel(&t->sul_stop);
     abandon_job(t);
@@ -1068,6 +1084,8 @@ void aip_transport_destroy(aip_transport *t)
         aip_transport_stop(t, 1001, "going away", 1000);
     if (t->ctx) {
         abandon_job(t);
+        /* nothing may call back into the layer above from here on */
+        memset(&t->ev, 0, sizeof t->ev);
         lws_context_destroy(t->ctx);
         t->ctx = NULL;
     }

@@ -59,12 +59,15 @@ static void test_bound_and_cancelled_entries(void **state)
     aip_future *g = aip_future_create();
     assert_int_equal(aip_pending_insert(&p, AIP_PENDING_TASK, "r0", 5, 1, g), 0);
     assert_int_equal(aip_pending_next_deadline(&p), 5);
-    aip_pending_entry **all;
-    size_t n = aip_pending_take_all(&p, &all);
-    assert_int_equal(n, 3);
+    aip_pending_entry *all[2];
+    size_t n = aip_pending_pop_all(&p, all, 2); /* in batches */
+    assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++)
         aip_pending_entry_free(all[i]);
-    aip_free(all);
+    n = aip_pending_pop_all(&p, all, 2);
+    assert_int_equal(n, 1);
+    aip_pending_entry_free(all[0]);
+    assert_int_equal(aip_pending_pop_all(&p, all, 2), 0);
     assert_int_equal(aip_pending_count(&p), 0);
     assert_int_equal(aip_pending_next_deadline(&p), UINT64_MAX);
     for (int i = 0; i < 4; i++)

@@ -149,8 +149,14 @@ int aip_executor_submit(aip_executor *e, aip_msg *command, aip_batch_done done, 
 char *aip_executor_features_json(aip_executor *e);
 
 /* Sets the cancel flag, wakes sleeping tools, kills running child processes, finishes queued
- * batches as failures (done is still called for each accepted batch), joins the workers, frees.
- * NULL is fine. Call it once, from a thread that is not an executor worker. */
+ * batches as failures (done is still called for each accepted batch) and joins the workers.
+ * Later submits fail with AIP_E_SHUTDOWN, but the object stays valid until destroy — so an
+ * owner can stop the executor, then tear down whatever still submits to it (a connection's
+ * service thread), then destroy. Idempotent; not from an executor worker. */
+void aip_executor_stop(aip_executor *e);
+
+/* aip_executor_stop, then frees. NULL is fine. Call it once, from a thread that is not an
+ * executor worker, when nothing can submit any more. */
 void aip_executor_destroy(aip_executor *e);
 
 #ifdef __cplusplus

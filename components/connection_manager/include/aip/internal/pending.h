@@ -74,9 +74,10 @@ uint64_t aip_pending_next_deadline(const aip_pending *p);
 size_t aip_pending_pop_expired(aip_pending *p, uint64_t now_ns, aip_pending_entry **out,
                                size_t max);
 
-/* Removes every entry into a newly allocated array (*out, free with aip_free); returns the
- * count (0 with *out NULL when empty or out of memory — then the entries stay). */
-size_t aip_pending_take_all(aip_pending *p, aip_pending_entry ***out);
+/* Removes up to max entries (any order) into out; returns how many. Callers loop until it
+ * returns 0, completing each batch after dropping their lock. Never allocates, so a sweep
+ * cannot fail for lack of memory. */
+size_t aip_pending_pop_all(aip_pending *p, aip_pending_entry **out, size_t max);
 
 size_t aip_pending_count(const aip_pending *p);
 
