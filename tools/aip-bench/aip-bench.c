@@ -16,6 +16,8 @@
  */
 #include <aip/aip.h>
 
+#include "reg_wait.h"
+
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -208,30 +210,10 @@ static uint32_t pct(const uint32_t *v, size_t n, double p)
     return v[i < n ? i : n - 1];
 }
 
-struct waiter {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int registered;
-    char failure[300];
-};
-
-static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
-{
-    (void)c;
-    struct waiter *w = user;
-    pthread_mutex_lock(&w->m);
-    if (ev->state == AIP_CONN_REGISTERED)
-        w->registered = 1;
-    else if (ev->state == AIP_CONN_DISCONNECTED && !w->registered && !w->failure[0])
-        snprintf(w->failure, sizeof w->failure, "%s", ev->detail);
-    pthread_cond_broadcast(&w->c);
-    pthread_mutex_unlock(&w->m);
-}
-
 static int run_rr(const char *server, const char *target, const char *token, aip_encoding enc,
                   uint64_t requests, double seconds, int threads, int inflight, double timeout_s)
 {
-    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, ""};
+    tool_reg_waiter w = TOOL_REG_WAITER_INIT;
     char client_id[128];
     snprintf(client_id, sizeof client_id, "aip-bench-%ld@%s", (long)getpid(), target);
     aip_conn_config cfg;
@@ -242,7 +224,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     cfg.target_id = target;
     cfg.token = token;
     cfg.encoding = enc;
-    cfg.on_state = on_state;
+    cfg.on_state = tool_reg_on_state;
     cfg.user = &w;
     cfg.max_pending = (size_t)inflight * 2 + 16;
     aip_conn *c;
@@ -251,17 +233,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
         fprintf(stderr, "aip-bench: cannot start: %s\n", aip_strerror(rc));
         return 1;
     }
-    pthread_mutex_lock(&w.m);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 10;
-    while (!w.registered && !w.failure[0])
-        if (pthread_cond_timedwait(&w.c, &w.m, &dl))
-            break;
-    int ok_reg = w.registered;
-    pthread_mutex_unlock(&w.m);
-    if (!ok_reg) {
-        fprintf(stderr, "aip-bench: not registered: %s\n", w.failure[0] ? w.failure : "timeout");
+    if (tool_reg_wait(&w, 10, "aip-bench")) {
         aip_conn_destroy(c);
         return 1;
     }

@@ -12,6 +12,7 @@
 #include <aip/aip.h>
 
 #include "http_get.h"
+#include "reg_wait.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -50,55 +51,6 @@ static void usage(FILE *f)
             "\n"
             "exit status: 0 success; 1 remote failure, timeout or lost connection; 2 usage\n",
             DEFAULT_SERVER);
-}
-
-/* ---- registration outcome, fed by the state callback ------------------------------------- */
-
-struct waiter {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int registered;
-    char failure[300];
-};
-
-static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
-{
-    (void)c;
-    struct waiter *w = user;
-    pthread_mutex_lock(&w->m);
-    if (ev->state == AIP_CONN_REGISTERED)
-        w->registered = 1;
-    else if (ev->state == AIP_CONN_DISCONNECTED && !w->registered && !w->failure[0])
-        snprintf(w->failure, sizeof w->failure, "%s", ev->detail);
-    pthread_cond_broadcast(&w->c);
-    pthread_mutex_unlock(&w->m);
-}
-
-/* Waits for the registration: 0, or 1 with the reason printed (refused, unreachable, timeout).
- * A refused or unreachable server is reported at once, not at the timeout. */
-static int wait_registered(struct waiter *w, double timeout_s)
-{
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += (time_t)timeout_s;
-    dl.tv_nsec += (long)((timeout_s - (double)(time_t)timeout_s) * 1e9);
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&w->m);
-    int rc = 0;
-    while (!w->registered && !w->failure[0] && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&w->c, &w->m, &dl);
-    int ok = w->registered;
-    pthread_mutex_unlock(&w->m);
-    if (ok)
-        return 0;
-    if (w->failure[0])
-        fprintf(stderr, "aipctl: %s\n", w->failure);
-    else
-        fprintf(stderr, "aipctl: not registered within %.0f s\n", timeout_s);
-    return 1;
 }
 
 static int print_json(const char *text)
@@ -228,7 +180,7 @@ int main(int argc, char **argv)
     aip_uuid4(NULL, rnd, sizeof rnd);
     snprintf(client_id, sizeof client_id, "aipctl-%ld-%.8s@%s", (long)getpid(), rnd, device);
 
-    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, ""};
+    tool_reg_waiter w = TOOL_REG_WAITER_INIT;
     aip_conn_config cfg;
     aip_conn_config_init(&cfg);
     cfg.url = server;
@@ -238,7 +190,7 @@ int main(int argc, char **argv)
     cfg.token = token;
     cfg.encoding = enc;
     cfg.ca_file = ca_file;
-    cfg.on_state = on_state;
+    cfg.on_state = tool_reg_on_state;
     cfg.user = &w;
     /* a one-shot tool: do not sit in backoff for long */
     cfg.backoff_base_ms = 200;
@@ -249,7 +201,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "aipctl: cannot start: %s\n", aip_strerror(rc));
         return rc == AIP_E_CONFIG || rc == AIP_E_INVAL ? 2 : 1;
     }
-    int exit_code = wait_registered(&w, timeout_s);
+    int exit_code = tool_reg_wait(&w, timeout_s, "aipctl");
     if (exit_code) {
         aip_conn_destroy(conn);
         return exit_code;
