@@ -64,6 +64,8 @@ static int read_file(const char *path, bool secret, char **out, char *why, size_
 static int check_keys(const cJSON *obj, const char *where, const char *const *allowed, char *why,
                       size_t why_len)
 {
+    if (!obj)
+        return 0;
     for (const cJSON *k = obj->child; k; k = k->next) {
         bool ok = false;
         for (size_t i = 0; allowed[i] && !ok; i++)
@@ -306,7 +308,7 @@ static char *default_client_id(void)
     if (f) {
         if (!fgets(mid, sizeof mid, f))
             mid[0] = 0;
-        fclose(f);
+        (void)fclose(f); /* read-only: nothing to flush */
     }
     mid[strcspn(mid, "\r\n")] = 0;
     char id[200];

@@ -85,7 +85,7 @@ static void answer_refused(aip_agent *a, const aip_msg *cmd, uint64_t link, cons
             break;
         res->status = AIP_RESULT_FAILURE;
         aip_msg_set_str(&res->error, why);
-        aip_msg_set_str(&res->call_id, cmd->actions[i].call_id);
+        aip_msg_set_str(&res->call_id, cmd->actions ? cmd->actions[i].call_id : NULL);
     }
     aip_conn_send_on(a->conn, link, &r);
     aip_msg_clear(&r);
