@@ -159,11 +159,7 @@ static const cJSON *get_obj(const cJSON *o, const char *key, const char *where, 
 
 static int parse_encoding(const char *s, aip_encoding *e, char *why, size_t why_len)
 {
-    if (strcmp(s, "json") == 0)
-        *e = AIP_ENCODING_JSON;
-    else if (strcmp(s, "proto") == 0)
-        *e = AIP_ENCODING_PROTO;
-    else
+    if (aip_encoding_parse(s, e))
         FAIL("encoding must be \"json\" or \"proto\", not \"%s\"", s);
     return 0;
 }

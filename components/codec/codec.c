@@ -6,6 +6,17 @@
 #include <stdio.h>
 #include <string.h>
 
+int aip_encoding_parse(const char *name, aip_encoding *out)
+{
+    if (name && strcmp(name, "json") == 0)
+        *out = AIP_ENCODING_JSON;
+    else if (name && (strcmp(name, "proto") == 0 || strcmp(name, "protobuf") == 0))
+        *out = AIP_ENCODING_PROTO;
+    else
+        return AIP_E_INVAL;
+    return 0;
+}
+
 static const aip_codec_limits g_default_limits = AIP_CODEC_LIMITS_DEFAULT;
 
 void aip_codec_limits_default(aip_codec_limits *l)

@@ -297,6 +297,18 @@ static void test_encoder_refuses_invalid_models(void **state)
     aip_buf_free(&b);
 }
 
+static void test_encoding_names(void **state)
+{
+    (void)state;
+    aip_encoding e = AIP_ENCODING_PROTO;
+    assert_int_equal(aip_encoding_parse("json", &e), 0);
+    assert_int_equal(e, AIP_ENCODING_JSON);
+    assert_int_equal(aip_encoding_parse("protobuf", &e), 0);
+    assert_int_equal(e, AIP_ENCODING_PROTO);
+    assert_int_equal(aip_encoding_parse("JSON", &e), AIP_E_INVAL); /* case-sensitive */
+    assert_int_equal(aip_encoding_parse(NULL, &e), AIP_E_INVAL);
+}
+
 static void test_pretty_keeps_tokens(void **state)
 {
     (void)state;
@@ -323,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_frame_limit),
         cmocka_unit_test(test_proto_memory_budget),
         cmocka_unit_test(test_encoder_refuses_invalid_models),
+        cmocka_unit_test(test_encoding_names),
         cmocka_unit_test(test_pretty_keeps_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -411,11 +411,7 @@ int main(int argc, char **argv)
         case 'g': target = optarg; break;
         case 't': token = optarg; break;
         case 'e':
-            if (strcmp(optarg, "json") == 0)
-                enc = AIP_ENCODING_JSON;
-            else if (strcmp(optarg, "proto") == 0)
-                enc = AIP_ENCODING_PROTO;
-            else
+            if (aip_encoding_parse(optarg, &enc))
                 goto bad;
             break;
         case 'n': requests = strtoll(optarg, &end, 10); break;

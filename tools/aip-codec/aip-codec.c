@@ -37,17 +37,6 @@ static void usage(FILE *f)
             DEFAULT_MAX_FRAME);
 }
 
-static int parse_encoding(const char *s, aip_encoding *out)
-{
-    if (strcmp(s, "json") == 0)
-        *out = AIP_ENCODING_JSON;
-    else if (strcmp(s, "proto") == 0 || strcmp(s, "protobuf") == 0)
-        *out = AIP_ENCODING_PROTO;
-    else
-        return -1;
-    return 0;
-}
-
 /* Reads all of stdin, refusing more than max bytes (reads at most max + 1). */
 static int read_stdin(aip_buf *b, size_t max, int *too_large)
 {
@@ -91,12 +80,12 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if (parse_encoding(optarg, &from))
+            if (aip_encoding_parse(optarg, &from))
                 goto bad_usage;
             have_from = 1;
             break;
         case 't':
-            if (parse_encoding(optarg, &to))
+            if (aip_encoding_parse(optarg, &to))
                 goto bad_usage;
             have_to = 1;
             break;

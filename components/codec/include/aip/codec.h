@@ -37,6 +37,9 @@ typedef enum aip_encoding {
 
 #define AIP_PROTO_SUBPROTOCOL "aip.v1.proto"
 
+/* "json" or "proto" (also "protobuf") -> the encoding; 0 or AIP_E_INVAL. */
+int aip_encoding_parse(const char *name, aip_encoding *out);
+
 typedef struct aip_codec_limits {
     size_t max_frame;    /* bytes; frames above are refused (AIP_E_TOO_LARGE) */
     unsigned max_depth;  /* JSON nesting depth (AIP_E_TOO_COMPLEX) */
