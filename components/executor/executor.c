@@ -117,15 +117,21 @@ static char *utf8_copy(const char *s, size_t n, size_t max)
     return exec_buf_take(&b);
 }
 
-void exec_set_error(char **error, const char *fmt, ...)
+/* Formats a reason and returns it as valid UTF-8 (aip_malloc'd). */
+static char *vformat_reason(const char *fmt, va_list ap)
 {
     char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
     if (vsnprintf(buf, sizeof buf, fmt, ap) < 0)
         buf[0] = 0;
+    return utf8_copy(buf, strlen(buf), sizeof buf);
+}
+
+void exec_set_error(char **error, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    *error = vformat_reason(fmt, ap);
     va_end(ap);
-    *error = utf8_copy(buf, strlen(buf), sizeof buf);
 }
 
 int exec_sleep_until(aip_executor *e, uint64_t deadline_ns)
@@ -158,13 +164,11 @@ static void result_set(aip_result *r, aip_result_status st, char *error)
 static void result_fail(aip_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void result_fail(aip_result *r, const char *fmt, ...)
 {
-    char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    if (vsnprintf(buf, sizeof buf, fmt, ap) < 0)
-        buf[0] = 0;
+    char *reason = vformat_reason(fmt, ap);
     va_end(ap);
-    result_set(r, AIP_RESULT_FAILURE, utf8_copy(buf, strlen(buf), sizeof buf));
+    result_set(r, AIP_RESULT_FAILURE, reason);
 }
 
 /* Checks a tool's result text and caps it. On success *text is the (possibly replaced)

@@ -197,7 +197,7 @@ static void lws_log_emit(int level, const char *line)
     aip_log(level == LLL_ERR ? AIP_LOG_ERROR : AIP_LOG_WARN, "lws", "%s", buf);
 }
 
-static void lws_log_setup(void)
+void aip_lws_log_to_aip(void)
 {
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 }
@@ -898,7 +898,7 @@ int aip_transport_create(const aip_transport_config *cfg, const aip_transport_ev
                          void *user, aip_transport **out)
 {
     static pthread_once_t log_once = PTHREAD_ONCE_INIT;
-    pthread_once(&log_once, lws_log_setup);
+    pthread_once(&log_once, aip_lws_log_to_aip);
     *out = NULL;
     if (!cfg || !cfg->url)
         return AIP_E_INVAL;

@@ -7,6 +7,8 @@
  */
 #include "server.h"
 
+#include <aip/internal/transport.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -66,16 +68,6 @@ static void raise_nofile(void)
         if (setrlimit(RLIMIT_NOFILE, &rl))
             aip_log(AIP_LOG_WARN, "server", "cannot raise RLIMIT_NOFILE: %s", strerror(errno));
     }
-}
-
-static void lws_log(int level, const char *line)
-{
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", line);
-    size_t n = strlen(buf);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = 0;
-    aip_log(level == LLL_ERR ? AIP_LOG_ERROR : AIP_LOG_WARN, "lws", "%s", buf);
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -172,7 +164,7 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+    aip_lws_log_to_aip();
 
     aip_codec_limits_default(&g_srv.limits);
     g_srv.limits.max_frame = cfg->max_frame;

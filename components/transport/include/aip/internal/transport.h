@@ -79,6 +79,10 @@ typedef struct aip_transport_stats {
     uint64_t oversized_in; /* inbound messages refused with 1009 */
 } aip_transport_stats;
 
+/* Routes libwebsockets' error and warning lines into aip_log (component "lws"). Process-wide;
+ * aip_transport_create() does it once; programs using lws directly may call it too. */
+void aip_lws_log_to_aip(void);
+
 /* Parses and copies cfg. Does not connect yet. */
 int aip_transport_create(const aip_transport_config *cfg, const aip_transport_events *ev,
                          void *user, aip_transport **out);
