@@ -118,6 +118,7 @@ static char *utf8_copy(const char *s, size_t n, size_t max)
 }
 
 /* Formats a reason and returns it as valid UTF-8 (aip_malloc'd). */
+static char *vformat_reason(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 static char *vformat_reason(const char *fmt, va_list ap)
 {
     char buf[1024];
