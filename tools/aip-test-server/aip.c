@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define LOG             "server"
 #define TX_FRAGMENT     (64u * 1024u)
@@ -32,6 +33,7 @@ typedef struct task {
     aip_buf results; /* the UFO-shaped task_end result being built */
     bool all_success;
     char cmd_id[40];
+    uint64_t cmd_sent_ns; /* for the command round-trip histogram */
 } task;
 
 typedef struct delayed {
@@ -41,11 +43,14 @@ typedef struct delayed {
     struct delayed *next;
 } delayed;
 
+/* A live device-info query: asked by a constellation (requester) or by GET
+ * /api/device_info/{id} (http). */
 typedef struct live_req {
     lws_sorted_usec_list_t sul;
     char q2[40];
     char *request_id;
     session *requester, *device;
+    struct lws *http;
 } live_req;
 
 static delayed *g_delayed; /* all pending delayed answers */
@@ -57,7 +62,7 @@ static void new_id(char *buf)
     aip_uuid4(NULL, buf, 40);
 }
 
-static int64_t now_us(void)
+int64_t now_us(void)
 {
     return aip_wall_us(NULL);
 }
@@ -123,6 +128,7 @@ static void enqueue(session *s, uint8_t *buf, size_t len, bool binary)
         aip_free(buf);
         aip_log(AIP_LOG_WARN, LOG, "%s reads too slowly (%zu bytes queued): dropping it",
                 s->client_id ? s->client_id : s->addr, s->qbytes);
+        g_srv.m.slow_readers++;
         close_session_ex(s, 1008, "too slow", false);
         return;
     }
@@ -167,7 +173,19 @@ static void send_msg(session *s, aip_msg *m)
     }
     size_t len = b.len;
     s->frames_out++;
+    g_srv.m.frames_out[m->type][s->proto]++;
+    if (m->type == AIP_MSG_ERROR)
+        g_srv.m.errors_sent++;
     enqueue(s, aip_buf_steal(&b), len, s->proto);
+}
+
+void session_enqueue_text(session *s, const char *text, size_t len)
+{
+    uint8_t *buf = aip_malloc(LWS_PRE + (len ? len : 1));
+    if (!buf)
+        return;
+    memcpy(buf + LWS_PRE, text, len);
+    enqueue(s, buf, len, false);
 }
 
 static void send_simple(session *s, aip_msg_type type, aip_status st, const char *session_id,
@@ -272,12 +290,90 @@ static void live_free(live_req *l)
     aip_free(l);
 }
 
+/* Answers a live query (to its constellation or its HTTP client) and frees it. */
+static void live_answer(live_req *l, const char *info, const char *source)
+{
+    if (!info)
+        info = "{}";
+    if (l->http) {
+        aip_buf b;
+        aip_buf_init(&b, LWS_PRE);
+        aip_buf_puts(&b, "{\"client_id\":");
+        put_str(&b, l->device->client_id);
+        aip_buf_puts(&b, ",\"source\":");
+        put_str(&b, source);
+        aip_buf_puts(&b, ",\"device_info\":");
+        aip_buf_puts(&b, info);
+        aip_buf_putc(&b, '}');
+        pss *ps = lws_wsi_user(l->http);
+        if (ps)
+            ps->live = NULL;
+        http_answer_later(l->http, HTTP_STATUS_OK, &b);
+    } else {
+        answer_info(l->requester, l->request_id, info, l->device->client_id);
+    }
+    live_free(l);
+}
+
 static void live_timeout(lws_sorted_usec_list_t *sul)
 {
     live_req *l = lws_container_of(sul, live_req, sul);
     aip_log(AIP_LOG_INFO, LOG, "%s did not answer a live device-info query in time: cached info",
             l->device->client_id);
-    answer_info(l->requester, l->request_id, l->device->system_info, l->device->client_id);
+    live_answer(l, l->device->system_info, "cache");
+}
+
+/* Asks dev for fresh device info; the answer goes to requester (request_id) or to http. */
+static live_req *live_start(session *dev, session *requester, const char *request_id,
+                            struct lws *http)
+{
+    live_req *l = aip_calloc(1, sizeof *l);
+    if (!l || (request_id && !(l->request_id = aip_strdup(request_id)))) {
+        aip_free(l);
+        return NULL;
+    }
+    new_id(l->q2);
+    l->requester = requester;
+    l->device = dev;
+    l->http = http;
+    if (strmap_put(&g_srv.live, l->q2, l)) {
+        aip_free(l->request_id);
+        aip_free(l);
+        return NULL;
+    }
+    lws_sul_schedule(g_srv.ctx, 0, &l->sul, live_timeout, LIVE_TIMEOUT_US);
+    send_simple(dev, AIP_MSG_DEVICE_INFO_REQUEST, AIP_STATUS_OK, NULL, l->q2, NULL);
+    ev_emit("device_info", dev, NULL, "live device-info query sent (asked by %s)",
+            requester ? requester->client_id : "the HTTP API");
+    return l;
+}
+
+unsigned admin_device_info(struct lws *wsi, const char *client_id, aip_buf *out)
+{
+    session *dev = strmap_get(&g_srv.clients, client_id);
+    if (!dev || dev->type != AIP_CLIENT_DEVICE) {
+        aip_buf_puts(out, "{\"error\":\"no such device\"}");
+        return HTTP_STATUS_NOT_FOUND;
+    }
+    pss *ps = lws_wsi_user(wsi);
+    if (!ps || ps->live) {
+        aip_buf_puts(out, "{\"error\":\"a query is already waiting on this connection\"}");
+        return HTTP_STATUS_CONFLICT;
+    }
+    bool live = g_srv.cfg.di_mode == DI_LIVE || (g_srv.cfg.di_mode == DI_AUTO && dev->ext_live);
+    if (live && (ps->live = live_start(dev, NULL, NULL, wsi)))
+        return 0;
+    aip_buf_puts(out, "{\"client_id\":");
+    put_str(out, dev->client_id);
+    aip_buf_puts(out, ",\"source\":\"cache\",\"device_info\":");
+    aip_buf_puts(out, dev->system_info ? dev->system_info : "{}");
+    aip_buf_putc(out, '}');
+    return HTTP_STATUS_OK;
+}
+
+void admin_live_cancel(struct live_req *l)
+{
+    l->http = NULL; /* the HTTP client left: the device's answer, if any, is dropped */
     live_free(l);
 }
 
@@ -302,17 +398,7 @@ static void handle_info_request(session *s, aip_msg *m)
         answer_info(s, m->request_id, dev->system_info ? dev->system_info : "{}", target);
         return;
     }
-    live_req *l = aip_calloc(1, sizeof *l);
-    if (!l || !(l->request_id = aip_strdup(m->request_id))) {
-        aip_free(l);
-        return;
-    }
-    new_id(l->q2);
-    l->requester = s;
-    l->device = dev;
-    strmap_put(&g_srv.live, l->q2, l);
-    lws_sul_schedule(g_srv.ctx, 0, &l->sul, live_timeout, LIVE_TIMEOUT_US);
-    send_simple(dev, AIP_MSG_DEVICE_INFO_REQUEST, AIP_STATUS_OK, NULL, l->q2, NULL);
+    live_start(dev, s, m->request_id, NULL);
 }
 
 static void handle_info_response(session *s, aip_msg *m)
@@ -326,11 +412,27 @@ static void handle_info_response(session *s, aip_msg *m)
     live_req *l = strmap_get(&g_srv.live, m->prev_response_id);
     if (!l || l->device != s)
         return; /* late: the cache already answered */
-    answer_info(l->requester, l->request_id, s->system_info ? s->system_info : "{}", s->client_id);
-    live_free(l);
+    ev_emit("device_info", s, NULL, "answered a live device-info query");
+    live_answer(l, s->system_info, "live");
 }
 
 /* ---- tasks ---------------------------------------------------------------------------------- */
+
+/* An event about a task: its session_id, then more raw JSON members. */
+static void ev_task(const char *kind, const task *t, const char *more, const char *text)
+{
+    aip_buf x;
+    aip_buf_init(&x, 0);
+    aip_buf_puts(&x, "\"session_id\":");
+    put_str(&x, t->session_id);
+    if (more) {
+        aip_buf_putc(&x, ',');
+        aip_buf_puts(&x, more);
+    }
+    aip_buf_nul(&x);
+    ev_emit(kind, t->device, x.data ? (const char *)x.data : NULL, "%s", text);
+    aip_buf_free(&x);
+}
 
 static void task_free(task *t)
 {
@@ -372,6 +474,24 @@ static void finish_task(task *t, bool completed, const char *error)
     }
     aip_log(AIP_LOG_INFO, LOG, "task %s %s%s%s", t->session_id, completed ? "completed" : "failed",
             error ? ": " : "", error ? error : "");
+    record_finish(t->task_name, t->session_id, completed, m.result, error);
+    if (completed)
+        g_srv.m.tasks_completed++;
+    else
+        g_srv.m.tasks_failed++;
+    aip_buf x;
+    aip_buf_init(&x, 0);
+    aip_buf_puts(&x, "\"session_id\":");
+    put_str(&x, t->session_id);
+    aip_buf_puts(&x, ",\"status\":");
+    put_str(&x, completed ? "completed" : "failed");
+    aip_buf_puts(&x, ",\"error\":");
+    put_str(&x, error);
+    aip_buf_nul(&x);
+    ev_emit("task_end", t->device, x.data ? (const char *)x.data : NULL, "task %s %s%s%s",
+            t->session_id, completed ? "completed" : "failed", error ? ": " : "",
+            error ? error : "");
+    aip_buf_free(&x);
     task_free(t);
 }
 
@@ -501,8 +621,14 @@ static void send_batch(task *t)
     }
     strmap_put(&g_srv.commands, t->cmd_id, t);
     t->device->commands_in_flight++;
+    t->cmd_sent_ns = aip_now_ns(NULL);
     send_msg(t->device, &m);
     aip_msg_clear(&m);
+    char more[120], text[120];
+    snprintf(more, sizeof more, "\"response_id\":\"%s\",\"actions\":%zu", t->cmd_id, i);
+    snprintf(text, sizeof text, "command batch %zu/%zu (%zu action(s)) sent", t->cur + 1,
+             t->nbatches, i);
+    ev_task("command", t, more, text);
 }
 
 static void put_result(aip_buf *b, const aip_result *r)
@@ -538,6 +664,10 @@ static void handle_results(session *s, aip_msg *m)
                 s->client_id, m->prev_response_id ? m->prev_response_id : "no prev_response_id");
         return;
     }
+    metrics_rtt((int64_t)((aip_now_ns(NULL) - t->cmd_sent_ns) / 1000));
+    char more[80];
+    snprintf(more, sizeof more, "\"response_id\":\"%.40s\"", t->cmd_id);
+    ev_task("command_results", t, more, "command results received");
     strmap_del(&g_srv.commands, t->cmd_id);
     t->cmd_id[0] = 0;
     if (s->commands_in_flight)
@@ -572,6 +702,40 @@ static void handle_results(session *s, aip_msg *m)
     finish_task(t, true, NULL);
 }
 
+/* A new task from requester (NULL: the HTTP API) to dev, registered by session_id. */
+static task *task_new(session *requester, session *dev, const char *sid, const char *task_name,
+                      const char *request)
+{
+    task *t = aip_calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->session_id = aip_strdup(sid);
+    t->task_name = task_name ? aip_strdup(task_name) : NULL;
+    t->request = aip_strdup(request ? request : "");
+    t->requester = requester;
+    t->device = dev;
+    t->all_success = true;
+    aip_buf_init(&t->results, 0);
+    if (!t->session_id || !t->request || (task_name && !t->task_name) ||
+        strmap_put(&g_srv.tasks, t->session_id, t)) {
+        aip_free(t->session_id);
+        aip_free(t->task_name);
+        aip_free(t->request);
+        aip_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void task_announce(task *t, const char *from)
+{
+    aip_log(AIP_LOG_INFO, LOG, "task %s from %s to %s: %zu batch(es)", t->session_id, from,
+            t->device->client_id, t->nbatches);
+    char text[300];
+    snprintf(text, sizeof text, "task from %.100s: %zu batch(es)", from, t->nbatches);
+    ev_task("task", t, NULL, text);
+}
+
 static void handle_task(session *s, aip_msg *m)
 {
     const char *target = m->target_id;
@@ -602,31 +766,70 @@ static void handle_task(session *s, aip_msg *m)
         return;
     }
     send_simple(s, AIP_MSG_HEARTBEAT, AIP_STATUS_OK, sid, NULL, NULL); /* the ack */
-    task *t = aip_calloc(1, sizeof *t);
+    task *t = task_new(s, dev, sid, m->task_name, m->request);
     if (!t)
         return;
-    t->session_id = aip_strdup(sid);
-    t->task_name = m->task_name ? aip_strdup(m->task_name) : NULL;
-    t->request = aip_strdup(m->request ? m->request : "");
-    t->requester = s;
-    t->device = dev;
-    t->all_success = true;
-    aip_buf_init(&t->results, 0);
-    if (!t->session_id || !t->request || strmap_put(&g_srv.tasks, t->session_id, t)) {
-        aip_free(t->session_id);
-        aip_free(t->task_name);
-        aip_free(t->request);
-        aip_free(t);
-        return;
-    }
+    record_open(t->task_name, t->session_id, dev->client_id);
     char why[300];
     if (!parse_actions(t, why, sizeof why)) {
         finish_task(t, false, why);
         return;
     }
-    aip_log(AIP_LOG_INFO, LOG, "task %s from %s to %s: %zu batch(es)", sid, s->client_id, target,
-            t->nbatches);
+    task_announce(t, s->client_id);
     send_batch(t);
+}
+
+unsigned admin_dispatch(const char *client_id, const char *request, const char *task_name,
+                        aip_buf *out)
+{
+    session *dev = strmap_get(&g_srv.clients, client_id);
+    char text[400];
+    if (!dev || dev->type != AIP_CLIENT_DEVICE) {
+        snprintf(text, sizeof text, NOT_CONNECTED, client_id);
+        aip_buf_puts(out, "{\"error\":");
+        put_str(out, text);
+        aip_buf_putc(out, '}');
+        return HTTP_STATUS_NOT_FOUND;
+    }
+    char u[40], name[AIP_ID_MAX + 1], sid[AIP_ID_MAX + 1];
+    new_id(u);
+    if (task_name && (!task_name[0] || strlen(task_name) > 100)) {
+        aip_buf_puts(out, "{\"error\":\"task_name must be 1 to 100 characters\"}");
+        return HTTP_STATUS_BAD_REQUEST;
+    }
+    snprintf(name, sizeof name, "%s", task_name ? task_name : "");
+    if (!task_name)
+        snprintf(name, sizeof name, "task_%.8s", u);
+    const task_record *r = record_get(name);
+    if (r && r->state == 0) {
+        aip_buf_puts(out, "{\"error\":\"a task with this task_name is still running\"}");
+        return HTTP_STATUS_CONFLICT;
+    }
+    snprintf(sid, sizeof sid, "%.100s@%.39s", name, u);
+    task *t = task_new(NULL, dev, sid, name, request);
+    if (!t) {
+        aip_buf_puts(out, "{\"error\":\"out of memory\"}");
+        return HTTP_STATUS_INTERNAL_SERVER_ERROR;
+    }
+    char why[300];
+    if (!parse_actions(t, why, sizeof why)) {
+        task_free(t);
+        aip_buf_puts(out, "{\"error\":");
+        put_str(out, why);
+        aip_buf_putc(out, '}');
+        return HTTP_STATUS_BAD_REQUEST;
+    }
+    record_open(name, sid, dev->client_id);
+    task_announce(t, "the HTTP API");
+    send_batch(t);
+    aip_buf_puts(out, "{\"status\":\"dispatched\",\"task_name\":");
+    put_str(out, name);
+    aip_buf_puts(out, ",\"client_id\":");
+    put_str(out, dev->client_id);
+    aip_buf_puts(out, ",\"session_id\":");
+    put_str(out, sid);
+    aip_buf_putc(out, '}');
+    return HTTP_STATUS_OK;
 }
 
 /* ---- registration and dispatch ----------------------------------------------------------- */
@@ -655,25 +858,79 @@ static bool has_extension(const char *metadata, const char *name)
     return yes;
 }
 
+/* Refuses a registration: the error, an event, then a close once the error is out. */
+static void refuse(session *s, const aip_msg *m, uint64_t *counter, const char *why)
+{
+    (*counter)++;
+    send_error(s, m, "%s", why);
+    aip_buf e;
+    aip_buf_init(&e, 0);
+    aip_buf_puts(&e, "\"reason\":");
+    put_str(&e, why);
+    aip_buf_puts(&e, ",\"address\":");
+    put_str(&e, s->addr);
+    aip_buf_nul(&e);
+    ev_emit("refused", NULL, e.data ? (const char *)e.data : NULL,
+            "registration of %.100s refused: %s", m->client_id ? m->client_id : "(no client_id)",
+            why);
+    aip_buf_free(&e);
+    close_session(s, 1000, "registration refused");
+}
+
+/* Is a refuse_next_registration fault armed for this id? Consumes a one-shot one. */
+static bool refusal_armed(const char *client_id)
+{
+    int64_t *until = strmap_get(&g_srv.refuse, client_id);
+    if (!until)
+        return false;
+    if (*until == 0) { /* once */
+        aip_free(strmap_del(&g_srv.refuse, client_id));
+        return true;
+    }
+    if (*until > now_us())
+        return true;
+    aip_free(strmap_del(&g_srv.refuse, client_id));
+    return false;
+}
+
 static void handle_register(session *s, aip_msg *m)
 {
+    char why[300];
     if (!m->client_id) {
-        send_error(s, m, "registration requires client_id");
-        close_session(s, 1000, "registration refused");
+        refuse(s, m, &g_srv.m.refused_invalid, "registration requires client_id");
         return;
     }
-    if (strmap_get(&g_srv.clients, m->client_id)) {
-        send_error(s, m,
-                   "client_id '%s' is already registered; duplicate registrations are not allowed",
-                   m->client_id);
-        close_session(s, 1000, "registration refused");
+    if (refusal_armed(m->client_id)) {
+        refuse(s, m, &g_srv.m.refused_fault,
+               "registration refused (fault injected: refuse_next_registration)");
+        return;
+    }
+    session *old = strmap_get(&g_srv.clients, m->client_id);
+    if (old && old->stall_until_us > now_us()) {
+        /* the device gave up on a link we stalled on purpose: the new one replaces it */
+        aip_log(AIP_LOG_INFO, LOG,
+                "%s registers again while its old link is stalled: "
+                "closing the old one",
+                m->client_id);
+        strmap_del(&g_srv.clients, old->client_id);
+        old->registered = false;
+        old->stall_until_us = 0;
+        lws_rx_flow_control(old->wsi, 1);
+        close_session_ex(old, 1001, "replaced by a new connection", false);
+        old = NULL;
+    }
+    if (old) {
+        snprintf(why, sizeof why,
+                 "client_id '%s' is already registered; duplicate registrations are not allowed",
+                 m->client_id);
+        refuse(s, m, &g_srv.m.refused_duplicate, why);
         return;
     }
     if (m->client_type == AIP_CLIENT_CONSTELLATION && m->target_id) {
         session *dev = strmap_get(&g_srv.clients, m->target_id);
         if (!dev || dev->type != AIP_CLIENT_DEVICE) {
-            send_error(s, m, NOT_CONNECTED, m->target_id);
-            close_session(s, 1000, "registration refused");
+            snprintf(why, sizeof why, NOT_CONNECTED, m->target_id);
+            refuse(s, m, &g_srv.m.refused_target, why);
             return;
         }
     }
@@ -695,7 +952,16 @@ static void handle_register(session *s, aip_msg *m)
             s->client_id, s->addr, s->proto ? "protobuf" : "JSON",
             s->ext_correlated ? ", correlated_errors" : "",
             s->ext_live ? ", live_device_info" : "");
+    g_srv.m.registrations++;
     send_simple(s, AIP_MSG_HEARTBEAT, AIP_STATUS_OK, NULL, NULL, NULL);
+    aip_buf e;
+    aip_buf_init(&e, 0);
+    aip_buf_puts(&e, "\"client\":");
+    put_client(&e, s);
+    aip_buf_nul(&e);
+    ev_emit("registered", s, e.data ? (const char *)e.data : NULL, "%s registered from %s (%s)",
+            aip_client_type_str(s->type), s->addr, s->proto ? "protobuf" : "JSON");
+    aip_buf_free(&e);
 }
 
 static void handle_msg(session *s, aip_msg *m)
@@ -730,7 +996,12 @@ static void handle_msg(session *s, aip_msg *m)
     switch (m->type) {
     case AIP_MSG_HEARTBEAT:
         s->last_heartbeat_us = now_us();
+        if (s->mute_until_us > s->last_heartbeat_us) {
+            ev_emit("heartbeat", s, "\"muted\":true", "heartbeat (not acknowledged: muted)");
+            break;
+        }
         send_simple(s, AIP_MSG_HEARTBEAT, AIP_STATUS_OK, NULL, NULL, NULL);
+        ev_emit("heartbeat", s, NULL, "heartbeat");
         break;
     case AIP_MSG_REGISTER: send_error(s, m, "already registered"); break;
     case AIP_MSG_TASK: handle_task(s, m); break;
@@ -740,6 +1011,9 @@ static void handle_msg(session *s, aip_msg *m)
     case AIP_MSG_TASK_END: break; /* a device reporting its own task's end: nothing to relay */
     case AIP_MSG_ERROR:
         aip_log(AIP_LOG_INFO, LOG, "error from %s: %s", s->client_id,
+                m->error ? m->error : "(no text)");
+        g_srv.m.errors_received++;
+        ev_emit("error", s, NULL, "error from the client: %.400s",
                 m->error ? m->error : "(no text)");
         send_simple(s, AIP_MSG_ERROR, AIP_STATUS_ERROR, m->session_id, m->request_id,
                     m->error ? m->error : "error"); /* UFO echoes it */
@@ -751,7 +1025,10 @@ static void handle_msg(session *s, aip_msg *m)
 static void handle_frame(session *s, const uint8_t *data, size_t len, bool binary)
 {
     s->frames_in++;
+    if (s->kind == SK_EVENTS)
+        return; /* viewers only listen */
     if (s->kind == SK_ECHO) {
+        g_srv.m.echo_frames++;
         uint8_t *buf = aip_malloc(LWS_PRE + (len ? len : 1));
         if (!buf)
             return;
@@ -769,6 +1046,8 @@ static void handle_frame(session *s, const uint8_t *data, size_t len, bool binar
             return;
         }
         aip_log(AIP_LOG_INFO, LOG, "malformed frame from %s: %s", s->client_id, e.reason);
+        g_srv.m.malformed++;
+        ev_emit("error", s, NULL, "malformed frame: %s", e.reason);
         aip_msg req;
         aip_msg_init(&req, AIP_ENVELOPE_CLIENT, AIP_MSG_ERROR, AIP_STATUS_ERROR);
         req.session_id = e.session_id[0] ? e.session_id : NULL;
@@ -776,6 +1055,7 @@ static void handle_frame(session *s, const uint8_t *data, size_t len, bool binar
         send_error(s, &req, "malformed frame: %s", e.reason);
         return;
     }
+    g_srv.m.frames_in[m.type][binary]++;
     handle_msg(s, &m);
     aip_msg_clear(&m);
 }
@@ -796,20 +1076,43 @@ static session *session_new(struct lws *wsi)
     s->proto = p && strcmp(p->name, AIP_PROTO_SUBPROTOCOL) == 0;
     char uri[128] = "";
     lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
-    s->kind = strncmp(uri, "/echo", 5) == 0 ? SK_ECHO : SK_AIP;
-    if (s->kind == SK_AIP)
+    s->kind = strncmp(uri, "/echo", 5) == 0     ? SK_ECHO
+              : strncmp(uri, "/events", 7) == 0 ? SK_EVENTS
+                                                : SK_AIP;
+    if (s->kind == SK_AIP) {
         lws_sul_schedule(g_srv.ctx, 0, &s->sul_register, register_timeout,
                          (lws_usec_t)g_srv.cfg.register_timeout_ms * 1000);
+        char x[100];
+        snprintf(x, sizeof x, "\"address\":\"%s\"", s->addr); /* an IP address: no escaping */
+        ev_emit("connected", NULL, x, "connection from %s (%s)", s->addr,
+                s->proto ? "aip.v1.proto" : "JSON");
+    } else if (s->kind == SK_EVENTS) {
+        events_viewer_open(s);
+    }
     return s;
 }
 
 static void session_closed(session *s, int code, const char *reason)
 {
     lws_sul_cancel(&s->sul_register);
+    lws_sul_cancel(&s->sul_fault);
+    if (s->kind == SK_EVENTS)
+        events_viewer_close(s);
     if (s->registered) {
         strmap_del(&g_srv.clients, s->client_id);
         aip_log(AIP_LOG_INFO, LOG, "%s %s disconnected (%d%s%s)", aip_client_type_str(s->type),
                 s->client_id, code, reason && reason[0] ? ": " : "", reason ? reason : "");
+    }
+    if (s->kind == SK_AIP) {
+        aip_buf e;
+        aip_buf_init(&e, 0);
+        bputf(&e, "\"code\":%d,\"reason\":", code);
+        put_str(&e, reason ? reason : "");
+        aip_buf_nul(&e);
+        ev_emit("disconnected", s->registered ? s : NULL, (const char *)e.data,
+                "%s disconnected (%d%s%.100s)", s->client_id ? s->client_id : s->addr, code,
+                reason && reason[0] ? ": " : "", reason ? reason : "");
+        aip_buf_free(&e);
     }
     /* tasks: a device gone fails its tasks; a constellation gone cancels its own */
     const char *k;
@@ -826,13 +1129,10 @@ static void session_closed(session *s, int code, const char *reason)
     }
     for (size_t i = 0; strmap_next(&g_srv.live, &i, &k, &v);) {
         live_req *l = v;
-        if (l->requester == s) {
+        if (l->requester == s)
             live_free(l);
-        } else if (l->device == s) {
-            answer_info(l->requester, l->request_id, s->system_info ? s->system_info : "{}",
-                        s->client_id);
-            live_free(l);
-        }
+        else if (l->device == s)
+            live_answer(l, s->system_info, "cache");
     }
     for (delayed **pp = &g_delayed; *pp;) {
         delayed *d = *pp;
@@ -865,6 +1165,133 @@ void server_close_all(int code, const char *reason)
         close_session(v, code, reason);
 }
 
+/* ---- faults (POST /api/faults) ------------------------------------------------------------ */
+
+static const char *const g_fault_names[FAULT_COUNT_] = {
+    "drop", "stall", "delay", "garbage", "refuse_next_registration", "mute_heartbeats"};
+
+const char *fault_name(fault_kind f)
+{
+    return (unsigned)f < FAULT_COUNT_ ? g_fault_names[f] : "?";
+}
+
+/* Fires at the earliest fault deadline: ends what is over, re-arms for the rest. */
+static void fault_timer(lws_sorted_usec_list_t *sul)
+{
+    session *s = lws_container_of(sul, session, sul_fault);
+    int64_t now = now_us(), next = 0;
+    int64_t *d[] = {&s->stall_until_us, &s->delay_until_us, &s->mute_until_us};
+    for (size_t i = 0; i < 3; i++) {
+        if (*d[i] && *d[i] <= now) {
+            if (d[i] == &s->stall_until_us)
+                lws_rx_flow_control(s->wsi, 1);
+            *d[i] = 0;
+            ev_emit("fault", s, NULL, "%s ended",
+                    i == 0   ? "stall"
+                    : i == 1 ? "delay"
+                             : "mute_heartbeats");
+        } else if (*d[i] && (!next || *d[i] < next)) {
+            next = *d[i];
+        }
+    }
+    if (s->qh)
+        lws_callback_on_writable(s->wsi);
+    if (next)
+        lws_sul_schedule(g_srv.ctx, 0, &s->sul_fault, fault_timer, (lws_usec_t)(next - now));
+}
+
+static void fault_arm(session *s, int64_t *until, double seconds)
+{
+    int64_t now = now_us();
+    *until = now + (int64_t)(seconds * 1e6);
+    lws_sul_cancel(&s->sul_fault);
+    fault_timer(&s->sul_fault); /* schedules the earliest deadline */
+}
+
+unsigned admin_fault(const char *client_id, const char *fault, double seconds, aip_buf *out)
+{
+    int f = 0;
+    while (f < FAULT_COUNT_ && strcmp(g_fault_names[f], fault) != 0)
+        f++;
+    if (f == FAULT_COUNT_) {
+        aip_buf_puts(out, "{\"error\":\"unknown fault: use drop, stall, delay, garbage, "
+                          "refuse_next_registration or mute_heartbeats\"}");
+        return HTTP_STATUS_BAD_REQUEST;
+    }
+    bool timed = f == FAULT_STALL || f == FAULT_DELAY || f == FAULT_MUTE_HEARTBEATS;
+    if (seconds < 0)
+        seconds = timed ? 10 : 0;
+    if (seconds > 3600 || (timed && seconds <= 0)) {
+        aip_buf_puts(out, "{\"error\":\"seconds must be in (0, 3600]\"}");
+        return HTTP_STATUS_BAD_REQUEST;
+    }
+    session *s = strmap_get(&g_srv.clients, client_id);
+    if (f == FAULT_REFUSE_NEXT_REGISTRATION) { /* the client need not be connected now */
+        int64_t *until = aip_malloc(sizeof *until);
+        if (!until || (g_srv.refuse.count >= 10000 && !strmap_get(&g_srv.refuse, client_id))) {
+            aip_free(until);
+            aip_buf_puts(out, "{\"error\":\"too many armed refusals\"}");
+            return HTTP_STATUS_SERVICE_UNAVAILABLE;
+        }
+        *until = seconds > 0 ? now_us() + (int64_t)(seconds * 1e6) : 0;
+        aip_free(strmap_del(&g_srv.refuse, client_id));
+        if (strmap_put(&g_srv.refuse, client_id, until)) {
+            aip_free(until);
+            aip_buf_puts(out, "{\"error\":\"out of memory\"}");
+            return HTTP_STATUS_INTERNAL_SERVER_ERROR;
+        }
+    } else if (!s) {
+        aip_buf_puts(out, "{\"error\":\"no such client\"}");
+        return HTTP_STATUS_NOT_FOUND;
+    }
+    g_srv.m.faults[f]++;
+    switch ((fault_kind)f) {
+    case FAULT_DROP: { /* the TCP connection ends without a close handshake */
+        int fd = lws_get_socket_fd(s->wsi);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR);
+        break;
+    }
+    case FAULT_STALL: /* half-open: nothing read (no pongs either), nothing written */
+        lws_rx_flow_control(s->wsi, 0);
+        fault_arm(s, &s->stall_until_us, seconds);
+        break;
+    case FAULT_DELAY: fault_arm(s, &s->delay_until_us, seconds); break;
+    case FAULT_MUTE_HEARTBEATS: fault_arm(s, &s->mute_until_us, seconds); break;
+    case FAULT_GARBAGE: {
+        static const char text[] = "{\"this is\": not an AIP message";
+        static const uint8_t bin[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a, 0x7f};
+        size_t n = s->proto ? sizeof bin : sizeof text - 1;
+        uint8_t *buf = aip_malloc(LWS_PRE + n);
+        if (buf) {
+            memcpy(buf + LWS_PRE, s->proto ? (const void *)bin : (const void *)text, n);
+            enqueue(s, buf, n, s->proto);
+        }
+        break;
+    }
+    case FAULT_REFUSE_NEXT_REGISTRATION:
+    case FAULT_COUNT_: break;
+    }
+    aip_log(AIP_LOG_INFO, LOG, "fault %s injected for %s (%.1f s)", fault, client_id, seconds);
+    aip_buf e;
+    aip_buf_init(&e, 0);
+    bputf(&e, "\"fault\":\"%s\",\"seconds\":%g", fault, seconds);
+    aip_buf_nul(&e);
+    if (s)
+        ev_emit("fault", s, (const char *)e.data, "fault injected: %s%s", fault,
+                timed ? " (timed)" : "");
+    else
+        ev_emit("fault", NULL, (const char *)e.data, "fault injected for %.100s: %s", client_id,
+                fault);
+    aip_buf_free(&e);
+    aip_buf_puts(out, "{\"ok\":true,\"fault\":");
+    put_str(out, fault);
+    aip_buf_puts(out, ",\"client_id\":");
+    put_str(out, client_id);
+    bputf(out, ",\"seconds\":%g}", seconds);
+    return HTTP_STATUS_OK;
+}
+
 /* ---- lws callback ---------------------------------------------------------------------------- */
 
 static int write_one(session *s)
@@ -872,6 +1299,9 @@ static int write_one(session *s)
     out_frame *f = s->qh;
     if (!f)
         return 0;
+    int64_t now = now_us();
+    if (s->stall_until_us > now || s->delay_until_us > now)
+        return 0; /* held by a fault: fault_timer asks for WRITEABLE again when it ends */
     if (s->closing && !f->next && f->off + TX_FRAGMENT >= f->len)
         lws_callback_on_writable(s->wsi); /* after this last frame: the close */
     size_t chunk = f->len - f->off;
@@ -924,6 +1354,7 @@ too_big:
             s->client_id ? s->client_id : s->addr, g_srv.cfg.max_frame);
     aip_buf_free(&s->rx);
     s->rx_skip = true;
+    g_srv.m.too_big++;
     close_session(s, 1009, "message too big");
     return 0;
 }
@@ -951,7 +1382,7 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         char uri[128] = "";
         lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
-        if (strcmp(uri, "/ws") != 0 && strcmp(uri, "/echo") != 0)
+        if (strcmp(uri, "/ws") != 0 && strcmp(uri, "/echo") != 0 && strcmp(uri, "/events") != 0)
             return reject_upgrade(wsi, 404, "Not Found", "no WebSocket endpoint here");
         if (!auth_ok(wsi, false))
             return reject_upgrade(wsi, 403, "Forbidden", "bad or missing token");
@@ -993,13 +1424,10 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         return 0;
     case LWS_CALLBACK_HTTP: return http_handle(wsi, in);
+    case LWS_CALLBACK_HTTP_BODY: return http_body(wsi, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: return http_body_done(wsi);
     case LWS_CALLBACK_HTTP_WRITEABLE: return http_writeable(wsi, user);
-    case LWS_CALLBACK_CLOSED_HTTP:
-        if (ps) {
-            aip_free(ps->http_body);
-            ps->http_body = NULL;
-        }
-        break;
+    case LWS_CALLBACK_CLOSED_HTTP: http_closed(wsi); break;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: return 0;
     default: break;
     }

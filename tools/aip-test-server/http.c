@@ -1,13 +1,30 @@
 /*
- * aip-test-server: HTTP on the same port. UFO's GET /api/clients and GET /api/health, plus
- * GET /api/clients/details for debugging. With --token, the API needs X-API-Key (or
+ * aip-test-server: HTTP on the same port.
+ *   UFO's API:   GET /api/clients, GET /api/health, POST /api/dispatch,
+ *                GET /api/task_result/{task_name} (ours answers once the task ended)
+ *   debugging:   GET /api/clients/details, GET /api/clients/{id}, GET /api/device_info/{id},
+ *                POST /api/faults, GET /metrics (Prometheus)
+ *   dashboard:   GET / and its assets, embedded in the binary (dashboard_assets.c, generated)
+ * With --token, everything but the dashboard's static files needs X-API-Key (or
  * Authorization: Bearer) — 401 otherwise — and WebSocket upgrades need ?token= (or the bearer
  * header) — 403 otherwise (checked in LWS_CALLBACK_HTTP_CONFIRM_UPGRADE).
+ *
+ * An answer is built whole, then written from HTTP_WRITEABLE. POST bodies are read up to
+ * MAX_POST_BODY (413 beyond). GET /api/device_info/{id} may answer later, when the device does.
  */
 #include "server.h"
 
+#include "dashboard_assets.h"
+
+#include <aip/internal/jscan.h>
+#include <cjson/cJSON.h>
+
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define MAX_POST_BODY (1u << 20)
 
 static bool token_eq(const char *given)
 {
@@ -38,7 +55,30 @@ bool auth_ok(struct lws *wsi, bool http_api)
     return false;
 }
 
-static void put_str(aip_buf *b, const char *s)
+void bputf(aip_buf *b, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof small) {
+        aip_buf_append(b, small, (size_t)n);
+        return;
+    }
+    char *big = aip_malloc((size_t)n + 1);
+    if (!big)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    aip_buf_append(b, big, (size_t)n);
+    aip_free(big);
+}
+
+void put_str(aip_buf *b, const char *s)
 {
     if (s)
         aip_json_put_string(b, s, strlen(s));
@@ -46,7 +86,7 @@ static void put_str(aip_buf *b, const char *s)
         aip_buf_puts(b, "null");
 }
 
-static void put_time(aip_buf *b, int64_t us)
+void put_time(aip_buf *b, int64_t us)
 {
     if (!us) {
         aip_buf_puts(b, "null");
@@ -72,6 +112,50 @@ static void body_clients(aip_buf *b)
     aip_buf_puts(b, "]}");
 }
 
+void put_client(aip_buf *b, const session *s)
+{
+    aip_buf_puts(b, "{\"client_id\":");
+    put_str(b, s->client_id);
+    aip_buf_puts(b, ",\"client_type\":");
+    put_str(b, aip_client_type_str(s->type));
+    aip_buf_puts(b, ",\"target_id\":");
+    put_str(b, s->target_id);
+    aip_buf_puts(b, ",\"address\":");
+    put_str(b, s->addr);
+    aip_buf_puts(b, ",\"connected_since\":");
+    put_time(b, s->connected_us);
+    aip_buf_puts(b, ",\"last_heartbeat\":");
+    put_time(b, s->last_heartbeat_us);
+    aip_buf_puts(b, ",\"encoding\":");
+    put_str(b, s->proto ? "proto" : "json");
+    aip_buf_puts(b, ",\"extensions\":[");
+    if (s->ext_correlated)
+        aip_buf_puts(b, "\"correlated_errors\"");
+    if (s->ext_live)
+        aip_buf_puts(b, s->ext_correlated ? ",\"live_device_info\"" : "\"live_device_info\"");
+    bputf(b, "],\"commands_in_flight\":%u,\"frames_in\":%llu,\"frames_out\":%llu",
+          s->commands_in_flight, (unsigned long long)s->frames_in,
+          (unsigned long long)s->frames_out);
+    aip_buf_puts(b, ",\"faults\":[");
+    int64_t now = now_us();
+    bool first = true;
+    const struct {
+        int64_t until;
+        const char *name;
+    } f[] = {{s->stall_until_us, "stall"},
+             {s->delay_until_us, "delay"},
+             {s->mute_until_us, "mute_heartbeats"}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].until > now) {
+            bputf(b, "%s{\"fault\":\"%s\",\"seconds_left\":%.1f}", first ? "" : ",", f[i].name,
+                  (double)(f[i].until - now) / 1e6);
+            first = false;
+        }
+    aip_buf_puts(b, "],\"system_info\":");
+    aip_buf_puts(b, s->system_info ? s->system_info : "null");
+    aip_buf_putc(b, '}');
+}
+
 static void body_details(aip_buf *b)
 {
     aip_buf_puts(b, "{\"clients\":[");
@@ -79,46 +163,46 @@ static void body_details(aip_buf *b)
     void *v;
     bool first = true;
     for (size_t i = 0; strmap_next(&g_srv.clients, &i, &k, &v);) {
-        session *s = v;
         if (!first)
             aip_buf_putc(b, ',');
         first = false;
-        aip_buf_puts(b, "{\"client_id\":");
-        put_str(b, s->client_id);
-        aip_buf_puts(b, ",\"client_type\":");
-        put_str(b, aip_client_type_str(s->type));
-        aip_buf_puts(b, ",\"target_id\":");
-        put_str(b, s->target_id);
-        aip_buf_puts(b, ",\"address\":");
-        put_str(b, s->addr);
-        aip_buf_puts(b, ",\"connected_since\":");
-        put_time(b, s->connected_us);
-        aip_buf_puts(b, ",\"last_heartbeat\":");
-        put_time(b, s->last_heartbeat_us);
-        aip_buf_puts(b, ",\"encoding\":");
-        put_str(b, s->proto ? "proto" : "json");
-        aip_buf_puts(b, ",\"extensions\":[");
-        if (s->ext_correlated)
-            aip_buf_puts(b, "\"correlated_errors\"");
-        if (s->ext_live)
-            aip_buf_puts(b, s->ext_correlated ? ",\"live_device_info\"" : "\"live_device_info\"");
-        char n[64];
-        snprintf(n, sizeof n, "],\"commands_in_flight\":%u,\"frames_in\":%llu,\"frames_out\":%llu",
-                 s->commands_in_flight, (unsigned long long)s->frames_in,
-                 (unsigned long long)s->frames_out);
-        aip_buf_puts(b, n);
-        aip_buf_puts(b, ",\"system_info\":");
-        aip_buf_puts(b, s->system_info ? s->system_info : "null");
-        aip_buf_putc(b, '}');
+        put_client(b, v);
     }
     aip_buf_puts(b, "]}");
 }
 
-static int respond(struct lws *wsi, unsigned status, aip_buf *body)
+static void body_task_result(aip_buf *b, const task_record *r)
+{
+    static const char *const st[] = {"pending", "completed", "failed"};
+    aip_buf_puts(b, "{\"status\":");
+    put_str(b, st[r->state]);
+    aip_buf_puts(b, ",\"task_name\":");
+    put_str(b, r->task_name);
+    aip_buf_puts(b, ",\"session_id\":");
+    put_str(b, r->session_id);
+    aip_buf_puts(b, ",\"client_id\":");
+    put_str(b, r->client_id);
+    aip_buf_puts(b, ",\"result\":");
+    aip_buf_puts(b, r->result ? r->result : "null");
+    aip_buf_puts(b, ",\"error\":");
+    put_str(b, r->error);
+    aip_buf_putc(b, '}');
+}
+
+static void error_body(aip_buf *b, const char *text)
+{
+    aip_buf_reset(b);
+    aip_buf_puts(b, "{\"error\":");
+    put_str(b, text);
+    aip_buf_putc(b, '}');
+}
+
+/* Writes the status line and headers now and keeps the body for HTTP_WRITEABLE. */
+static int respond_as(struct lws *wsi, unsigned status, const char *type, aip_buf *body)
 {
     pss *ps = lws_wsi_user(wsi);
-    uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr;
-    if (lws_add_http_common_headers(wsi, status, "application/json", body->len, &p, end) ||
+    uint8_t hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr;
+    if (lws_add_http_common_headers(wsi, status, type, body->len, &p, end) ||
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end)) {
@@ -131,34 +215,216 @@ static int respond(struct lws *wsi, unsigned status, aip_buf *body)
     }
     aip_free(ps->http_body);
     ps->http_len = body->len;
-    ps->http_body = aip_buf_steal(body);
+    ps->http_body = body->len ? aip_buf_steal(body) : NULL;
+    aip_buf_free(body);
+    if (!ps->http_body) /* an empty body: the transaction is complete */
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
     lws_callback_on_writable(wsi);
     return 0;
 }
 
+static int respond(struct lws *wsi, unsigned status, aip_buf *body)
+{
+    return respond_as(wsi, status, "application/json", body);
+}
+
+void http_answer_later(struct lws *wsi, unsigned status, aip_buf *body)
+{
+    if (respond(wsi, status, body))
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, LWS_TO_KILL_ASYNC);
+}
+
+static int serve_asset(struct lws *wsi, const char *uri)
+{
+    const char *name = strcmp(uri, "/") == 0 ? "index.html" : uri + 1;
+    for (size_t i = 0; i < dashboard_asset_count; i++) {
+        const dashboard_asset *a = &dashboard_assets[i];
+        if (strcmp(a->name, name) != 0)
+            continue;
+        aip_buf b;
+        aip_buf_init(&b, LWS_PRE);
+        aip_buf_append(&b, a->data, a->len);
+        return respond_as(wsi, HTTP_STATUS_OK, a->type, &b);
+    }
+    return -1;
+}
+
+/* "/api/x/{id}" -> id, URL-decoded into buf; NULL when uri does not start with prefix or the id
+ * is empty or malformed. */
+static const char *path_arg(const char *uri, const char *prefix, char *buf, size_t n)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(uri, prefix, pl) != 0 || !uri[pl])
+        return NULL;
+    const char *in = uri + pl;
+    size_t o = 0;
+    for (; *in && o + 1 < n; in++) {
+        if (*in == '/')
+            return NULL;
+        if (*in == '%' && in[1] && in[2]) {
+            char hex[3] = {in[1], in[2], 0}, *end;
+            long v = strtol(hex, &end, 16);
+            if (*end || v <= 0)
+                return NULL;
+            buf[o++] = (char)v;
+            in += 2;
+        } else {
+            buf[o++] = *in;
+        }
+    }
+    if (*in)
+        return NULL; /* too long */
+    buf[o] = 0;
+    return buf;
+}
+
 int http_handle(struct lws *wsi, const char *uri)
 {
+    pss *ps = lws_wsi_user(wsi);
     aip_buf b;
     aip_buf_init(&b, LWS_PRE);
-    bool api = strncmp(uri, "/api/", 5) == 0;
-    if (api && !auth_ok(wsi, true)) {
+    bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+    bool api = strncmp(uri, "/api/", 5) == 0 || strcmp(uri, "/metrics") == 0;
+    if (!api && !post) {
+        if (serve_asset(wsi, uri) >= 0)
+            return 0;
+        aip_buf_puts(&b, "{\"error\":\"not found\"}");
+        return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
+    }
+    if (!auth_ok(wsi, true)) {
         aip_buf_puts(&b, "{\"error\":\"unauthorized: send the server key as X-API-Key\"}");
         return respond(wsi, HTTP_STATUS_UNAUTHORIZED, &b);
     }
+    if (post) {
+        if (strcmp(uri, "/api/dispatch") != 0 && strcmp(uri, "/api/faults") != 0) {
+            error_body(&b, "no such POST endpoint: POST /api/dispatch or /api/faults");
+            return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
+        }
+        char cl[32];
+        if (!ps || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
+            strtoul(cl, NULL, 10) == 0) {
+            error_body(&b, "a JSON body is required");
+            return respond(wsi, HTTP_STATUS_BAD_REQUEST, &b);
+        }
+        if (strtoul(cl, NULL, 10) > MAX_POST_BODY) {
+            error_body(&b, "body too large (1 MiB at most)");
+            return respond(wsi, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, &b);
+        }
+        snprintf(ps->post_uri, sizeof ps->post_uri, "%s", uri);
+        aip_buf_init(&ps->post_body, 0);
+        aip_buf_free(&b);
+        return 0; /* the body arrives in HTTP_BODY */
+    }
+    char arg[AIP_ID_MAX + 1];
     if (strcmp(uri, "/api/clients") == 0) {
         body_clients(&b);
     } else if (strcmp(uri, "/api/clients/details") == 0) {
         body_details(&b);
+    } else if (path_arg(uri, "/api/clients/", arg, sizeof arg)) {
+        session *s = strmap_get(&g_srv.clients, arg);
+        if (!s) {
+            error_body(&b, "no such client");
+            return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
+        }
+        put_client(&b, s);
     } else if (strcmp(uri, "/api/health") == 0) {
-        char h[160];
-        snprintf(h, sizeof h, "{\"status\":\"healthy\",\"online_clients\":%zu,\"tasks\":%zu}",
-                 g_srv.clients.count, g_srv.tasks.count);
-        aip_buf_puts(&b, h);
+        bputf(&b, "{\"status\":\"healthy\",\"online_clients\":%zu,\"tasks\":%zu}",
+              g_srv.clients.count, g_srv.tasks.count);
+    } else if (path_arg(uri, "/api/task_result/", arg, sizeof arg)) {
+        const task_record *r = record_get(arg);
+        if (!r) {
+            error_body(&b, "no task with this name");
+            return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
+        }
+        body_task_result(&b, r);
+    } else if (path_arg(uri, "/api/device_info/", arg, sizeof arg)) {
+        unsigned st = admin_device_info(wsi, arg, &b);
+        if (!st) {
+            aip_buf_free(&b);
+            return 0; /* answered when the device does */
+        }
+        return respond(wsi, st, &b);
+    } else if (strcmp(uri, "/metrics") == 0) {
+        metrics_render(&b);
+        return respond_as(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4", &b);
     } else {
         aip_buf_puts(&b, "{\"error\":\"not found\"}");
         return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
     }
     return respond(wsi, HTTP_STATUS_OK, &b);
+}
+
+int http_body(struct lws *wsi, const void *in, size_t len)
+{
+    pss *ps = lws_wsi_user(wsi);
+    if (!ps || !ps->post_uri[0])
+        return -1;
+    if (ps->post_body.len + len > MAX_POST_BODY || aip_buf_append(&ps->post_body, in, len))
+        return -1;
+    return 0;
+}
+
+static const char *str_member(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int http_body_done(struct lws *wsi)
+{
+    pss *ps = lws_wsi_user(wsi);
+    if (!ps || !ps->post_uri[0])
+        return -1;
+    aip_buf b;
+    aip_buf_init(&b, LWS_PRE);
+    unsigned st;
+    cJSON *root = NULL;
+    char *request_text = NULL;
+    /* the codec's strict scan first: depth, value count, UTF-8, duplicate keys */
+    aip_jscan scan = {0};
+    scan.max_depth = 32;
+    scan.max_values = 100000;
+    const char *text = ps->post_body.data ? (const char *)ps->post_body.data : "";
+    if (aip_jscan_run(&scan, text, ps->post_body.len)) {
+        char why[220];
+        snprintf(why, sizeof why, "the body is not acceptable JSON: %s", scan.why);
+        error_body(&b, why);
+        st = HTTP_STATUS_BAD_REQUEST;
+    } else if (!(root =
+                     cJSON_ParseWithLength((const char *)ps->post_body.data, ps->post_body.len)) ||
+               !cJSON_IsObject(root)) {
+        error_body(&b, "the body must be a JSON object");
+        st = HTTP_STATUS_BAD_REQUEST;
+    } else if (strcmp(ps->post_uri, "/api/dispatch") == 0) {
+        const char *cid = str_member(root, "client_id");
+        const char *name = str_member(root, "task_name");
+        const cJSON *rq = cJSON_GetObjectItemCaseSensitive(root, "request");
+        const char *req = cJSON_IsString(rq) ? rq->valuestring : NULL;
+        if (cJSON_IsObject(rq))
+            req = request_text = cJSON_PrintUnformatted(rq);
+        if (!cid || !req) {
+            error_body(&b, "dispatch needs a string client_id and a request (JSON actions, as a "
+                           "string or an object)");
+            st = HTTP_STATUS_BAD_REQUEST;
+        } else {
+            st = admin_dispatch(cid, req, name, &b);
+        }
+    } else {
+        const char *cid = str_member(root, "client_id");
+        const char *fault = str_member(root, "fault");
+        const cJSON *sec = cJSON_GetObjectItemCaseSensitive(root, "seconds");
+        if (!cid || !fault || (sec && !cJSON_IsNumber(sec))) {
+            error_body(&b, "faults need a string client_id, a string fault and numeric seconds");
+            st = HTTP_STATUS_BAD_REQUEST;
+        } else {
+            st = admin_fault(cid, fault, sec ? sec->valuedouble : -1, &b);
+        }
+    }
+    cJSON_free(request_text);
+    cJSON_Delete(root);
+    aip_buf_free(&ps->post_body);
+    ps->post_uri[0] = 0;
+    return respond(wsi, st, &b);
 }
 
 int http_writeable(struct lws *wsi, void *user)
@@ -172,4 +438,19 @@ int http_writeable(struct lws *wsi, void *user)
     if (n < 0)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void http_closed(struct lws *wsi)
+{
+    pss *ps = lws_wsi_user(wsi);
+    if (!ps)
+        return;
+    aip_free(ps->http_body);
+    ps->http_body = NULL;
+    aip_buf_free(&ps->post_body);
+    ps->post_uri[0] = 0;
+    if (ps->live) {
+        admin_live_cancel(ps->live);
+        ps->live = NULL;
+    }
 }

@@ -172,6 +172,9 @@ int main(int argc, char **argv)
     strmap_init(&g_srv.tasks);
     strmap_init(&g_srv.commands);
     strmap_init(&g_srv.live);
+    strmap_init(&g_srv.results);
+    strmap_init(&g_srv.refuse);
+    g_srv.started_us = aip_wall_us(NULL);
 
     /* protocols[0] handles HTTP, upgrades without a subprotocol (UFO clients send none) and
      * WSI_DESTROY; protocols[1] is selected by Sec-WebSocket-Protocol: aip.v1.proto. */
@@ -235,6 +238,12 @@ int main(int argc, char **argv)
     strmap_free(&g_srv.tasks);
     strmap_free(&g_srv.commands);
     strmap_free(&g_srv.live);
+    events_free();
+    const char *rk;
+    void *rv;
+    for (size_t i = 0; strmap_next(&g_srv.refuse, &i, &rk, &rv);)
+        aip_free(rv);
+    strmap_free(&g_srv.refuse);
     aip_log(AIP_LOG_INFO, "server", "stopped");
     return 0;
 bad:

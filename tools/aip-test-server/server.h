@@ -36,7 +36,18 @@ typedef struct out_frame {
     uint8_t *buf; /* allocation; payload at buf + LWS_PRE */
 } out_frame;
 
-typedef enum sess_kind { SK_NONE, SK_AIP, SK_ECHO } sess_kind;
+typedef enum sess_kind { SK_NONE, SK_AIP, SK_ECHO, SK_EVENTS } sess_kind;
+
+/* Faults injected through POST /api/faults (each lasts until its deadline, 0 = off). */
+typedef enum fault_kind {
+    FAULT_DROP,
+    FAULT_STALL,
+    FAULT_DELAY,
+    FAULT_GARBAGE,
+    FAULT_REFUSE_NEXT_REGISTRATION,
+    FAULT_MUTE_HEARTBEATS,
+    FAULT_COUNT_
+} fault_kind;
 
 typedef struct session {
     uint64_t serial;
@@ -63,6 +74,11 @@ typedef struct session {
     lws_sorted_usec_list_t sul_register;
     uint64_t frames_in, frames_out;
     unsigned commands_in_flight;
+    /* faults: stall = neither read nor write; delay = hold outbound frames; mute = no heartbeat
+     * acks. Each ends at its deadline (sul_fault fires at the earliest one). */
+    int64_t stall_until_us, delay_until_us, mute_until_us;
+    lws_sorted_usec_list_t sul_fault;
+    struct session *next_viewer; /* SK_EVENTS: the viewer list */
 } session;
 
 /* Per-session data as lws allocates it: a pointer, so a CLOSED without ESTABLISHED (lws can do
@@ -71,7 +87,25 @@ typedef struct pss {
     session *s;
     uint8_t *http_body; /* an HTTP answer waiting for HTTP_WRITEABLE: [LWS_PRE | body] */
     size_t http_len;
+    char post_uri[128]; /* a POST whose body is being read */
+    aip_buf post_body;
+    struct live_req *live; /* GET /api/device_info/{id} waiting for the device */
 } pss;
+
+/* Counters for GET /metrics. Everything runs on the service thread: plain integers. */
+#define RTT_BUCKETS 14
+typedef struct metrics {
+    uint64_t frames_in[AIP_MSG_TYPE_COUNT_][2],
+        frames_out[AIP_MSG_TYPE_COUNT_][2]; /* [type][proto] */
+    uint64_t malformed, errors_sent, errors_received, too_big, slow_readers;
+    uint64_t registrations, refused_duplicate, refused_invalid, refused_target, refused_fault;
+    uint64_t faults[FAULT_COUNT_];
+    uint64_t tasks_completed, tasks_failed, echo_frames;
+    uint64_t viewer_drops, events;
+    uint64_t rtt_bucket[RTT_BUCKETS + 1]; /* non-cumulative; last = +Inf */
+    uint64_t rtt_count;
+    double rtt_sum_s;
+} metrics;
 
 typedef struct server {
     server_config cfg;
@@ -84,7 +118,24 @@ typedef struct server {
     uint64_t next_serial;
     volatile sig_atomic_t stop; /* set by the signal handler */
     aip_codec_limits limits;
+    strmap results; /* task_name -> task_record (bounded, oldest finished evicted) */
+    struct task_record *rec_head, *rec_tail; /* records in creation order */
+    session *viewers;                        /* /events WebSocket viewers */
+    size_t nviewers;
+    strmap refuse; /* client_id -> refusal deadline (refuse_next_registration) */
+    metrics m;
+    int64_t started_us;
 } server;
+
+/* A task's outcome for GET /api/task_result/{task_name}. */
+typedef struct task_record {
+    struct task_record *next;
+    char *task_name, *session_id, *client_id;
+    int state;    /* 0 pending, 1 completed, 2 failed */
+    char *result; /* JSON text or NULL */
+    char *error;
+} task_record;
+#define MAX_TASK_RECORDS 1024
 
 extern server g_srv;
 
@@ -92,9 +143,46 @@ extern server g_srv;
 int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len);
 void server_close_all(int code, const char *reason);
+int64_t now_us(void);
+void session_enqueue_text(session *s, const char *text, size_t len);
+/* admin actions (HTTP API), each answers an HTTP status and writes a JSON body into out */
+unsigned admin_dispatch(const char *client_id, const char *request, const char *task_name,
+                        aip_buf *out);
+unsigned admin_fault(const char *client_id, const char *fault, double seconds, aip_buf *out);
+/* GET /api/device_info/{id}: answers now (returns the status) or returns 0 and answers later
+ * through http_answer_later() on wsi; http_live_cancel() when the HTTP client goes away */
+unsigned admin_device_info(struct lws *wsi, const char *client_id, aip_buf *out);
+void admin_live_cancel(struct live_req *l);
+const char *fault_name(fault_kind f);
+
 /* http.c */
 int http_handle(struct lws *wsi, const char *uri);
+int http_body(struct lws *wsi, const void *in, size_t len);
+int http_body_done(struct lws *wsi);
 int http_writeable(struct lws *wsi, void *user);
+void http_closed(struct lws *wsi);
+void http_answer_later(struct lws *wsi, unsigned status, aip_buf *body);
 bool auth_ok(struct lws *wsi, bool http_api);
+void put_str(aip_buf *b, const char *s);
+void put_time(aip_buf *b, int64_t us);
+void put_client(aip_buf *b, const session *s);
+void bputf(aip_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* events.c: the live event feed for /events viewers, and task records */
+void events_viewer_open(session *s);
+void events_viewer_close(session *s);
+/* Emits one event: kind, the session it concerns (or NULL), a human line, and extra members
+ * as raw JSON ("\"k\":v,..." without braces, or NULL). */
+void ev_emit(const char *kind, const session *s, const char *extra_json, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void events_free(void);
+task_record *record_open(const char *task_name, const char *session_id, const char *client_id);
+void record_finish(const char *task_name, const char *session_id, bool completed,
+                   const char *result, const char *error);
+const task_record *record_get(const char *task_name);
+
+/* metrics.c */
+void metrics_rtt(int64_t us);
+void metrics_render(aip_buf *b);
 
 #endif

@@ -1,0 +1,238 @@
+/*
+ * aip-test-server: the live event feed and task records.
+ *
+ * Events (registrations, heartbeats, tasks, commands, errors, disconnects, faults) go to every
+ * viewer of the /events WebSocket as one JSON text message each (DASHBOARD contract in
+ * README.md). A viewer first gets a snapshot of the connected clients, then the last
+ * EV_REPLAY events, then live ones. Memory is bounded twice: the replay ring holds EV_REPLAY
+ * lines, and a viewer whose queue passes VIEWER_MAX_QUEUE bytes is closed with 1013 (try again
+ * later) instead of buffering for it — the page reconnects and gets a fresh snapshot.
+ *
+ * Task records answer GET /api/task_result/{task_name}: created when a task with a name enters
+ * the server, completed at task_end, at most MAX_TASK_RECORDS kept (the oldest dropped first).
+ */
+#include "server.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define EV_REPLAY         200
+#define VIEWER_MAX_QUEUE  (1u << 20)
+#define MAX_RECORD_RESULT (64u * 1024u)
+
+static char *g_ring[EV_REPLAY];
+static size_t g_ring_next;
+static uint64_t g_seq;
+
+static void viewer_send(session *v, const char *text, size_t len)
+{
+    if (v->closing)
+        return;
+    if (v->qbytes + len > VIEWER_MAX_QUEUE) {
+        g_srv.m.viewer_drops++;
+        aip_log(AIP_LOG_INFO, "events", "viewer %s is %zu bytes behind: closing it (1013)", v->addr,
+                v->qbytes);
+        v->closing = true;
+        v->close_now = true;
+        v->close_code = 1013;
+        snprintf(v->close_reason, sizeof v->close_reason, "viewer too slow");
+        lws_callback_on_writable(v->wsi);
+        return;
+    }
+    session_enqueue_text(v, text, len);
+}
+
+void events_viewer_open(session *s)
+{
+    s->next_viewer = g_srv.viewers;
+    g_srv.viewers = s;
+    g_srv.nviewers++;
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    char ts[40];
+    aip_format_timestamp(g_srv.started_us, ts, sizeof ts);
+    bputf(&b, "{\"type\":\"snapshot\",\"server\":{\"version\":");
+    put_str(&b, aip_version());
+    aip_buf_puts(&b, ",\"device_info\":");
+    put_str(&b, g_srv.cfg.di_mode == DI_LIVE    ? "live"
+                : g_srv.cfg.di_mode == DI_CACHE ? "cache"
+                                                : "auto");
+    aip_buf_puts(&b, ",\"started\":");
+    put_str(&b, ts);
+    aip_buf_puts(&b, "},\"clients\":[");
+    const char *k;
+    void *v;
+    bool first = true;
+    for (size_t i = 0; strmap_next(&g_srv.clients, &i, &k, &v);) {
+        if (!first)
+            aip_buf_putc(&b, ',');
+        first = false;
+        put_client(&b, v);
+    }
+    aip_buf_puts(&b, "]}");
+    viewer_send(s, b.data ? (const char *)b.data : "", b.len);
+    aip_buf_free(&b);
+    for (size_t i = 0; i < EV_REPLAY; i++) {
+        const char *line = g_ring[(g_ring_next + i) % EV_REPLAY];
+        if (line)
+            viewer_send(s, line, strlen(line));
+    }
+}
+
+void events_viewer_close(session *s)
+{
+    for (session **pp = &g_srv.viewers; *pp; pp = &(*pp)->next_viewer)
+        if (*pp == s) {
+            *pp = s->next_viewer;
+            g_srv.nviewers--;
+            return;
+        }
+}
+
+void ev_emit(const char *kind, const session *s, const char *extra_json, const char *fmt, ...)
+{
+    g_srv.m.events++;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    char ts[40];
+    aip_format_timestamp(now_us(), ts, sizeof ts);
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    bputf(&b, "{\"type\":\"event\",\"seq\":%llu,\"ts\":", (unsigned long long)++g_seq);
+    put_str(&b, ts);
+    aip_buf_puts(&b, ",\"kind\":");
+    put_str(&b, kind);
+    aip_buf_puts(&b, ",\"client_id\":");
+    put_str(&b, s ? s->client_id : NULL);
+    aip_buf_puts(&b, ",\"text\":");
+    put_str(&b, text);
+    if (extra_json && extra_json[0]) {
+        aip_buf_putc(&b, ',');
+        aip_buf_puts(&b, extra_json);
+    }
+    aip_buf_putc(&b, '}');
+    if (aip_buf_nul(&b)) {
+        aip_buf_free(&b);
+        return;
+    }
+    for (session *v = g_srv.viewers; v; v = v->next_viewer)
+        viewer_send(v, (const char *)b.data, b.len);
+    /* the replay ring keeps the line itself */
+    aip_free(g_ring[g_ring_next]);
+    g_ring[g_ring_next] = (char *)aip_buf_steal(&b);
+    g_ring_next = (g_ring_next + 1) % EV_REPLAY;
+}
+
+/* ---- task records ---------------------------------------------------------------------- */
+
+static void record_free(task_record *r)
+{
+    aip_free(r->task_name);
+    aip_free(r->session_id);
+    aip_free(r->client_id);
+    aip_free(r->result);
+    aip_free(r->error);
+    aip_free(r);
+}
+
+static void record_unlink(task_record *r, task_record *prev)
+{
+    if (prev)
+        prev->next = r->next;
+    else
+        g_srv.rec_head = r->next;
+    if (g_srv.rec_tail == r)
+        g_srv.rec_tail = prev;
+    strmap_del(&g_srv.results, r->task_name);
+    record_free(r);
+}
+
+/* Drops the oldest finished record (or, when every record is pending, the oldest). */
+static void record_evict(void)
+{
+    task_record *prev = NULL, *r = g_srv.rec_head;
+    while (r && r->state == 0) {
+        prev = r;
+        r = r->next;
+    }
+    if (!r) {
+        r = g_srv.rec_head;
+        prev = NULL;
+    }
+    if (r)
+        record_unlink(r, prev);
+}
+
+task_record *record_open(const char *task_name, const char *session_id, const char *client_id)
+{
+    if (!task_name)
+        return NULL;
+    task_record *old = strmap_get(&g_srv.results, task_name);
+    if (old && old->state == 0)
+        return NULL; /* a pending task already has this name */
+    if (old) {       /* a finished one: replaced */
+        task_record *prev = NULL;
+        for (task_record *r = g_srv.rec_head; r && r != old; r = r->next)
+            prev = r;
+        record_unlink(old, prev);
+    }
+    if (g_srv.results.count >= MAX_TASK_RECORDS)
+        record_evict();
+    task_record *r = aip_calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->task_name = aip_strdup(task_name);
+    r->session_id = aip_strdup(session_id);
+    r->client_id = client_id ? aip_strdup(client_id) : NULL;
+    if (!r->task_name || !r->session_id || strmap_put(&g_srv.results, r->task_name, r)) {
+        record_free(r);
+        return NULL;
+    }
+    if (g_srv.rec_tail)
+        g_srv.rec_tail->next = r;
+    else
+        g_srv.rec_head = r;
+    g_srv.rec_tail = r;
+    return r;
+}
+
+void record_finish(const char *task_name, const char *session_id, bool completed,
+                   const char *result, const char *error)
+{
+    task_record *r = task_name ? strmap_get(&g_srv.results, task_name) : NULL;
+    if (!r || r->state != 0 || strcmp(r->session_id, session_id) != 0)
+        return;
+    r->state = completed ? 1 : 2;
+    r->error = error ? aip_strdup(error) : NULL;
+    if (result && strlen(result) <= MAX_RECORD_RESULT) {
+        r->result = aip_strdup(result);
+    } else if (result && !r->error) { /* kept bounded: 1024 records x 64 KiB at most */
+        char why[120];
+        snprintf(why, sizeof why, "the result (%zu bytes) was too large to keep (%u at most)",
+                 strlen(result), MAX_RECORD_RESULT);
+        r->error = aip_strdup(why);
+    }
+}
+
+const task_record *record_get(const char *task_name)
+{
+    return strmap_get(&g_srv.results, task_name);
+}
+
+void events_free(void)
+{
+    for (size_t i = 0; i < EV_REPLAY; i++) {
+        aip_free(g_ring[i]);
+        g_ring[i] = NULL;
+    }
+    for (task_record *r = g_srv.rec_head, *n; r; r = n) {
+        n = r->next;
+        record_free(r);
+    }
+    g_srv.rec_head = g_srv.rec_tail = NULL;
+    strmap_free(&g_srv.results);
+}
