@@ -1,0 +1,514 @@
+#!/usr/bin/python3
+"""Integration: the aip-test-server dashboard in headless Chromium, on 127.0.0.1.
+
+Starts a real aip-test-server (--port 0) and real constellation-agents, opens the dashboard
+(tools/aip-test-server/dashboard, embedded in the server) in Debian's chromium driven over
+the Chrome DevTools Protocol (tests/integration/cdp.py, python3-websockets only), and checks:
+  - the page lists the connected device (type, address, encoding) and the server's facts;
+  - live events arrive: heartbeats, a device that registers (proto) and one that leaves
+    (close 1001) while the page is open;
+  - device-supplied text is shown as text (a client id full of HTML runs no script);
+  - the device view shows the registration's system_info; "Ask the device" shows live info;
+  - a task typed into the page reaches the device and its result shows up, on the page and
+    in GET /api/task_result; bad JSON is refused by the page;
+  - a fault injected from the page (drop) is seen in the log and the device comes back;
+  - a burst of events leaves the log capped at 500 rows and the page responsive;
+  - 20 reloads in a row during live events: no error/warn line in the server's log, the
+    server's RSS flat after warm-up, no script error in the page;
+  - with --token: the page works from /?token=..., keeps the key across a reload, and
+    without it asks for the key (a wrong key is refused, the right one works);
+  - the page never requests anything but its own server (works offline, no CDN).
+Saves a PNG screenshot of the page with a device selected and a task result shown.
+
+usage: dashboard_test.py AIP_TEST_SERVER CONSTELLATION_AGENT [SCREENSHOT.png]
+       (the screenshot path may also come from $AIP_DASHBOARD_SCREENSHOT)
+Exits 77 (skipped) when chromium is not installed; $AIP_CHROMIUM picks another browser.
+"""
+import asyncio
+import atexit
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+if len(sys.argv) < 3:
+    sys.stderr.write(__doc__)
+    sys.exit(2)
+SERVER, AGENT = sys.argv[1], sys.argv[2]
+TMP = tempfile.mkdtemp(prefix="aip-dashboard-test.")
+SHOT = (sys.argv[3] if len(sys.argv) > 3 else None) or os.environ.get("AIP_DASHBOARD_SCREENSHOT") \
+    or os.path.join(TMP, "dashboard.png")
+
+import cdp  # noqa: E402  (after the path set-up)
+
+CHROMIUM = cdp.find_chromium()
+if not CHROMIUM:
+    print("SKIP: chromium is not installed (Debian package 'chromium', see tools/install-deps.sh; "
+          "or set AIP_CHROMIUM)")
+    sys.exit(77)
+
+TOKEN = "dash-s3cret-key"
+XSS_ID = '<img src=x onerror="window.__xss=1"><b id="xss">bold</b>&amp;'
+LOG_LINE = re.compile(r"^\S+ +(error|warn|info|debug) +\S")
+BAD_LINE = re.compile(r"^\S+ +(error|warn) ")
+
+passed = failed = 0
+procs = []
+
+
+@atexit.register
+def _cleanup():
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if "AIP_KEEP_TMP" not in os.environ:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok   " + name, flush=True)
+    else:
+        failed += 1
+        print("FAIL " + name + (": " + str(detail)[:1500] if detail != "" else ""), flush=True)
+    return ok
+
+
+# ---- processes ---------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, *extra):
+        self.err_path = os.path.join(TMP, "server-%d.err" % len(procs))
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen([SERVER, "--host", "127.0.0.1", "--port", "0"] + list(extra),
+                                     stdout=subprocess.PIPE, stderr=self.err, text=True)
+        procs.append(self.proc)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (\S+):(\d+)", line)
+        if not m:
+            raise RuntimeError("aip-test-server did not start: %r (see %s)" % (line, self.err_path))
+        self.port = int(m.group(2))
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.token = extra[extra.index("--token") + 1] if "--token" in extra else None
+
+    def log_size(self):
+        return os.path.getsize(self.err_path)
+
+    def log_since(self, offset):
+        with open(self.err_path, errors="replace") as f:
+            f.seek(offset)
+            return f.read().splitlines()
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return -1
+
+    def api(self, method, path, body=None, token=True, timeout=10):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token and self.token:
+            req.add_header("X-API-Key", self.token)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+
+    def online(self):
+        st, d = self.api("GET", "/api/clients")
+        return d.get("online_clients", []) if st == 200 and isinstance(d, dict) else []
+
+
+def agent(srv, client_id, *extra):
+    cmd = [AGENT, "--server", "ws://127.0.0.1:%d/ws" % srv.port, "--client-id", client_id,
+           "--heartbeat", "1", "--log-level", "info"] + list(extra)
+    if srv.token:
+        cmd += ["--token", srv.token]
+    err = open(os.path.join(TMP, "agent-%d.err" % len(procs)), "w")
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    procs.append(p)
+    return p
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    try:
+        return p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.wait()
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    return pred()
+
+
+class Dispatcher(threading.Thread):
+    """Keeps events flowing: dispatches a small echo task to a device every `period` s."""
+
+    def __init__(self, srv, client_id, period=0.03):
+        super().__init__(daemon=True)
+        self.srv, self.client_id, self.period = srv, client_id, period
+        self.halt = threading.Event()
+        self.sent = self.errors = 0
+
+    def run(self):
+        req = {"actions": [{"tool_name": "echo", "parameters": {"text": "load"}}]}
+        while not self.halt.is_set():
+            st, _ = self.srv.api("POST", "/api/dispatch", {"client_id": self.client_id, "request": req})
+            if st == 200:
+                self.sent += 1
+            else:
+                self.errors += 1
+            self.halt.wait(self.period)
+
+    def stop(self):
+        self.halt.set()
+        self.join(10)
+
+
+# ---- page probes (JavaScript run in the page) --------------------------------------------
+
+JS_CLIENT_IDS = "Array.from(document.querySelectorAll('#clients-body tr')).map(function(r){return r.dataset.id})"
+JS_CLIENT_ROWS = ("Array.from(document.querySelectorAll('#clients-body tr')).map(function(r){"
+                  "return {id: r.dataset.id, cells: Array.from(r.cells).map(function(c){return c.textContent})}})")
+JS_LOG = ("Array.from(document.querySelectorAll('#log-body tr')).map(function(r){"
+          "return {t: r.cells[0].textContent, seq: r.cells[1].textContent, kind: r.cells[2].textContent,"
+          " client: r.cells[3].textContent, text: r.cells[4].textContent}})")
+
+
+def js_has_client(cid):
+    return "(%s).indexOf(%s) >= 0" % (JS_CLIENT_IDS, json.dumps(cid))
+
+
+def js_log_has(kind, client=None, text=None):
+    cond = ["e.kind === %s" % json.dumps(kind)]
+    if client is not None:
+        cond.append("e.client === %s" % json.dumps(client))
+    if text is not None:
+        cond.append("e.text.indexOf(%s) >= 0" % json.dumps(text))
+    return "(%s).some(function(e){return %s})" % (JS_LOG, " && ".join(cond))
+
+
+def js_text(elem_id):
+    return "document.getElementById(%s).textContent" % json.dumps(elem_id)
+
+
+def js_kv(tbody_id):
+    return ("(function(){var o={};document.querySelectorAll('#%s tr').forEach(function(r){"
+            "o[r.cells[0].textContent]=r.cells[1].textContent});return o})()" % tbody_id)
+
+
+def only_own_server(urls, base):
+    ws_base = base.replace("http://", "ws://")
+    return [u for u in urls if not (u.startswith(base + "/") or u.startswith(ws_base + "/")
+                                    or u.startswith("data:") or u == "about:blank")]
+
+
+# ---- the test ----------------------------------------------------------------------------
+
+async def main_srv(b, srv):
+    a1 = agent(srv, "dash-dev-1")
+    check("agent dash-dev-1 registers", wait_for(lambda: "dash-dev-1" in srv.online(), 15), srv.online())
+    log_clean_from = srv.log_size()
+
+    await b.navigate(srv.base + "/")
+    check("page title", await b.eval("document.title") == "aip-test-server")
+    check("page: event stream live", await b.wait_js("%s === 'live'" % js_text("conn-text"), 10),
+          await b.eval(js_text("conn-text")))
+    check("page lists the connected device", await b.wait_js(js_has_client("dash-dev-1"), 10),
+          await b.eval(JS_CLIENT_IDS))
+    rows = {r["id"]: r["cells"] for r in await b.eval(JS_CLIENT_ROWS)}
+    cells = rows.get("dash-dev-1", [])
+    check("client row: id, type, address, encoding",
+          len(cells) == 8 and cells[0] == "dash-dev-1" and cells[1] == "device"
+          and cells[2].startswith("127.0.0.1") and cells[3] == "json", cells)
+    check("header: server facts from the snapshot",
+          await b.eval(js_text("srv-version")) not in ("", "\u2013", "?")
+          and await b.eval(js_text("srv-devinfo")) in ("auto", "cache", "live")
+          and await b.eval(js_text("srv-clients")) == "1",
+          [await b.eval(js_text(i)) for i in ("srv-version", "srv-devinfo", "srv-started", "srv-clients")])
+
+    # live events
+    check("live heartbeat events appear",
+          await b.wait_js(js_log_has("heartbeat", "dash-dev-1"), 8), await b.eval(JS_LOG))
+    a2 = agent(srv, "dash-dev-2", "--encoding", "proto")
+    check("a device registering while the page is open appears",
+          await b.wait_js(js_has_client("dash-dev-2"), 15), await b.eval(JS_CLIENT_IDS))
+    check("its 'registered' event is logged", await b.wait_js(js_log_has("registered", "dash-dev-2"), 5),
+          await b.eval(JS_LOG))
+    rows = {r["id"]: r["cells"] for r in await b.eval(JS_CLIENT_ROWS)}
+    check("its encoding shows as proto", rows.get("dash-dev-2", [None] * 4)[3] == "proto", rows)
+    stop(a2)
+    check("a device leaving: 'disconnected' logged with close code 1001",
+          await b.wait_js(js_log_has("disconnected", "dash-dev-2", "1001"), 10),
+          [e for e in await b.eval(JS_LOG) if e["kind"] == "disconnected"])
+    check("... and it leaves the table",
+          await b.wait_js("!(%s)" % js_has_client("dash-dev-2"), 10), await b.eval(JS_CLIENT_IDS))
+
+    # device-supplied text is text
+    ax = agent(srv, XSS_ID)
+    shown = await b.wait_js(js_has_client(XSS_ID), 15)
+    check("a client id full of HTML is listed as text", shown, await b.eval(JS_CLIENT_IDS))
+    if shown:
+        await b.eval("(function(){var r=Array.from(document.querySelectorAll('#clients-body tr'))"
+                     ".find(function(r){return r.dataset.id===%s});r.click()})()" % json.dumps(XSS_ID))
+        await b.wait_js("%s.indexOf('bold') >= 0" % js_text("device-title"), 5)
+        await asyncio.sleep(0.5)
+    check("... no markup from it reaches the DOM, no script ran",
+          await b.eval("document.getElementById('xss') === null && document.querySelectorAll("
+                       "'img').length === 0 && window.__xss === undefined")
+          and (await b.eval(js_text("device-title"))).startswith(XSS_ID),
+          await b.eval(js_text("device-title")))
+    stop(ax)
+
+    # the device view
+    await b.click('#clients-body tr[data-id="dash-dev-1"]')
+    check("device view opens for the clicked row",
+          await b.wait_js("%s === 'dash-dev-1'" % js_text("device-title"), 5), await b.eval(js_text("device-title")))
+    check("the selected row is marked",
+          await b.eval("document.querySelector('#clients-body tr.selected').dataset.id") == "dash-dev-1")
+    si = await b.eval(js_kv("device-sysinfo"))
+    check("device view: system_info from the registration",
+          si.get("device_id") == "dash-dev-1" and si.get("platform") == "linux"
+          and si.get("hostname") == socket.gethostname() and "echo" in si.get("supported_features", ""), si)
+    conn = await b.eval(js_kv("device-conn"))
+    check("device view: connection details",
+          conn.get("client_type") == "device" and conn.get("encoding") == "json"
+          and conn.get("address", "").startswith("127.0.0.1") and conn.get("connected_since", "")[:2] == "20",
+          conn)
+
+    await b.click("#btn-info")
+    ok = await b.wait_js("%s.indexOf('answered') === 0" % js_text("info-status"), 10)
+    check("'Ask the device': live device info shown", ok, await b.eval(js_text("info-status")))
+    try:
+        info = json.loads(await b.eval(js_text("info-out")))
+    except ValueError:
+        info = {}
+    check("... it is this device's info", isinstance(info, dict) and info.get("device_id") == "dash-dev-1"
+          and info.get("hostname") == socket.gethostname(), info)
+
+    # a task from the page
+    js_tasks = "(%s).filter(function(e){return e.kind === 'task'}).length" % JS_LOG
+    tasks0 = await b.eval(js_tasks)
+    await b.set_value("#task-json", "{not json")
+    await b.click("#btn-task")
+    check("bad JSON in the task box is refused by the page",
+          (await b.eval(js_text("task-status"))).startswith("not JSON"), await b.eval(js_text("task-status")))
+    await b.click("#btn-task-reset")
+    default_task = json.loads(await b.eval("document.getElementById('task-json').value"))
+    check("the default task uses the agent's default tools",
+          [a.get("tool_name") for a in default_task.get("actions", [])]
+          == ["get_device_info", "echo", "list_tools"], default_task)
+    await b.set_value("#task-name", "dash-task-1")
+    await b.click("#btn-task")
+    ok = await b.wait_js("document.getElementById('task-status').className === 'status ok'", 20)
+    status_text = await b.eval(js_text("task-status"))
+    check("a task sent from the page completes (page)", ok and "dash-task-1 completed" in status_text, status_text)
+    try:
+        shown = json.loads(await b.eval(js_text("task-out")))
+    except ValueError:
+        shown = None
+    check("... the page shows its result", isinstance(shown, dict) and shown.get("status") == "completed"
+          and "hello from the dashboard" in json.dumps(shown), shown)
+    summary = await b.eval("Array.from(document.querySelectorAll('#task-summary-body tr')).map(function(r){"
+                           "return Array.from(r.cells).map(function(c){return c.textContent})})")
+    check("... as one row per action: tool, status, result",
+          [row[1:3] for row in summary or []] == [["get_device_info", "success"], ["echo", "success"],
+                                                  ["list_tools", "success"]]
+          and summary[1][3] == "hello from the dashboard" and '"dash-dev-1"' in summary[0][3], summary)
+    st, tr = srv.api("GET", "/api/task_result/dash-task-1")
+    check("... the server has the device's results (GET /api/task_result)",
+          st == 200 and isinstance(tr, dict) and tr.get("status") == "completed"
+          and "hello from the dashboard" in json.dumps(tr.get("result")) and "list_tools" not in
+          json.dumps(tr.get("error")), (st, tr))
+    tasks1 = await b.eval(js_tasks)
+    check("... exactly one task entered the server (the bad JSON sent none)", tasks1 - tasks0 == 1,
+          (tasks0, tasks1))
+    check("... and its events are in the log",
+          await b.wait_js(js_log_has("command", "dash-dev-1") + " && " + js_log_has("task_end"), 5),
+          [e for e in await b.eval(JS_LOG) if e["kind"] != "heartbeat"][:20])
+    await asyncio.sleep(1.2)  # let a heartbeat or two land, then take the picture
+    size = await b.screenshot(SHOT)
+    check("screenshot saved (%s, %d bytes)" % (SHOT, size), size > 10000)
+
+    bad = [ln for ln in srv.log_since(log_clean_from) if BAD_LINE.match(ln)]
+    check("server log: no error/warn while the page was used", not bad, bad)
+
+    # a fault from the page: drop the link, the device comes back
+    await b.set_value("#fault-kind", "drop")
+    await b.set_value("#fault-seconds", "1")
+    await b.click("#btn-fault")
+    ok = await b.wait_js("document.getElementById('fault-status').className === 'status ok'", 10)
+    check("fault 'drop' injected from the page", ok, await b.eval(js_text("fault-status")))
+    check("... the fault and the disconnect are logged",
+          await b.wait_js(js_log_has("fault", "dash-dev-1") + " && " + js_log_has("disconnected", "dash-dev-1"), 10),
+          [e for e in await b.eval(JS_LOG) if e["kind"] != "heartbeat"][:10])
+    check("... the device registers again and is listed",
+          await b.wait_js(js_log_has("registered", "dash-dev-1") + " && " + js_has_client("dash-dev-1"), 30),
+          await b.eval(JS_CLIENT_IDS))
+    check("... the device view follows it",
+          await b.wait_js("%s === 'dash-dev-1'" % js_text("device-title"), 5), await b.eval(js_text("device-title")))
+
+    # a burst of events: the log stays capped and the page answers
+    events0 = int(await b.eval(js_text("srv-events")) or 0)
+    reqs = [{"client_id": "dash-dev-1", "request": {"actions": [{"tool_name": "echo", "parameters": {"text": "b"}}]}}
+            for _ in range(200)]
+    t0 = time.monotonic()
+    codes = []
+    threads = [threading.Thread(target=lambda rs: codes.extend(srv.api("POST", "/api/dispatch", r)[0]
+                                                               for r in rs),
+                                args=(reqs[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    burst_s = time.monotonic() - t0
+    ok = await b.wait_js("Number(%s) >= %d" % (js_text("srv-events"), events0 + 600), 30)
+    t1 = time.monotonic()
+    rows = await b.eval("document.querySelectorAll('#log-body tr').length")
+    eval_ms = (time.monotonic() - t1) * 1000
+    check("burst: 200 tasks dispatched (%.1f s) -> >= 600 events counted by the page" % burst_s,
+          ok and codes.count(200) == 200, (await b.eval(js_text("srv-events")), len(codes), set(codes)))
+    check("burst: the log is capped at 500 rows (%s), the page answers in %.0f ms" % (rows, eval_ms),
+          rows is not None and 0 < rows <= 500 and eval_ms < 2000, rows)
+
+    # 20 reloads while events flow
+    load = Dispatcher(srv, "dash-dev-1")
+    load.start()
+    for _ in range(3):  # warm-up: the server's allocations for viewers settle
+        await b.reload()
+        await b.wait_js("%s === 'live' && %s" % (js_text("conn-text"), js_has_client("dash-dev-1")), 10)
+    await asyncio.sleep(1.0)
+    rss0 = srv.rss_kib()
+    log_from = srv.log_size()
+    exc0 = len(b.exceptions)
+    live_after = 0
+    for _ in range(20):
+        await b.reload()
+        if await b.wait_js("%s === 'live' && %s && document.querySelectorAll('#log-body tr').length > 0"
+                           % (js_text("conn-text"), js_has_client("dash-dev-1")), 10):
+            live_after += 1
+    load.stop()
+    await asyncio.sleep(1.5)
+    rss1 = srv.rss_kib()
+    check("20 reloads during live events (%d tasks dispatched meanwhile): each page live, listing "
+          "the device, showing events" % load.sent, live_after == 20 and load.sent > 20 and load.errors == 0,
+          (live_after, load.sent, load.errors))
+    bad = [ln for ln in srv.log_since(log_from) if BAD_LINE.match(ln) or not LOG_LINE.match(ln)]
+    check("20 reloads: no error/warn (or stray) line in the server's log", not bad, bad[:20])
+    print("     server RSS: %d KiB after warm-up, %d KiB after 20 reloads (%+d KiB)" % (rss0, rss1, rss1 - rss0))
+    check("20 reloads: server RSS flat (%+d KiB, limit 512)" % (rss1 - rss0), rss1 - rss0 <= 512, (rss0, rss1))
+    check("20 reloads: no script error in the page", len(b.exceptions) == exc0, b.exceptions[exc0:])
+    st, h = srv.api("GET", "/api/health")
+    check("server healthy after the reloads", st == 200 and h.get("status") == "healthy", (st, h))
+    stop(a1)
+
+
+async def main_token(b, srv):
+    a = agent(srv, "dash-tok-1")
+    check("token: agent registers", wait_for(lambda: "dash-tok-1" in srv.online(), 15), srv.online())
+    st, _ = srv.api("GET", "/api/health", token=False)
+    check("token: the API wants the key (401)", st == 401, st)
+    await b.navigate(srv.base + "/?token=" + TOKEN)
+    check("token: /?token= -> live, device listed",
+          await b.wait_js("%s === 'live' && %s" % (js_text("conn-text"), js_has_client("dash-tok-1")), 10),
+          (await b.eval(js_text("conn-text")), await b.eval(JS_CLIENT_IDS)))
+    check("token: the key is taken out of the address bar",
+          "token" not in await b.eval("location.href"), await b.eval("location.href"))
+    check("token: no key prompt", await b.eval("document.getElementById('keybox').hidden"))
+    await b.click('#clients-body tr[data-id="dash-tok-1"]')
+    await b.set_value("#task-name", "dash-tok-task")
+    await b.click("#btn-task")
+    ok = await b.wait_js("document.getElementById('task-status').className === 'status ok'", 20)
+    st, tr = srv.api("GET", "/api/task_result/dash-tok-task")
+    check("token: a task from the page completes", ok and st == 200 and tr.get("status") == "completed",
+          (await b.eval(js_text("task-status")), st, tr))
+    await b.reload()
+    check("token: still live after a reload (key kept for the tab)",
+          await b.wait_js("%s === 'live' && %s" % (js_text("conn-text"), js_has_client("dash-tok-1")), 10),
+          await b.eval(js_text("conn-text")))
+    # a new visit without the key: the page asks for it
+    await b.eval("sessionStorage.clear()")
+    await b.navigate(srv.base + "/")
+    check("token: without a key the page asks for one",
+          await b.wait_js("!document.getElementById('keybox').hidden", 10), await b.eval(js_text("conn-text")))
+    check("token: ... and shows no client", await b.eval(JS_CLIENT_IDS) == [])
+    await b.set_value("#key-input", "wrong-key")
+    await b.eval("document.getElementById('keyform').requestSubmit()")
+    check("token: a wrong key is refused",
+          await b.wait_js("!document.getElementById('keybox').hidden && "
+                          "!document.getElementById('key-error').hidden", 10),
+          await b.eval(js_text("key-error")))
+    await b.set_value("#key-input", TOKEN)
+    await b.eval("document.getElementById('keyform').requestSubmit()")
+    check("token: the right key opens the page",
+          await b.wait_js("document.getElementById('keybox').hidden && %s === 'live' && %s"
+                          % (js_text("conn-text"), js_has_client("dash-tok-1")), 10),
+          (await b.eval(js_text("conn-text")), await b.eval(JS_CLIENT_IDS)))
+    stop(a)
+
+
+async def main():
+    srv = Server("--log-level", "info")
+    tsrv = Server("--log-level", "info", "--token", TOKEN)
+    b = await cdp.Browser(CHROMIUM, log_path=os.path.join(TMP, "chromium.log")).start()
+    try:
+        await main_srv(b, srv)
+        n_exc = len(b.exceptions)
+        stray = only_own_server(b.requests, srv.base)
+        b.requests.clear()
+        await main_token(b, tsrv)
+        stray += only_own_server(b.requests, tsrv.base)
+        check("the page requested nothing but its own server", not stray, stray[:10])
+        check("no uncaught script error in the page", not b.exceptions, b.exceptions[:5])
+        errs = [c for c in b.console if c[0] in ("error", "assert")]
+        check("no console.error from the page", not errs, errs[:5])
+        del n_exc
+    finally:
+        await b.close()
+    for s in (srv, tsrv):
+        s.proc.send_signal(signal.SIGTERM)
+        try:
+            s.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            s.proc.kill()
+
+
+try:
+    asyncio.get_event_loop().run_until_complete(asyncio.wait_for(main(), 400))
+except Exception as e:  # noqa: BLE001 - a crash of the harness is a failure, with its reason
+    import traceback
+    traceback.print_exc()
+    check("test ran to the end", False, "%s: %s" % (type(e).__name__, e))
+print("dashboard: %d passed, %d failed (screenshot: %s)" % (passed, failed, SHOT))
+sys.exit(1 if failed else 0)

@@ -1,0 +1,772 @@
+/*
+ * aip-test-server dashboard. Plain JS, no framework, no network access beyond this server.
+ *
+ * Live state comes from the /events WebSocket (a snapshot, then one message per event) and is
+ * reconciled with GET /api/clients/details now and then. Every piece of text that a device or
+ * the server supplies is put into the page with textContent (never innerHTML). The event log
+ * keeps at most MAX_LOG rows in the DOM and is drawn at most once per animation frame, so a
+ * burst of events cannot freeze the page.
+ */
+(function () {
+  'use strict';
+
+  var MAX_LOG = 500;            // rows kept in memory and in the DOM
+  var REFRESH_MS = 5000;        // periodic reconcile with /api/clients/details
+  var BACKOFF_MIN_MS = 500;
+  var BACKOFF_MAX_MS = 8000;
+  var TASK_POLL_LIMIT_MS = 120000;
+  var KEY_STORE = 'aip-test-server.key';
+  var DEFAULT_TASK = JSON.stringify({
+    actions: [
+      {tool_name: 'get_device_info', parameters: {}},
+      {tool_name: 'echo', parameters: {text: 'hello from the dashboard'}},
+      {tool_name: 'list_tools', parameters: {}}
+    ]
+  }, null, 2);
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  /* ---- key (token) ------------------------------------------------------------------- */
+
+  function storeGet() {
+    try { return window.sessionStorage.getItem(KEY_STORE); } catch (e) { return null; }
+  }
+  function storeSet(v) {
+    try {
+      if (v === null) window.sessionStorage.removeItem(KEY_STORE);
+      else window.sessionStorage.setItem(KEY_STORE, v);
+    } catch (e) { /* storage disabled: the key lives in this page only */ }
+  }
+
+  var token = (function () {
+    var url = new URL(window.location.href);
+    var t = url.searchParams.get('token');
+    if (t !== null) {
+      storeSet(t);
+      // keep the key out of the address bar, the history and screenshots
+      url.searchParams.delete('token');
+      try { window.history.replaceState(null, '', url.pathname + url.search + url.hash); } catch (e) {}
+      return t;
+    }
+    return storeGet();
+  })();
+
+  function showKeyBox(message) {
+    var box = $('keybox');
+    var err = $('key-error');
+    if (message) { err.textContent = message; err.hidden = false; } else { err.hidden = true; }
+    box.hidden = false;
+    setConn('bad', 'key required');
+    $('key-input').focus();
+  }
+
+  $('keyform').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var v = $('key-input').value;
+    if (!v) return;
+    token = v;
+    storeSet(v);
+    $('key-input').value = '';
+    $('keybox').hidden = true;
+    start();
+  });
+
+  /* ---- HTTP API ---------------------------------------------------------------------- */
+
+  function ApiError(status, message) {
+    this.status = status;
+    this.message = message;
+  }
+
+  function api(method, path, body) {
+    var headers = {};
+    if (token) headers['X-API-Key'] = token;
+    var init = {method: method, headers: headers, cache: 'no-store'};
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    var req;
+    try {
+      req = fetch(path, init);
+    } catch (e) { // e.g. a key with characters a header cannot carry
+      return Promise.reject(new ApiError(0, 'cannot send the request: ' + e.message));
+    }
+    return req.then(function (r) {
+      return r.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (r.status === 401) {
+          showKeyBox(token ? 'The server refused this key.' : null);
+        }
+        if (!r.ok) {
+          var msg = (data && typeof data.error === 'string') ? data.error
+            : (r.statusText || 'request failed');
+          throw new ApiError(r.status, 'HTTP ' + r.status + ': ' + msg);
+        }
+        return data;
+      });
+    }, function (e) {
+      throw new ApiError(0, 'server unreachable (' + e.message + ')');
+    });
+  }
+
+  /* ---- state ------------------------------------------------------------------------- */
+
+  var clients = new Map();      // client_id -> CLIENT
+  var lastKnown = new Map();    // client_id -> last CLIENT seen (for a device that left)
+  var selected = null;
+  var ring = [];                // last MAX_LOG events (objects), oldest first
+  var pending = [];             // events not yet drawn
+  var dropped = 0;              // events dropped from pending during a burst
+  var eventsSeen = 0;
+  var lastSeq = null;
+  var paused = false;
+
+  (function readHash() {
+    var m = /^#c=(.*)$/.exec(window.location.hash);
+    if (m) {
+      try { selected = decodeURIComponent(m[1]); } catch (e) { selected = null; }
+    }
+  })();
+
+  function setClient(c) {
+    if (!c || typeof c.client_id !== 'string') return;
+    clients.set(c.client_id, c);
+    lastKnown.set(c.client_id, c);
+    if (lastKnown.size > 2000) lastKnown.delete(lastKnown.keys().next().value);
+  }
+
+  /* ---- connection pill --------------------------------------------------------------- */
+
+  function setConn(kind, text) {
+    var c = $('conn');
+    c.className = 'conn conn-' + kind;
+    $('conn-text').textContent = text;
+    $('conn-text').title = text;
+  }
+
+  /* ---- time helpers ------------------------------------------------------------------ */
+
+  function parseTime(iso) {
+    if (typeof iso !== 'string') return NaN;
+    return Date.parse(iso);
+  }
+
+  function age(iso) {
+    var t = parseTime(iso);
+    if (isNaN(t)) return null;
+    return Math.max(0, (Date.now() - t) / 1000);
+  }
+
+  function fmtAge(sec) {
+    if (sec === null) return '\u2013';
+    if (sec < 1) return 'just now';
+    if (sec < 90) return Math.floor(sec) + ' s ago';
+    if (sec < 5400) return Math.floor(sec / 60) + ' min ago';
+    if (sec < 172800) return Math.floor(sec / 3600) + ' h ago';
+    return Math.floor(sec / 86400) + ' d ago';
+  }
+
+  function fmtWhen(iso) {
+    if (typeof iso !== 'string') return iso;
+    return iso.replace('T', ' ').replace(/(\.\d{3})\d+/, '$1') + '  (' + fmtAge(age(iso)) + ')';
+  }
+
+  function clockPart(iso) {
+    // the server's ISO-8601 time of day, as its own log shows it
+    if (typeof iso !== 'string') return '';
+    var i = iso.indexOf('T');
+    return i >= 0 ? iso.slice(i + 1, i + 13) : iso;
+  }
+
+  /* ---- clients table ----------------------------------------------------------------- */
+
+  var renderQueued = false;
+  function scheduleRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    window.requestAnimationFrame(function () {
+      renderQueued = false;
+      renderClients();
+      renderDevice();
+      flushLog();
+    });
+  }
+
+  var clientsKey = null;
+
+  function renderClients() {
+    var body = $('clients-body');
+    var ids = Array.from(clients.keys()).sort();
+    // rebuild only when something shown changed (keeps a text selection alive otherwise)
+    var key = JSON.stringify([selected, ids.map(function (id) { return clients.get(id); })]);
+    if (key === clientsKey) return;
+    clientsKey = key;
+    var frag = document.createDocumentFragment();
+    ids.forEach(function (id) {
+      var c = clients.get(id);
+      var tr = el('tr');
+      tr.dataset.id = id;
+      if (id === selected) tr.className = 'selected';
+      var td = el('td', 'id', id);
+      td.title = id + (c.target_id ? ' (target ' + c.target_id + ')' : '');
+      tr.appendChild(td);
+      td = el('td');
+      td.appendChild(el('span', 'tag ' + (c.client_type === 'constellation' ? 'constellation' : 'device'),
+        c.client_type || '?'));
+      tr.appendChild(td);
+      tr.appendChild(el('td', 'mono', c.address || ''));
+      tr.appendChild(el('td', null, c.encoding || ''));
+      tr.appendChild(ageCell(c.connected_since, false));
+      tr.appendChild(ageCell(c.last_heartbeat, true));
+      tr.appendChild(el('td', 'num', c.commands_in_flight !== undefined ? c.commands_in_flight : ''));
+      tr.appendChild(el('td', 'num', (c.frames_in !== undefined ? c.frames_in : '?') + ' / ' +
+        (c.frames_out !== undefined ? c.frames_out : '?')));
+      frag.appendChild(tr);
+    });
+    clear(body);
+    body.appendChild(frag);
+    $('clients-empty').hidden = ids.length > 0;
+    $('srv-clients').textContent = String(ids.length);
+  }
+
+  function ageText(iso, isHeartbeat) {
+    if (!iso) return isHeartbeat ? 'never' : '\u2013';
+    return fmtAge(age(iso));
+  }
+
+  function ageClass(iso, isHeartbeat) {
+    var a = isHeartbeat ? age(iso) : null;
+    return 'ago' + (a === null ? '' : (a > 180 ? ' age-dead' : (a > 90 ? ' age-stale' : '')));
+  }
+
+  function ageCell(iso, isHeartbeat) {
+    var td = el('td', ageClass(iso, isHeartbeat), ageText(iso, isHeartbeat));
+    td.title = iso || '';
+    if (iso) td.dataset.ts = iso;
+    if (isHeartbeat) td.dataset.hb = '1';
+    return td;
+  }
+
+  function tickAges() {
+    var cells = $('clients-body').querySelectorAll('td.ago');
+    for (var i = 0; i < cells.length; i++) {
+      var td = cells[i];
+      var hb = td.dataset.hb === '1';
+      var t = ageText(td.dataset.ts, hb);
+      if (td.textContent !== t) td.textContent = t;
+      var cls = ageClass(td.dataset.ts, hb);
+      if (td.className !== cls) td.className = cls;
+    }
+  }
+
+  $('clients-body').addEventListener('click', function (ev) {
+    var tr = ev.target.closest('tr');
+    if (tr && tr.dataset.id !== undefined) select(tr.dataset.id);
+  });
+
+  function select(id) {
+    if (selected !== id) {
+      selected = id;
+      $('info-out').hidden = true;
+      setStatus('info-status', '', '');
+      setStatus('fault-status', '', '');
+    }
+    try { window.history.replaceState(null, '', '#c=' + encodeURIComponent(id)); } catch (e) {}
+    scheduleRender();
+    if ($('f-sel').checked) rerenderLog();
+  }
+
+  /* ---- device view ------------------------------------------------------------------- */
+
+  function fmtValue(v) {
+    if (v === null || v === undefined) return 'null';
+    if (typeof v === 'string') return v;
+    if (Array.isArray(v) && v.every(function (x) { return typeof x !== 'object' || x === null; })) {
+      return v.map(function (x) { return String(x); }).join(', ');
+    }
+    if (typeof v === 'object') return JSON.stringify(v);
+    return String(v);
+  }
+
+  function kvRows(tbody, pairs) {
+    clear(tbody);
+    pairs.forEach(function (p) {
+      var tr = el('tr');
+      tr.appendChild(el('th', null, p[0]));
+      tr.appendChild(el('td', null, fmtValue(p[1])));
+      tbody.appendChild(tr);
+    });
+  }
+
+  var deviceKey = null;
+
+  function renderDevice() {
+    var dev = $('device');
+    var none = $('device-none');
+    if (selected === null) {
+      deviceKey = null;
+      dev.hidden = true;
+      none.hidden = false;
+      $('device-title').textContent = 'none selected';
+      return;
+    }
+    var c = clients.get(selected);
+    var online = !!c;
+    if (!c) c = lastKnown.get(selected) || {client_id: selected};
+    var key = JSON.stringify([selected, online, c]);
+    if (key === deviceKey) return;
+    deviceKey = key;
+    none.hidden = true;
+    dev.hidden = false;
+    $('device-title').textContent = selected + (online ? '' : '  (not connected)');
+    dev.classList.toggle('offline', !online);
+    kvRows($('device-conn'), [
+      ['client_id', c.client_id],
+      ['client_type', c.client_type],
+      ['target_id', c.target_id],
+      ['address', c.address],
+      ['encoding', c.encoding],
+      ['extensions', c.extensions || []],
+      ['connected_since', fmtWhen(c.connected_since)],
+      ['last_heartbeat', fmtWhen(c.last_heartbeat)],
+      ['commands_in_flight', c.commands_in_flight],
+      ['frames in / out', (c.frames_in !== undefined ? c.frames_in : '?') + ' / ' +
+        (c.frames_out !== undefined ? c.frames_out : '?')]
+    ]);
+    var si = c.system_info;
+    if (si && typeof si === 'object' && !Array.isArray(si)) {
+      kvRows($('device-sysinfo'), Object.keys(si).map(function (k) { return [k, si[k]]; }));
+    } else {
+      kvRows($('device-sysinfo'), [['(none)', 'the device sent no system_info']]);
+    }
+    // a fault can be armed for a device that is away (refuse_next_registration)
+    ['btn-info', 'btn-task'].forEach(function (b) { $(b).disabled = !online; });
+  }
+
+  function setStatus(id, kind, text) {
+    var s = $(id);
+    s.className = 'status' + (kind ? ' ' + kind : '');
+    s.textContent = text;
+  }
+
+  function showJson(id, value) {
+    var out = $(id);
+    out.textContent = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
+    out.hidden = false;
+  }
+
+  /* ---- actions ----------------------------------------------------------------------- */
+
+  $('btn-info').addEventListener('click', function () {
+    if (selected === null) return;
+    var id = selected;
+    var t0 = performance.now();
+    setStatus('info-status', '', 'asking\u2026');
+    api('GET', '/api/device_info/' + encodeURIComponent(id)).then(function (d) {
+      if (id !== selected) return;
+      var ms = Math.round(performance.now() - t0);
+      setStatus('info-status', 'ok', 'answered from ' + ((d && d.source) || '?') + ' in ' + ms + ' ms');
+      showJson('info-out', d && d.device_info !== undefined ? d.device_info : d);
+    }, function (e) {
+      if (id !== selected) return;
+      setStatus('info-status', 'bad', e.message);
+    });
+  });
+
+  var taskGen = 0;
+
+  function resetTask() { $('task-json').value = DEFAULT_TASK; }
+  resetTask();
+  $('btn-task-reset').addEventListener('click', resetTask);
+
+  $('btn-task').addEventListener('click', function () {
+    if (selected === null) return;
+    var request;
+    try {
+      request = JSON.parse($('task-json').value);
+    } catch (e) {
+      setStatus('task-status', 'bad', 'not JSON: ' + e.message);
+      return;
+    }
+    if (!request || typeof request !== 'object' || Array.isArray(request) ||
+        !(Array.isArray(request.actions) || Array.isArray(request.batches))) {
+      setStatus('task-status', 'bad', 'expected an object with "actions" or "batches" (an array)');
+      return;
+    }
+    var name = $('task-name').value.trim() ||
+      ('dash-' + Date.now().toString(36) + '-' + Math.floor(Math.random() * 1e6).toString(36));
+    var gen = ++taskGen;
+    $('task-summary').hidden = true;
+    $('task-raw').hidden = true;
+    setStatus('task-status', '', 'dispatching ' + name + '\u2026');
+    var t0 = performance.now();
+    api('POST', '/api/dispatch', {client_id: selected, request: request, task_name: name}).then(function (d) {
+      if (gen !== taskGen) return;
+      var tn = (d && d.task_name) || name;
+      setStatus('task-status', '', 'task ' + tn + ' dispatched (session ' + ((d && d.session_id) || '?') +
+        '), waiting for the result\u2026');
+      $('task-status').dataset.task = tn;
+      pollTask(gen, tn, t0, 150, request);
+    }, function (e) {
+      if (gen !== taskGen) return;
+      setStatus('task-status', 'bad', e.message);
+    });
+  });
+
+  function pollTask(gen, name, t0, delay, request) {
+    window.setTimeout(function () {
+      if (gen !== taskGen) return;
+      api('GET', '/api/task_result/' + encodeURIComponent(name)).then(function (r) {
+        if (gen !== taskGen) return;
+        var ms = Math.round(performance.now() - t0);
+        if (r && r.status === 'pending') {
+          if (ms > TASK_POLL_LIMIT_MS) {
+            setStatus('task-status', 'bad', 'task ' + name + ' still pending after ' +
+              Math.round(ms / 1000) + ' s; stopped waiting');
+            return;
+          }
+          pollTask(gen, name, t0, Math.min(delay * 1.5, 1000), request);
+          return;
+        }
+        var ok = r && r.status === 'completed';
+        setStatus('task-status', ok ? 'ok' : 'bad', 'task ' + name + ' ' + ((r && r.status) || '?') +
+          ' in ' + ms + ' ms' + (r && r.error ? ': ' + r.error : ''));
+        showTaskResult(r, request);
+      }, function (e) {
+        if (gen !== taskGen) return;
+        setStatus('task-status', 'bad', 'task ' + name + ': ' + e.message);
+      });
+    }, delay);
+  }
+
+  function clip(s, n) {
+    return s.length > n ? s.slice(0, n) + '\u2026 (' + s.length + ' chars)' : s;
+  }
+
+  // one row per action result: [{request, result:[ActionResult...]}, ...] per executed batch
+  function showTaskResult(r, request) {
+    showJson('task-out', r);
+    $('task-raw').hidden = false;
+    $('task-raw').open = false;
+    var body = $('task-summary-body');
+    clear(body);
+    var batches = request && Array.isArray(request.batches) ? request.batches
+      : [request && Array.isArray(request.actions) ? request.actions : []];
+    var list = r && Array.isArray(r.result) ? r.result : [];
+    var rows = 0;
+    list.forEach(function (b, i) {
+      var results = b && Array.isArray(b.result) ? b.result : [];
+      results.forEach(function (ar, j) {
+        if (!ar || typeof ar !== 'object') return;
+        var act = Array.isArray(batches[i]) ? batches[i][j] : null;
+        var tr = el('tr');
+        tr.appendChild(el('td', null, (batches.length > 1 ? (i + 1) + '.' : '') + (j + 1)));
+        tr.appendChild(el('td', null, act && act.tool_name ? act.tool_name : '?'));
+        var st = String(ar.status || '?');
+        tr.appendChild(el('td', 'st-' + st.replace(/[^a-z]/gi, ''), st));
+        var v = ar.error !== null && ar.error !== undefined ? ar.error : ar.result;
+        tr.appendChild(el('td', null, clip(typeof v === 'string' ? v : JSON.stringify(v), 240)));
+        body.appendChild(tr);
+        rows++;
+      });
+    });
+    $('task-summary').hidden = rows === 0;
+    if (rows === 0) $('task-raw').open = true;
+  }
+
+  $('btn-fault').addEventListener('click', function () {
+    if (selected === null) return;
+    var fault = $('fault-kind').value;
+    var seconds = Number($('fault-seconds').value);
+    if (!isFinite(seconds) || seconds < 0) {
+      setStatus('fault-status', 'bad', 'seconds must be a number \u2265 0');
+      return;
+    }
+    setStatus('fault-status', '', 'injecting ' + fault + '\u2026');
+    api('POST', '/api/faults', {client_id: selected, fault: fault, seconds: seconds}).then(function (d) {
+      setStatus('fault-status', 'ok', 'injected ' + ((d && d.fault) || fault) + ' into ' +
+        ((d && d.client_id) || selected) + (seconds ? ' for ' + seconds + ' s' : ''));
+    }, function (e) {
+      setStatus('fault-status', 'bad', e.message);
+    });
+  });
+
+  /* ---- event log --------------------------------------------------------------------- */
+
+  function pushEvent(ev) {
+    ring.push(ev);
+    if (ring.length > 2 * MAX_LOG) ring = ring.slice(ring.length - MAX_LOG);
+    if (paused) return;
+    pending.push(ev);
+    if (pending.length > 2 * MAX_LOG) {
+      // the page is hidden or far behind: only the newest MAX_LOG can be shown anyway
+      dropped += pending.length - MAX_LOG;
+      pending = pending.slice(pending.length - MAX_LOG);
+    }
+    scheduleRender();
+  }
+
+  function visible(ev) {
+    if (ev.kind === 'heartbeat' && !$('f-hb').checked) return false;
+    if ($('f-sel').checked && selected !== null && ev.client_id !== selected) return false;
+    var q = $('f-text').value.trim().toLowerCase();
+    if (q) {
+      var hay = ((ev.kind || '') + ' ' + (ev.client_id || '') + ' ' + (ev.text || '')).toLowerCase();
+      if (hay.indexOf(q) < 0) return false;
+    }
+    return true;
+  }
+
+  function extraText(ev) {
+    // the structured detail, added only when the server's line does not already say it
+    var text = typeof ev.text === 'string' ? ev.text : '';
+    function says(v) { return text.indexOf(String(v)) >= 0; }
+    if (ev.kind === 'disconnected' && typeof ev.code === 'number' && !says(ev.code)) {
+      return 'close ' + ev.code + (ev.reason ? ' (' + ev.reason + ')' : '');
+    }
+    if (ev.kind === 'task_end' && ev.error && !says(ev.error)) return String(ev.error);
+    if (ev.kind === 'fault' && ev.fault && !says(ev.fault)) {
+      return ev.fault + (ev.seconds ? ' for ' + ev.seconds + ' s' : '');
+    }
+    return '';
+  }
+
+  function logRow(ev) {
+    var tr = el('tr', 'ev-' + String(ev.kind || 'x').replace(/[^a-z_]/gi, ''));
+    var td = el('td', 't', clockPart(ev.ts));
+    td.title = typeof ev.ts === 'string' ? ev.ts : '';
+    tr.appendChild(td);
+    tr.appendChild(el('td', 'seq', ev.seq !== undefined && ev.seq !== null ? ev.seq : ''));
+    td = el('td');
+    var kind = String(ev.kind || '?');
+    var badge = el('span', 'k k-' + kind.replace(/[^a-z_]/gi, ''), kind);
+    if (ev.kind === 'task_end' && ev.status === 'failed') badge.classList.add('failed');
+    td.appendChild(badge);
+    tr.appendChild(td);
+    td = el('td', 'c', ev.client_id || '');
+    td.title = ev.client_id || '';
+    tr.appendChild(td);
+    var extra = extraText(ev);
+    td = el('td', 'x', (typeof ev.text === 'string' ? ev.text : '') + (extra ? ' \u2014 ' + extra : ''));
+    if (!ev.local) td.title = JSON.stringify(ev);
+    tr.appendChild(td);
+    return tr;
+  }
+
+  function flushLog() {
+    if (paused || pending.length === 0) return;
+    var body = $('log-body');
+    var batch = pending;
+    pending = [];
+    if (batch.length > MAX_LOG) batch = batch.slice(batch.length - MAX_LOG);
+    var frag = document.createDocumentFragment();
+    for (var i = batch.length - 1; i >= 0; i--) { // newest first
+      if (visible(batch[i])) frag.appendChild(logRow(batch[i]));
+    }
+    body.insertBefore(frag, body.firstChild);
+    while (body.rows.length > MAX_LOG) body.removeChild(body.lastChild);
+    $('srv-events').textContent = String(eventsSeen);
+    $('log-note').textContent = dropped ? dropped + ' events not drawn during bursts' : '';
+  }
+
+  function rerenderLog() {
+    clear($('log-body'));
+    pending = ring.slice(Math.max(0, ring.length - MAX_LOG));
+    scheduleRender();
+  }
+
+  function localNote(text, kind) {
+    pushEvent({local: true, kind: kind || 'viewer', ts: new Date().toISOString(), seq: null,
+      client_id: null, text: text});
+  }
+
+  ['f-hb', 'f-sel'].forEach(function (id) { $(id).addEventListener('change', rerenderLog); });
+  var filterTimer = 0;
+  $('f-text').addEventListener('input', function () {
+    window.clearTimeout(filterTimer);
+    filterTimer = window.setTimeout(rerenderLog, 150);
+  });
+  $('btn-pause').addEventListener('click', function () {
+    paused = !paused;
+    $('btn-pause').textContent = paused ? 'Resume' : 'Pause';
+    if (!paused) rerenderLog();
+  });
+  $('btn-clear').addEventListener('click', function () {
+    ring = [];
+    pending = [];
+    dropped = 0;
+    clear($('log-body'));
+    $('log-note').textContent = '';
+  });
+
+  /* ---- live events ------------------------------------------------------------------- */
+
+  var ws = null;
+  var backoff = BACKOFF_MIN_MS;
+  var reconnectTimer = 0;
+  var refreshTimer = 0;
+  var refreshSoon = 0;
+  var refreshing = false;
+
+  function refreshDetails() {
+    if (refreshing) return;
+    refreshing = true;
+    api('GET', '/api/clients/details').then(function (d) {
+      refreshing = false;
+      if (!d || !Array.isArray(d.clients)) return;
+      clients.clear();
+      d.clients.forEach(setClient);
+      scheduleRender();
+    }, function () { refreshing = false; });
+  }
+
+  function refreshLater() {
+    if (refreshSoon) return;
+    refreshSoon = window.setTimeout(function () { refreshSoon = 0; refreshDetails(); }, 700);
+  }
+
+  function onEvent(ev) {
+    eventsSeen++;
+    if (typeof ev.seq === 'number') {
+      if (lastSeq !== null && ev.seq > lastSeq + 1) {
+        localNote((ev.seq - lastSeq - 1) + ' events were not delivered to this viewer');
+      }
+      lastSeq = ev.seq;
+    }
+    var c = typeof ev.client_id === 'string' ? clients.get(ev.client_id) : undefined;
+    switch (ev.kind) {
+    case 'registered':
+      if (ev.client && typeof ev.client === 'object') setClient(ev.client);
+      refreshLater();
+      break;
+    case 'disconnected':
+      if (c) clients.delete(ev.client_id);
+      refreshLater();
+      break;
+    case 'heartbeat':
+      if (c) c.last_heartbeat = ev.ts;
+      break;
+    case 'command':
+      if (c) c.commands_in_flight = (c.commands_in_flight || 0) + 1;
+      refreshLater();
+      break;
+    case 'command_results':
+      if (c && c.commands_in_flight) c.commands_in_flight -= 1;
+      refreshLater();
+      break;
+    default:
+      break;
+    }
+    pushEvent(ev);
+  }
+
+  function onSnapshot(s) {
+    var srv = s.server || {};
+    $('srv-version').textContent = srv.version || '?';
+    $('srv-devinfo').textContent = srv.device_info || '?';
+    $('srv-started').textContent = srv.started ? srv.started.replace('T', ' ').replace(/\.\d+/, '') : '?';
+    clients.clear();
+    (Array.isArray(s.clients) ? s.clients : []).forEach(setClient);
+    lastSeq = null;
+    scheduleRender();
+  }
+
+  function onMessage(msg) {
+    var m;
+    try { m = JSON.parse(msg.data); } catch (e) { return; }
+    if (!m || typeof m !== 'object') return;
+    if (m.type === 'snapshot') onSnapshot(m);
+    else if (m.type === 'event') onEvent(m);
+  }
+
+  function connect() {
+    window.clearTimeout(reconnectTimer);
+    var proto = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    var url = proto + '//' + window.location.host + '/events';
+    if (token) url += '?token=' + encodeURIComponent(token);
+    var opened = false;
+    var sock;
+    try {
+      sock = new WebSocket(url);
+    } catch (e) {
+      setConn('bad', 'cannot open the event stream: ' + e.message);
+      return;
+    }
+    ws = sock;
+    setConn('down', 'connecting\u2026');
+    sock.onopen = function () {
+      opened = true;
+      backoff = BACKOFF_MIN_MS;
+      setConn('up', 'live');
+    };
+    sock.onmessage = onMessage;
+    sock.onclose = function (ev) {
+      if (ws !== sock) return;
+      ws = null;
+      var why;
+      if (ev.code === 1013) why = 'the server dropped this viewer: it fell behind (1013)';
+      else if (ev.code === 1006) why = opened ? 'connection lost' : 'cannot connect';
+      else why = 'closed ' + ev.code + (ev.reason ? ' (' + ev.reason + ')' : '');
+      if (opened) localNote('event stream ' + why + '; reconnecting', 'viewer');
+      var wait = Math.round(backoff * (0.5 + Math.random() * 0.5));
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      setConn('down', why + ' \u2014 retrying in ' + (wait / 1000).toFixed(1) + ' s');
+      if (!opened) {
+        // a refused upgrade looks like 1006 to a page: ask the API whether the key is the reason
+        api('GET', '/api/health').then(function () {
+          reconnectTimer = window.setTimeout(connect, wait);
+        }, function (e) {
+          if (e.status !== 401) reconnectTimer = window.setTimeout(connect, wait);
+        });
+      } else {
+        reconnectTimer = window.setTimeout(connect, wait);
+      }
+    };
+  }
+
+  function start() {
+    if (ws) {
+      var old = ws;
+      ws = null;
+      old.close(1000, 'key changed');
+    }
+    window.clearTimeout(reconnectTimer);
+    setConn('down', 'connecting\u2026');
+    api('GET', '/api/health').then(function () {
+      connect();
+      refreshDetails();
+      window.clearInterval(refreshTimer);
+      refreshTimer = window.setInterval(function () {
+        if (ws && ws.readyState === WebSocket.OPEN && !document.hidden) refreshDetails();
+      }, REFRESH_MS);
+    }, function (e) {
+      if (e.status === 401) return; // the key box is up
+      setConn('bad', e.message + ' \u2014 retrying');
+      reconnectTimer = window.setTimeout(start, backoff);
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    });
+  }
+
+  // ages ("12 s ago") move on even without events
+  window.setInterval(function () {
+    if (!document.hidden) tickAges();
+  }, 1000);
+
+  $('ws-url').textContent = (window.location.protocol === 'https:' ? 'wss://' : 'ws://') +
+    window.location.host + '/ws';
+  renderDevice();
+  start();
+})();
