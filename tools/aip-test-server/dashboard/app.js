@@ -132,6 +132,7 @@
   var dropped = 0;              // events dropped from pending during a burst
   var eventsSeen = 0;
   var lastSeq = null;
+  var snapSeq = null;           // events up to this seq were replayed history (snapshot.seq)
   var paused = false;
 
   (function readHash() {
@@ -220,7 +221,12 @@
       var tr = el('tr');
       tr.dataset.id = id;
       if (id === selected) tr.className = 'selected';
-      var td = el('td', 'id', id);
+      var td = el('td', 'id');
+      td.appendChild(el('span', null, id));
+      faultsOf(c).forEach(function (f) {
+        td.appendChild(document.createTextNode(' '));
+        td.appendChild(el('span', 'tag fault', f));
+      });
       td.title = id + (c.target_id ? ' (target ' + c.target_id + ')' : '');
       tr.appendChild(td);
       td = el('td');
@@ -240,6 +246,14 @@
     body.appendChild(frag);
     $('clients-empty').hidden = ids.length > 0;
     $('srv-clients').textContent = String(ids.length);
+  }
+
+  // active timed faults of a client: ["stall 8 s", ...]
+  function faultsOf(c) {
+    if (!c || !Array.isArray(c.faults)) return [];
+    return c.faults.filter(function (f) { return f && typeof f.fault === 'string'; }).map(function (f) {
+      return f.fault + (typeof f.seconds_left === 'number' ? ' ' + Math.ceil(f.seconds_left) + ' s' : '');
+    });
   }
 
   function ageText(iso, isHeartbeat) {
@@ -343,6 +357,7 @@
       ['connected_since', fmtWhen(c.connected_since)],
       ['last_heartbeat', fmtWhen(c.last_heartbeat)],
       ['commands_in_flight', c.commands_in_flight],
+      ['active faults', faultsOf(c).join(', ') || 'none'],
       ['frames in / out', (c.frames_in !== undefined ? c.frames_in : '?') + ' / ' +
         (c.frames_out !== undefined ? c.frames_out : '?')]
     ]);
@@ -545,7 +560,8 @@
   }
 
   function logRow(ev) {
-    var tr = el('tr', 'ev-' + String(ev.kind || 'x').replace(/[^a-z_]/gi, ''));
+    var tr = el('tr', 'ev-' + String(ev.kind || 'x').replace(/[^a-z_]/gi, '') +
+      (ev.replayed ? ' replayed' : ''));
     var td = el('td', 't', clockPart(ev.ts));
     td.title = typeof ev.ts === 'string' ? ev.ts : '';
     tr.appendChild(td);
@@ -646,6 +662,11 @@
       }
       lastSeq = ev.seq;
     }
+    if (snapSeq !== null && typeof ev.seq === 'number' && ev.seq <= snapSeq) {
+      ev.replayed = true; // history from before the snapshot: the log shows it, the state has it
+      pushEvent(ev);
+      return;
+    }
     var c = typeof ev.client_id === 'string' ? clients.get(ev.client_id) : undefined;
     switch (ev.kind) {
     case 'registered':
@@ -667,6 +688,9 @@
       if (c && c.commands_in_flight) c.commands_in_flight -= 1;
       refreshLater();
       break;
+    case 'fault':
+      refreshLater(); // the client's active faults
+      break;
     default:
       break;
     }
@@ -681,6 +705,8 @@
     clients.clear();
     (Array.isArray(s.clients) ? s.clients : []).forEach(setClient);
     lastSeq = null;
+    snapSeq = typeof s.seq === 'number' ? s.seq : null;
+    if (snapSeq === null) refreshLater(); // replayed events will be re-applied: reconcile soon
     scheduleRender();
   }
 
