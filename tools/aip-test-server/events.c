@@ -5,8 +5,8 @@
  * viewer of the /events WebSocket as one JSON text message each (DASHBOARD contract in
  * README.md). A viewer first gets a snapshot of the connected clients, then the last
  * EV_REPLAY events, then live ones. Memory is bounded twice: the replay ring holds EV_REPLAY
- * lines, and a viewer whose queue passes VIEWER_MAX_QUEUE bytes is closed with 1013 (try again
- * later) instead of buffering for it — the page reconnects and gets a fresh snapshot.
+ * lines, and a viewer whose queue passes --max-viewer-queue bytes (1 MiB) is closed with 1013 (try
+ * again later) instead of buffering for it — the page reconnects and gets a fresh snapshot.
  *
  * Task records answer GET /api/task_result/{task_name}: created when a task with a name enters
  * the server, completed at task_end, at most MAX_TASK_RECORDS kept (the oldest dropped first).
@@ -16,9 +16,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define EV_REPLAY         200
-#define VIEWER_MAX_QUEUE  (1u << 20)
 #define MAX_RECORD_RESULT (64u * 1024u)
 
 static char *g_ring[EV_REPLAY];
@@ -29,7 +29,7 @@ static void viewer_send(session *v, const char *text, size_t len)
 {
     if (v->closing)
         return;
-    if (v->qbytes + len > VIEWER_MAX_QUEUE) {
+    if (v->qbytes + len > g_srv.cfg.max_viewer_queue) {
         g_srv.m.viewer_drops++;
         aip_log(AIP_LOG_INFO, "events", "viewer %s is %zu bytes behind: closing it (1013)", v->addr,
                 v->qbytes);
@@ -45,6 +45,11 @@ static void viewer_send(session *v, const char *text, size_t len)
 
 void events_viewer_open(session *s)
 {
+    /* a fixed kernel send buffer: without it loopback autotuning lets the kernel hold megabytes
+     * for a viewer that does not read, before our own bound is even reached */
+    int fd = lws_get_socket_fd(s->wsi), sndbuf = 64 * 1024;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     s->next_viewer = g_srv.viewers;
     g_srv.viewers = s;
     g_srv.nviewers++;

@@ -291,29 +291,34 @@ int http_handle(struct lws *wsi, const char *uri)
         aip_buf_puts(&b, "{\"error\":\"not found\"}");
         return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
     }
-    if (!auth_ok(wsi, true)) {
-        aip_buf_puts(&b, "{\"error\":\"unauthorized: send the server key as X-API-Key\"}");
-        return respond(wsi, HTTP_STATUS_UNAUTHORIZED, &b);
-    }
+    bool authorized = auth_ok(wsi, true);
     if (post) {
-        if (strcmp(uri, "/api/dispatch") != 0 && strcmp(uri, "/api/faults") != 0) {
-            error_body(&b, "no such POST endpoint: POST /api/dispatch or /api/faults");
-            return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
-        }
+        /* the body is read even when the answer is an error: answering before it has arrived
+         * makes lws drop the connection under the answer */
         char cl[32];
-        if (!ps || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
-            strtoul(cl, NULL, 10) == 0) {
-            error_body(&b, "a JSON body is required");
-            return respond(wsi, HTTP_STATUS_BAD_REQUEST, &b);
+        unsigned long n = 0;
+        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+            n = strtoul(cl, NULL, 10);
+        if (!ps || n == 0) {
+            error_body(&b, authorized ? "a JSON body (with Content-Length) is required"
+                                      : "unauthorized: send the server key as X-API-Key");
+            return respond(wsi, authorized ? HTTP_STATUS_BAD_REQUEST : HTTP_STATUS_UNAUTHORIZED,
+                           &b);
         }
-        if (strtoul(cl, NULL, 10) > MAX_POST_BODY) {
+        if (n > MAX_POST_BODY) { /* not read: the connection closes after the answer */
             error_body(&b, "body too large (1 MiB at most)");
+            ps->close_after = true;
             return respond(wsi, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, &b);
         }
         snprintf(ps->post_uri, sizeof ps->post_uri, "%s", uri);
+        ps->post_authorized = authorized;
         aip_buf_init(&ps->post_body, 0);
         aip_buf_free(&b);
         return 0; /* the body arrives in HTTP_BODY */
+    }
+    if (!authorized) {
+        aip_buf_puts(&b, "{\"error\":\"unauthorized: send the server key as X-API-Key\"}");
+        return respond(wsi, HTTP_STATUS_UNAUTHORIZED, &b);
     }
     char arg[AIP_ID_MAX + 1];
     if (strcmp(uri, "/api/clients") == 0) {
@@ -380,12 +385,19 @@ int http_body_done(struct lws *wsi)
     unsigned st;
     cJSON *root = NULL;
     char *request_text = NULL;
+    bool dispatch = strcmp(ps->post_uri, "/api/dispatch") == 0;
     /* the codec's strict scan first: depth, value count, UTF-8, duplicate keys */
     aip_jscan scan = {0};
     scan.max_depth = 32;
     scan.max_values = 100000;
     const char *text = ps->post_body.data ? (const char *)ps->post_body.data : "";
-    if (aip_jscan_run(&scan, text, ps->post_body.len)) {
+    if (!ps->post_authorized) {
+        error_body(&b, "unauthorized: send the server key as X-API-Key");
+        st = HTTP_STATUS_UNAUTHORIZED;
+    } else if (!dispatch && strcmp(ps->post_uri, "/api/faults") != 0) {
+        error_body(&b, "no such POST endpoint: POST /api/dispatch or /api/faults");
+        st = HTTP_STATUS_NOT_FOUND;
+    } else if (aip_jscan_run(&scan, text, ps->post_body.len)) {
         char why[220];
         snprintf(why, sizeof why, "the body is not acceptable JSON: %s", scan.why);
         error_body(&b, why);
@@ -395,7 +407,7 @@ int http_body_done(struct lws *wsi)
                !cJSON_IsObject(root)) {
         error_body(&b, "the body must be a JSON object");
         st = HTTP_STATUS_BAD_REQUEST;
-    } else if (strcmp(ps->post_uri, "/api/dispatch") == 0) {
+    } else if (dispatch) {
         const char *cid = str_member(root, "client_id");
         const char *name = str_member(root, "task_name");
         const cJSON *rq = cJSON_GetObjectItemCaseSensitive(root, "request");
@@ -435,7 +447,7 @@ int http_writeable(struct lws *wsi, void *user)
     int n = lws_write(wsi, ps->http_body + LWS_PRE, ps->http_len, LWS_WRITE_HTTP_FINAL);
     aip_free(ps->http_body);
     ps->http_body = NULL;
-    if (n < 0)
+    if (n < 0 || ps->close_after)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }

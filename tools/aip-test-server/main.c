@@ -25,7 +25,8 @@ static void usage(FILE *f)
             "usage: aip-test-server [--host H] [--port P] [--token T]\n"
             "                       [--tls-cert F --tls-key F [--tls-ca F]]\n"
             "                       [--device-info auto|cache|live] [--reply-jitter-ms N]\n"
-            "                       [--max-frame BYTES] [--log-level L]\n"
+            "                       [--max-frame BYTES] [--max-viewer-queue BYTES]\n"
+            "                       [--log-level L]\n"
             "\n"
             "A UFO-compatible AIP orchestrator for debugging and tests (not a production server).\n"
             "  --host H              address to listen on (default 127.0.0.1)\n"
@@ -39,11 +40,22 @@ static void usage(FILE *f)
             "                        live for devices that list live_device_info\n"
             "  --reply-jitter-ms N   delay each device-info answer by a random 0..N ms\n"
             "  --max-frame BYTES     largest inbound message (default 16777216), else close 1009\n"
+            "  --max-viewer-queue BYTES  events queued for one dashboard viewer before it is\n"
+            "                        closed with 1013 (default 1048576)\n"
             "  --log-level L         error, warn, info (default), debug\n"
             "  --help, --version\n"
             "\n"
-            "Endpoints: ws /ws (AIP), ws /echo (raw echo), GET /api/clients, /api/health,\n"
-            "/api/clients/details. Prints \"listening on <host>:<port>\" once listening.\n");
+            "Endpoints (README.md \"aip-test-server\" has them all):\n"
+            "  GET /                 the dashboard (embedded; ?token= when --token is set)\n"
+            "  ws  /ws               AIP (JSON, or protobuf with subprotocol aip.v1.proto)\n"
+            "  ws  /echo             raw echo, for transport measurements\n"
+            "  ws  /events           the live event feed the dashboard shows\n"
+            "  GET /api/clients, /api/health, /api/clients/details, /api/clients/{id},\n"
+            "      /api/device_info/{id}, /api/task_result/{task_name}, /metrics\n"
+            "  POST /api/dispatch {client_id, request, task_name}\n"
+            "  POST /api/faults {client_id, fault, seconds}: drop, stall, delay, garbage,\n"
+            "      refuse_next_registration, mute_heartbeats\n"
+            "Prints \"listening on <host>:<port>\" once listening.\n");
 }
 
 static void on_signal(int sig)
@@ -84,25 +96,20 @@ static int parse_size(const char *s, size_t *out)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"host", required_argument, 0, 'H'},
-        {"port", required_argument, 0, 'p'},
-        {"token", required_argument, 0, 't'},
-        {"tls-cert", required_argument, 0, 'c'},
-        {"tls-key", required_argument, 0, 'k'},
-        {"tls-ca", required_argument, 0, 'a'},
-        {"device-info", required_argument, 0, 'd'},
-        {"reply-jitter-ms", required_argument, 0, 'j'},
-        {"max-frame", required_argument, 0, 'm'},
-        {"log-level", required_argument, 0, 'l'},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
+        {"host", required_argument, 0, 'H'},        {"port", required_argument, 0, 'p'},
+        {"token", required_argument, 0, 't'},       {"tls-cert", required_argument, 0, 'c'},
+        {"tls-key", required_argument, 0, 'k'},     {"tls-ca", required_argument, 0, 'a'},
+        {"device-info", required_argument, 0, 'd'}, {"reply-jitter-ms", required_argument, 0, 'j'},
+        {"max-frame", required_argument, 0, 'm'},   {"max-viewer-queue", required_argument, 0, 'q'},
+        {"log-level", required_argument, 0, 'l'},   {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
     };
     server_config *cfg = &g_srv.cfg;
     cfg->host = "127.0.0.1";
     cfg->port = 5000;
     cfg->max_frame = 16u << 20;
     cfg->max_queue = 64u << 20;
+    cfg->max_viewer_queue = 1u << 20;
     cfg->register_timeout_ms = 10000;
     cfg->di_mode = DI_AUTO;
     int c;
@@ -140,6 +147,10 @@ int main(int argc, char **argv)
         }
         case 'm':
             if (parse_size(optarg, &cfg->max_frame))
+                goto bad;
+            break;
+        case 'q':
+            if (parse_size(optarg, &cfg->max_viewer_queue))
                 goto bad;
             break;
         case 'l': {

@@ -24,7 +24,8 @@ typedef struct server_config {
     device_info_mode di_mode;
     unsigned reply_jitter_ms;
     size_t max_frame;
-    size_t max_queue; /* per-connection outbound bytes before a slow reader is dropped */
+    size_t max_queue;        /* per-connection outbound bytes before a slow reader is dropped */
+    size_t max_viewer_queue; /* the same for /events viewers (closed with 1013) */
     unsigned register_timeout_ms;
 } server_config;
 
@@ -88,6 +89,8 @@ typedef struct pss {
     uint8_t *http_body; /* an HTTP answer waiting for HTTP_WRITEABLE: [LWS_PRE | body] */
     size_t http_len;
     char post_uri[128]; /* a POST whose body is being read */
+    bool post_authorized;
+    bool close_after; /* close once the answer is out (a body we did not read) */
     aip_buf post_body;
     struct live_req *live; /* GET /api/device_info/{id} waiting for the device */
 } pss;
