@@ -541,9 +541,45 @@ async def main_token(b, srv):
     stop(a)
 
 
+async def main_slow(b, srv):
+    """A page that stops reading (its main thread busy) while events pour in: the server closes
+    it with 1013 instead of buffering, and the page says so and comes back."""
+    a = agent(srv, "dash-slow-1")
+    check("slow viewer: agent registers", wait_for(lambda: "dash-slow-1" in srv.online(), 15), srv.online())
+    await b.navigate(srv.base + "/")
+    check("slow viewer: page live", await b.wait_js("%s === 'live' && %s" % (js_text("conn-text"),
+                                                                             js_has_client("dash-slow-1")), 10))
+    log_from = srv.log_size()
+    req = {"client_id": "dash-slow-1", "request": {"actions": [{"tool_name": "echo", "parameters": {"text": "s"}}]}}
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.extend(srv.api("POST", "/api/dispatch", req)[0]
+                                                            for _ in range(400))) for _ in range(4)]
+    busy = asyncio.ensure_future(b.eval("(function(){var t=Date.now()+8000;while(Date.now()<t){}return 1})()",
+                                        timeout=60))
+    await asyncio.sleep(0.3)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    await busy
+    check("slow viewer: the page shows it was dropped with 1013",
+          await b.wait_js(js_log_has("viewer", None, "1013"), 10),
+          (await b.eval(js_text("conn-text")), [e for e in await b.eval(JS_LOG) if e["kind"] == "viewer"]))
+    check("slow viewer: ... and is live again, listing the device",
+          await b.wait_js("%s === 'live' && %s" % (js_text("conn-text"), js_has_client("dash-slow-1")), 15),
+          await b.eval(js_text("conn-text")))
+    lines = srv.log_since(log_from)
+    check("slow viewer: the server logged the 1013 close (%d tasks dispatched)" % codes.count(200),
+          any("1013" in ln for ln in lines) and codes.count(200) == 1600, [ln for ln in lines if "1013" in ln])
+    bad = [ln for ln in lines if BAD_LINE.match(ln) or not LOG_LINE.match(ln)]
+    check("slow viewer: no error/warn line in the server's log", not bad, bad[:10])
+    stop(a)
+
+
 async def main():
     srv = Server("--log-level", "info")
     tsrv = Server("--log-level", "info", "--token", TOKEN)
+    ssrv = Server("--log-level", "info", "--max-viewer-queue", "65536")
     b = await cdp.Browser(CHROMIUM, log_path=os.path.join(TMP, "chromium.log")).start()
     try:
         await main_srv(b, srv)
@@ -552,19 +588,25 @@ async def main():
         b.requests.clear()
         await main_token(b, tsrv)
         stray += only_own_server(b.requests, tsrv.base)
+        b.requests.clear()
+        await main_slow(b, ssrv)
+        stray += only_own_server(b.requests, ssrv.base)
         check("the page requested nothing but its own server", not stray, stray[:10])
         check("no uncaught script error in the page", not b.exceptions, b.exceptions[:5])
         errs = [c for c in b.console if c[0] in ("error", "assert")]
         check("no console.error from the page", not errs, errs[:5])
-        # the browser's own complaints (CSP violations, failed loads); a 401 is expected only
-        # where the token part asks without a key
-        blog = [e for e in b.log_entries if e[0] == "error" and not ("status of 401" in (e[1] or "")
-                                                                     and (e[2] or "").startswith(tsrv.base))]
+        # the browser's own complaints (CSP violations, failed loads); expected only: 401s where
+        # the token part asks without a key, refused connections while the first server restarts
+        def expected(e):
+            text, url = e[1] or "", e[2] or ""
+            return (("status of 401" in text and url.startswith(tsrv.base))
+                    or ("ERR_CONNECTION_REFUSED" in text and url.startswith(srv.base)))
+        blog = [e for e in b.log_entries if e[0] == "error" and not expected(e)]
         check("no error from the browser (CSP, failed loads)", not blog, blog[:5])
         del n_exc
     finally:
         await b.close()
-    for s in (srv, tsrv):
+    for s in (srv, tsrv, ssrv):
         rc = s.stop()
         check("server on port %d stops cleanly (exit 0)" % s.port, rc == 0, rc)
 
