@@ -59,6 +59,7 @@ packages=(
     clang-format             # formatting check
     python3                  # /usr/bin/python3 for test helpers
     python3-websockets       # reference WebSocket peer used by integration tests
+    chromium                 # headless browser for the dashboard test (driven over CDP)
     valgrind                 # leak/soak checks
     openssl                  # makes throwaway TLS certificates for wss:// tests
 )

@@ -57,7 +57,9 @@ void events_viewer_open(session *s)
     aip_buf_init(&b, 0);
     char ts[40];
     aip_format_timestamp(g_srv.started_us, ts, sizeof ts);
-    bputf(&b, "{\"type\":\"snapshot\",\"server\":{\"version\":");
+    /* seq: the last event before the snapshot; the replayed ones have seq <= it */
+    bputf(&b, "{\"type\":\"snapshot\",\"seq\":%llu,\"server\":{\"version\":",
+          (unsigned long long)g_seq);
     put_str(&b, aip_version());
     aip_buf_puts(&b, ",\"device_info\":");
     put_str(&b, g_srv.cfg.di_mode == DI_LIVE    ? "live"
