@@ -82,8 +82,9 @@ static void usage(FILE *f)
             "\n"
             "Output: progress on stderr, then one JSON line on stdout (rr and raw: requests, ok,\n"
             "errors, mismatched, seconds, req_per_s, p50_us, p99_us, p999_us, max_us, late,\n"
-            "max_rss_kb; fleet: its own fields). Exit 0 only when errors and mismatched are\n"
-            "both 0 (fleet: every device registered, none dropped, every task completed).\n");
+            "cpu_s (user+system CPU of this process), max_rss_kb; fleet: its own fields).\n"
+            "Exit 0 only when errors and mismatched are both 0 (fleet: every device registered,\n"
+            "none dropped, every task completed).\n");
 }
 
 static uint64_t now_ns(void)
@@ -254,7 +255,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     cfg.encoding = enc;
     cfg.on_state = tool_reg_on_state;
     cfg.user = &w;
-    cfg.max_pending = rate > 0 ? 1000000 : (size_t)inflight * 2 + 16;
+    cfg.max_pending = rate > 0 ? (size_t)(rate * 4) + 1024 : (size_t)inflight * 2 + 16;
     aip_conn *c;
     int rc = aip_conn_create(&cfg, &c);
     if (rc) {

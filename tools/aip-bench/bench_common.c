@@ -73,11 +73,14 @@ void bench_print(const bench_result *r, bench_lat *lat)
         printf("\"rate\":%.0f,", r->rate);
     printf("\"requests\":%llu,\"ok\":%llu,\"errors\":%llu,\"mismatched\":%llu,"
            "\"seconds\":%.3f,\"req_per_s\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"p999_us\":%u,"
-           "\"max_us\":%u,\"late\":%llu,\"max_rss_kb\":%ld}\n",
+           "\"max_us\":%u,\"late\":%llu,\"cpu_s\":%.3f,\"max_rss_kb\":%ld}\n",
            (unsigned long long)r->requests, (unsigned long long)r->ok,
            (unsigned long long)r->errors, (unsigned long long)r->mismatched, r->seconds,
            r->seconds > 0 ? (double)r->requests / r->seconds : 0, bench_lat_pct(lat, 0.50),
            bench_lat_pct(lat, 0.99), bench_lat_pct(lat, 0.999), bench_lat_pct(lat, 1.0),
-           (unsigned long long)r->late, ru.ru_maxrss);
+           (unsigned long long)r->late,
+           (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+               ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6,
+           ru.ru_maxrss);
     fflush(stdout);
 }
