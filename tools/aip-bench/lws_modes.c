@@ -107,7 +107,8 @@ static int raw_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         raw_issue(r);
         return 0;
     case LWS_CALLBACK_CLIENT_WRITEABLE:
-        if (r->sent < r->issued) {
+        /* as many frames as the socket takes, as libaip's transport does */
+        while (r->sent < r->issued && !lws_send_pipe_choked(wsi)) {
             uint64_t seq = r->sent;
             memcpy(r->frame + LWS_PRE, r->pattern, RAW_FRAME);
             memcpy(r->frame + LWS_PRE, &seq, sizeof seq);
@@ -117,9 +118,9 @@ static int raw_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                 return -1;
             }
             r->sent++;
-            if (r->sent < r->issued)
-                lws_callback_on_writable(wsi);
         }
+        if (r->sent < r->issued)
+            lws_callback_on_writable(wsi);
         return 0;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         if (r->rxlen + len <= sizeof r->rx)
