@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- free-form spans, recorded by the pre-scan ---------------------------------------------- */
@@ -75,6 +76,67 @@ static void visit(void *user, const aip_jscan_path *path, const char *v, size_t 
 static span span_at(const span_list *l, size_t i)
 {
     return i < l->n ? l->v[i] : (span){NULL, 0};
+}
+
+/* ---- the skeleton: free-form containers emptied before cJSON sees the frame ----------------
+ *
+ * The model keeps free-form values (result, metadata, parameters, action results) as their
+ * recorded text, so cJSON only needs to see their kind. Building their subtrees (a malloc per
+ * value, then a free per value) was most of a large frame's decode cost: when they hold enough
+ * bytes, a copy of the frame with each such object/array replaced by {} / [] is parsed
+ * instead. The spans are disjoint (none is inside another) and the frame is already proven
+ * valid, so the copy is valid JSON with the same keys. */
+
+#define SKELETON_MIN 128 /* bytes saved below which the copy is not worth it */
+
+static int span_ptr_cmp(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+    return x->p < y->p ? -1 : x->p > y->p;
+}
+
+static void skel_add(span *v, size_t *n, size_t cap, span s, size_t *saved)
+{
+    if (s.p && s.n > 2 && (s.p[0] == '{' || s.p[0] == '[') && *n < cap) {
+        v[(*n)++] = s;
+        *saved += s.n - 2;
+    }
+}
+
+/* Returns the skeleton (its length in *out_len) or NULL to parse the frame itself. */
+static char *skeleton(const spans *sp, const char *frame, size_t len, size_t *out_len)
+{
+    span local[16];
+    size_t cap = 2 + sp->params.n + sp->results.n, n = 0, saved = 0;
+    span *v = cap <= 16 ? local : aip_malloc(cap * sizeof *v);
+    if (!v)
+        return NULL;
+    skel_add(v, &n, cap, sp->result, &saved);
+    skel_add(v, &n, cap, sp->metadata, &saved);
+    for (size_t i = 0; i < sp->params.n; i++)
+        skel_add(v, &n, cap, sp->params.v[i], &saved);
+    for (size_t i = 0; i < sp->results.n; i++)
+        skel_add(v, &n, cap, sp->results.v[i], &saved);
+    char *out = NULL;
+    if (saved >= SKELETON_MIN && (out = aip_malloc(len - saved + 1))) {
+        qsort(v, n, sizeof *v, span_ptr_cmp);
+        const char *from = frame;
+        char *to = out;
+        for (size_t i = 0; i < n; i++) {
+            memcpy(to, from, (size_t)(v[i].p - from));
+            to += v[i].p - from;
+            *to++ = v[i].p[0];
+            *to++ = v[i].p[0] == '{' ? '}' : ']';
+            from = v[i].p + v[i].n;
+        }
+        memcpy(to, from, (size_t)(frame + len - from));
+        to += frame + len - from;
+        *to = 0;
+        *out_len = (size_t)(to - out);
+    }
+    if (v != local)
+        aip_free(v);
+    return out;
 }
 
 /* ---- tree -> model ----------------------------------------------------------------------------
@@ -328,7 +390,10 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_c
     cJSON *root = NULL;
     if (!rc) {
         const char *end = NULL;
-        root = cJSON_ParseWithLengthOpts(frame, len, &end, 0);
+        size_t plen = len;
+        char *skel = skeleton(&c.sp, frame, len, &plen);
+        root = cJSON_ParseWithLengthOpts(skel ? skel : frame, plen, &end, 0);
+        aip_free(skel);
         if (!root) /* the scan proved it valid: only memory can fail here */
             rc = aip_codec_fail(err, AIP_E_NOMEM, "out of memory while parsing");
     }

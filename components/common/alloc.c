@@ -25,6 +25,8 @@ void *aip_calloc(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
+    if (g_alloc.malloc_fn == malloc && g_alloc.free_fn == free) /* fresh zero pages stay untouched */
+        return calloc(n ? n : 1, size ? size : 1);
     void *p = aip_malloc(n * size);
     if (p)
         memset(p, 0, n * size);

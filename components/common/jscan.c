@@ -301,6 +301,41 @@ static int push_key(scanner *sc, const char *p, size_t n, bool escaped)
     return 0;
 }
 
+static bool any_escaped(const struct keyspan *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (k[i].escaped)
+            return true;
+    return false;
+}
+
+/* Duplicate keys of an object of 9..256 unescaped keys: an open-addressing table on the stack
+ * (FNV-1a of the raw bytes; equal raw bytes = equal strings when nothing is escaped). Cheaper
+ * than sorting, which costs a malloc and O(n log n) comparisons for every such object. */
+static const struct keyspan *dup_by_hash(const struct keyspan *k, size_t n)
+{
+    uint16_t slot[512]; /* index + 1; 0 = empty; at most half full */
+    size_t mask = 15;
+    while (mask + 1 < 2 * n)
+        mask = mask * 2 + 1;
+    memset(slot, 0, (mask + 1) * sizeof *slot);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = 2166136261u;
+        for (size_t b = 0; b < k[i].n; b++)
+            h = (h ^ (unsigned char)k[i].p[b]) * 16777619u;
+        for (size_t j = h & mask;; j = (j + 1) & mask) {
+            if (!slot[j]) {
+                slot[j] = (uint16_t)(i + 1);
+                break;
+            }
+            const struct keyspan *o = &k[slot[j] - 1];
+            if (o->n == k[i].n && memcmp(o->p, k[i].p, o->n) == 0)
+                return &k[i];
+        }
+    }
+    return NULL;
+}
+
 static int check_dups(scanner *sc, size_t base, const char *obj_start)
 {
     struct keyspan *k = sc->keys + base;
@@ -315,6 +350,8 @@ static int check_dups(scanner *sc, size_t base, const char *obj_start)
                     dup = &k[j];
                     break;
                 }
+    } else if (n <= 256 && !any_escaped(k, n)) {
+        dup = dup_by_hash(k, n);
     } else {
         qsort(k, n, sizeof *k, key_qsort_cmp);
         for (size_t i = 1; i < n; i++)

@@ -20,7 +20,8 @@ int aip_pending_init(aip_pending *p, size_t max)
     p->max = max ? max : 1;
     p->nslots = 64;
     p->slots = aip_calloc(p->nslots, sizeof *p->slots);
-    p->heap = aip_calloc(p->max, sizeof *p->heap);
+    p->heap_cap = p->max < 64 ? p->max : 64;
+    p->heap = aip_calloc(p->heap_cap, sizeof *p->heap);
     if (!p->slots || !p->heap) {
         aip_free(p->slots);
         aip_free(p->heap);
@@ -150,6 +151,20 @@ static int maybe_grow(aip_pending *p)
     return 0;
 }
 
+/* Room for one more heap entry (count < max is already checked). */
+static int heap_reserve(aip_pending *p)
+{
+    if (p->count < p->heap_cap)
+        return 0;
+    size_t n = p->heap_cap * 2 > p->max ? p->max : p->heap_cap * 2;
+    aip_pending_entry **h = aip_realloc(p->heap, p->heap_cap * sizeof *h, n * sizeof *h);
+    if (!h)
+        return AIP_E_NOMEM;
+    p->heap = h;
+    p->heap_cap = n;
+    return 0;
+}
+
 static void remember(aip_pending *p, uint32_t h)
 {
     p->recent[p->recent_pos] = h;
@@ -200,7 +215,7 @@ int aip_pending_insert(aip_pending *p, aip_pending_kind kind, const char *id, ui
         purge_done(p);
     if (p->count >= p->max)
         return AIP_E_FULL;
-    if (maybe_grow(p))
+    if (maybe_grow(p) || heap_reserve(p))
         return AIP_E_NOMEM;
     size_t idlen = strlen(id);
     aip_pending_entry *e = aip_malloc(sizeof *e + idlen + 1);

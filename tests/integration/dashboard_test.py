@@ -319,6 +319,27 @@ async def main_srv(b, srv):
     check("... and it leaves the table",
           await b.wait_js("!(%s)" % js_has_client("dash-dev-2"), 10), await b.eval(JS_CLIENT_IDS))
 
+    # the log's filters
+    await b.set_value("#f-text", "dash-dev-2")
+    rows = await b.wait_js("(function(){var l=%s;return l.length > 0 && l.every(function(e){"
+                           "return (e.client + ' ' + e.text).indexOf('dash-dev-2') >= 0}) && l.length})()" % JS_LOG, 5)
+    check("log filter: text (%s rows)" % rows, bool(rows), await b.eval(JS_LOG))
+    await b.set_value("#f-text", "")
+    await b.eval("document.getElementById('f-hb').click()")
+    check("log filter: heartbeats hidden",
+          await b.wait_js("(function(){var l=%s;return l.length > 0 && !l.some(function(e){"
+                          "return e.kind === 'heartbeat'})})()" % JS_LOG, 5), await b.eval(JS_LOG))
+    await b.eval("document.getElementById('f-hb').click()")
+    check("log filter: heartbeats back", await b.wait_js(js_log_has("heartbeat", "dash-dev-1"), 5))
+    js_top = "(function(){var r=document.querySelector('#log-body tr');return r ? r.cells[1].textContent : ''})()"
+    await b.click("#btn-pause")
+    top0 = await b.eval(js_top)
+    await asyncio.sleep(2.5)  # heartbeats every second meanwhile
+    top1 = await b.eval(js_top)
+    await b.click("#btn-pause")
+    check("log: Pause holds the view, Resume catches up",
+          top0 == top1 and await b.wait_js("%s !== %s" % (js_top, json.dumps(top0)), 5), (top0, top1))
+
     # device-supplied text is text
     ax = agent(srv, XSS_ID)
     shown = await b.wait_js(js_has_client(XSS_ID), 15)

@@ -2,13 +2,19 @@
  * aip-bench — measure libaip end to end.
  *
  *   aip-bench rr --server URL --target DEVICE [--token T] [--encoding json|proto]
- *                (--requests N | --seconds S) [--threads T] [--inflight C]
+ *                (--requests N | --seconds S) [--threads T] [--inflight C] [--rate R]
+ *   aip-bench raw --server ws://HOST:PORT/echo (--requests N | --seconds S) [--inflight C]
+ *   aip-bench fleet --server URL --devices N [--ramp PER_S] [--seconds S] [--server-pid PID]
+ *   aip-bench codec [FRAMES]
  *
  * rr: T threads share ONE connection (a constellation targeting DEVICE) and keep C
  * device-info requests in flight in total (N is a total too). Each thread owns C/T request
  * slots; a completion callback flags its slot and wakes the thread, which checks the answer
  * against its own request (the response_id must be the id that request chose, and the answer
  * must carry a system_info), records the latency, and sends the next request.
+ * rr --rate R is open loop instead: one sender issues request i at t0 + i/R whatever the
+ * answers do, and latency is measured from that intended send time (a stall is not hidden).
+ * raw and fleet: see lws_modes.c.
  *
  * The last line of output is one JSON object: requests, ok, errors, mismatched, seconds,
  * req_per_s, p50_us, p99_us, p999_us, max_us, max_rss_kb (and the mode's parameters).
@@ -16,7 +22,7 @@
  */
 #include <aip/aip.h>
 
-#include "reg_wait.h"
+#include "bench.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -33,34 +39,57 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: aip-bench rr --server URL --target DEVICE [--token T] [--encoding json|proto]\n"
             "                    (--requests N | --seconds S) [--threads T] [--inflight C]\n"
-            "                    [--timeout SECONDS]\n"
+            "                    [--rate R] [--timeout SECONDS]\n"
+            "       aip-bench raw --server ws://HOST:PORT/echo (--requests N | --seconds S)\n"
+            "                    [--inflight C]\n"
+            "       aip-bench fleet --server URL --devices N [--ramp PER_SECOND] [--seconds S]\n"
+            "                    [--server-pid PID] [--heartbeat SECONDS] [--task-rate R]\n"
+            "                    [--encoding json|proto] [--token T]\n"
             "       aip-bench codec [FRAMES]\n"
             "\n"
+            "rr     request/response: T threads share one connection and keep C device-info\n"
+            "       requests in flight in total; every answer is checked against its own request.\n"
+            "       With --rate R: open loop, R requests per second on a fixed schedule from one\n"
+            "       sender, latency measured from each request's intended send time.\n"
+            "raw    the transport ceiling: 200-byte binary frames echoed by aip-test-server's\n"
+            "       /echo, C in flight over one connection; no codec, no futures.\n"
+            "fleet  N device connections on one lws context in this process (register, heartbeat\n"
+            "       every --heartbeat seconds, answer command batches), ramped at --ramp per\n"
+            "       second; then for --seconds a constellation connection sends --task-rate tasks\n"
+            "       per second to random devices. Reports connect time, task round trip, and\n"
+            "       with --server-pid the server's RSS growth per connection and CPU (from /proc).\n"
+            "       Raises RLIMIT_NOFILE to its hard limit.\n"
             "codec  encode+decode of a typical 3-action command frame, JSON and protobuf, per\n"
             "       second on one core (no network; default 200000 frames)\n"
-            "rr   request/response: T threads share one connection and keep C device-info\n"
-            "     requests in flight in total; every answer is checked against its own request.\n"
             "\n"
-            "  --server URL      AIP server (ws:// or wss://)\n"
+            "  --server URL      AIP server (ws:// or wss://; raw and fleet: ws:// only)\n"
             "  --target DEVICE   the device whose info is requested\n"
             "  --token T         server key (default: env AIP_TOKEN)\n"
             "  --encoding E      json (default) or proto\n"
             "  --requests N      total requests (default 10000), or\n"
-            "  --seconds S       run for S seconds instead\n"
+            "  --seconds S       run for S seconds instead (fleet: steady state, default 30)\n"
             "  --threads T       caller threads sharing the connection (default 4)\n"
             "  --inflight C      requests in flight in total (default 64, at least T)\n"
+            "  --rate R          rr open loop: R requests per second (needs --seconds or\n"
+            "                    --requests; --threads and --inflight are ignored)\n"
             "  --timeout SECONDS per-request timeout (default 30)\n"
+            "  --devices N       fleet size (default 100)\n"
+            "  --ramp PER_SECOND new fleet connections per second (default 1000; 0: all at once)\n"
+            "  --heartbeat S     fleet heartbeat interval (default 5)\n"
+            "  --task-rate R     fleet tasks per second (default 20)\n"
+            "  --server-pid PID  the server's process, read from /proc (fleet)\n"
             "  --help, --version\n"
             "\n"
-            "Output: progress on stderr, then one JSON line on stdout. Exit 0 only when\n"
-            "errors and mismatched are both 0.\n");
+            "Output: progress on stderr, then one JSON line on stdout (rr and raw: requests, ok,\n"
+            "errors, mismatched, seconds, req_per_s, p50_us, p99_us, p999_us, max_us, late,\n"
+            "cpu_s (user+system CPU of this process), max_rss_kb; fleet: its own fields).\n"
+            "Exit 0 only when errors and mismatched are both 0 (fleet: every device registered,\n"
+            "none dropped, every task completed).\n");
 }
 
 static uint64_t now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return bench_now_ns();
 }
 
 /* ---- rr ------------------------------------------------------------------------------------ */
@@ -85,8 +114,7 @@ struct rr_thread {
     int signalled;
     /* results */
     uint64_t ok, errors, mismatched;
-    uint32_t *lat_us;
-    size_t nlat, caplat;
+    bench_lat lat;
     char first_error[200];
 };
 
@@ -100,6 +128,8 @@ static void rr_done(aip_future *f, void *user)
     struct rr_slot *s = user;
     atomic_store_explicit(&s->end_ns, now_ns(), memory_order_release);
     struct rr_thread *t = s->th;
+    if (!t)
+        return; /* open loop: nobody waits on a condvar */
     pthread_mutex_lock(&t->m);
     t->signalled = 1;
     pthread_cond_signal(&t->cv);
@@ -118,26 +148,13 @@ static bool take_budget(void)
     return false;
 }
 
-static void record(struct rr_thread *t, uint64_t ns)
-{
-    if (t->nlat == t->caplat) {
-        size_t n = t->caplat ? t->caplat * 2 : 4096;
-        uint32_t *v = realloc(t->lat_us, n * sizeof *v);
-        if (!v)
-            return;
-        t->lat_us = v;
-        t->caplat = n;
-    }
-    uint64_t us = ns / 1000;
-    t->lat_us[t->nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-}
-
 static int rr_send(struct rr_thread *t, struct rr_slot *s)
 {
     snprintf(s->id, sizeof s->id, "bench-%d-%llu", t->index,
              (unsigned long long)atomic_fetch_add(&g_seq, 1));
     atomic_store(&s->end_ns, 0);
-    s->start_ns = now_ns();
+    if (!s->start_ns || s->th)
+        s->start_ns = now_ns(); /* open loop sets the intended time itself */
     aip_request_opts o = {.id = s->id, .timeout_ms = t->timeout_ms, .callback = rr_done, .user = s};
     int rc = aip_conn_request_device_info(t->c, t->target, &o, &s->f);
     if (rc) {
@@ -164,7 +181,7 @@ static void rr_check(struct rr_thread *t, struct rr_slot *s)
         t->mismatched++;
     } else {
         t->ok++;
-        record(t, end - s->start_ns);
+        bench_lat_add(&t->lat, end - s->start_ns);
     }
     aip_future_release(s->f);
     s->f = NULL;
@@ -196,22 +213,34 @@ static void *rr_main(void *arg)
     return NULL;
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* Open loop: request i goes out at t0 + i / rate (or as soon after as this thread can), and its
+ * latency counts from t0 + i / rate. Returns the number of requests issued. */
+static uint64_t rr_open_loop(struct rr_thread *t, double rate, uint64_t total)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static uint32_t pct(const uint32_t *v, size_t n, double p)
-{
-    if (!n)
-        return 0;
-    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
-    return v[i < n ? i : n - 1];
+    uint64_t period = (uint64_t)(1e9 / rate);
+    uint64_t t0 = now_ns() + 1000000;
+    for (uint64_t i = 0; i < total; i++) {
+        uint64_t when = t0 + i * period;
+        struct timespec ts = {(time_t)(when / 1000000000u), (long)(when % 1000000000u)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+            ;
+        struct rr_slot *s = &t->slots[i];
+        s->start_ns = when;
+        rr_send(t, s);
+    }
+    for (uint64_t i = 0; i < total; i++) {
+        struct rr_slot *s = &t->slots[i];
+        if (!s->f)
+            continue;
+        aip_future_wait(s->f, t->timeout_ms + 5000);
+        rr_check(t, s);
+    }
+    return total;
 }
 
 static int run_rr(const char *server, const char *target, const char *token, aip_encoding enc,
-                  uint64_t requests, double seconds, int threads, int inflight, double timeout_s)
+                  uint64_t requests, double seconds, int threads, int inflight, double timeout_s,
+                  double rate)
 {
     tool_reg_waiter w = TOOL_REG_WAITER_INIT;
     char client_id[128];
@@ -226,7 +255,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     cfg.encoding = enc;
     cfg.on_state = tool_reg_on_state;
     cfg.user = &w;
-    cfg.max_pending = (size_t)inflight * 2 + 16;
+    cfg.max_pending = rate > 0 ? (size_t)(rate * 4) + 1024 : (size_t)inflight * 2 + 16;
     aip_conn *c;
     int rc = aip_conn_create(&cfg, &c);
     if (rc) {
@@ -241,6 +270,10 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     if (enc == AIP_ENCODING_PROTO && !proto)
         fprintf(stderr, "aip-bench: the server refused protobuf; measuring JSON\n");
 
+    if (rate > 0) {
+        threads = 1;
+        inflight = 0;
+    }
     atomic_store(&g_budget, seconds > 0 ? UINT64_MAX : requests);
     atomic_store(&g_stop, false);
     struct rr_thread *ts = calloc((size_t)threads, sizeof *ts);
@@ -252,71 +285,80 @@ static int run_rr(const char *server, const char *target, const char *token, aip
         return 1;
     }
     uint64_t t0 = now_ns();
-    for (int i = 0; i < threads; i++) {
-        struct rr_thread *t = &ts[i];
-        t->index = i;
+    double secs;
+    if (rate > 0) {
+        struct rr_thread *t = &ts[0];
+        uint64_t total = seconds > 0 ? (uint64_t)(seconds * rate) : requests;
         t->c = c;
         t->target = target;
         t->timeout_ms = (int64_t)(timeout_s * 1000);
-        t->window = inflight / threads + (i < inflight % threads);
-        t->slots = calloc((size_t)t->window, sizeof *t->slots);
-        for (int k = 0; k < t->window; k++)
-            t->slots[k].th = t;
-        pthread_mutex_init(&t->m, NULL);
-        pthread_cond_init(&t->cv, NULL);
-        pthread_create(&th[i], NULL, rr_main, t);
-    }
-    if (seconds > 0) {
-        usleep((useconds_t)(seconds * 1e6));
-        atomic_store(&g_stop, true);
+        t->slots = calloc(total ? total : 1, sizeof *t->slots);
+        if (t->slots)
+            rr_open_loop(t, rate, total);
+        /* the schedule's length, not the drain: req_per_s is the offered rate achieved */
+        secs = (double)total / rate;
+    } else {
+        for (int i = 0; i < threads; i++) {
+            struct rr_thread *t = &ts[i];
+            t->index = i;
+            t->c = c;
+            t->target = target;
+            t->timeout_ms = (int64_t)(timeout_s * 1000);
+            t->window = inflight / threads + (i < inflight % threads);
+            t->slots = calloc((size_t)t->window, sizeof *t->slots);
+            for (int k = 0; k < t->window; k++)
+                t->slots[k].th = t;
+            pthread_mutex_init(&t->m, NULL);
+            pthread_cond_init(&t->cv, NULL);
+            pthread_create(&th[i], NULL, rr_main, t);
+        }
+        if (seconds > 0) {
+            usleep((useconds_t)(seconds * 1e6));
+            atomic_store(&g_stop, true);
+        }
+        for (int i = 0; i < threads; i++)
+            pthread_join(th[i], NULL);
+        secs = (double)(now_ns() - t0) / 1e9;
     }
     uint64_t ok = 0, errors = 0, mismatched = 0;
-    size_t nlat = 0;
+    bench_lat all = {0};
     for (int i = 0; i < threads; i++) {
-        pthread_join(th[i], NULL);
         ok += ts[i].ok;
         errors += ts[i].errors;
         mismatched += ts[i].mismatched;
-        nlat += ts[i].nlat;
+        bench_lat_merge(&all, &ts[i].lat);
         if (ts[i].errors)
             fprintf(stderr, "aip-bench: thread %d: %llu errors, first: %s\n", i,
                     (unsigned long long)ts[i].errors, ts[i].first_error);
     }
-    double secs = (double)(now_ns() - t0) / 1e9;
-    uint32_t *all = malloc((nlat ? nlat : 1) * sizeof *all);
-    size_t k = 0;
-    for (int i = 0; i < threads; i++) {
-        if (all && ts[i].nlat)
-            memcpy(all + k, ts[i].lat_us, ts[i].nlat * sizeof *all);
-        k += ts[i].nlat;
-    }
-    if (all)
-        qsort(all, nlat, sizeof *all, cmp_u32);
     aip_conn_stats st;
     aip_conn_get_stats(c, &st);
     aip_conn_destroy(c);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    uint64_t total = ok + errors + mismatched;
-    printf("{\"mode\":\"rr\",\"encoding\":\"%s\",\"threads\":%d,\"inflight\":%d,"
-           "\"requests\":%llu,\"ok\":%llu,\"errors\":%llu,\"mismatched\":%llu,"
-           "\"seconds\":%.3f,\"req_per_s\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"p999_us\":%u,"
-           "\"max_us\":%u,\"late\":%llu,\"max_rss_kb\":%ld}\n",
-           proto ? "proto" : "json", threads, inflight, (unsigned long long)total,
-           (unsigned long long)ok, (unsigned long long)errors, (unsigned long long)mismatched, secs,
-           secs > 0 ? (double)total / secs : 0, pct(all, nlat, 0.50), pct(all, nlat, 0.99),
-           pct(all, nlat, 0.999), nlat ? all[nlat - 1] : 0, (unsigned long long)st.late,
-           ru.ru_maxrss);
+    bench_result r = {
+        .mode = "rr",
+        .encoding = proto ? "proto" : "json",
+        .threads = threads,
+        .inflight = inflight,
+        .rate = rate,
+        .requests = ok + errors + mismatched,
+        .ok = ok,
+        .errors = errors,
+        .mismatched = mismatched,
+        .late = st.late,
+        .seconds = secs,
+    };
+    bench_print(&r, &all);
     for (int i = 0; i < threads; i++) {
         free(ts[i].slots);
-        free(ts[i].lat_us);
-        pthread_mutex_destroy(&ts[i].m);
-        pthread_cond_destroy(&ts[i].cv);
+        if (rate <= 0) {
+            pthread_mutex_destroy(&ts[i].m);
+            pthread_cond_destroy(&ts[i].cv);
+        }
     }
-    free(all);
+    bench_lat_free(&all);
     free(ts);
     free(th);
-    return errors == 0 && mismatched == 0 && total > 0 ? 0 : 1;
+    return errors == 0 && mismatched == 0 && r.requests > 0 ? 0 : 1;
 }
 
 /* ---- codec: encode+decode of a typical command frame, no network ------------------------ */
@@ -380,7 +422,8 @@ int main(int argc, char **argv)
         printf("aip-bench %s\n", aip_version());
         return 0;
     }
-    if (argc < 2 || strcmp(argv[1], "rr") != 0) {
+    const char *mode = argc >= 2 ? argv[1] : "";
+    if (strcmp(mode, "rr") != 0 && strcmp(mode, "raw") != 0 && strcmp(mode, "fleet") != 0) {
         usage(stderr);
         return 2;
     }
@@ -394,14 +437,20 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 'T'},
         {"inflight", required_argument, 0, 'c'},
         {"timeout", required_argument, 0, 'o'},
+        {"rate", required_argument, 0, 'r'},
+        {"devices", required_argument, 0, 'd'},
+        {"ramp", required_argument, 0, 'R'},
+        {"heartbeat", required_argument, 0, 'H'},
+        {"task-rate", required_argument, 0, 'k'},
+        {"server-pid", required_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *server = NULL, *target = NULL, *token = getenv("AIP_TOKEN");
     aip_encoding enc = AIP_ENCODING_JSON;
     long long requests = -1;
-    double seconds = 0, timeout_s = 30;
-    long threads = 4, inflight = 64;
+    double seconds = 0, timeout_s = 30, rate = 0, ramp = 1000, heartbeat = 5, task_rate = 20;
+    long threads = 4, inflight = 64, devices = 100, server_pid = 0;
     int c;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -419,22 +468,50 @@ int main(int argc, char **argv)
         case 'T': threads = strtol(optarg, &end, 10); break;
         case 'c': inflight = strtol(optarg, &end, 10); break;
         case 'o': timeout_s = strtod(optarg, &end); break;
+        case 'r': rate = strtod(optarg, &end); break;
+        case 'd': devices = strtol(optarg, &end, 10); break;
+        case 'R': ramp = strtod(optarg, &end); break;
+        case 'H': heartbeat = strtod(optarg, &end); break;
+        case 'k': task_rate = strtod(optarg, &end); break;
+        case 'p': server_pid = strtol(optarg, &end, 10); break;
         case 'h': usage(stdout); return 0;
         default: goto bad;
         }
         if (end && *end)
             goto bad;
     }
-    if (optind != argc || !server || !target || threads < 1 || threads > 1024 || inflight < 1 ||
-        inflight > 1000000 || timeout_s <= 0 || (requests >= 0 && seconds > 0) || seconds < 0)
+    if (optind != argc || !server || inflight < 1 || inflight > 1000000 || seconds < 0 ||
+        (requests >= 0 && seconds > 0))
         goto bad;
+    aip_log_set_level(AIP_LOG_ERROR);
+    if (strcmp(mode, "fleet") == 0) {
+        if (devices < 1 || devices > 1000000 || ramp < 0 || heartbeat <= 0 || task_rate < 0 ||
+            server_pid < 0 || requests >= 0)
+            goto bad;
+        bench_fleet_opts fo = {
+            .server = server,
+            .token = token,
+            .proto = enc == AIP_ENCODING_PROTO,
+            .devices = (int)devices,
+            .ramp = ramp,
+            .seconds = seconds > 0 ? seconds : 30,
+            .task_rate = task_rate,
+            .heartbeat_ms = (uint32_t)(heartbeat * 1000),
+            .server_pid = (int)server_pid,
+        };
+        return bench_run_fleet(&fo);
+    }
     if (requests < 0 && seconds <= 0)
         requests = 10000;
+    if (strcmp(mode, "raw") == 0)
+        return bench_run_raw(server, (uint64_t)(requests < 0 ? 0 : requests), seconds,
+                             (int)inflight);
+    if (!target || threads < 1 || threads > 1024 || timeout_s <= 0 || rate < 0 || rate > 1e7)
+        goto bad;
     if (inflight < threads)
         inflight = threads;
-    aip_log_set_level(AIP_LOG_ERROR);
     return run_rr(server, target, token, enc, (uint64_t)(requests < 0 ? 0 : requests), seconds,
-                  (int)threads, (int)inflight, timeout_s);
+                  (int)threads, (int)inflight, timeout_s, rate);
 bad:
     usage(stderr);
     return 2;

@@ -265,7 +265,9 @@ static void answer_info(session *to, const char *request_id, const char *system_
     aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_DEVICE_INFO_RESPONSE, AIP_STATUS_OK);
     aip_msg_set_str(&m.response_id, request_id);
     if (system_info) {
-        aip_msg_set_json(&m.result, system_info, AIP_JSON_ANY);
+        /* a copy without re-validating: the text was cut from a registration (or answer)
+         * the decoder validated, or is "{}"; the encoder validates it once more */
+        m.result = aip_strdup(system_info);
     } else {
         /* UFO's answer for an unknown device: ok, with the error inside the result */
         aip_buf b;
@@ -1404,7 +1406,15 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                              (unsigned char *)ps->s->close_reason, strlen(ps->s->close_reason));
             return -1;
         }
-        return write_one(ps->s);
+        /* several queued frames per WRITEABLE while the socket takes them (one poll() round
+         * per frame was most of the server's cost under load) */
+        for (int i = 0; i < 16; i++) {
+            if (write_one(ps->s))
+                return -1;
+            if (!ps->s->qh || ps->s->closing || lws_send_pipe_choked(wsi))
+                break;
+        }
+        return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (ps && ps->s && len >= 2 && !ps->s->closing) {
             const unsigned char *b = in;

@@ -220,6 +220,7 @@
       var c = clients.get(id);
       var tr = el('tr');
       tr.dataset.id = id;
+      tr.tabIndex = 0; // reachable and selectable from the keyboard
       if (id === selected) tr.className = 'selected';
       var td = el('td', 'id');
       td.appendChild(el('span', null, id));
@@ -289,6 +290,14 @@
   $('clients-body').addEventListener('click', function (ev) {
     var tr = ev.target.closest('tr');
     if (tr && tr.dataset.id !== undefined) select(tr.dataset.id);
+  });
+  $('clients-body').addEventListener('keydown', function (ev) {
+    if (ev.key !== 'Enter' && ev.key !== ' ') return;
+    var tr = ev.target.closest('tr');
+    if (tr && tr.dataset.id !== undefined) {
+      ev.preventDefault();
+      select(tr.dataset.id);
+    }
   });
 
   function select(id) {

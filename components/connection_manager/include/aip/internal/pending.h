@@ -45,6 +45,7 @@ typedef struct aip_pending {
     size_t nslots;             /* a power of two */
     size_t count, tombstones;
     aip_pending_entry **heap;
+    size_t heap_cap; /* grows by doubling up to max: an idle table stays small */
     size_t max;
     uint32_t recent[AIP_PENDING_RECENT]; /* hashes of recently expired/cancelled keys */
     size_t recent_pos;
