@@ -53,6 +53,9 @@ SHOT = (sys.argv[3] if len(sys.argv) > 3 else None) or os.environ.get("AIP_DASHB
 import cdp  # noqa: E402  (after the path set-up)
 
 CHROMIUM = cdp.find_chromium()
+if CHROMIUM and not os.access(CHROMIUM, os.X_OK):
+    print("FAIL: AIP_CHROMIUM=%s is not an executable" % CHROMIUM)
+    sys.exit(1)
 if not CHROMIUM:
     print("SKIP: chromium is not installed (Debian package 'chromium', see tools/install-deps.sh; "
           "or set AIP_CHROMIUM)")
@@ -606,7 +609,7 @@ async def main_slow(b, srv):
     codes = []
     end = time.monotonic() + 60
     while time.monotonic() < end and not any("1013" in ln for ln in srv.log_since(log_from)):
-        codes += await asyncio.get_event_loop().run_in_executor(None, dispatch_many, srv, "dash-slow-1", 400)
+        codes += await asyncio.get_running_loop().run_in_executor(None, dispatch_many, srv, "dash-slow-1", 400)
     await b.send("Debugger.resume")
     await b.send("Debugger.disable")
     check("slow viewer: the page shows it was dropped with 1013",
@@ -655,7 +658,7 @@ async def main():
 
 
 try:
-    asyncio.get_event_loop().run_until_complete(asyncio.wait_for(main(), 400))
+    asyncio.run(asyncio.wait_for(main(), 270))
 except Exception as e:  # noqa: BLE001 - a crash of the harness is a failure, with its reason
     import traceback
     traceback.print_exc()
