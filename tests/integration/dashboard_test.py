@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +62,7 @@ if not CHROMIUM:
           "or set AIP_CHROMIUM)")
     sys.exit(77)
 
-TOKEN = "dash-s3cret-key"
+TOKEN = "dash s3cret+key/é€&="  # needs URL- and header-encoding done right
 with open(SERVER, "rb") as _f:
     _bin = _f.read()
 # under ASan the allocator's quarantine holds freed memory, so RSS says nothing about leaks
@@ -155,7 +156,7 @@ class Server:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if token and self.token:
-            req.add_header("X-API-Key", self.token)
+            req.add_header("X-API-Key", self.token.encode())  # its UTF-8 bytes
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b"null")
@@ -549,7 +550,7 @@ async def main_token(b, srv):
     check("token: agent registers", wait_for(lambda: "dash-tok-1" in srv.online(), 15), srv.online())
     st, _ = srv.api("GET", "/api/health", token=False)
     check("token: the API wants the key (401)", st == 401, st)
-    await b.navigate(srv.base + "/?token=" + TOKEN)
+    await b.navigate(srv.base + "/?token=" + urllib.parse.quote(TOKEN, safe=""))
     check("token: /?token= -> live, device listed",
           await b.wait_js("%s === 'live' && %s" % (js_text("conn-text"), js_has_client("dash-tok-1")), 10),
           (await b.eval(js_text("conn-text")), await b.eval(JS_CLIENT_IDS)))

@@ -89,9 +89,18 @@
     this.message = message;
   }
 
+  // A header value goes out as one byte per character (Latin-1): send the key's UTF-8 bytes that
+  // way, so a non-ASCII key arrives as the same bytes the server was given (and as ?token= sends).
+  function headerBytes(s) {
+    var out = '';
+    var bytes = new TextEncoder().encode(s);
+    for (var i = 0; i < bytes.length; i++) out += String.fromCharCode(bytes[i]);
+    return out;
+  }
+
   function api(method, path, body) {
     var headers = {};
-    if (token) headers['X-API-Key'] = token;
+    if (token) headers['X-API-Key'] = headerBytes(token);
     var init = {method: method, headers: headers, cache: 'no-store'};
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
