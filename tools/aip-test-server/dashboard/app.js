@@ -240,7 +240,7 @@
       td.title = id + (c.target_id ? ' (target ' + c.target_id + ')' : '');
       tr.appendChild(td);
       td = el('td');
-      td.appendChild(el('span', 'tag ' + (c.client_type === 'constellation' ? 'constellation' : 'device'),
+      td.appendChild(el('span', 'tag ' + (c.client_type === 'constellation' ? 't-constellation' : 't-device'),
         c.client_type || '?'));
       tr.appendChild(td);
       tr.appendChild(el('td', 'mono', c.address || ''));
