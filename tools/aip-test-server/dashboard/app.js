@@ -751,13 +751,17 @@
     }
     ws = sock;
     setConn('down', 'connecting\u2026');
+    var steady = 0;
     sock.onopen = function () {
       opened = true;
-      backoff = BACKOFF_MIN_MS;
       setConn('up', 'live');
+      // the backoff starts over only once a link has held for a while: a viewer dropped again
+      // and again (1013 on a busy server) slows down instead of hammering it
+      steady = window.setTimeout(function () { backoff = BACKOFF_MIN_MS; }, 10000);
     };
     sock.onmessage = onMessage;
     sock.onclose = function (ev) {
+      window.clearTimeout(steady);
       if (ws !== sock) return;
       ws = null;
       var why;
