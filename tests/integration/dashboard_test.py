@@ -289,6 +289,12 @@ async def main_srv(b, srv):
     check("warm-up: 1100 tasks dispatched", codes.count(200) == 1100, set(codes))
     log_clean_from = srv.log_size()
 
+    # what the server serves is the page from the source tree, without HTML-from-strings sinks
+    js = urllib.request.urlopen(srv.base + "/app.js", timeout=10).read().decode()
+    sinks = [s for s in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                         "new Function") if s in js]
+    check("app.js (%d bytes) builds the DOM without HTML strings" % len(js),
+          not sinks and "textContent" in js, sinks)
     await b.navigate(srv.base + "/")
     check("page title", await b.eval("document.title") == "aip-test-server")
     check("page: event stream live", await b.wait_js("%s === 'live'" % js_text("conn-text"), 10),

@@ -3,7 +3,7 @@
  *
  * Live state comes from the /events WebSocket (a snapshot, then one message per event) and is
  * reconciled with GET /api/clients/details now and then. Every piece of text that a device or
- * the server supplies is put into the page with textContent (never innerHTML). The event log
+ * the server supplies is put into the page with textContent, never parsed as HTML. The event log
  * keeps at most MAX_LOG rows in the DOM and is drawn at most once per animation frame, so a
  * burst of events cannot freeze the page.
  */
