@@ -155,6 +155,7 @@ struct aip_transport {
 
     /* service-thread state */
     struct lws *wsi;
+    struct lws *attempt; /* the wsi of the current attempt until its end was reported */
     enum link_state state;
     uint64_t link;
     bool proto_selected;
@@ -451,6 +452,7 @@ static void link_ended(aip_transport *t, int code, const char *reason, bool was_
 {
     uint64_t link = t->link;
     t->wsi = NULL;
+    t->attempt = NULL;
     t->closing = false;
     t->kill_requested = false;
     aip_mutex_lock(&t->qlock);
@@ -506,7 +508,7 @@ static void connect_to(aip_transport *t, const char *address)
     t->have_close = false;
     t->marked_failed = false;
     t->proto_selected = false;
-    if (!lws_client_connect_via_info(&i)) {
+    if (!(t->attempt = lws_client_connect_via_info(&i))) {
         /* the synchronous failure path: no CONNECTION_ERROR callback will follow */
         link_ended(t, 1006, "connect failed", false);
     }
@@ -765,6 +767,26 @@ static void begin_stop(aip_transport *t)
 
 /* ---- the lws callback ---------------------------------------------------------------------- */
 
+/* Why a connection attempt failed, for the log: a certificate check lws logged names the
+ * verification failure instead of OpenSSL's generic code; a TLS server that hangs up during
+ * the handshake while we sent no client certificate is probably asking for one. */
+static void attempt_failure(aip_transport *t, const char *lws_reason, char *why, size_t n)
+{
+    if (t->tls_error[0])
+        snprintf(why, n, "TLS handshake failed: %.*s", (int)strcspn(t->tls_error, "("),
+                 t->tls_error);
+    else if (t->tls && !t->cert_file &&
+             (strcmp(lws_reason, "read failed") == 0 ||
+              strcmp(lws_reason, "Closed before conn") == 0))
+        snprintf(why, n, "%s (no client certificate given: does the server require one?)",
+                 lws_reason);
+    else
+        snprintf(why, n, "%s", lws_reason);
+    size_t len = strlen(why);
+    while (len && why[len - 1] == ' ')
+        why[--len] = 0;
+}
+
 static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len)
 {
@@ -869,17 +891,23 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (wsi != t->wsi && t->wsi)
             return 0;
         char why[224];
-        if (t->tls_error[0]) /* name the verification failure, not OpenSSL's generic code */
-            snprintf(why, sizeof why, "TLS handshake failed: %.*s", (int)strcspn(t->tls_error, "("),
-                     t->tls_error);
-        else
-            snprintf(why, sizeof why, "%s", in ? (const char *)in : "connection error");
-        size_t n = strlen(why);
-        while (n && why[n - 1] == ' ')
-            why[--n] = 0;
+        attempt_failure(t, in ? (const char *)in : "connection error", why, sizeof why);
         link_ended(t, 1006, why, false);
         return 0;
     }
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* lws 4.1.6 can free a client wsi that fails late in the TLS handshake (a server that
+         * refuses our certificate after the client's side of TLS 1.3 finished) without either
+         * CLIENT_CONNECTION_ERROR or CLIENT_CLOSED: the attempt would hang forever. */
+        if (wsi == t->attempt) {
+            bool was_open = t->state == L_OPEN;
+            char why[224] = "connection lost";
+            if (!was_open)
+                attempt_failure(t, "Closed before conn", why, sizeof why);
+            link_ended(t, 1006, why, was_open);
+        }
+        return 0;
 
     case LWS_CALLBACK_CLIENT_CLOSED:
         if (wsi != t->wsi)
