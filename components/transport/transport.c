@@ -11,6 +11,7 @@
  */
 #include "aip/internal/transport.h"
 #include "aip/internal/backoff.h"
+#include "aip/internal/reassembler.h"
 #include "aip/port.h"
 
 #include <libwebsockets.h>
@@ -168,9 +169,8 @@ struct aip_transport {
     int in_cb;       /* inside a callback for t->wsi */
     bool kill_requested;
     bool exit_loop;
-    aip_buf rx;
-    bool rx_binary;
-    bool rx_skip; /* rest of an oversized message is being discarded */
+    aip_reasm rx;
+    bool rx_skip; /* a message was refused: inbound data is discarded until the link ends */
     frame *cur;
     lws_sorted_usec_list_t sul_connect, sul_stop;
     aip_backoff backoff;
@@ -465,7 +465,7 @@ static void link_ended(aip_transport *t, int code, const char *reason, bool was_
         dropped++;
     }
     stat_add(&t->st_dropped, dropped);
-    aip_buf_free(&t->rx);
+    aip_reasm_free(&t->rx);
     t->rx_skip = false;
     if (t->retire_vh) /* its connection is gone: destroy it from a timer, outside lws' close */
         lws_sul_schedule(t->ctx, 0, &t->sul_reload, apply_reload, 1);
@@ -686,49 +686,45 @@ static int write_one(aip_transport *t, struct lws *wsi)
 
 static int on_receive(aip_transport *t, struct lws *wsi, const void *in, size_t len)
 {
-    if (t->rx_skip) /* the rest of a refused message: dropped as it arrives, never kept */
+    if (t->rx_skip) /* after a refusal, until the link ends: dropped as it arrives */
         return 0;
-    if (lws_is_first_fragment(wsi)) {
-        t->rx.len = 0;
-        t->rx_binary = lws_frame_is_binary(wsi);
-        /* refuse early: the first frame's header already says how much is coming */
-        size_t remaining = lws_remaining_packet_payload(wsi);
-        if (len + remaining > t->cfg.max_frame_in)
-            goto too_big;
-    }
-    if (t->rx.len + len > t->cfg.max_frame_in)
-        goto too_big;
-    if (aip_buf_append(&t->rx, in, len)) {
+    int rc = aip_reasm_feed(&t->rx, in, len, lws_is_first_fragment(wsi) != 0,
+                            lws_is_final_fragment(wsi) != 0, lws_frame_is_binary(wsi) != 0,
+                            lws_remaining_packet_payload(wsi));
+    if (rc == AIP_REASM_MORE)
+        return 0;
+    if (rc == AIP_E_NOMEM) {
         aip_log(AIP_LOG_ERROR, LOG_COMP, "out of memory reassembling a message");
         return -1;
     }
-    if (!lws_is_final_fragment(wsi))
+    if (rc == AIP_E_TOO_LARGE || rc == AIP_E_MALFORMED) {
+        bool big = rc == AIP_E_TOO_LARGE;
+        if (big)
+            stat_add(&t->st_oversized, 1);
+        aip_log(AIP_LOG_WARN, LOG_COMP,
+                big ? "refusing an inbound message over %zu bytes (close 1009)"
+                    : "refusing a text message that is not UTF-8 (close 1007)",
+                t->cfg.max_frame_in);
+        aip_reasm_reset(&t->rx);
+        /* Close from WRITEABLE, not from here: lws 4.1.6 corrupts its rx buffer when
+         * lws_close_reason() is called in CLIENT_RECEIVE while it is spilling a frame larger
+         * than that buffer (lws issue #3412; seen here under valgrind). Until the close goes
+         * out, the rest of the message is discarded chunk by chunk. */
+        t->rx_skip = true;
+        aip_transport_close(
+            t, big ? LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE : LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+            big ? "message too big" : "invalid UTF-8");
         return 0;
+    }
     stat_add(&t->st_frames_in, 1);
-    stat_add(&t->st_bytes_in, t->rx.len);
+    stat_add(&t->st_bytes_in, aip_reasm_len(&t->rx));
     t->in_cb++;
     if (t->ev.on_frame)
-        t->ev.on_frame(t->user, t->link, t->rx.data ? t->rx.data : (const uint8_t *)"", t->rx.len,
-                       t->rx_binary);
+        t->ev.on_frame(t->user, t->link, aip_reasm_data(&t->rx), aip_reasm_len(&t->rx),
+                       aip_reasm_binary(&t->rx));
     t->in_cb--;
-    if (t->rx.cap > 64 * 1024) /* do not keep a large buffer for a rare large message */
-        aip_buf_free(&t->rx);
-    else
-        t->rx.len = 0;
+    aip_reasm_reset(&t->rx); /* keeps a small buffer, frees a large one */
     return t->kill_requested ? -1 : 0;
-
-too_big:
-    stat_add(&t->st_oversized, 1);
-    aip_log(AIP_LOG_WARN, LOG_COMP, "refusing an inbound message over %zu bytes (close 1009)",
-            t->cfg.max_frame_in);
-    aip_buf_free(&t->rx);
-    /* Close from WRITEABLE, not from here: lws 4.1.6 corrupts its rx buffer when
-     * lws_close_reason() is called in CLIENT_RECEIVE while it is spilling a frame larger than
-     * that buffer (lws issue #3412; seen here under valgrind). Until the close goes out, the
-     * rest of the message is discarded chunk by chunk. */
-    t->rx_skip = true;
-    aip_transport_close(t, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
-    return 0;
 }
 
 /* ---- stopping (service thread) ------------------------------------------------------------ */
@@ -1151,6 +1147,7 @@ int aip_transport_create(const aip_transport_config *cfg, const aip_transport_ev
     t->cfg.url = NULL; /* not kept: it may hold a token */
     if (!t->cfg.max_frame_in)
         t->cfg.max_frame_in = 1u << 20;
+    aip_reasm_init(&t->rx, t->cfg.max_frame_in);
     if ((rc = parse_url(t, cfg->url)))
         goto fail;
     if (t->token && cfg->token_mode == AIP_TOKEN_BEARER) {
@@ -1294,7 +1291,7 @@ void aip_transport_destroy(aip_transport *t)
     aip_mutex_unlock(&t->qlock);
     if (t->cur)
         free_frame(t->cur);
-    aip_buf_free(&t->rx);
+    aip_reasm_free(&t->rx);
     aip_mutex_destroy(&t->qlock);
     aip_free(t->host);
     aip_free(t->path);
