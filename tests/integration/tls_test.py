@@ -10,7 +10,7 @@ aip-test-server --tls-cert/--tls-key [--tls-ca], in JSON and in protobuf:
   certificate"); a server certificate for another name: "TLS handshake failed: hostname
   mismatch"; aipctl without the CA fails;
 - mTLS: without a client certificate refused, with --cert/--key accepted, with a certificate
-  from the wrong CA refused.
+  from the wrong CA refused; aipctl --cert/--key works, without them it fails.
 SIGHUP (config file with ca_file/cert/key): reloads while connected keep the link; then the
 server restarts with certificates from a new CA and demands client certificates from it: the
 agent is refused until its files are rotated and it gets SIGHUP, then it registers again at
@@ -224,6 +224,15 @@ def handshakes():
               other.wait(r"cannot connect to wss://", 2), other.text()[-600:])
         check(tag + "mTLS: only the right certificate registered",
               "registered as" not in anon.text() + other.text())
+        cert = ["--cert", path("client.crt"), "--key", path("client.key")]
+        rc, out, err = aipctl(mport, *(cert + ["--encoding", enc, "info", "mtls-" + enc]))
+        check(tag + "mTLS: aipctl --cert --key info works", rc == 0 and ("mtls-" + enc) in out,
+              (rc, out[:200], err[-300:]))
+        rc, out, err = aipctl(mport, *(cert + ["devices"]))
+        check(tag + "mTLS: aipctl --cert --key devices (https) works",
+              rc == 0 and ("mtls-" + enc) in out, (rc, out[:200], err[-300:]))
+        rc, out, err = aipctl(mport, "--encoding", enc, "info", "mtls-" + enc)
+        check(tag + "mTLS: aipctl without a client certificate fails", rc == 1, (rc, err[-300:]))
 
         for a in (good, nocert, wrong, name, anon, mine, other):
             rc = stop(a.p)
