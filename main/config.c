@@ -223,6 +223,12 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
         char *t = cJSON_PrintUnformatted(tags);
         set_str(&s->tags_json, t);
         cJSON_free(t);
+        if (s->tags_json && strlen(s->tags_json) > AIP_AGENT_MAX_TAGS) {
+            snprintf(why, why_len, "\"tags\" is %zu bytes as JSON, over the limit of %d",
+                     strlen(s->tags_json), AIP_AGENT_MAX_TAGS);
+            rc = EXIT_CONFIG;
+            goto out;
+        }
     }
     if ((o = get_obj(root, "limits", "", why, why_len, &rc)) &&
         ((rc = check_keys(o, "limits", limits, why, why_len)) ||

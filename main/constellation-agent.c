@@ -6,7 +6,8 @@
  * library thread inherits the mask) and the main thread takes them with sigtimedwait(), which
  * also gives it a one-second tick for the systemd watchdog and the periodic statistics line.
  *   SIGTERM, SIGINT  close with 1001 (going away), fail what is pending, exit 0 (within 2 s)
- *   SIGHUP           reload the config file; reconnect if the settings changed
+ *   SIGHUP           reload the config file; reconnect if the settings changed; otherwise
+ *                    (wss) reload the TLS files into a new client vhost for the next link
  *   SIGUSR1          log a statistics line now
  * Exit codes: 0 clean stop, 1 cannot start, 2 usage, 78 configuration error.
  */
@@ -55,8 +56,9 @@ static void usage(FILE *f)
                "  --check-config     print the effective settings (token hidden) and exit\n"
                "  --help, --version\n"
                "\n"
-               "Signals: TERM/INT stop (close 1001, exit 0), HUP reloads the config file, USR1\n"
-               "logs statistics. Exit: 0 stopped, 1 cannot start, 2 usage, 78 configuration.\n");
+               "Signals: TERM/INT stop (close 1001, exit 0), HUP reloads the config file and\n"
+               "the TLS files (used from the next connection), USR1 logs statistics.\n"
+               "Exit: 0 stopped, 1 cannot start, 2 usage, 78 configuration.\n");
 }
 
 /* ---- systemd notification, without libsystemd ---------------------------------------------- */
@@ -145,6 +147,43 @@ static int start_agent(const agent_settings *st, aip_agent **out)
         aip_log(AIP_LOG_INFO, LOG, "constellation-agent %s: %s as %s%s", aip_version(), st->server,
                 st->client_id, st->exec_enabled ? " (execute_command enabled)" : "");
     return rc;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Equal settings; with tls_files false, the CA/cert/key file names may differ. */
+static bool same_settings(agent_settings *a, agent_settings *b, bool tls_files)
+{
+    char *saved[3] = {b->ca_file, b->cert, b->key};
+    if (!tls_files) { /* compare b as if it named a's files */
+        b->ca_file = a->ca_file;
+        b->cert = a->cert;
+        b->key = a->key;
+    }
+    char *da = settings_describe(a), *db = settings_describe(b);
+    b->ca_file = saved[0];
+    b->cert = saved[1];
+    b->key = saved[2];
+    bool same = da && db && strcmp(da, db) == 0 && same_str(a->token, b->token) &&
+                same_str(a->tags_json, b->tags_json);
+    aip_free(da);
+    aip_free(db);
+    return same;
+}
+
+static bool is_wss(const agent_settings *st)
+{
+    return st->server && strncmp(st->server, "wss://", 6) == 0;
+}
+
+static void reload_tls(aip_agent *a, const agent_settings *st)
+{
+    int rc = aip_conn_reload_tls(aip_agent_conn(a), st->ca_file, st->cert, st->key);
+    if (rc)
+        aip_log(AIP_LOG_ERROR, LOG, "SIGHUP: cannot reload the TLS files: %s", aip_strerror(rc));
 }
 
 int main(int argc, char **argv)
@@ -269,30 +308,29 @@ int main(int argc, char **argv)
                 aip_log(AIP_LOG_ERROR, LOG, "SIGHUP: configuration error, keeping the old one: %s",
                         why);
                 settings_free(&next);
+            } else if (same_settings(&st, &next, true)) {
+                /* Same settings (the files may have new contents): a wss link reloads its
+                 * certificates into a new client vhost, used from the next connection. */
+                aip_log(AIP_LOG_INFO, LOG, "SIGHUP: configuration unchanged%s",
+                        is_wss(&st) ? "; reloading the TLS files" : "");
+                if (is_wss(&st))
+                    reload_tls(agent, &st);
+                settings_free(&next);
+            } else if (is_wss(&st) && same_settings(&st, &next, false)) {
+                aip_log(AIP_LOG_INFO, LOG, "SIGHUP: new TLS file names: reloading them");
+                settings_free(&st);
+                st = next;
+                reload_tls(agent, &st);
             } else {
-                char *a = settings_describe(&st), *b = settings_describe(&next);
-                bool same =
-                    a && b && strcmp(a, b) == 0 &&
-                    ((!st.token && !next.token) ||
-                     (st.token && next.token && strcmp(st.token, next.token) == 0)) &&
-                    ((!st.tags_json && !next.tags_json) ||
-                     (st.tags_json && next.tags_json && strcmp(st.tags_json, next.tags_json) == 0));
-                aip_free(a);
-                aip_free(b);
-                if (same) {
-                    aip_log(AIP_LOG_INFO, LOG, "SIGHUP: configuration unchanged");
-                    settings_free(&next);
-                } else {
-                    aip_log(AIP_LOG_INFO, LOG, "SIGHUP: configuration changed: reconnecting");
-                    aip_agent_destroy(agent, 1001, "reconfiguring");
-                    agent = NULL;
-                    settings_free(&st);
-                    st = next;
-                    if ((rc = start_agent(&st, &agent))) {
-                        aip_log(AIP_LOG_ERROR, LOG, "cannot restart: %s", aip_strerror(rc));
-                        exit_code = 1;
-                        break;
-                    }
+                aip_log(AIP_LOG_INFO, LOG, "SIGHUP: configuration changed: reconnecting");
+                aip_agent_destroy(agent, 1001, "reconfiguring");
+                agent = NULL;
+                settings_free(&st);
+                st = next;
+                if ((rc = start_agent(&st, &agent))) {
+                    aip_log(AIP_LOG_ERROR, LOG, "cannot restart: %s", aip_strerror(rc));
+                    exit_code = 1;
+                    break;
                 }
             }
             sd_notify_msg("READY=1");

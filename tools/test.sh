@@ -205,7 +205,7 @@ stage_tsan() {
         -L concurrency "${ctest_labels[@]}"
 }
 
-fuzz_targets=(json_client json_server proto_client proto_server)
+fuzz_targets=(json_client json_server proto_client proto_server reassembler)
 
 # fuzz_one NAME SEEDDIR: run one target for fuzz_time seconds; writes its log and exit status.
 fuzz_one() {

@@ -182,6 +182,12 @@ int aip_agent_create(const aip_agent_config *cfg, aip_agent **out)
         return AIP_E_NOMEM;
     a->cfg = *cfg;
     int rc = AIP_E_NOMEM;
+    if (cfg->tags_json && strlen(cfg->tags_json) > AIP_AGENT_MAX_TAGS) {
+        aip_log(AIP_LOG_ERROR, LOG_COMP, "tags: %zu bytes, over the limit of %d",
+                strlen(cfg->tags_json), AIP_AGENT_MAX_TAGS);
+        rc = AIP_E_TOO_LARGE;
+        goto fail;
+    }
     if (cfg->tags_json && !(a->tags_json = aip_strdup(cfg->tags_json)))
         goto fail;
     if (cfg->proc_root && !(a->proc_root = aip_strdup(cfg->proc_root)))

@@ -1024,6 +1024,17 @@ void aip_conn_destroy(aip_conn *c)
     aip_conn_destroy_ex(c, 1000, "client shutdown", 2000);
 }
 
+int aip_conn_reload_tls(aip_conn *c, const char *ca_file, const char *cert_file,
+                        const char *key_file)
+{
+    int rc = gate_enter(c);
+    if (rc)
+        return rc;
+    rc = aip_transport_reload_tls(c->tr, ca_file, cert_file, key_file);
+    gate_leave(c);
+    return rc;
+}
+
 void aip_conn_get_stats(aip_conn *c, aip_conn_stats *s)
 {
     memset(s, 0, sizeof *s);

@@ -11,6 +11,7 @@
  */
 #include "aip/internal/transport.h"
 #include "aip/internal/backoff.h"
+#include "aip/internal/reassembler.h"
 #include "aip/port.h"
 
 #include <libwebsockets.h>
@@ -136,7 +137,13 @@ struct aip_transport {
     char *bearer; /* "Bearer <token>" */
 
     struct lws_context *ctx;
-    struct lws_vhost *vh;
+    struct lws_vhost *vh;           /* where the next connection is made */
+    struct lws_vhost *wsi_vh;       /* the vhost of t->wsi */
+    struct lws_vhost *retire_vh;    /* replaced by a TLS reload: destroyed once unused */
+    int vh_variant, retire_variant; /* see make_vhost() */
+    unsigned reloads;
+    lws_sorted_usec_list_t sul_reload;
+    char tls_error[160]; /* the last "SSL error" lws logged for this link attempt */
     struct lws_protocols protocols[3];
     lws_retry_bo_t policy;
     uint32_t retry_table[1];
@@ -150,6 +157,7 @@ struct aip_transport {
 
     /* service-thread state */
     struct lws *wsi;
+    struct lws *attempt; /* the wsi of the current attempt until its end was reported */
     enum link_state state;
     uint64_t link;
     bool proto_selected;
@@ -162,9 +170,8 @@ struct aip_transport {
     int in_cb;       /* inside a callback for t->wsi */
     bool kill_requested;
     bool exit_loop;
-    aip_buf rx;
-    bool rx_binary;
-    bool rx_skip; /* rest of an oversized message is being discarded */
+    aip_reasm rx;
+    bool rx_skip; /* a message was refused: inbound data is discarded until the link ends */
     frame *cur;
     lws_sorted_usec_list_t sul_connect, sul_stop;
     aip_backoff backoff;
@@ -175,7 +182,9 @@ struct aip_transport {
     aip_mutex qlock;
     frame *qhead, *qtail;
     size_t qbytes, qframes;
-    uint64_t qlink; /* the open link, or 0 */
+    uint64_t qlink;      /* the open link, or 0 */
+    bool reload_pending; /* aip_transport_reload_tls(): the files below, for the service thread */
+    char *rl_ca, *rl_cert, *rl_key;
 
     /* statistics (atomics: read from any thread) */
     _Atomic uint64_t st_frames_out, st_bytes_out, st_frames_in, st_bytes_in, st_dropped, st_full,
@@ -189,6 +198,10 @@ static void stat_add(_Atomic uint64_t *s, uint64_t n)
 
 /* ---- lws logging into ours ----------------------------------------------------------------- */
 
+/* The transport whose service thread this is (NULL on other threads): lws logs a failed
+ * certificate check only as a log line, so the line is kept for the link's close reason. */
+static _Thread_local aip_transport *tl_service;
+
 static void lws_log_emit(int level, const char *line)
 {
     char buf[512];
@@ -196,6 +209,9 @@ static void lws_log_emit(int level, const char *line)
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = 0;
+    const char *ssl = strstr(buf, "SSL error: ");
+    if (tl_service && ssl && !tl_service->tls_error[0])
+        snprintf(tl_service->tls_error, sizeof tl_service->tls_error, "%s", ssl + 11);
     aip_log(level == LLL_ERR ? AIP_LOG_ERROR : AIP_LOG_WARN, "lws", "%s", buf);
 }
 
@@ -418,6 +434,8 @@ void aip_timer_destroy(aip_timer *tm)
 
 /* ---- link lifecycle (service thread) -------------------------------------------------------- */
 
+static void apply_reload(lws_sorted_usec_list_t *sul);
+
 static void start_connect(lws_sorted_usec_list_t *sul);
 
 static void schedule_retry(aip_transport *t)
@@ -439,6 +457,7 @@ static void link_ended(aip_transport *t, int code, const char *reason, bool was_
 {
     uint64_t link = t->link;
     t->wsi = NULL;
+    t->attempt = NULL;
     t->closing = false;
     t->kill_requested = false;
     aip_mutex_lock(&t->qlock);
@@ -451,8 +470,10 @@ static void link_ended(aip_transport *t, int code, const char *reason, bool was_
         dropped++;
     }
     stat_add(&t->st_dropped, dropped);
-    aip_buf_free(&t->rx);
+    aip_reasm_free(&t->rx);
     t->rx_skip = false;
+    if (t->retire_vh) /* its connection is gone: destroy it from a timer, outside lws' close */
+        lws_sul_schedule(t->ctx, 0, &t->sul_reload, apply_reload, 1);
     if (!was_open)
         stat_add(&t->st_connect_failures, 1);
     if (was_open && !t->marked_failed &&
@@ -469,6 +490,8 @@ static void connect_to(aip_transport *t, const char *address)
     memset(&i, 0, sizeof i);
     i.context = t->ctx;
     i.vhost = t->vh;
+    t->wsi_vh = t->vh;
+    t->tls_error[0] = 0;
     i.address = address;
     i.port = t->port;
     i.path = t->path;
@@ -490,7 +513,7 @@ static void connect_to(aip_transport *t, const char *address)
     t->have_close = false;
     t->marked_failed = false;
     t->proto_selected = false;
-    if (!lws_client_connect_via_info(&i)) {
+    if (!(t->attempt = lws_client_connect_via_info(&i))) {
         /* the synchronous failure path: no CONNECTION_ERROR callback will follow */
         link_ended(t, 1006, "connect failed", false);
     }
@@ -686,49 +709,45 @@ static int write_burst(aip_transport *t, struct lws *wsi)
 
 static int on_receive(aip_transport *t, struct lws *wsi, const void *in, size_t len)
 {
-    if (t->rx_skip) /* the rest of a refused message: dropped as it arrives, never kept */
+    if (t->rx_skip) /* after a refusal, until the link ends: dropped as it arrives */
         return 0;
-    if (lws_is_first_fragment(wsi)) {
-        t->rx.len = 0;
-        t->rx_binary = lws_frame_is_binary(wsi);
-        /* refuse early: the first frame's header already says how much is coming */
-        size_t remaining = lws_remaining_packet_payload(wsi);
-        if (len + remaining > t->cfg.max_frame_in)
-            goto too_big;
-    }
-    if (t->rx.len + len > t->cfg.max_frame_in)
-        goto too_big;
-    if (aip_buf_append(&t->rx, in, len)) {
+    int rc = aip_reasm_feed(&t->rx, in, len, lws_is_first_fragment(wsi) != 0,
+                            lws_is_final_fragment(wsi) != 0, lws_frame_is_binary(wsi) != 0,
+                            lws_remaining_packet_payload(wsi));
+    if (rc == AIP_REASM_MORE)
+        return 0;
+    if (rc == AIP_E_NOMEM) {
         aip_log(AIP_LOG_ERROR, LOG_COMP, "out of memory reassembling a message");
         return -1;
     }
-    if (!lws_is_final_fragment(wsi))
+    if (rc == AIP_E_TOO_LARGE || rc == AIP_E_MALFORMED) {
+        bool big = rc == AIP_E_TOO_LARGE;
+        if (big)
+            stat_add(&t->st_oversized, 1);
+        aip_log(AIP_LOG_WARN, LOG_COMP,
+                big ? "refusing an inbound message over %zu bytes (close 1009)"
+                    : "refusing a text message that is not UTF-8 (close 1007)",
+                t->cfg.max_frame_in);
+        aip_reasm_reset(&t->rx);
+        /* Close from WRITEABLE, not from here: lws 4.1.6 corrupts its rx buffer when
+         * lws_close_reason() is called in CLIENT_RECEIVE while it is spilling a frame larger
+         * than that buffer (lws issue #3412; seen here under valgrind). Until the close goes
+         * out, the rest of the message is discarded chunk by chunk. */
+        t->rx_skip = true;
+        aip_transport_close(
+            t, big ? LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE : LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+            big ? "message too big" : "invalid UTF-8");
         return 0;
+    }
     stat_add(&t->st_frames_in, 1);
-    stat_add(&t->st_bytes_in, t->rx.len);
+    stat_add(&t->st_bytes_in, aip_reasm_len(&t->rx));
     t->in_cb++;
     if (t->ev.on_frame)
-        t->ev.on_frame(t->user, t->link, t->rx.data ? t->rx.data : (const uint8_t *)"", t->rx.len,
-                       t->rx_binary);
+        t->ev.on_frame(t->user, t->link, aip_reasm_data(&t->rx), aip_reasm_len(&t->rx),
+                       aip_reasm_binary(&t->rx));
     t->in_cb--;
-    if (t->rx.cap > 64 * 1024) /* do not keep a large buffer for a rare large message */
-        aip_buf_free(&t->rx);
-    else
-        t->rx.len = 0;
+    aip_reasm_reset(&t->rx); /* keeps a small buffer, frees a large one */
     return t->kill_requested ? -1 : 0;
-
-too_big:
-    stat_add(&t->st_oversized, 1);
-    aip_log(AIP_LOG_WARN, LOG_COMP, "refusing an inbound message over %zu bytes (close 1009)",
-            t->cfg.max_frame_in);
-    aip_buf_free(&t->rx);
-    /* Close from WRITEABLE, not from here: lws 4.1.6 corrupts its rx buffer when
-     * lws_close_reason() is called in CLIENT_RECEIVE while it is spilling a frame larger than
-     * that buffer (lws issue #3412; seen here under valgrind). Until the close goes out, the
-     * rest of the message is discarded chunk by chunk. */
-    t->rx_skip = true;
-    aip_transport_close(t, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
-    return 0;
 }
 
 /* ---- stopping (service thread) ------------------------------------------------------------ */
@@ -767,6 +786,26 @@ static void begin_stop(aip_transport *t)
 
 /* ---- the lws callback ---------------------------------------------------------------------- */
 
+/* Why a connection attempt failed, for the log: a certificate check lws logged names the
+ * verification failure instead of OpenSSL's generic code; a TLS server that hangs up during
+ * the handshake while we sent no client certificate is probably asking for one. */
+static void attempt_failure(aip_transport *t, const char *lws_reason, char *why, size_t n)
+{
+    if (t->tls_error[0])
+        snprintf(why, n, "TLS handshake failed: %.*s", (int)strcspn(t->tls_error, "("),
+                 t->tls_error);
+    else if (t->tls && !t->cert_file &&
+             (strcmp(lws_reason, "read failed") == 0 ||
+              strcmp(lws_reason, "Closed before conn") == 0))
+        snprintf(why, n, "%s (no client certificate given: does the server require one?)",
+                 lws_reason);
+    else
+        snprintf(why, n, "%s", lws_reason);
+    size_t len = strlen(why);
+    while (len && why[len - 1] == ' ')
+        why[--len] = 0;
+}
+
 static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len)
 {
@@ -777,13 +816,19 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* Broadcast to every protocol: act once (protocol "aip" only). Always return 0. */
-        if (!lws_get_protocol(wsi) || strcmp(lws_get_protocol(wsi)->name, "aip") != 0)
+        if (!lws_get_protocol(wsi) || strcmp(lws_get_protocol(wsi)->name, "aip") != 0 ||
+            (lws_get_vhost(wsi) && lws_get_vhost(wsi) != t->vh))
             return 0;
         atomic_store(&t->wake_pending, false);
         if (atomic_load(&t->stopping)) {
             begin_stop(t);
             return 0;
         }
+        aip_mutex_lock(&t->qlock);
+        bool reload = t->reload_pending;
+        aip_mutex_unlock(&t->qlock);
+        if (reload) /* vhosts are made and destroyed from a timer, not inside this broadcast */
+            lws_sul_schedule(t->ctx, 0, &t->sul_reload, apply_reload, 1);
         check_job(t);
         if (t->wsi && t->state == L_OPEN) {
             aip_mutex_lock(&t->qlock);
@@ -862,10 +907,26 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         return 0;
 
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         if (wsi != t->wsi && t->wsi)
             return 0;
-        link_ended(t, 1006, in ? (const char *)in : "connection error", false);
+        char why[224];
+        attempt_failure(t, in ? (const char *)in : "connection error", why, sizeof why);
+        link_ended(t, 1006, why, false);
+        return 0;
+    }
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* lws 4.1.6 can free a client wsi that fails late in the TLS handshake (a server that
+         * refuses our certificate after the client's side of TLS 1.3 finished) without either
+         * CLIENT_CONNECTION_ERROR or CLIENT_CLOSED: the attempt would hang forever. */
+        if (wsi == t->attempt) {
+            bool was_open = t->state == L_OPEN;
+            char why[224] = "connection lost";
+            if (!was_open)
+                attempt_failure(t, "Closed before conn", why, sizeof why);
+            link_ended(t, 1006, why, was_open);
+        }
         return 0;
 
     case LWS_CALLBACK_CLIENT_CLOSED:
@@ -918,6 +979,166 @@ static char *dup_opt(const char *s)
     return s ? aip_strdup(s) : NULL;
 }
 
+/* The client vhost: where the TLS files are loaded (OpenSSL context, CA store). A TLS reload
+ * makes a new one; the lws context is never re-created. */
+/* libwebsockets 4.1 shares one OpenSSL client context between vhosts whose TLS settings
+ * hash the same, and it hashes the file *names*, not their contents: a vhost made after the
+ * files were rotated would silently reuse the old context (old CA store, old certificate) as
+ * long as an older vhost lives. Each live vhost therefore gets a different "variant": an
+ * OpenSSL option bit that only a TLS server reads (a no-op for a client), which enters the
+ * hash. Three variants suffice: the open link's vhost, the current one, the new one. */
+#if defined(LWS_WITH_TLS) && defined(SSL_OP_CIPHER_SERVER_PREFERENCE) && \
+    defined(SSL_OP_PRIORITIZE_CHACHA)
+static const long vh_variant_opt[3] = {0, SSL_OP_CIPHER_SERVER_PREFERENCE,
+                                       SSL_OP_PRIORITIZE_CHACHA};
+#define VH_VARIANTS 3
+#else
+#define VH_VARIANTS 1
+#endif
+
+static struct lws_vhost *make_vhost(aip_transport *t, int variant)
+{
+    struct lws_context_creation_info vi;
+    memset(&vi, 0, sizeof vi);
+    vi.port = CONTEXT_PORT_NO_LISTEN;
+    vi.vhost_name = "aip-client";
+    vi.protocols = t->protocols;
+    vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+#if defined(LWS_WITH_TLS)
+    if (t->tls) {
+        vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        vi.client_ssl_ca_filepath = t->ca_file;
+        vi.client_ssl_cert_filepath = t->cert_file;
+        vi.client_ssl_private_key_filepath = t->key_file;
+#if VH_VARIANTS > 1
+        vi.ssl_client_options_set = vh_variant_opt[variant % VH_VARIANTS];
+#endif
+    }
+#endif
+    (void)variant;
+    vi.retry_and_idle_policy = &t->policy;
+    /* Proxies: libwebsockets reads http_proxy by itself (HTTP CONNECT proxies only; Debian's
+     * build has no SOCKS5). For wss:// we also honour https_proxy, as curl does, except for
+     * loopback servers. */
+    char proxy_host[256];
+    const char *hp = getenv("https_proxy") ? getenv("https_proxy") : getenv("HTTPS_PROXY");
+    if (t->tls && hp && hp[0] && !is_loopback(t->host) &&
+        parse_proxy(hp, proxy_host, sizeof proxy_host, &vi.http_proxy_port) == 0) {
+        vi.http_proxy_address = proxy_host;
+        aip_log(AIP_LOG_INFO, LOG_COMP, "using the HTTPS proxy %s:%u", proxy_host,
+                vi.http_proxy_port);
+    }
+    struct lws_vhost *vh = lws_create_vhost(t->ctx, &vi);
+    if (!vh)
+        aip_log(AIP_LOG_ERROR, LOG_COMP,
+                "cannot create the client vhost (certificate files? ca %s, cert %s, key %s)",
+                t->ca_file ? t->ca_file : "system", t->cert_file ? t->cert_file : "none",
+                t->key_file ? t->key_file : "none");
+    return vh;
+}
+
+/* ---- TLS reload (service thread, from a timer) ---------------------------------------------- */
+
+/* A vhost replaced by a reload stays while the connection made on it lasts. */
+static void retire_unused(aip_transport *t)
+{
+    if (t->retire_vh && !(t->wsi && t->wsi_vh == t->retire_vh)) {
+        lws_vhost_destroy(t->retire_vh);
+        t->retire_vh = NULL;
+    }
+}
+
+static void apply_reload(lws_sorted_usec_list_t *sul)
+{
+    aip_transport *t = lws_container_of(sul, aip_transport, sul_reload);
+    retire_unused(t);
+    aip_mutex_lock(&t->qlock);
+    bool pending = t->reload_pending;
+    char *ca = t->rl_ca, *cert = t->rl_cert, *key = t->rl_key;
+    t->reload_pending = false;
+    t->rl_ca = t->rl_cert = t->rl_key = NULL;
+    aip_mutex_unlock(&t->qlock);
+    if (!pending)
+        return;
+    char *old[3] = {t->ca_file, t->cert_file, t->key_file};
+    t->ca_file = ca;
+    t->cert_file = cert;
+    t->key_file = key;
+    int variant = 0; /* one no live vhost uses */
+    while (VH_VARIANTS > 1 &&
+           (variant == t->vh_variant || (t->retire_vh && variant == t->retire_variant)))
+        variant++;
+    struct lws_vhost *nv = make_vhost(t, variant);
+    if (!nv) {
+        aip_log(AIP_LOG_ERROR, LOG_COMP, "TLS reload failed: keeping the previous certificates");
+        t->ca_file = old[0];
+        t->cert_file = old[1];
+        t->key_file = old[2];
+        aip_free(ca);
+        aip_free(cert);
+        aip_free(key);
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        aip_free(old[i]);
+    t->cfg.ca_file = t->ca_file;
+    t->cfg.cert_file = t->cert_file;
+    t->cfg.key_file = t->key_file;
+    struct lws_vhost *prev = t->vh;
+    int prev_variant = t->vh_variant;
+    t->vh = nv;
+    t->vh_variant = variant;
+    t->reloads++;
+    bool in_use = t->wsi && t->wsi_vh == prev;
+    if (in_use) { /* at most one vhost has a connection: any earlier retiree is gone by now */
+        t->retire_vh = prev;
+        t->retire_variant = prev_variant;
+    } else {
+        lws_vhost_destroy(prev);
+    }
+    aip_log(AIP_LOG_INFO, LOG_COMP,
+            "TLS files reloaded (reload %u: ca %s, cert %s): the next connection uses them%s",
+            t->reloads, t->ca_file ? t->ca_file : "system", t->cert_file ? t->cert_file : "none",
+            in_use ? "; the open one keeps the old ones until it ends" : "");
+    /* Waiting for a retry (perhaps refused by the old files): try the new ones now. */
+    if (t->state == L_BACKOFF)
+        lws_sul_schedule(t->ctx, 0, &t->sul_connect, start_connect, 1);
+}
+
+int aip_transport_reload_tls(aip_transport *t, const char *ca_file, const char *cert_file,
+                             const char *key_file)
+{
+    if (!t->tls)
+        return AIP_E_UNSUPPORTED;
+    if (!cert_file != !key_file)
+        return AIP_E_INVAL;
+    char *ca = dup_opt(ca_file), *cert = dup_opt(cert_file), *key = dup_opt(key_file);
+    if ((ca_file && !ca) || (cert_file && !cert) || (key_file && !key)) {
+        aip_free(ca);
+        aip_free(cert);
+        aip_free(key);
+        return AIP_E_NOMEM;
+    }
+    aip_mutex_lock(&t->qlock);
+    if (atomic_load(&t->stopping)) {
+        aip_mutex_unlock(&t->qlock);
+        aip_free(ca);
+        aip_free(cert);
+        aip_free(key);
+        return AIP_E_SHUTDOWN;
+    }
+    char *old[3] = {t->rl_ca, t->rl_cert, t->rl_key}; /* an earlier request not applied yet */
+    t->rl_ca = ca;
+    t->rl_cert = cert;
+    t->rl_key = key;
+    t->reload_pending = true;
+    aip_mutex_unlock(&t->qlock);
+    for (int i = 0; i < 3; i++)
+        aip_free(old[i]);
+    lws_cancel_service(t->ctx);
+    return 0;
+}
+
 int aip_transport_create(const aip_transport_config *cfg, const aip_transport_events *ev,
                          void *user, aip_transport **out)
 {
@@ -950,6 +1171,7 @@ int aip_transport_create(const aip_transport_config *cfg, const aip_transport_ev
     t->cfg.url = NULL; /* not kept: it may hold a token */
     if (!t->cfg.max_frame_in)
         t->cfg.max_frame_in = 1u << 20;
+    aip_reasm_init(&t->rx, t->cfg.max_frame_in);
     if ((rc = parse_url(t, cfg->url)))
         goto fail;
     if (t->token && cfg->token_mode == AIP_TOKEN_BEARER) {
@@ -1010,35 +1232,7 @@ int aip_transport_create(const aip_transport_config *cfg, const aip_transport_ev
         rc = AIP_E_NOMEM;
         goto fail;
     }
-    struct lws_context_creation_info vi;
-    memset(&vi, 0, sizeof vi);
-    vi.port = CONTEXT_PORT_NO_LISTEN;
-    vi.vhost_name = "aip-client";
-    vi.protocols = t->protocols;
-    vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
-#if defined(LWS_WITH_TLS)
-    if (t->tls) {
-        vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        vi.client_ssl_ca_filepath = t->ca_file;
-        vi.client_ssl_cert_filepath = t->cert_file;
-        vi.client_ssl_private_key_filepath = t->key_file;
-    }
-#endif
-    vi.retry_and_idle_policy = &t->policy;
-    /* Proxies: libwebsockets reads http_proxy by itself (HTTP CONNECT proxies only; Debian's
-     * build has no SOCKS5). For wss:// we also honour https_proxy, as curl does, except for
-     * loopback servers. */
-    char proxy_host[256];
-    const char *hp = getenv("https_proxy") ? getenv("https_proxy") : getenv("HTTPS_PROXY");
-    if (t->tls && hp && hp[0] && !is_loopback(t->host) &&
-        parse_proxy(hp, proxy_host, sizeof proxy_host, &vi.http_proxy_port) == 0) {
-        vi.http_proxy_address = proxy_host;
-        aip_log(AIP_LOG_INFO, LOG_COMP, "using the HTTPS proxy %s:%u", proxy_host,
-                vi.http_proxy_port);
-    }
-    t->vh = lws_create_vhost(t->ctx, &vi);
-    if (!t->vh) {
-        aip_log(AIP_LOG_ERROR, LOG_COMP, "cannot create the client vhost (certificate files?)");
+    if (!(t->vh = make_vhost(t, 0))) {
         rc = t->tls ? AIP_E_TLS : AIP_E_NOMEM;
         goto fail;
     }
@@ -1052,6 +1246,7 @@ fail:
 static void *service_main(void *arg)
 {
     aip_transport *t = arg;
+    tl_service = t;
     lws_sul_schedule(t->ctx, 0, &t->sul_connect, start_connect, 1);
     while (!t->exit_loop) {
         if (lws_service(t->ctx, 0) < 0)
@@ -1064,7 +1259,9 @@ static void *service_main(void *arg)
         lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
     lws_sul_cancel(&t->sul_connect);
     lws_sul_cancel(&t->sul_stop);
+    lws_sul_cancel(&t->sul_reload);
     abandon_job(t);
+    tl_service = NULL;
     return NULL;
 }
 
@@ -1118,7 +1315,7 @@ void aip_transport_destroy(aip_transport *t)
     aip_mutex_unlock(&t->qlock);
     if (t->cur)
         free_frame(t->cur);
-    aip_buf_free(&t->rx);
+    aip_reasm_free(&t->rx);
     aip_mutex_destroy(&t->qlock);
     aip_free(t->host);
     aip_free(t->path);
@@ -1128,6 +1325,9 @@ void aip_transport_destroy(aip_transport *t)
     aip_free(t->ca_file);
     aip_free(t->cert_file);
     aip_free(t->key_file);
+    aip_free(t->rl_ca);
+    aip_free(t->rl_cert);
+    aip_free(t->rl_key);
     aip_free(t->thread_name);
     aip_free(t);
 }

@@ -270,6 +270,11 @@ def config_rc(*args, cfg=None, mode=0o600, env=None):
 
 r = config_rc(cfg={"servre": "x"})
 check("unknown key: exit 78 naming it", r.returncode == 78 and "servre" in r.stderr, r.stderr)
+r = config_rc(cfg={"tags": {"blob": "x" * 20000}})
+check("tags over 16 KiB: exit 78 naming the limit", r.returncode == 78 and "tags" in r.stderr
+      and "16384" in r.stderr, r.stderr)
+r = config_rc(cfg={"tags": {"blob": "x" * 16000}})
+check("tags under 16 KiB are fine", r.returncode == 0, r.stderr)
 r = config_rc(cfg={"heartbeat": "fast"})
 check("bad value: exit 78 naming it", r.returncode == 78 and "heartbeat" in r.stderr, r.stderr)
 r = config_rc(cfg={"token": "s3cret"}, mode=0o644)

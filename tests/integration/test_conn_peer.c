@@ -616,6 +616,59 @@ static void test_large_messages_fragmented_and_capped(void **state)
     peer_stop(&p);
 }
 
+/* Limits at the connection: max_pending requests in flight, then AIP_E_FULL at once (nothing
+ * is sent or registered for the refused one); a frame larger than max_queued_bytes is refused
+ * with AIP_E_FULL; both are counted, and the connection keeps working. */
+static void small_limits(aip_conn_config *cfg)
+{
+    cfg->max_pending = 4;
+    cfg->max_queued_bytes = 4096;
+}
+
+static void test_pending_and_queue_limits_are_named_errors(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--info-mode", "never", NULL), 0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_CONSTELLATION, small_limits);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    /* one frame over the queued-bytes bound */
+    char *big = malloc(8192);
+    memset(big, 'q', 8191);
+    big[8191] = 0;
+    aip_task_opts t = {.request = big, .req = {.timeout_ms = 5000}};
+    aip_future *tf = NULL;
+    assert_int_equal(aip_conn_send_task(c, &t, &tf), AIP_E_FULL);
+    assert_null(tf);
+    free(big);
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    assert_int_equal(s.queue_full, 1);
+    assert_int_equal(s.pending, 0); /* the refused request left nothing behind */
+    aip_future *f[5];
+    aip_request_opts o = {.timeout_ms = 20000};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(aip_conn_request_device_info(c, "dev-1", &o, &f[i]), 0);
+    assert_int_equal(aip_conn_request_device_info(c, "dev-1", &o, &f[4]), AIP_E_FULL);
+    aip_conn_get_stats(c, &s);
+    assert_int_equal(s.pending, 4);
+    /* a pending slot freed by a cancel is usable again */
+    assert_int_equal(aip_future_cancel(f[0]), 0);
+    aip_future_release(f[0]);
+    int rc = AIP_E_FULL;
+    for (int i = 0; i < 200 && rc == AIP_E_FULL;
+         i++) { /* the slot is freed on the service thread */
+        rc = aip_conn_request_device_info(c, "dev-1", &o, &f[0]);
+        if (rc == AIP_E_FULL)
+            usleep(10000);
+    }
+    assert_int_equal(rc, 0);
+    for (int i = 0; i < 4; i++)
+        aip_future_release(f[i]);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
 int main(void)
 {
     aip_log_set_level(getenv("AIP_TEST_DEBUG") ? AIP_LOG_DEBUG : AIP_LOG_ERROR);
@@ -638,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_token_placements),
         cmocka_unit_test(test_shutdown_fails_pending_with_callbacks),
         cmocka_unit_test(test_large_messages_fragmented_and_capped),
+        cmocka_unit_test(test_pending_and_queue_limits_are_named_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1439,6 +1439,14 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_WRITEABLE: return http_writeable(wsi, user);
     case LWS_CALLBACK_CLOSED_HTTP: http_closed(wsi); break;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: return 0;
+    case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+        /* mTLS: lws accepts whatever this returns 0 for, so OpenSSL's verdict (len holds
+         * preverify_ok) must be passed on: a certificate from another CA is refused. */
+        if (!len)
+            aip_log(AIP_LOG_WARN, "server",
+                    "refusing a client certificate that does not verify "
+                    "against --tls-ca");
+        return len ? 0 : 1;
     default: break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);

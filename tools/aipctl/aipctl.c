@@ -2,7 +2,7 @@
  * aipctl — a command-line constellation client.
  *
  *   aipctl [--server URL] [--token T] [--encoding json|proto] [--timeout SECONDS]
- *          [--ca-file F] devices | info DEVICE | task DEVICE REQUEST
+ *          [--ca-file F] [--cert F --key F] devices | info DEVICE | task DEVICE REQUEST
  *
  * `info` and `task` register as a constellation targeting DEVICE (client id
  * aipctl-<pid>-<random>@<DEVICE>) over one WebSocket; `devices` reads the server's
@@ -46,6 +46,7 @@ static void usage(FILE *f)
             "  --encoding E        json (default) or proto (falls back to JSON if refused)\n"
             "  --timeout SECONDS   give up after this long (default 30)\n"
             "  --ca-file F         CA bundle to verify a wss:// server (default: system store)\n"
+            "  --cert F --key F    client certificate for a server that requires one (mTLS)\n"
             "  --verbose           log the connection's progress on stderr\n"
             "  --help, --version\n"
             "\n"
@@ -93,13 +94,14 @@ static int print_task(const aip_future *f)
     return rc;
 }
 
-static int cmd_devices(const char *server, const char *token, const char *ca_file, double timeout_s)
+static int cmd_devices(const char *server, const char *token, const char *ca_file, const char *cert,
+                       const char *key, double timeout_s)
 {
     char *body = NULL;
     int status = 0;
     char err[256];
-    if (aip_http_get(server, "/api/clients", token, ca_file, (int)(timeout_s * 1000), &status,
-                     &body, err, sizeof err)) {
+    if (aip_http_get_tls(server, "/api/clients", token, ca_file, cert, key, (int)(timeout_s * 1000),
+                         &status, &body, err, sizeof err)) {
         fprintf(stderr, "aipctl: %s\n", err);
         return 1;
     }
@@ -124,12 +126,15 @@ int main(int argc, char **argv)
         {"encoding", required_argument, 0, 'e'},
         {"timeout", required_argument, 0, 'T'},
         {"ca-file", required_argument, 0, 'c'},
+        {"cert", required_argument, 0, 'C'},
+        {"key", required_argument, 0, 'k'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     const char *server = DEFAULT_SERVER, *token = getenv("AIP_TOKEN"), *ca_file = NULL;
+    const char *cert = NULL, *key = NULL;
     aip_encoding enc = AIP_ENCODING_JSON;
     double timeout_s = 30;
     int verbose = 0, c;
@@ -149,20 +154,22 @@ int main(int argc, char **argv)
             break;
         }
         case 'c': ca_file = optarg; break;
+        case 'C': cert = optarg; break;
+        case 'k': key = optarg; break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("aipctl %s\n", aip_version()); return 0;
         default: goto bad_usage;
         }
     }
-    if (optind >= argc)
+    if (optind >= argc || !cert != !key)
         goto bad_usage;
     const char *cmd = argv[optind];
     int nargs = argc - optind - 1;
     if (strcmp(cmd, "devices") == 0) {
         if (nargs != 0)
             goto bad_usage;
-        return cmd_devices(server, token, ca_file, timeout_s);
+        return cmd_devices(server, token, ca_file, cert, key, timeout_s);
     }
     bool is_info = strcmp(cmd, "info") == 0, is_task = strcmp(cmd, "task") == 0;
     if (!(is_info && nargs == 1) && !(is_task && nargs == 2))
@@ -186,6 +193,8 @@ int main(int argc, char **argv)
     cfg.token = token;
     cfg.encoding = enc;
     cfg.ca_file = ca_file;
+    cfg.cert_file = cert;
+    cfg.key_file = key;
     cfg.on_state = tool_reg_on_state;
     cfg.user = &w;
     /* a one-shot tool: do not sit in backoff for long */

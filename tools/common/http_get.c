@@ -84,6 +84,14 @@ static void on_timeout(lws_sorted_usec_list_t *sul)
 int aip_http_get(const char *ws_url, const char *path, const char *token, const char *ca_file,
                  int timeout_ms, int *status, char **body, char *err, size_t errlen)
 {
+    return aip_http_get_tls(ws_url, path, token, ca_file, NULL, NULL, timeout_ms, status, body, err,
+                            errlen);
+}
+
+int aip_http_get_tls(const char *ws_url, const char *path, const char *token, const char *ca_file,
+                     const char *cert_file, const char *key_file, int timeout_ms, int *status,
+                     char **body, char *err, size_t errlen)
+{
     struct req r;
     memset(&r, 0, sizeof r);
     r.token = token;
@@ -135,6 +143,8 @@ int aip_http_get(const char *ws_url, const char *path, const char *token, const 
          * kept off the plain-http path the tests use. */
         ci.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         ci.client_ssl_ca_filepath = ca_file;
+        ci.client_ssl_cert_filepath = cert_file;
+        ci.client_ssl_private_key_filepath = key_file;
     }
     struct lws_context *ctx = lws_create_context(&ci);
     if (!ctx) {

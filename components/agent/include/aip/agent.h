@@ -23,12 +23,16 @@
 extern "C" {
 #endif
 
+/* The largest tags_json (registration metadata, system_info.custom_metadata), bytes. */
+#define AIP_AGENT_MAX_TAGS 16384
+
 typedef struct aip_agent aip_agent;
 
 typedef struct aip_agent_config {
     aip_conn_config conn;      /* url, client_id, token, TLS, timers, limits, on_state/user */
     aip_executor_config exec;  /* workers, timeouts, read_file roots, execute_command policy */
-    const char *tags_json;     /* system_info.custom_metadata: a JSON object; NULL = {} */
+    const char *tags_json;     /* system_info.custom_metadata: a JSON object; NULL = {};
+                                  at most AIP_AGENT_MAX_TAGS bytes, else AIP_E_TOO_LARGE */
     bool disable_server_tasks; /* answer server `task` frames with an error instead */
     const char *proc_root;     /* tests: a fixture /proc; NULL = "/proc" */
 } aip_agent_config;

@@ -159,6 +159,14 @@ int aip_conn_send(aip_conn *c, const aip_msg *m);
 /* Waits until registered (0), the timeout (AIP_E_TIMEOUT) or shutdown. timeout_ms < 0: none. */
 int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms);
 
+/* Any thread, wss:// only: use these TLS files (CA bundle, NULL = the system store; client
+ * certificate and key, both or neither) from the next connection on. They are loaded on the
+ * service thread into a new client vhost; an open link is not dropped and keeps the files it
+ * was made with. A file that does not load is logged and the previous files stay in use.
+ * Errors: AIP_E_UNSUPPORTED (ws://), AIP_E_INVAL, AIP_E_SHUTDOWN. */
+int aip_conn_reload_tls(aip_conn *c, const char *ca_file, const char *cert_file,
+                        const char *key_file);
+
 aip_conn_state aip_conn_get_state(aip_conn *c);
 const char *aip_conn_state_str(aip_conn_state s);
 const char *aip_conn_client_id(const aip_conn *c);

@@ -2,8 +2,9 @@
  * aip/internal/transport.h — one WebSocket client link over libwebsockets (not installed).
  *
  * Design note
- * - One lws context, one explicit client vhost, one service thread. That thread is the only
- *   one that touches libwebsockets, reads or writes the socket, and runs timers; every event
+ * - One lws context, one explicit client vhost (a TLS reload replaces the vhost, never the
+ *   context: re-creating contexts grows RSS in lws 4.1), one service thread. That thread is the
+ * only one that touches libwebsockets, reads or writes the socket, and runs timers; every event
  *   callback below runs on it. From other threads, only aip_transport_send(),
  *   aip_transport_wake() and aip_transport_stop() may be called (they use
  *   lws_cancel_service(), the one lws call that is safe off the service thread).
@@ -102,6 +103,12 @@ size_t aip_transport_headroom(void);
  * (link is not the open link), AIP_E_FULL, AIP_E_SHUTDOWN, AIP_E_INVAL (no headroom). */
 int aip_transport_send(aip_transport *t, uint64_t link, aip_buf *b, bool binary);
 void aip_transport_wake(aip_transport *t);
+/* Any thread (wss:// only): load these TLS files into a new client vhost, on the service
+ * thread. The next connection uses it; an open link keeps the old vhost, destroyed once that
+ * link ends. If the files do not load, the old ones stay (logged). NULL ca_file: the system
+ * store. Errors: AIP_E_UNSUPPORTED (ws://), AIP_E_INVAL (cert without key), AIP_E_SHUTDOWN. */
+int aip_transport_reload_tls(aip_transport *t, const char *ca_file, const char *cert_file,
+                             const char *key_file);
 
 /* ---- service thread only ---------------------------------------------------------------- */
 
