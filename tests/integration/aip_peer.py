@@ -227,6 +227,7 @@ class Conn:
         self.commands = {}              # response_id -> index of --command
         self.cmd_session = "peer-session-" + new_id()
         self.leniency_logged = False
+        self.hb_answered = 0
 
     # ------------------------------------------------------------ plumbing
 
@@ -593,6 +594,11 @@ class Conn:
             if self.args.mute_heartbeats:
                 self.ev({"event": "ignored", "why": "--mute-heartbeats"})
                 return
+            limit = self.args.heartbeat_answers
+            if limit is not None and self.hb_answered >= limit:
+                self.ev({"event": "ignored", "why": "--heartbeat-answers"})
+                return
+            self.hb_answered += 1
             self.spawn(self.reply({"type": "heartbeat", "status": "ok",
                                    "response_id": new_id(),
                                    "timestamp": now_iso()}))
@@ -736,6 +742,8 @@ def build_parser():
     p.add_argument("--malformed-close-code", type=int, default=1000,
                    help="close code for a malformed first frame (default 1000)")
     p.add_argument("--mute-heartbeats", action="store_true")
+    p.add_argument("--heartbeat-answers", type=int, default=None, metavar="N",
+                   help="answer the first N heartbeats of a connection, then none")
     p.add_argument("--info-mode", type=parse_info_mode, default=("answer", 0.0),
                    metavar="MODE",
                    help="answer|never|late:SECS|error-correlated|"

@@ -35,10 +35,10 @@ struct track {
     int registered, disconnected, backoffs;
     int last_close_code;
     uint32_t max_attempt;
-    double t_registered[MAX_MARKS];    /* times of REGISTERED events */
-    double t_disconnected[MAX_MARKS];  /* times of DISCONNECTED events */
-    uint32_t delay_ms[MAX_MARKS];      /* BACKOFF delays, by event order */
-    double t_backoff[MAX_MARKS];       /* and their times */
+    double t_registered[MAX_MARKS];   /* times of REGISTERED events */
+    double t_disconnected[MAX_MARKS]; /* times of DISCONNECTED events */
+    uint32_t delay_ms[MAX_MARKS];     /* BACKOFF delays, by event order */
+    double t_backoff[MAX_MARKS];      /* and their times */
     uint32_t attempt[MAX_MARKS];
     int ndelays;
 };
@@ -72,8 +72,7 @@ static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
             t->max_attempt = ev->attempt;
         t->backoffs++;
         break;
-    default:
-        break;
+    default: break;
     }
     pthread_mutex_unlock(&t->m);
 }
@@ -165,7 +164,29 @@ static void test_half_open_link_replaced(void **state)
     peer_stop(&peer);
 }
 
-/* ---- 2. reconnect storm ----------------------------------------------------------------------- */
+/* Regression: liveness used to be checked only at heartbeat ticks, so a link whose last
+ * frame (a heartbeat answer) came just after a tick was dropped at the 4th tick after it: 4
+ * intervals. The peer answers 2 heartbeats, then nothing: the drop must come 3 intervals after
+ * the 2nd answer, i.e. ~5 s after the registration (the old code: ~6 s). */
+static void test_liveness_three_intervals_after_last_frame(void **state)
+{
+    (void)state;
+    peer_proc peer;
+    assert_int_equal(peer_start(&peer, 0, "--heartbeat-answers", "2", NULL), 0);
+    static struct track t;
+    track_init(&t);
+    aip_conn *c = make_conn(peer.url, "liveness-dev", AIP_CLIENT_DEVICE, &t, one_second_heartbeat);
+    assert_int_equal(wait_count(&t, &t.disconnected, 1, 15000), 1);
+    double dt = t.t_disconnected[0] - t.t_registered[0];
+    printf("liveness: 2 heartbeats answered, then silence: dropped %.0f ms after the "
+           "registration (2 intervals + 3 silent ones = 5000)\n",
+           dt);
+    assert_true(dt >= 4900 && dt < 5800);
+    aip_conn_destroy(c);
+    peer_stop(&peer);
+}
+
+/* ---- 2. reconnect storm ------------------------------------------------------------------- */
 
 #define STORM 200
 
@@ -322,8 +343,8 @@ static void test_refused_forever_backoff_caps_never_gives_up(void **state)
     assert_true(s2.registration_failures > s1.registration_failures); /* still trying */
     assert_true(attempts >= 10);
     assert_int_equal(over_cap, 0);
-    assert_true(max_early <= 80);  /* base 20 ms: at most 20, 40, 80 */
-    assert_true(max_late > 80);    /* grew (10+ draws all <= 80 of up to 300: ~1e-6) */
+    assert_true(max_early <= 80); /* base 20 ms: at most 20, 40, 80 */
+    assert_true(max_late > 80);   /* grew (10+ draws all <= 80 of up to 300: ~1e-6) */
     assert_int_equal(s2.pending, 0);
     aip_conn_destroy(c);
     assert_true(peer_log_count(&peer, "register_refused", NULL) >= 10);
@@ -422,8 +443,8 @@ static void test_link_lost_with_full_queue(void **state)
     }
     printf("full queue: link reset; %d failed with AIP_E_CONN_LOST within %.0f ms, %d answered, "
            "%d other; stats: conn_lost %llu dropped_frames %llu pending %llu\n",
-           lost, dt, ok, bad, (unsigned long long)s.conn_lost,
-           (unsigned long long)s.dropped_frames, (unsigned long long)s.pending);
+           lost, dt, ok, bad, (unsigned long long)s.conn_lost, (unsigned long long)s.dropped_frames,
+           (unsigned long long)s.pending);
     assert_int_equal(bad, 0);
     assert_int_equal(lost + ok, accepted);
     assert_true(lost >= 1);
@@ -508,6 +529,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_half_open_link_replaced),
+        cmocka_unit_test(test_liveness_three_intervals_after_last_frame),
         cmocka_unit_test(test_reconnect_storm_spread),
         cmocka_unit_test(test_refused_forever_backoff_caps_never_gives_up),
         cmocka_unit_test(test_link_lost_with_full_queue),

@@ -40,7 +40,7 @@
 #error "AIP_AGENT_BIN must be defined"
 #endif
 
-#define WORKERS 4
+#define WORKERS     4
 #define MAX_SAMPLES 1024
 
 static atomic_bool g_stop;
@@ -48,8 +48,8 @@ static aip_conn *g_conn;
 static double g_t0, g_last_quarter;
 
 enum { O_OK, O_REMOTE, O_LOST, O_TIMEOUT, O_NOTCONN, O_FULL, O_OTHER, O_N };
-static const char *const o_names[O_N] = {"ok",         "remote error", "conn lost", "timeout",
-                                         "not connected", "full",     "other"};
+static const char *const o_names[O_N] = {
+    "ok", "remote error", "conn lost", "timeout", "not connected", "full", "other"};
 static atomic_ulong g_out[O_N], g_submitted, g_completed, g_ok_late;
 
 static int outcome(int rc)
@@ -198,15 +198,15 @@ int main(int argc, char **argv)
     aip_log_set_level(getenv("AIP_TEST_DEBUG") ? AIP_LOG_DEBUG : AIP_LOG_ERROR);
     signal(SIGPIPE, SIG_IGN);
     int failures = 0;
-#define EXPECT(cond, ...)                                \
-    do {                                                 \
-        if (cond) {                                      \
-            printf("ok   " __VA_ARGS__);                 \
-        } else {                                         \
-            printf("FAIL " __VA_ARGS__);                 \
-            failures++;                                  \
-        }                                                \
-        printf("\n");                                    \
+#define EXPECT(cond, ...)                \
+    do {                                 \
+        if (cond) {                      \
+            printf("ok   " __VA_ARGS__); \
+        } else {                         \
+            printf("FAIL " __VA_ARGS__); \
+            failures++;                  \
+        }                                \
+        printf("\n");                    \
     } while (0)
 
     /* server, proxy, agent */
@@ -283,8 +283,8 @@ int main(int argc, char **argv)
     EXPECT(count_lines(err_path, "registered as") >= 1, "agent registered");
     EXPECT(aip_conn_wait_registered(g_conn, 30000) == 0, "constellation registered");
 
-    printf("soak: %d s, a fault every %d ms, %d workers, agent %s\n", seconds, drop_every,
-           WORKERS, vg ? "under valgrind" : "native");
+    printf("soak: %d s, a fault every %d ms, %d workers, agent %s\n", seconds, drop_every, WORKERS,
+           vg ? "under valgrind" : "native");
     g_t0 = now_ms();
     double end = g_t0 + seconds * 1000.0;
     g_last_quarter = g_t0 + seconds * 750.0;
