@@ -10,20 +10,24 @@
 #   asan        build-asan/ with -DAIP_SANITIZE=address (ASan+UBSan), ctest as above
 #               (sanitizer and fuzz builds: -O1 -g, asserts on)
 #   tsan        build-tsan/ with clang -DAIP_SANITIZE=thread, ctest -L concurrency
+#   soak        build/tests/test_soak under valgrind, the agent under valgrind too: links
+#               dropped every 3 s with requests in flight, RSS sampled; 60 s (600 s with --full)
 #   fuzz        build-fuzz/ with clang -DAIP_FUZZ=ON: the four libFuzzer targets, bounded time
 #   cppcheck    cppcheck over components/ tools/ main/ (compile database of build/)
 #   clang-tidy  clang-tidy (.clang-tidy) over our .c files in build/compile_commands.json
 #   format      clang-format --dry-run --Werror over the tracked .c/.h files
 #
 # Options:
-#   --quick       skip asan, tsan and fuzz (local iteration)
-#   --full        fuzz 300 s per target instead of 30 s, and run ctest label 'slow' too
+#   --quick       skip asan, tsan, soak and fuzz (local iteration)
+#   --full        fuzz 300 s per target instead of 30 s, the soak 600 s instead of 60 s, and
+#                 run ctest label 'slow' too
 #   --stage NAME  run only this stage (repeatable; 'static' = cppcheck clang-tidy format).
 #                 Stages that need build/ configure and build it incrementally first.
 #   --no-deps     do not run tools/install-deps.sh
 # Environment:
 #   JOBS            parallel jobs for builds, ctest, fuzzers and linters (default: nproc)
 #   AIP_FUZZ_TIME   seconds per fuzz target (overrides the 30/300 default)
+#   AIP_SOAK_TIME   seconds of soak (overrides the 60/600 default)
 #
 # Exit status: 0 when every stage run passed, 1 at the first failing stage, 2 usage error.
 # Build dirs are reused (incremental). Logs of quiet steps go to build-logs/.
@@ -32,7 +36,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_stages=(deps build ctest asan tsan fuzz cppcheck clang-tidy format)
+all_stages=(deps build ctest asan tsan soak fuzz cppcheck clang-tidy format)
 mode=default
 no_deps=0
 selected=()
@@ -203,6 +207,22 @@ stage_tsan() {
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         "${pre[@]}" ctest --test-dir build-tsan --output-on-failure --no-tests=error -j "$JOBS" \
         -L concurrency "${ctest_labels[@]}"
+}
+
+stage_soak() {
+    main_build
+    local secs="${AIP_SOAK_TIME:-60}"
+    [[ -z "${AIP_SOAK_TIME:-}" && "$mode" == full ]] && secs=600
+    # valgrind over this process (libaip's client side) and, inside it, over the agent; a
+    # small freed-block quarantine keeps RSS meaningful (see tests/integration/test_soak.c)
+    local rc=0
+    valgrind --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+        --error-exitcode=99 --freelist-vol=1000000 --log-file="$logdir/soak-valgrind.log" \
+        build/tests/test_soak --seconds "$secs" --valgrind-agent || rc=$?
+    say "soak process: $(grep -h 'ERROR SUMMARY' "$logdir/soak-valgrind.log" | sed 's/^==[0-9]*== //')"
+    grep -hE 'definitely lost|in use at exit' "$logdir/soak-valgrind.log" | sed 's/^==[0-9]*== /  /'
+    ((rc == 99)) && say "soak: valgrind found errors in the soak process: $logdir/soak-valgrind.log"
+    return "$rc"
 }
 
 fuzz_targets=(json_client json_server proto_client proto_server reassembler)
@@ -414,7 +434,7 @@ if ((${#selected[@]})); then
 else
     for s in "${all_stages[@]}"; do
         [[ "$s" == deps ]] && ((no_deps)) && continue
-        [[ "$mode" == quick && " asan tsan fuzz " == *" $s "* ]] && continue
+        [[ "$mode" == quick && " asan tsan soak fuzz " == *" $s "* ]] && continue
         run+=("$s")
     done
 fi

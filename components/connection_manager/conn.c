@@ -70,6 +70,7 @@ struct aip_conn {
     aip_encoding link_enc;
     bool registering;
     uint64_t last_rx_ns;
+    uint64_t next_hb_ns; /* when the next heartbeat is due */
     uint64_t deadline_scheduled;
     bool warned_fallback;
     char refusal[200];
@@ -534,6 +535,7 @@ static void registered(aip_conn *c)
             aip_client_type_str(c->cfg.client_type), aip_transport_url_redacted(c->tr),
             c->link_enc == AIP_ENCODING_PROTO ? "protobuf" : "JSON");
     emit(c, AIP_CONN_REGISTERED, "registered", 0, 0, 0, c->link_enc == AIP_ENCODING_PROTO);
+    c->next_hb_ns = aip_now_ns(NULL) + (uint64_t)c->cfg.heartbeat_ms * 1000000u;
     aip_timer_schedule(c->t_heartbeat, (uint64_t)c->cfg.heartbeat_ms * 1000);
 }
 
@@ -811,23 +813,32 @@ static void on_register_timeout(void *user)
     aip_transport_drop(c->tr, 1006, "registration timeout");
 }
 
+/* Runs at each heartbeat and, when sooner, at the moment the link will have been silent for
+ * 3 intervals: a dead link is found 3 intervals after the last frame heard, not at the first
+ * heartbeat tick after that (up to one interval later). */
 static void on_heartbeat_timer(void *user)
 {
     aip_conn *c = user;
     if (!c->cur_link || c->registering)
         return;
-    uint64_t silent = aip_now_ns(NULL) - c->last_rx_ns;
-    if (silent > 3ull * c->cfg.heartbeat_ms * 1000000u) {
+    uint64_t now = aip_now_ns(NULL);
+    uint64_t hb = (uint64_t)c->cfg.heartbeat_ms * 1000000u;
+    uint64_t dead_at = c->last_rx_ns + 3 * hb;
+    if (now >= dead_at) {
         stat_inc(c, S_LIVENESS_DROPS);
         aip_log(AIP_LOG_WARN, LOG_COMP, "nothing heard for %llu ms: dropping the link",
-                (unsigned long long)(silent / 1000000u));
+                (unsigned long long)((now - c->last_rx_ns) / 1000000u));
         aip_transport_drop(c->tr, 1006, "liveness timeout");
         return;
     }
-    aip_msg m;
-    aip_msg_init(&m, AIP_ENVELOPE_CLIENT, AIP_MSG_HEARTBEAT, AIP_STATUS_OK);
-    send_raw(c, c->cur_link, c->link_enc, &m);
-    aip_timer_schedule(c->t_heartbeat, (uint64_t)c->cfg.heartbeat_ms * 1000);
+    if (now >= c->next_hb_ns) {
+        aip_msg m;
+        aip_msg_init(&m, AIP_ENVELOPE_CLIENT, AIP_MSG_HEARTBEAT, AIP_STATUS_OK);
+        send_raw(c, c->cur_link, c->link_enc, &m);
+        c->next_hb_ns = now + hb;
+    }
+    uint64_t next = c->next_hb_ns < dead_at ? c->next_hb_ns : dead_at;
+    aip_timer_schedule(c->t_heartbeat, (next - now) / 1000 + 1);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */

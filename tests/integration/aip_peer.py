@@ -227,6 +227,7 @@ class Conn:
         self.commands = {}              # response_id -> index of --command
         self.cmd_session = "peer-session-" + new_id()
         self.leniency_logged = False
+        self.hb_answered = 0
 
     # ------------------------------------------------------------ plumbing
 
@@ -469,6 +470,8 @@ class Conn:
             await self.ws.wait_closed()      # until the peer shuts down
             return
 
+        if index == 1 and (args.big_frame or args.bad_utf8 or args.unfinished_message):
+            self.spawn(self.hostile())
         self.spawn(self.preamble())
         while True:
             raw, msg = await self.recv()
@@ -520,6 +523,34 @@ class Conn:
                     self.commands[frame["response_id"]] = i
                 await self.send(frame, note="command {}".format(i + 1))
 
+    async def hostile(self):
+        """--big-frame / --bad-utf8 / --unfinished-message, on the first registered
+        connection only (so a client that reconnects gets a sane link). Raw frames through
+        websockets' legacy write_frame: its send() would refuse to build them."""
+        args = self.args
+        await self.preamble_done.wait()
+        ws = self.ws
+        if args.big_frame:
+            n = max(args.big_frame, 2)
+            self.ev({"event": "hostile", "what": "big text frame", "bytes": n})
+            await ws.write_frame(True, 0x1, b'"' + b"a" * (n - 2) + b'"')
+        if args.bad_utf8:
+            self.ev({"event": "hostile", "what": "invalid UTF-8 in a text frame"})
+            await ws.write_frame(True, 0x1, b'{"type":"heartbeat","status":"ok","x":"\xc3\x28"}')
+        if args.unfinished_message:
+            mode = args.unfinished_message
+            self.ev({"event": "hostile", "what": "unfinished message", "mode": mode})
+            self.stalled = True       # no other data frame may interleave a fragmented one
+            await ws.write_frame(False, 0x1, b'{"type":"heartbeat","status":"ok","x":"')
+            sent = 0
+            while mode == "trickle":
+                await ws.write_frame(False, 0x0, b"b" * 16384)
+                sent += 16384
+                if sent % (1 << 20) == 0:
+                    self.ev({"event": "hostile", "what": "unfinished message", "sent": sent})
+                await asyncio.sleep(0.01)
+            await ws.wait_closed()
+
     # ------------------------------------------------------------ dispatch
 
     async def dispatch(self, raw, msg):
@@ -563,6 +594,11 @@ class Conn:
             if self.args.mute_heartbeats:
                 self.ev({"event": "ignored", "why": "--mute-heartbeats"})
                 return
+            limit = self.args.heartbeat_answers
+            if limit is not None and self.hb_answered >= limit:
+                self.ev({"event": "ignored", "why": "--heartbeat-answers"})
+                return
+            self.hb_answered += 1
             self.spawn(self.reply({"type": "heartbeat", "status": "ok",
                                    "response_id": new_id(),
                                    "timestamp": now_iso()}))
@@ -706,6 +742,8 @@ def build_parser():
     p.add_argument("--malformed-close-code", type=int, default=1000,
                    help="close code for a malformed first frame (default 1000)")
     p.add_argument("--mute-heartbeats", action="store_true")
+    p.add_argument("--heartbeat-answers", type=int, default=None, metavar="N",
+                   help="answer the first N heartbeats of a connection, then none")
     p.add_argument("--info-mode", type=parse_info_mode, default=("answer", 0.0),
                    metavar="MODE",
                    help="answer|never|late:SECS|error-correlated|"
@@ -734,6 +772,13 @@ def build_parser():
                    help="accept permessage-deflate (off by default)")
     p.add_argument("--stall-after-register", action="store_true")
     p.add_argument("--echo-errors", action="store_true")
+    p.add_argument("--big-frame", type=int, default=0, metavar="BYTES",
+                   help="first registered connection: one text frame of BYTES")
+    p.add_argument("--bad-utf8", action="store_true",
+                   help="first registered connection: a text frame with invalid UTF-8")
+    p.add_argument("--unfinished-message", choices=("trickle", "stop"), default=None,
+                   help="first registered connection: a fragmented text message that never "
+                        "ends; trickle = 16 KiB more every 10 ms, stop = then silence")
     return p
 
 

@@ -134,6 +134,36 @@ void peer_stop(peer_proc *p)
     p->out_fd = 0;
     if (p->log[0])
         unlink(p->log);
+    if (p->ctl[0])
+        unlink(p->ctl);
+}
+
+int proxy_start(peer_proc *p, int target_port)
+{
+    memset(p, 0, sizeof *p);
+    static char py[] = "/usr/bin/python3";
+    static char script[] = AIP_SOURCE_DIR "/tests/integration/fault_proxy.py";
+    static char target[] = "--target", ctl[] = "--control", logf[] = "--log";
+    char port[16];
+    snprintf(port, sizeof port, "%d", target_port);
+    int r = rand();
+    snprintf(p->log, sizeof p->log, "/tmp/aip-proxy-%d-%d.log", (int)getpid(), r);
+    snprintf(p->ctl, sizeof p->ctl, "/tmp/aip-proxy-%d-%d.ctl", (int)getpid(), r);
+    unlink(p->log);
+    unlink(p->ctl);
+    char *argv[] = {py, script, target, port, ctl, p->ctl, logf, p->log, NULL};
+    return proc_start_listener(p, argv);
+}
+
+int proxy_cmd(const peer_proc *p, const char *cmd)
+{
+    FILE *f = fopen(p->ctl, "a");
+    if (!f)
+        return -1;
+    int rc = fprintf(f, "%s\n", cmd) < 0 ? -1 : 0;
+    if (fclose(f))
+        rc = -1;
+    return rc;
 }
 
 static int log_count_v(const peer_proc *p, va_list ap)

@@ -12,6 +12,7 @@ typedef struct peer_proc {
     char url[128];    /* ws://127.0.0.1:<port>/ws */
     char log[256];    /* the peer's --log file (if requested) */
     char errlog[256]; /* if set before starting: the child's stderr goes to this file */
+    char ctl[256];    /* fault proxy: its control file */
 } peer_proc;
 
 /* Starts /usr/bin/python3 <source>/tests/integration/aip_peer.py --port 0 [--log F] args...
@@ -25,6 +26,12 @@ void peer_stop(peer_proc *p);
 int peer_log_count(const peer_proc *p, ...);
 /* Like peer_log_count, polling until the count is >= want or timeout_ms passes. */
 int peer_log_wait(const peer_proc *p, int want, int timeout_ms, ...);
+/* Starts tests/integration/fault_proxy.py in front of 127.0.0.1:<target_port> with a fresh
+ * control file (p->ctl) and log (p->log). p->url is the proxy's ws://127.0.0.1:<port>/ws.
+ * Returns 0 or -1. Stop it with peer_stop (which also removes the control file). */
+int proxy_start(peer_proc *p, int target_port);
+/* Appends one command line to the proxy's control file (see fault_proxy.py). 0 or -1. */
+int proxy_cmd(const peer_proc *p, const char *cmd);
 /* Monotonic milliseconds. */
 double now_ms(void);
 

@@ -1,0 +1,278 @@
+#!/usr/bin/python3
+"""Integration: the constellation-agent daemon under faults and hostile input, on 127.0.0.1.
+
+- half-open link (fault_proxy.py freezes it both ways) at a 1 s heartbeat: a new connection
+  within 8 s;
+- aip-test-server killed (-9) and restarted: a pending aipctl task fails at once instead of
+  waiting for its timeout, and the agent comes back;
+- a peer that refuses registration forever: the agent keeps trying, backoff at its cap, memory
+  flat (VmRSS sampled);
+- hostile frames from the peer: 24 MiB (close 1009, peak RSS VmHWM < 40 MB, reconnects),
+  invalid UTF-8 (1007), fragmented messages that never finish (1009 when they keep coming,
+  liveness when they stop); the agent reconnects after each.
+Memory figures are checked only in an uninstrumented build (SANITIZE argument empty).
+
+usage: fault_agent_test.py BUILD_DIR SOURCE_DIR [SANITIZE]
+"""
+import atexit
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD, SRC = sys.argv[1], sys.argv[2]
+SANITIZE = sys.argv[3] if len(sys.argv) > 3 else ""
+AGENT = os.path.join(BUILD, "main", "constellation-agent")
+SERVER = os.path.join(BUILD, "tools", "aip-test-server")
+AIPCTL = os.path.join(BUILD, "tools", "aipctl")
+PEER = os.path.join(SRC, "tests", "integration", "aip_peer.py")
+PROXY = os.path.join(SRC, "tests", "integration", "fault_proxy.py")
+PY = "/usr/bin/python3"
+TMP = tempfile.mkdtemp(prefix="aip-fault-test.")
+MIB = 1 << 20
+passed = failed = 0
+procs = []
+agent_errs = []
+
+
+@atexit.register
+def _cleanup():
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok   " + name + (" (" + str(detail) + ")" if detail else ""), flush=True)
+    else:
+        failed += 1
+        print("FAIL " + name + (": " + str(detail) if detail else ""), flush=True)
+
+
+def listen(cmd):
+    """Starts a program that prints 'listening on 127.0.0.1:PORT'; returns (proc, port)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    procs.append(p)
+    line = p.stdout.readline()
+    return p, int(line.rsplit(":", 1)[1])
+
+
+def peer(*args):
+    log = os.path.join(TMP, "peer-%d.log" % len(procs))
+    p, port = listen([PY, PEER, "--port", "0", "--log", log] + list(args))
+    return p, port, log
+
+
+def proxy(target):
+    log = os.path.join(TMP, "proxy-%d.log" % len(procs))
+    ctl = os.path.join(TMP, "proxy-%d.ctl" % len(procs))
+    p, port = listen([PY, PROXY, "--target", str(target), "--control", ctl, "--log", log])
+    return p, port, log, ctl
+
+
+def server(port=0):
+    return listen([SERVER, "--port", str(port)])
+
+
+def events(log):
+    out = []
+    try:
+        with open(log) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def count(log, event, **match):
+    return len([e for e in events(log) if e.get("event") == event
+                and all(e.get(k) == v for k, v in match.items())])
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    return pred()
+
+
+def write_config(name, cfg):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    os.chmod(path, 0o600)
+    return path
+
+
+def agent(port, *extra, client_id="fault-agent"):
+    cmd = [AGENT, "--server", "ws://127.0.0.1:%d/ws" % port, "--client-id", client_id,
+           "--log-level", "info"] + list(extra)
+    errf = os.path.join(TMP, "agent-%d.err" % len(procs))
+    agent_errs.append(errf)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(errf, "w"))
+    procs.append(p)
+    return p
+
+
+def status_kb(pid, field):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    try:
+        return p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.wait()
+
+
+# ---- half-open link at a 1 s heartbeat ---------------------------------------------------------
+
+pp, pport, plog = peer()
+xp, xport, xlog, xctl = proxy(pport)
+a = agent(xport, "--heartbeat", "1")
+check("half-open: registered through the proxy", wait_for(lambda: count(plog, "registered") >= 1))
+time.sleep(2)
+t0 = time.monotonic()
+with open(xctl, "a") as f:
+    f.write("stall\n")
+back = wait_for(lambda: count(plog, "registered") >= 2, 15)
+dt = time.monotonic() - t0
+check("half-open: new connection within 8 s at a 1 s heartbeat", back and dt < 8.0,
+      "%.2f s after the stall" % dt)
+check("half-open: it is a new TCP connection", count(xlog, "connect") >= 2)
+stop(a)
+xp.terminate()
+pp.terminate()
+
+# ---- server killed -9 and restarted, with an aipctl request pending ---------------------------
+
+sp, sport = server()
+url = "ws://127.0.0.1:%d/ws" % sport
+a = agent(sport, client_id="dev-k")
+
+
+def listed():
+    r = subprocess.run([AIPCTL, "--server", url, "--timeout", "3", "devices"], capture_output=True)
+    return b'"dev-k"' in r.stdout
+
+
+check("kill -9: agent registered with aip-test-server", wait_for(listed, 15))
+task = json.dumps({"actions": [{"tool_name": "sleep", "parameters": {"seconds": 30}}]})
+ctl = subprocess.Popen([AIPCTL, "--server", url, "--timeout", "60", "task", "dev-k", task],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+procs.append(ctl)
+time.sleep(1.5)
+check("kill -9: the aipctl task is pending", ctl.poll() is None)
+t0 = time.monotonic()
+sp.kill()
+sp.wait()
+try:
+    out, err = ctl.communicate(timeout=20)
+except subprocess.TimeoutExpired:
+    ctl.kill()
+    out, err = ctl.communicate()
+dt = time.monotonic() - t0
+check("kill -9: the pending aipctl task fails at once (not after its 60 s timeout)",
+      ctl.returncode != 0 and dt < 3.0, "exit %d after %.2f s: %s" % (ctl.returncode, dt, err.strip()[:120]))
+sp2, _ = server(sport)
+t0 = time.monotonic()
+ok = wait_for(listed, 30)
+check("kill -9: the agent is back after the restart", ok, "%.2f s after the restart" % (time.monotonic() - t0))
+check("kill -9: the agent did not exit", a.poll() is None)
+stop(a)
+sp2.terminate()
+
+# ---- registration refused forever -------------------------------------------------------------
+
+pp, pport, plog = peer("--refuse-registration", "-1")
+cfg = write_config("refuse.json", {"backoff": {"base_ms": 20, "cap_ms": 200}})
+a = agent(pport, "--config", cfg)
+samples = []
+for i in range(25):
+    time.sleep(1)
+    samples.append(status_kb(a.pid, "VmRSS"))
+n10 = count(plog, "register_refused")
+time.sleep(2)
+n12 = count(plog, "register_refused")
+check("refused forever: still trying after 25 s", a.poll() is None and n12 > n10 and n10 >= 50,
+      "%d refusals, %d in the last 2 s" % (n12, n12 - n10))
+early, late = max(samples[3:10]), max(samples[15:])
+print("     refused forever: VmRSS kB every second: %s" % samples)
+if not SANITIZE:
+    check("refused forever: memory flat (VmRSS max of s 16-25 vs s 4-10, <= 256 kB more)",
+          late - early <= 256, "%d kB -> %d kB" % (early, late))
+with open(agent_errs[-1]) as f:
+    lines = [l for l in f if "reconnecting in" in l]
+delays = [int(l.split("reconnecting in ")[1].split()[0]) for l in lines]
+check("refused forever: delays never past the 200 ms cap, and reach it",
+      delays and max(delays) <= 200 and max(delays[-20:]) >= 100,
+      "%d delays, max %d ms" % (len(delays), max(delays) if delays else -1))
+stop(a)
+pp.terminate()
+
+# ---- hostile input --------------------------------------------------------------------------
+
+
+def hostile(name, args, code, extra=()):
+    pp, pport, plog = peer(*args)
+    a = agent(pport, *extra, client_id="hostile-" + name)
+    back = wait_for(lambda: count(plog, "registered") >= 2, 20)
+    codes = [e.get("close_code") for e in events(plog) if e.get("event") == "disconnect"]
+    hwm = status_kb(a.pid, "VmHWM")
+    check("hostile %s: the link is dropped and the agent reconnects" % name, back, codes)
+    if code:
+        check("hostile %s: close %d" % (name, code), codes[:1] == [code], codes)
+    alive = a.poll() is None
+    stop(a)
+    pp.terminate()
+    return hwm, alive
+
+
+hwm, alive = hostile("24 MiB frame", ["--big-frame", str(24 * MIB)], 1009)
+check("hostile 24 MiB frame: the agent is still running", alive)
+if not SANITIZE:
+    check("hostile 24 MiB frame: agent peak RSS (VmHWM) < 40 MB", 0 < hwm < 40 * 1000,
+          "VmHWM %d kB" % hwm)
+else:
+    print("     (VmHWM %d kB under %s: not checked)" % (hwm, SANITIZE))
+hostile("invalid UTF-8", ["--bad-utf8"], 1007)
+hostile("fragments never ending", ["--unfinished-message", "trickle"], 1009)
+hostile("fragments then silence", ["--unfinished-message", "stop"], 0, ("--heartbeat", "1"))
+
+# ---- no sanitizer report from any agent --------------------------------------------------------
+
+reports = []
+for errf in agent_errs:
+    with open(errf) as f:
+        text = f.read()
+    if "Sanitizer" in text or "runtime error" in text:
+        reports.append(errf)
+check("no sanitizer report in any agent's stderr", not reports, reports)
+
+for p in procs:
+    if p.poll() is None:
+        p.kill()
+print("faults (agent): %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
