@@ -41,6 +41,9 @@ typedef enum sess_kind { SK_NONE, SK_AIP, SK_ECHO } sess_kind;
 typedef struct session {
     uint64_t serial;
     struct lws *wsi;
+    struct session *prev, *next; /* every open session (the liveness sweep) */
+    int64_t last_rx_us;          /* last frame or pong from the peer */
+    bool ping_due, ping_sent;
     sess_kind kind;
     bool proto; /* aip.v1.proto selected: binary protobuf frames */
     bool registered;
@@ -84,11 +87,14 @@ typedef struct server {
     uint64_t next_serial;
     volatile sig_atomic_t stop; /* set by the signal handler */
     aip_codec_limits limits;
+    session *sessions; /* every open session, newest first */
+    lws_sorted_usec_list_t sul_liveness;
 } server;
 
 extern server g_srv;
 
 /* aip.c */
+void server_liveness_start(void);
 int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len);
 void server_close_all(int code, const char *reason);
