@@ -25,7 +25,8 @@ void *aip_calloc(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
-    if (g_alloc.malloc_fn == malloc && g_alloc.free_fn == free) /* fresh zero pages stay untouched */
+    /* the default allocator: calloc leaves fresh zero pages untouched (RSS) */
+    if (g_alloc.malloc_fn == malloc && g_alloc.free_fn == free)
         return calloc(n ? n : 1, size ? size : 1);
     void *p = aip_malloc(n * size);
     if (p)

@@ -66,10 +66,10 @@ struct raw_state {
     struct lws_context *ctx;
     struct lws *wsi;
     int inflight;
-    uint64_t budget;   /* frames left to issue (UINT64_MAX with --seconds) */
-    uint64_t issued;   /* frames issued (timestamped), sent or not */
-    uint64_t sent;     /* frames written */
-    uint64_t received; /* frames echoed back */
+    uint64_t budget;     /* frames left to issue (UINT64_MAX with --seconds) */
+    uint64_t issued;     /* frames issued (timestamped), sent or not */
+    uint64_t sent;       /* frames written */
+    uint64_t received;   /* frames echoed back */
     uint64_t *issued_ns; /* ring of size inflight: issue time of frame k at k % inflight */
     uint64_t mismatched, errors;
     bool stop, done, failed;
@@ -143,8 +143,7 @@ static int raw_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                     fprintf(stderr, "aip-bench: echo %llu came back as %llu\n",
                             (unsigned long long)k, (unsigned long long)seq);
                 r->mismatched++;
-            }
-            else
+            } else
                 bench_lat_add(&r->lat, bench_now_ns() - r->issued_ns[k % (uint64_t)r->inflight]);
             r->received++;
         }
@@ -269,7 +268,7 @@ struct device {
     _Atomic bool registered;
     bool closed;
     uint64_t connect_ns;
-    lws_sorted_usec_list_t sul_hb;
+    struct device *hb_next; /* in its heartbeat wheel bucket */
     struct outq *qh, *qt;
     aip_buf rx;
 };
@@ -283,7 +282,11 @@ struct fleet {
     struct device *devs;
     double ramp; /* connections per second */
     uint32_t heartbeat_ms;
-    lws_sorted_usec_list_t sul_ramp;
+    lws_sorted_usec_list_t sul_ramp, sul_wheel;
+    /* Heartbeats: a wheel of HB_BUCKETS buckets ticked by one timer. lws 4.1's timers are a
+     * sorted list (O(n) insert): one timer per device made 10,000 devices CPU-bound. */
+    struct device **wheel;
+    unsigned nbuckets, wheel_pos;
     uint64_t ramp_t0;
     int started;
     /* counters, touched on the fleet thread; read by main after join or as atomics */
@@ -323,17 +326,26 @@ static void dev_send(struct device *d, aip_msg *m)
         lws_callback_on_writable(d->wsi);
 }
 
-static void dev_heartbeat(lws_sorted_usec_list_t *sul)
+#define HB_TICK_MS 50u
+
+static void dev_heartbeat(struct device *d)
 {
-    struct device *d = lws_container_of(sul, struct device, sul_hb);
-    if (!d->wsi || d->closed)
-        return;
     aip_msg m;
     aip_msg_init(&m, AIP_ENVELOPE_CLIENT, AIP_MSG_HEARTBEAT, AIP_STATUS_OK);
     dev_send(d, &m);
     atomic_fetch_add(&d->fl->heartbeats_sent, 1);
-    lws_sul_schedule(d->fl->ctx, 0, &d->sul_hb, dev_heartbeat,
-                     (lws_usec_t)d->fl->heartbeat_ms * 1000);
+}
+
+static void wheel_tick(lws_sorted_usec_list_t *sul)
+{
+    struct fleet *fl = lws_container_of(sul, struct fleet, sul_wheel);
+    if (atomic_load(&fl->stop))
+        return;
+    fl->wheel_pos = (fl->wheel_pos + 1) % fl->nbuckets;
+    for (struct device *d = fl->wheel[fl->wheel_pos]; d; d = d->hb_next)
+        if (d->wsi && !d->closed)
+            dev_heartbeat(d);
+    lws_sul_schedule(fl->ctx, 0, &fl->sul_wheel, wheel_tick, HB_TICK_MS * 1000);
 }
 
 static void dev_answer(struct device *d, aip_msg *cmd)
@@ -377,9 +389,9 @@ static void dev_frame(struct device *d, const uint8_t *data, size_t len, bool bi
             atomic_fetch_add(&d->fl->registered, 1);
             bench_lat_add(&d->fl->connect_lat, bench_now_ns() - d->connect_ns);
             /* heartbeats at a random phase so the fleet's are spread evenly */
-            lws_sul_schedule(d->fl->ctx, 0, &d->sul_hb, dev_heartbeat,
-                             (lws_usec_t)aip_random_below(NULL, d->fl->heartbeat_ms * 1000ull) +
-                                 1);
+            unsigned b = (unsigned)aip_random_below(NULL, d->fl->nbuckets);
+            d->hb_next = d->fl->wheel[b];
+            d->fl->wheel[b] = d;
         } else {
             atomic_fetch_add(&d->fl->heartbeat_acks, 1);
         }
@@ -461,7 +473,6 @@ static int fleet_cb(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLIENT_CLOSED:
         if (!atomic_load(&fl->stop) && atomic_fetch_add(&fl->closed_early, 1) < 3)
             fprintf(stderr, "aip-bench: device %d lost its connection\n", d->index);
-        lws_sul_cancel(&d->sul_hb);
         d->wsi = NULL;
         d->closed = true;
         return 0;
@@ -516,6 +527,7 @@ static void *fleet_thread(void *arg)
     struct fleet *fl = arg;
     fl->ramp_t0 = bench_now_ns();
     fleet_ramp(&fl->sul_ramp);
+    lws_sul_schedule(fl->ctx, 0, &fl->sul_wheel, wheel_tick, HB_TICK_MS * 1000);
     while (!atomic_load(&fl->stop) && lws_service(fl->ctx, 0) >= 0)
         ;
     return NULL;
@@ -590,8 +602,12 @@ int bench_run_fleet(const bench_fleet_opts *o)
     fl->n = o->devices;
     fl->ramp = o->ramp;
     fl->heartbeat_ms = o->heartbeat_ms;
+    fl->nbuckets = o->heartbeat_ms / HB_TICK_MS ? o->heartbeat_ms / HB_TICK_MS : 1;
     fl->devs = calloc((size_t)fl->n, sizeof *fl->devs);
-    if (!fl->devs) {
+    fl->wheel = calloc(fl->nbuckets, sizeof *fl->wheel);
+    if (!fl->devs || !fl->wheel) {
+        free(fl->devs);
+        free(fl->wheel);
         free(fl);
         return 1;
     }
@@ -612,12 +628,14 @@ int bench_run_fleet(const bench_fleet_opts *o)
     memset(&info, 0, sizeof info);
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = protos;
-    info.fd_limit_per_thread = (unsigned)fl->n + 64;
+    /* no fd_limit_per_thread: with it lws 4.1 finds a wsi by a linear search of its fd table
+     * (wsi_from_fd); without it, by index in a table sized from RLIMIT_NOFILE */
     info.pt_serv_buf_size = 4096;
     info.timeout_secs = 60; /* a ramped connect may wait in the server's accept backlog */
     fl->ctx = lws_create_context(&info);
     if (!fl->ctx) {
         free(fl->devs);
+        free(fl->wheel);
         free(fl);
         return 1;
     }
@@ -678,12 +696,11 @@ int bench_run_fleet(const bench_fleet_opts *o)
         while (bench_now_ns() < end) {
             if (ntasks_max && (int)tasks < ntasks_max && bench_now_ns() >= next) {
                 int k = (int)aip_random_below(NULL, (uint64_t)fl->n);
-                for (int tries = 0; tries < fl->n && !atomic_load(&fl->devs[k].registered);
-                     tries++)
+                for (int tries = 0; tries < fl->n && !atomic_load(&fl->devs[k].registered); tries++)
                     k = (k + 1) % fl->n;
                 struct task_slot *s = &slots[tasks];
-                aip_task_opts to = {.request = req, .task_name = "fleet",
-                                    .target_id = fl->devs[k].id};
+                aip_task_opts to = {
+                    .request = req, .task_name = "fleet", .target_id = fl->devs[k].id};
                 to.req.timeout_ms = 30000;
                 to.req.callback = task_done;
                 to.req.user = s;
@@ -708,6 +725,10 @@ int bench_run_fleet(const bench_fleet_opts *o)
             }
             aip_future_wait(s->f, 35000);
             uint64_t e = atomic_load_explicit(&s->end_ns, memory_order_acquire);
+            for (int spin = 0; !e && aip_future_status(s->f) == 0 && spin < 1000; spin++) {
+                usleep(1000); /* the callback runs just after the waiter is woken */
+                e = atomic_load_explicit(&s->end_ns, memory_order_acquire);
+            }
             if (aip_future_status(s->f) == 0 && e) {
                 task_ok++;
                 bench_lat_add(&task_lat, e - s->start_ns);
@@ -726,7 +747,8 @@ int bench_run_fleet(const bench_fleet_opts *o)
     }
     aip_conn_destroy(c);
     free(slots);
-    uint64_t hb_sent = atomic_load(&fl->heartbeats_sent), hb_acks = atomic_load(&fl->heartbeat_acks);
+    uint64_t hb_sent = atomic_load(&fl->heartbeats_sent),
+             hb_acks = atomic_load(&fl->heartbeat_acks);
     atomic_store(&fl->stop, true);
     lws_cancel_service(fl->ctx);
     pthread_join(fl->th, NULL);
@@ -747,9 +769,8 @@ int bench_run_fleet(const bench_fleet_opts *o)
                               : -1;
     bench_lat_sort(&fl->connect_lat);
     bench_lat_sort(&task_lat);
-    long per_conn_b = rss0 >= 0 && rss1 >= 0 && registered > 0
-                          ? (rss1 - rss0) * 1024 / registered
-                          : -1;
+    long per_conn_b =
+        rss0 >= 0 && rss1 >= 0 && registered > 0 ? (rss1 - rss0) * 1024 / registered : -1;
     printf("{\"mode\":\"fleet\",\"encoding\":\"%s\",\"devices\":%d,\"registered\":%d,"
            "\"connect_errors\":%d,\"closed_early\":%d,\"connect_s\":%.2f,"
            "\"connect_p50_us\":%u,\"connect_p99_us\":%u,\"connect_max_us\":%u,"
@@ -762,15 +783,16 @@ int bench_run_fleet(const bench_fleet_opts *o)
            bench_lat_pct(&fl->connect_lat, 0.5), bench_lat_pct(&fl->connect_lat, 0.99),
            bench_lat_pct(&fl->connect_lat, 1.0), fl->heartbeat_ms, (unsigned long long)hb_sent,
            (unsigned long long)hb_acks, steady_s, (unsigned long long)tasks,
-           (unsigned long long)task_ok, (unsigned long long)task_err,
-           bench_lat_pct(&task_lat, 0.5), bench_lat_pct(&task_lat, 0.99),
-           bench_lat_pct(&task_lat, 1.0), (unsigned long long)atomic_load(&fl->malformed), rss0,
-           rss1, per_conn_b, cpu_pct, ramp_cpu_pct, ru.ru_maxrss);
+           (unsigned long long)task_ok, (unsigned long long)task_err, bench_lat_pct(&task_lat, 0.5),
+           bench_lat_pct(&task_lat, 0.99), bench_lat_pct(&task_lat, 1.0),
+           (unsigned long long)atomic_load(&fl->malformed), rss0, rss1, per_conn_b, cpu_pct,
+           ramp_cpu_pct, ru.ru_maxrss);
     bool ok = registered == fl->n && conn_err == 0 && closed_early == 0 && task_err == 0 &&
               atomic_load(&fl->malformed) == 0;
     bench_lat_free(&fl->connect_lat);
     bench_lat_free(&task_lat);
     free(fl->devs);
+    free(fl->wheel);
     free(fl);
     return ok ? 0 : 1;
 }

@@ -1072,6 +1072,11 @@ static session *session_new(struct lws *wsi)
     s->serial = ++g_srv.next_serial;
     s->wsi = wsi;
     s->connected_us = now_us();
+    s->last_rx_us = s->connected_us;
+    s->next = g_srv.sessions;
+    if (s->next)
+        s->next->prev = s;
+    g_srv.sessions = s;
     aip_buf_init(&s->rx, 0);
     lws_get_peer_simple(wsi, s->addr, sizeof s->addr);
     const struct lws_protocols *p = lws_get_protocol(wsi);
@@ -1100,6 +1105,12 @@ static void session_closed(session *s, int code, const char *reason)
     lws_sul_cancel(&s->sul_fault);
     if (s->kind == SK_EVENTS)
         events_viewer_close(s);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        g_srv.sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
     if (s->registered) {
         strmap_del(&g_srv.clients, s->client_id);
         aip_log(AIP_LOG_INFO, LOG, "%s %s disconnected (%d%s%s)", aip_client_type_str(s->type),
@@ -1157,6 +1168,37 @@ static void session_closed(session *s, int code, const char *reason)
     aip_free(s->target_id);
     aip_free(s->system_info);
     aip_free(s);
+}
+
+/* Liveness: ping a peer silent for PING_AFTER_US, drop one silent for DROP_AFTER_US. One timer
+ * sweeping every session each second, instead of lws's per-connection validity timers: lws
+ * 4.1 keeps timers in one sorted list and re-inserted a connection's timer (O(n)) on every
+ * frame it received, which was most of the server's CPU with 10,000 connections. */
+#define PING_AFTER_US (20 * 1000000LL)
+#define DROP_AFTER_US (60 * 1000000LL)
+
+static void liveness_sweep(lws_sorted_usec_list_t *sul)
+{
+    int64_t now = now_us();
+    for (session *s = g_srv.sessions; s; s = s->next) {
+        if (!s->wsi || s->closing)
+            continue;
+        int64_t quiet = now - s->last_rx_us;
+        if (quiet > DROP_AFTER_US) {
+            aip_log(AIP_LOG_INFO, LOG, "%s silent for %lld s: dropping it",
+                    s->client_id ? s->client_id : s->addr, (long long)(quiet / 1000000));
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else if (quiet > PING_AFTER_US && !s->ping_sent) {
+            s->ping_due = s->ping_sent = true;
+            lws_callback_on_writable(s->wsi);
+        }
+    }
+    lws_sul_schedule(g_srv.ctx, 0, sul, liveness_sweep, 1000 * 1000);
+}
+
+void server_liveness_start(void)
+{
+    lws_sul_schedule(g_srv.ctx, 0, &g_srv.sul_liveness, liveness_sweep, 1000 * 1000);
 }
 
 void server_close_all(int code, const char *reason)
@@ -1397,7 +1439,15 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_RECEIVE:
         if (!ps || !ps->s)
             return -1;
+        ps->s->last_rx_us = now_us();
+        ps->s->ping_sent = false;
         return on_receive(ps->s, wsi, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (ps && ps->s) {
+            ps->s->last_rx_us = now_us();
+            ps->s->ping_sent = false;
+        }
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!ps || !ps->s)
             return 0;
@@ -1405,6 +1455,15 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_close_reason(wsi, (enum lws_close_status)ps->s->close_code,
                              (unsigned char *)ps->s->close_reason, strlen(ps->s->close_reason));
             return -1;
+        }
+        if (ps->s->ping_due && ps->s->stall_until_us <= now_us()) { /* a stall sends nothing */
+            uint8_t ping[LWS_PRE + 4];
+            ps->s->ping_due = false;
+            if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+                return -1;
+            if (ps->s->qh)
+                lws_callback_on_writable(wsi);
+            return 0;
         }
         /* several queued frames per WRITEABLE while the socket takes them (one poll() round
          * per frame was most of the server's cost under load) */

@@ -194,10 +194,9 @@ int main(int argc, char **argv)
         {AIP_PROTO_SUBPROTOCOL, aip_ws_callback, sizeof(pss), 16384, 0, NULL, 65536},
         {NULL, NULL, 0, 0, 0, NULL, 0},
     };
-    /* Server pings every 20 s and drops a peer silent for 60 s (UFO's devices answer pings;
-     * dropping for AIP silence is off: UFO devices heartbeat only every 120 s). */
-    static const uint32_t retry[] = {1000};
-    static const lws_retry_bo_t policy = {retry, 1, 0, 20, 60, 0};
+    /* Liveness (ping after 20 s of silence, drop after 60 s; UFO's devices answer pings, and
+     * dropping for AIP silence is off: UFO devices heartbeat only every 120 s) is one sweep in
+     * aip.c, not lws's retry_and_idle_policy: see server_liveness_start(). */
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -205,7 +204,6 @@ int main(int argc, char **argv)
     info.iface = cfg->host;
     info.protocols = protocols;
     info.pt_serv_buf_size = 16384; /* = rx_buffer_size (see the client transport) */
-    info.retry_and_idle_policy = &policy;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
     if (cfg->tls_cert) {
@@ -233,6 +231,7 @@ int main(int argc, char **argv)
             : cfg->di_mode == DI_CACHE ? "cache"
                                        : "auto");
 
+    server_liveness_start();
     while (!g_srv.stop && lws_service(g_srv.ctx, 0) >= 0)
         ;
     /* close every client with 1001 and give the close handshakes at most 500 ms: a timer
@@ -244,6 +243,7 @@ int main(int argc, char **argv)
     while (g_srv.stop == 2 && g_srv.clients.count && lws_service(g_srv.ctx, 0) >= 0)
         ;
     lws_sul_cancel(&grace);
+    lws_sul_cancel(&g_srv.sul_liveness);
     lws_context_destroy(g_srv.ctx);
     strmap_free(&g_srv.clients);
     strmap_free(&g_srv.tasks);

@@ -53,6 +53,9 @@ typedef enum fault_kind {
 typedef struct session {
     uint64_t serial;
     struct lws *wsi;
+    struct session *prev, *next; /* every open session (the liveness sweep) */
+    int64_t last_rx_us;          /* last frame or pong from the peer */
+    bool ping_due, ping_sent;
     sess_kind kind;
     bool proto; /* aip.v1.proto selected: binary protobuf frames */
     bool registered;
@@ -128,6 +131,8 @@ typedef struct server {
     strmap refuse; /* client_id -> refusal deadline (refuse_next_registration) */
     metrics m;
     int64_t started_us;
+    session *sessions; /* every open session, newest first */
+    lws_sorted_usec_list_t sul_liveness;
 } server;
 
 /* A task's outcome for GET /api/task_result/{task_name}. */
@@ -143,6 +148,7 @@ typedef struct task_record {
 extern server g_srv;
 
 /* aip.c */
+void server_liveness_start(void);
 int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len);
 void server_close_all(int code, const char *reason);

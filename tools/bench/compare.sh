@@ -2,32 +2,35 @@
 # compare.sh — libaip side by side with its transport ceiling and the Python client pattern,
 # against ONE aip-test-server (--device-info cache) on 127.0.0.1, on this machine, in one run.
 #
-#   tools/bench/compare.sh [--build DIR] [--rounds R] [--seconds S] [--inflight C] [--rate Q]
+#   tools/bench/compare.sh [--build DIR] [--rounds R] [--seconds S] [--inflight C] [--threads T]
+#                          [--rate Q]
 #   tools/bench/compare.sh --fleet N [--ramp PER_S] [--seconds S] [--build DIR]
 #
 # Default: R rounds (3) of raw, rr json, rr proto, python, rr json --rate Q (5000), each S
-# seconds (5) with C in flight (64), run alternately (A B C D E A B C D E ...), then a table of
-# medians: req/s, p50/p99, client CPU and RSS, the server's CPU during the run, and ratios
-# computed within each round (then the median): C json / Python, C proto / raw, C json / raw,
-# and Python's client CPU per request over C json's. A constellation-agent is the device whose
-# info is requested. Raw JSON lines are kept in $OUT (default /tmp/aip-compare-<pid>).
+# seconds (5) with C in flight (64) from T caller threads (1, like Python's one event loop),
+# alternately (A B C D E A B C D E ...), then a table of medians: req/s, p50/p99, client CPU
+# and RSS, the server's CPU during the run, and ratios computed within each round (then the
+# median): C json / Python, C proto / raw, C json / raw, and Python's client CPU per request
+# over C json's. A constellation-agent is the device whose info is requested. Raw JSON
+# lines are kept in $OUT (default /tmp/aip-compare-<pid>).
 #
 # --fleet N: one aip-test-server, aip-bench fleet with N devices ramped at PER_S per second
-# (default 500), heartbeats every 5 s, steady state S seconds (default 30); prints its line.
+# (default 250), heartbeats every 5 s, steady state S seconds (default 30); prints its line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=$here/build
-rounds=3 seconds=5 inflight=64 rate=5000 fleet=0 ramp=500 seconds_set=0
+rounds=3 seconds=5 inflight=64 threads=1 rate=5000 fleet=0 ramp=250 seconds_set=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --build) build=$(cd "$2" && pwd); shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --seconds) seconds=$2; seconds_set=1; shift 2 ;;
     --inflight) inflight=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --fleet) fleet=$2; shift 2 ;;
     --ramp) ramp=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -95,8 +98,8 @@ run() { # name, command...
 echo "compare.sh: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $rounds rounds x ${seconds}s, $inflight in flight; server $url (pid $srv)" >&2
 for r in $(seq "$rounds"); do
     run raw "$bench" raw --server "$url/echo" --seconds "$seconds" --inflight "$inflight"
-    run "rr json" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight"
-    run "rr proto" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight" --encoding proto
+    run "rr json" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight" --threads "$threads"
+    run "rr proto" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight" --threads "$threads" --encoding proto
     run python "$py" "$here/tools/bench/python_baseline.py" --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight"
     run "rr json @${rate}/s" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --rate "$rate"
 done
