@@ -4,20 +4,29 @@
 Starts a real aip-test-server (--port 0) and real constellation-agents, opens the dashboard
 (tools/aip-test-server/dashboard, embedded in the server) in Debian's chromium driven over
 the Chrome DevTools Protocol (tests/integration/cdp.py, python3-websockets only), and checks:
+  - the served app.js builds the DOM without HTML strings (no innerHTML & co.);
   - the page lists the connected device (type, address, encoding) and the server's facts;
   - live events arrive: heartbeats, a device that registers (proto) and one that leaves
-    (close 1001) while the page is open;
+    (close 1001) while the page is open; the log's text and heartbeat filters and Pause work;
   - device-supplied text is shown as text (a client id full of HTML runs no script);
   - the device view shows the registration's system_info; "Ask the device" shows live info;
-  - a task typed into the page reaches the device and its result shows up, on the page and
-    in GET /api/task_result; bad JSON is refused by the page;
-  - a fault injected from the page (drop) is seen in the log and the device comes back;
+  - a task typed into the page reaches the device and its result shows up, on the page (one
+    row per action) and in GET /api/task_result; bad JSON is refused by the page;
+  - faults injected from the page: drop (logged, the device comes back), mute_heartbeats
+    (shown on the device's row while it lasts, unacknowledged heartbeats logged);
   - a burst of events leaves the log capped at 500 rows and the page responsive;
-  - 20 reloads in a row during live events: no error/warn line in the server's log, the
-    server's RSS flat after warm-up, no script error in the page;
-  - with --token: the page works from /?token=..., keeps the key across a reload, and
-    without it asks for the key (a wrong key is refused, the right one works);
-  - the page never requests anything but its own server (works offline, no CDN).
+  - 20 reloads in a row during live events: each page live, replayed history marked as such,
+    no error/warn line in the server's log, the server's RSS flat after warm-up (not checked
+    in sanitizer builds, where LeakSanitizer at exit is), no script error in the page;
+  - the server stops (exit 0) and comes back on the same port: the page says so, reconnects
+    and shows the new server's clients;
+  - with --token (a key that needs URL and header encoding): the page works from
+    /?token=..., takes the key out of the address bar, keeps it across a reload, and without
+    it asks for the key (a wrong key is refused, the right one works);
+  - a page that stops reading (paused in the debugger) is closed by the server with 1013
+    (--max-viewer-queue 64 KiB), says so and comes back;
+  - the page never requests anything but its own servers (works offline, no CDN), and the
+    browser reports no error (CSP violation, failed load) beyond the expected ones.
 Saves a PNG screenshot of the page with a device selected and a task result shown.
 
 usage: dashboard_test.py AIP_TEST_SERVER CONSTELLATION_AGENT [SCREENSHOT.png]
