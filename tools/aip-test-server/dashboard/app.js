@@ -215,47 +215,126 @@
     });
   }
 
-  var clientsKey = null;
+  /*
+   * The table is updated in place: rows are kept per client id, a cell is written only when its
+   * text changed, and rows move only when the set of clients changed. With hundreds of devices
+   * heartbeating, a redraw then costs a few thousand string compares, at most every
+   * CLIENTS_MIN_MS.
+   */
+  var CLIENTS_MIN_MS = 250;
+  var CLIENTS_MAX_ROWS = 200;   // more are counted, not drawn: the filter narrows them down
+  var rows = new Map();         // client_id -> tr
+  var rowOrder = null;
+  var lastClientsDraw = 0;
+  var clientsTimer = 0;
+
+  function setCell(td, text, cls, title) {
+    if (td.textContent !== text) td.textContent = text;
+    if (cls !== undefined && td.className !== cls) td.className = cls;
+    if (title !== undefined && td.title !== title) td.title = title;
+  }
+
+  function setAgeCell(td, iso, isHeartbeat) {
+    if ((td.dataset.ts || '') !== (iso || '')) {
+      if (iso) td.dataset.ts = iso;
+      else delete td.dataset.ts;
+    }
+    setCell(td, ageText(iso, isHeartbeat), ageClass(iso, isHeartbeat), iso || '');
+  }
+
+  function newRow(id) {
+    var tr = el('tr');
+    tr.dataset.id = id;
+    tr.tabIndex = 0; // reachable and selectable from the keyboard
+    for (var i = 0; i < 8; i++) tr.appendChild(el('td'));
+    tr.cells[0].className = 'id';
+    tr.cells[1].appendChild(el('span'));
+    tr.cells[5].dataset.hb = '1';
+    return tr;
+  }
+
+  function fillRow(tr, id, c) {
+    var cl = id === selected ? 'selected' : '';
+    if (tr.className !== cl) tr.className = cl;
+    var idCell = tr.cells[0];
+    var faults = faultsOf(c);
+    var fkey = faults.join('\n');
+    if (idCell.dataset.faults !== fkey || idCell.firstChild === null) {
+      clear(idCell);
+      idCell.appendChild(el('span', null, id));
+      faults.forEach(function (f) {
+        idCell.appendChild(document.createTextNode(' '));
+        idCell.appendChild(el('span', 'tag fault', f));
+      });
+      idCell.dataset.faults = fkey;
+    }
+    var t = id + (c.target_id ? ' (target ' + c.target_id + ')' : '');
+    if (idCell.title !== t) idCell.title = t;
+    var type = c.client_type || '?';
+    setCell(tr.cells[1].firstChild, type, 'tag ' + (type === 'constellation' ? 't-constellation' : 't-device'));
+    setCell(tr.cells[2], c.address || '', 'mono');
+    setCell(tr.cells[3], c.encoding || '');
+    setAgeCell(tr.cells[4], c.connected_since, false);
+    setAgeCell(tr.cells[5], c.last_heartbeat, true);
+    setCell(tr.cells[6], c.commands_in_flight !== undefined ? String(c.commands_in_flight) : '', 'num');
+    setCell(tr.cells[7], (c.frames_in !== undefined ? c.frames_in : '?') + ' / ' +
+      (c.frames_out !== undefined ? c.frames_out : '?'), 'num');
+  }
 
   function renderClients() {
+    var now = performance.now();
+    if (now - lastClientsDraw < CLIENTS_MIN_MS) {
+      if (!clientsTimer) {
+        clientsTimer = window.setTimeout(function () {
+          clientsTimer = 0;
+          renderClients();
+        }, CLIENTS_MIN_MS - (now - lastClientsDraw));
+      }
+      return;
+    }
+    lastClientsDraw = now;
     var body = $('clients-body');
-    var ids = Array.from(clients.keys()).sort();
-    // rebuild only when something shown changed (keeps a text selection alive otherwise)
-    var key = JSON.stringify([selected, ids.map(function (id) { return clients.get(id); })]);
-    if (key === clientsKey) return;
-    clientsKey = key;
-    var frag = document.createDocumentFragment();
-    ids.forEach(function (id) {
+    var all = Array.from(clients.keys()).sort();
+    var q = $('f-clients').value.trim().toLowerCase();
+    var ids = q ? all.filter(function (id) {
       var c = clients.get(id);
-      var tr = el('tr');
-      tr.dataset.id = id;
-      tr.tabIndex = 0; // reachable and selectable from the keyboard
-      if (id === selected) tr.className = 'selected';
-      var td = el('td', 'id');
-      td.appendChild(el('span', null, id));
-      faultsOf(c).forEach(function (f) {
-        td.appendChild(document.createTextNode(' '));
-        td.appendChild(el('span', 'tag fault', f));
-      });
-      td.title = id + (c.target_id ? ' (target ' + c.target_id + ')' : '');
-      tr.appendChild(td);
-      td = el('td');
-      td.appendChild(el('span', 'tag ' + (c.client_type === 'constellation' ? 't-constellation' : 't-device'),
-        c.client_type || '?'));
-      tr.appendChild(td);
-      tr.appendChild(el('td', 'mono', c.address || ''));
-      tr.appendChild(el('td', null, c.encoding || ''));
-      tr.appendChild(ageCell(c.connected_since, false));
-      tr.appendChild(ageCell(c.last_heartbeat, true));
-      tr.appendChild(el('td', 'num', c.commands_in_flight !== undefined ? c.commands_in_flight : ''));
-      tr.appendChild(el('td', 'num', (c.frames_in !== undefined ? c.frames_in : '?') + ' / ' +
-        (c.frames_out !== undefined ? c.frames_out : '?')));
-      frag.appendChild(tr);
+      return (id + ' ' + (c.address || '') + ' ' + (c.client_type || '')).toLowerCase().indexOf(q) >= 0;
+    }) : all;
+    var matching = ids.length;
+    if (ids.length > CLIENTS_MAX_ROWS) ids = ids.slice(0, CLIENTS_MAX_ROWS);
+    if (selected !== null && clients.has(selected) && ids.indexOf(selected) < 0) {
+      ids[ids.length ? ids.length - 1 : 0] = selected; // the open device stays visible
+      ids.sort();
+    }
+    var shown = new Set(ids);
+    ids.forEach(function (id) {
+      var tr = rows.get(id);
+      if (!tr) {
+        tr = newRow(id);
+        rows.set(id, tr);
+      }
+      fillRow(tr, id, clients.get(id));
     });
-    clear(body);
-    body.appendChild(frag);
-    $('clients-empty').hidden = ids.length > 0;
-    $('srv-clients').textContent = String(ids.length);
+    rows.forEach(function (tr, id) {
+      if (!shown.has(id)) {
+        if (tr.parentNode) tr.parentNode.removeChild(tr);
+        rows.delete(id);
+      }
+    });
+    var order = ids.join('\n');
+    if (order !== rowOrder) {
+      rowOrder = order;
+      var frag = document.createDocumentFragment();
+      ids.forEach(function (id) { frag.appendChild(rows.get(id)); });
+      body.appendChild(frag); // moves the rows into order
+    }
+    $('clients-empty').hidden = all.length > 0;
+    $('srv-clients').textContent = String(all.length);
+    var note = '';
+    if (matching < all.length) note = matching + ' of ' + all.length + ' match';
+    if (ids.length < matching) note = 'showing ' + ids.length + ' of ' + matching + (q ? ' matching' : '') +
+      '; filter to narrow';
+    $('clients-note').textContent = note;
   }
 
   // active timed faults of a client: ["stall 8 s", ...]
@@ -276,14 +355,6 @@
     return 'ago' + (a === null ? '' : (a > 180 ? ' age-dead' : (a > 90 ? ' age-stale' : '')));
   }
 
-  function ageCell(iso, isHeartbeat) {
-    var td = el('td', ageClass(iso, isHeartbeat), ageText(iso, isHeartbeat));
-    td.title = iso || '';
-    if (iso) td.dataset.ts = iso;
-    if (isHeartbeat) td.dataset.hb = '1';
-    return td;
-  }
-
   function tickAges() {
     var cells = $('clients-body').querySelectorAll('td.ago');
     for (var i = 0; i < cells.length; i++) {
@@ -300,6 +371,11 @@
     var tr = ev.target.closest('tr');
     if (tr && tr.dataset.id !== undefined) select(tr.dataset.id);
   });
+  $('f-clients').addEventListener('input', function () {
+    lastClientsDraw = 0;
+    scheduleRender();
+  });
+
   $('clients-body').addEventListener('keydown', function (ev) {
     if (ev.key !== 'Enter' && ev.key !== ' ') return;
     var tr = ev.target.closest('tr');
@@ -317,6 +393,7 @@
       setStatus('fault-status', '', '');
     }
     try { window.history.replaceState(null, '', '#c=' + encodeURIComponent(id)); } catch (e) {}
+    lastClientsDraw = 0; // show the selection now
     scheduleRender();
     if ($('f-sel').checked) rerenderLog();
   }
@@ -578,26 +655,26 @@
   }
 
   function logRow(ev) {
-    var tr = el('tr', 'ev-' + String(ev.kind || 'x').replace(/[^a-z_]/gi, '') +
+    var row = el('div', 'lrow ev-' + String(ev.kind || 'x').replace(/[^a-z_]/gi, '') +
       (ev.replayed ? ' replayed' : ''));
-    var td = el('td', 't', clockPart(ev.ts));
-    td.title = typeof ev.ts === 'string' ? ev.ts : '';
-    tr.appendChild(td);
-    tr.appendChild(el('td', 'seq', ev.seq !== undefined && ev.seq !== null ? ev.seq : ''));
-    td = el('td');
+    var c = el('span', 't', clockPart(ev.ts));
+    c.title = typeof ev.ts === 'string' ? ev.ts : '';
+    row.appendChild(c);
+    row.appendChild(el('span', 'seq', ev.seq !== undefined && ev.seq !== null ? ev.seq : ''));
+    c = el('span');
     var kind = String(ev.kind || '?');
     var badge = el('span', 'k k-' + kind.replace(/[^a-z_]/gi, ''), kind);
     if (ev.kind === 'task_end' && ev.status === 'failed') badge.classList.add('failed');
-    td.appendChild(badge);
-    tr.appendChild(td);
-    td = el('td', 'c', ev.client_id || '');
-    td.title = ev.client_id || '';
-    tr.appendChild(td);
+    c.appendChild(badge);
+    row.appendChild(c);
+    c = el('span', 'c', ev.client_id || '');
+    c.title = ev.client_id || '';
+    row.appendChild(c);
     var extra = extraText(ev);
-    td = el('td', 'x', (typeof ev.text === 'string' ? ev.text : '') + (extra ? ' \u2014 ' + extra : ''));
-    if (!ev.local) td.title = JSON.stringify(ev);
-    tr.appendChild(td);
-    return tr;
+    c = el('span', 'x', (typeof ev.text === 'string' ? ev.text : '') + (extra ? ' \u2014 ' + extra : ''));
+    if (!ev.local) c.title = JSON.stringify(ev);
+    row.appendChild(c);
+    return row;
   }
 
   function flushLog() {
@@ -611,7 +688,7 @@
       if (visible(batch[i])) frag.appendChild(logRow(batch[i]));
     }
     body.insertBefore(frag, body.firstChild);
-    while (body.rows.length > MAX_LOG) body.removeChild(body.lastChild);
+    while (body.childElementCount > MAX_LOG) body.removeChild(body.lastChild);
     $('srv-events').textContent = String(eventsSeen);
     $('log-note').textContent = dropped ? dropped + ' events not drawn during bursts' : '';
   }
@@ -655,9 +732,12 @@
   var refreshSoon = 0;
   var refreshing = false;
 
+  var lastRefresh = 0;
+
   function refreshDetails() {
     if (refreshing) return;
     refreshing = true;
+    lastRefresh = performance.now();
     api('GET', '/api/clients/details').then(function (d) {
       refreshing = false;
       if (!d || !Array.isArray(d.clients)) return;
@@ -667,9 +747,12 @@
     }, function () { refreshing = false; });
   }
 
+  // after events that change counts: soon, but at most every 2 s (a big fleet's details are
+  // hundreds of KiB)
   function refreshLater() {
     if (refreshSoon) return;
-    refreshSoon = window.setTimeout(function () { refreshSoon = 0; refreshDetails(); }, 700);
+    var wait = Math.max(700, lastRefresh + 2000 - performance.now());
+    refreshSoon = window.setTimeout(function () { refreshSoon = 0; refreshDetails(); }, wait);
   }
 
   function onEvent(ev) {
