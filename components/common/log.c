@@ -66,8 +66,26 @@ void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_li
 {
     if ((int)level > atomic_load_explicit(&g_level, memory_order_relaxed))
         return;
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char raw[1024], msg[1024];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    /* One event, one line: control bytes (a peer's id or error text may carry newlines or
+     * terminal escapes) are written as \n, \r, \t or \xHH, so nobody can forge a log line. */
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)raw; *p && o + 5 < sizeof msg; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            msg[o++] = (char)*p;
+        } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+            msg[o++] = '\\';
+            msg[o++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+        } else {
+            static const char hex[] = "0123456789abcdef";
+            msg[o++] = '\\';
+            msg[o++] = 'x';
+            msg[o++] = hex[*p >> 4];
+            msg[o++] = hex[*p & 15];
+        }
+    }
+    msg[o] = 0;
     if (atomic_load_explicit(&g_hook_set, memory_order_acquire)) {
         pthread_mutex_lock(&g_hook_lock);
         bool sent = g_hook_fn != NULL;

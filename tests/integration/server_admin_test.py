@@ -66,7 +66,7 @@ def start_server(*extra):
 
 
 def start_agent(port, cid, *extra):
-    log = os.path.join(TMP, "agent-%s.log" % cid)
+    log = os.path.join(TMP, "agent-%s.log" % cid.replace("/", "_"))
     p = subprocess.Popen([AGENT, "--server", "ws://127.0.0.1:%d/ws" % port, "--client-id", cid,
                           "--token", TOKEN, "--heartbeat", "1"] + list(extra),
                          stdout=subprocess.DEVNULL, stderr=open(log, "w"))
@@ -356,6 +356,31 @@ def main():
     check("a viewer that stops reading is closed (1013), not buffered for",
           slow_viewer_is_dropped(port))
     check("server still serving after all that", client(port, "dev1") is not None)
+
+    # --- ids with '/', '%' and control characters ---
+    odd, oddlog = start_agent(port, "a/b%41")
+    got = wait_for(lambda: client(port, "a%2Fb%2541"), 10)
+    check("an id with '/' and '%' is found under its percent-encoded path",
+          got and got["client_id"] == "a/b%41", got)
+    st, b = api(port, "GET", "/api/device_info/a%2Fb%2541")
+    check("... and its device info too", st == 200 and b["client_id"] == "a/b%41", b)
+    odd.send_signal(signal.SIGTERM)
+    odd.wait(5)
+
+    async def forge():
+        async with websockets.connect("ws://127.0.0.1:%d/ws?token=%s" % (port, TOKEN)) as ws:
+            await ws.send(json.dumps({
+                "type": "register", "status": "ok", "client_type": "device",
+                "client_id": "x\n2026-11-22T00:00:00+00:00 error server: forged\x1b[31m",
+                "timestamp": "2026-11-22T00:00:00+00:00"}))
+            await ws.recv()
+    asyncio.run(forge())
+    time.sleep(0.3)
+    with open(slog) as f:
+        text = f.read()
+    check("a client id with a newline cannot forge a log line",
+          "forged" in text and not re.search(r"^\S+ error server: forged", text, re.M) and
+          "\x1b" not in text, [l for l in text.splitlines() if "forged" in l][:2])
 
     srv.send_signal(signal.SIGTERM)
     try:

@@ -126,6 +126,11 @@ static void test_log_level_and_hook(void **state)
     aip_log(AIP_LOG_ERROR, "comp", "kept %d", 2);
     assert_int_equal(g_lines, 1);
     assert_string_equal(g_last, "comp|kept 2");
+    /* a peer's text cannot forge a second line or send terminal escapes */
+    aip_log(AIP_LOG_ERROR, "comp", "id %s",
+            "dev\n2026-11-22T00:00:00Z error  server: fake\x1b[2J\t");
+    assert_string_equal(g_last,
+                        "comp|id dev\\n2026-11-22T00:00:00Z error  server: fake\\x1b[2J\\t");
     aip_log_set_hook(NULL, NULL);
     aip_log_set_level(old);
     aip_log_level l;

@@ -249,32 +249,15 @@ static int serve_asset(struct lws *wsi, const char *uri)
     return -1;
 }
 
-/* "/api/x/{id}" -> id, URL-decoded into buf; NULL when uri does not start with prefix or the id
- * is empty or malformed. */
+/* "/api/x/{id}" -> id, copied into buf; NULL when uri does not start with prefix, the id is
+ * empty or too long. lws has already percent-decoded the path, so the id is taken as it is
+ * (decoding again would turn "a%2541" into "aA"), '/' included: an id may contain one. */
 static const char *path_arg(const char *uri, const char *prefix, char *buf, size_t n)
 {
     size_t pl = strlen(prefix);
-    if (strncmp(uri, prefix, pl) != 0 || !uri[pl])
+    if (strncmp(uri, prefix, pl) != 0 || !uri[pl] || strlen(uri + pl) >= n)
         return NULL;
-    const char *in = uri + pl;
-    size_t o = 0;
-    for (; *in && o + 1 < n; in++) {
-        if (*in == '/')
-            return NULL;
-        if (*in == '%' && in[1] && in[2]) {
-            char hex[3] = {in[1], in[2], 0}, *end;
-            long v = strtol(hex, &end, 16);
-            if (*end || v <= 0)
-                return NULL;
-            buf[o++] = (char)v;
-            in += 2;
-        } else {
-            buf[o++] = *in;
-        }
-    }
-    if (*in)
-        return NULL; /* too long */
-    buf[o] = 0;
+    snprintf(buf, n, "%s", uri + pl);
     return buf;
 }
 
