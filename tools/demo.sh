@@ -5,7 +5,8 @@
 #
 # Installs what it needs (tools/install-deps.sh), builds, starts the test server and one device
 # agent, and runs the tour: list the devices, the device's system info, a task running a batch
-# of tools, and a batch that fails half-way (the rest is skipped). On a terminal it then keeps
+# of tools, a batch that fails half-way (the rest is skipped), a link broken on purpose through
+# the admin API (the agent comes back) and the server's metrics. On a terminal it then keeps
 # both running and prints what to try next until Ctrl-C; with --once, or when stdin is not a
 # terminal, it exits after the tour: 0 only if every step worked.
 set -euo pipefail
@@ -143,6 +144,45 @@ else
     summarize failed || failures=$((failures + 1))
 fi
 
+# api METHOD PATH [JSON]: the test server's HTTP API (no curl needed)
+api() {
+    /usr/bin/python3 - "$port" "$@" <<'PY'
+import sys, urllib.request
+port, method, path = sys.argv[1], sys.argv[2], sys.argv[3]
+data = sys.argv[4].encode() if len(sys.argv) > 4 else None
+req = urllib.request.Request("http://127.0.0.1:%s%s" % (port, path), data=data, method=method,
+                             headers={"Content-Type": "application/json"})
+print(urllib.request.urlopen(req, timeout=10).read().decode())
+PY
+}
+
+echo
+bold "--- 5. break the link on purpose (POST /api/faults) and watch the agent come back"
+since() { api GET /api/clients/demo-device | sed -n 's/.*"connected_since":"\([^"]*\)".*/\1/p'; }
+before=$(since)
+echo "\$ curl -X POST http://127.0.0.1:\$PORT/api/faults -d '{\"client_id\":\"demo-device\",\"fault\":\"drop\"}'"
+api POST /api/faults '{"client_id":"demo-device","fault":"drop"}' || failures=$((failures + 1))
+back=""
+for _ in $(seq 100); do
+    now=$(since 2>/dev/null || true)
+    if [[ -n "$now" && "$now" != "$before" ]]; then
+        back=$now
+        break
+    fi
+    sleep 0.1
+done
+if [[ -n "$back" ]]; then
+    echo "registered again (connected since $back; before: $before)"
+else
+    echo "(the agent did not come back within 10 s)"
+    failures=$((failures + 1))
+fi
+
+echo
+bold "--- 6. what the server counted (GET /metrics, excerpt)"
+api GET /metrics | grep -E '^aip_(connections|registrations_total|faults_total\{fault="drop"|tasks_total|command_rtt_seconds_count)' ||
+    failures=$((failures + 1))
+
 echo
 if ((failures)); then
     bold "the tour had $failures failing step(s); logs: server and agent below"
@@ -161,7 +201,10 @@ cat <<EOF
   build/tools/aipctl --server \$URL info demo-device
   build/tools/aipctl --server \$URL task demo-device '{"actions":[{"tool_name":"list_tools"}]}'
   build/tools/aipctl --server \$URL task demo-device '{"actions":[{"tool_name":"sleep","parameters":{"seconds":2}}]}'
+  open http://127.0.0.1:$port/ in a browser: the dashboard (live events, device view, actions)
   curl -s http://127.0.0.1:$port/api/clients/details
+  curl -s http://127.0.0.1:$port/metrics
+  curl -s -X POST http://127.0.0.1:$port/api/faults -d '{"client_id":"demo-device","fault":"stall","seconds":30}'
   kill -USR1 $agent_pid     # the agent logs its statistics
 Logs: $work/server.log and $work/agent.log. Ctrl-C stops both.
 EOF
