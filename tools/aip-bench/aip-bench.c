@@ -428,8 +428,8 @@ static int run_rr(const char *server, const char *target, const char *token, aip
             t->target = target;
             t->timeout_ms = (int64_t)(timeout_s * 1000);
             t->window = inflight / threads + (i < inflight % threads);
-            t->slots = calloc((size_t)t->window, sizeof *t->slots);
-            for (int k = 0; k < t->window; k++)
+            t->slots = calloc((size_t)(t->window ? t->window : 1), sizeof *t->slots);
+            for (int k = 0; t->slots && k < t->window; k++)
                 t->slots[k].th = t;
             pthread_mutex_init(&t->m, NULL);
             pthread_cond_init(&t->cv, NULL);
