@@ -49,6 +49,9 @@ check "raw: 500 echoes, 8 in flight" \
 check "rr --rate: 100 requests open loop" \
     "$rr_shape and d['mode']=='rr' and d['rate']==500 and d['ok']==100 and d['errors']==0" \
     -- "$bench" rr --server "$url/ws" --target bench-dev --requests 100 --rate 500
+check "rr --threads 0: callbacks send the next request" \
+    "$rr_shape and d['threads']==0 and d['ok']==400 and d['errors']==0 and d['mismatched']==0" \
+    -- "$bench" rr --server "$url/ws" --target bench-dev --requests 400 --threads 0 --inflight 16
 check "rr proto: 300 requests" \
     "$rr_shape and d['encoding']=='proto' and d['ok']==300 and d['mismatched']==0" \
     -- "$bench" rr --server "$url/ws" --target bench-dev --requests 300 --encoding proto

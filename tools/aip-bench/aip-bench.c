@@ -68,7 +68,9 @@ static void usage(FILE *f)
            "  --encoding E      json (default) or proto\n"
            "  --requests N      total requests (default 10000), or\n"
            "  --seconds S       run for S seconds instead (fleet: steady state, default 30)\n"
-           "  --threads T       caller threads sharing the connection (default 4)\n"
+           "  --threads T       caller threads sharing the connection (default 4); 0: no\n"
+           "                    caller threads, each completion callback sends the next\n"
+           "                    request (on the service thread)\n"
            "  --inflight C      requests in flight in total (default 64, at least T)\n"
            "  --rate R          rr open loop: R requests per second (needs --seconds or\n"
            "                    --requests; --threads and --inflight are ignored)\n"
@@ -213,6 +215,121 @@ static void *rr_main(void *arg)
     return NULL;
 }
 
+/* --threads 0: no caller threads. The main thread issues the first C requests; after that each
+ * completion callback (on the service thread) checks its answer and issues the next request
+ * itself — the single-event-loop shape of the Python baseline, without waking a caller thread
+ * per answer. */
+struct cb_state {
+    aip_conn *c;
+    const char *target;
+    int64_t timeout_ms;
+    _Atomic int live;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    uint64_t ok, errors, mismatched; /* service thread only */
+    bench_lat lat;                   /* service thread only */
+    char first_error[200];
+};
+
+struct cb_slot {
+    struct cb_state *st;
+    uint64_t start_ns;
+    char id[48];
+};
+
+static void cb_done(aip_future *f, void *user);
+
+static int cb_send(struct cb_slot *s)
+{
+    struct cb_state *st = s->st;
+    snprintf(s->id, sizeof s->id, "bench-cb-%llu", (unsigned long long)atomic_fetch_add(&g_seq, 1));
+    s->start_ns = now_ns();
+    aip_future *f;
+    aip_request_opts o = {
+        .id = s->id, .timeout_ms = st->timeout_ms, .callback = cb_done, .user = s};
+    return aip_conn_request_device_info(st->c, st->target, &o, &f);
+    /* the reference in f is released by cb_done, which may already have run */
+}
+
+static void cb_finish_one(struct cb_state *st)
+{
+    if (atomic_fetch_sub(&st->live, 1) == 1) {
+        pthread_mutex_lock(&st->m);
+        pthread_cond_signal(&st->cv);
+        pthread_mutex_unlock(&st->m);
+    }
+}
+
+static void cb_done(aip_future *f, void *user)
+{
+    uint64_t end = now_ns();
+    struct cb_slot *s = user;
+    struct cb_state *st = s->st;
+    int rc = aip_future_status(f);
+    const aip_msg *m = aip_future_msg(f);
+    if (rc) {
+        if (!st->errors)
+            snprintf(st->first_error, sizeof st->first_error, "%s: %s", aip_strerror(rc),
+                     aip_future_error(f) ? aip_future_error(f) : "");
+        st->errors++;
+    } else if (!m || !m->response_id || strcmp(m->response_id, s->id) != 0 || !m->result ||
+               m->result[0] != '{') {
+        st->mismatched++;
+    } else {
+        st->ok++;
+        bench_lat_add(&st->lat, end - s->start_ns);
+    }
+    aip_future_release(f); /* the caller's reference */
+    if (take_budget()) {
+        int src = cb_send(s);
+        if (!src)
+            return;
+        if (!st->errors)
+            snprintf(st->first_error, sizeof st->first_error, "send: %s", aip_strerror(src));
+        st->errors++;
+    }
+    cb_finish_one(st);
+}
+
+/* Returns ok/errors/mismatched/latencies through *t. */
+static void rr_callbacks(aip_conn *c, const char *target, int64_t timeout_ms, int inflight,
+                         double seconds, struct rr_thread *t)
+{
+    struct cb_state st = {.c = c, .target = target, .timeout_ms = timeout_ms};
+    pthread_mutex_init(&st.m, NULL);
+    pthread_cond_init(&st.cv, NULL);
+    struct cb_slot *slots = calloc((size_t)inflight, sizeof *slots);
+    uint64_t send_errors = 0;
+    atomic_store(&st.live, 1); /* held by this thread while it issues the first window */
+    for (int i = 0; slots && i < inflight; i++) {
+        slots[i].st = &st;
+        if (!take_budget())
+            break;
+        atomic_fetch_add(&st.live, 1);
+        if (cb_send(&slots[i])) {
+            send_errors++;
+            atomic_fetch_sub(&st.live, 1);
+        }
+    }
+    if (seconds > 0) {
+        usleep((useconds_t)(seconds * 1e6));
+        atomic_store(&g_stop, true);
+    }
+    pthread_mutex_lock(&st.m);
+    if (atomic_fetch_sub(&st.live, 1) != 1)
+        while (atomic_load(&st.live) > 0)
+            pthread_cond_wait(&st.cv, &st.m);
+    pthread_mutex_unlock(&st.m);
+    t->ok = st.ok;
+    t->errors = st.errors + send_errors;
+    t->mismatched = st.mismatched;
+    t->lat = st.lat;
+    snprintf(t->first_error, sizeof t->first_error, "%s", st.first_error);
+    free(slots);
+    pthread_mutex_destroy(&st.m);
+    pthread_cond_destroy(&st.cv);
+}
+
 /* Open loop: request i goes out at t0 + i / rate (or as soon after as this thread can), and its
  * latency counts from t0 + i / rate. Returns the number of requests issued. */
 static uint64_t rr_open_loop(struct rr_thread *t, double rate, uint64_t total)
@@ -270,10 +387,13 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     if (enc == AIP_ENCODING_PROTO && !proto)
         fprintf(stderr, "aip-bench: the server refused protobuf; measuring JSON\n");
 
+    bool callbacks = threads == 0 && rate <= 0;
     if (rate > 0) {
         threads = 1;
         inflight = 0;
     }
+    if (callbacks)
+        threads = 1; /* one result record, filled by rr_callbacks */
     atomic_store(&g_budget, seconds > 0 ? UINT64_MAX : requests);
     atomic_store(&g_stop, false);
     struct rr_thread *ts = calloc((size_t)threads, sizeof *ts);
@@ -286,7 +406,10 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     }
     uint64_t t0 = now_ns();
     double secs;
-    if (rate > 0) {
+    if (callbacks) {
+        rr_callbacks(c, target, (int64_t)(timeout_s * 1000), inflight, seconds, &ts[0]);
+        secs = (double)(now_ns() - t0) / 1e9;
+    } else if (rate > 0) {
         struct rr_thread *t = &ts[0];
         uint64_t total = seconds > 0 ? (uint64_t)(seconds * rate) : requests;
         t->c = c;
@@ -305,8 +428,8 @@ static int run_rr(const char *server, const char *target, const char *token, aip
             t->target = target;
             t->timeout_ms = (int64_t)(timeout_s * 1000);
             t->window = inflight / threads + (i < inflight % threads);
-            t->slots = calloc((size_t)t->window, sizeof *t->slots);
-            for (int k = 0; k < t->window; k++)
+            t->slots = calloc((size_t)(t->window ? t->window : 1), sizeof *t->slots);
+            for (int k = 0; t->slots && k < t->window; k++)
                 t->slots[k].th = t;
             pthread_mutex_init(&t->m, NULL);
             pthread_cond_init(&t->cv, NULL);
@@ -337,7 +460,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     bench_result r = {
         .mode = "rr",
         .encoding = proto ? "proto" : "json",
-        .threads = threads,
+        .threads = callbacks ? 0 : threads,
         .inflight = inflight,
         .rate = rate,
         .requests = ok + errors + mismatched,
@@ -350,7 +473,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
     bench_print(&r, &all);
     for (int i = 0; i < threads; i++) {
         free(ts[i].slots);
-        if (rate <= 0) {
+        if (rate <= 0 && !callbacks) {
             pthread_mutex_destroy(&ts[i].m);
             pthread_cond_destroy(&ts[i].cv);
         }
@@ -506,7 +629,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "raw") == 0)
         return bench_run_raw(server, (uint64_t)(requests < 0 ? 0 : requests), seconds,
                              (int)inflight);
-    if (!target || threads < 1 || threads > 1024 || timeout_s <= 0 || rate < 0 || rate > 1e7)
+    if (!target || threads < 0 || threads > 1024 || timeout_s <= 0 || rate < 0 || rate > 1e7)
         goto bad;
     if (inflight < threads)
         inflight = threads;

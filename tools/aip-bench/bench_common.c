@@ -82,5 +82,6 @@ void bench_print(const bench_result *r, bench_lat *lat)
            (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
                ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6,
            ru.ru_maxrss);
-    fflush(stdout);
+    if (fflush(stdout))
+        fprintf(stderr, "aip-bench: cannot write the result line\n");
 }

@@ -171,6 +171,7 @@ static int raw_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 int bench_run_raw(const char *server, uint64_t requests, double seconds, int inflight)
 {
     struct url_parts u;
+    memset(&u, 0, sizeof u);
     if (split_url(server, &u))
         return 2;
     struct raw_state *r = calloc(1, sizeof *r);
@@ -542,13 +543,17 @@ static long proc_rss_kb(int pid)
     if (!f)
         return -1;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            char *end;
+            kb = strtol(line + 6, &end, 10);
             break;
-    fclose(f);
+        }
+    (void)fclose(f);
     return kb;
 }
 
-/* utime + stime of a process, in clock ticks (-1 when unreadable). */
+/* utime + stime of a process, in clock ticks (-1 when unreadable): fields 14 and 15 of
+ * /proc/PID/stat, counted after the command name (which may hold spaces). */
 static long long proc_cpu_ticks(int pid)
 {
     char path[64], buf[1024];
@@ -557,13 +562,26 @@ static long long proc_cpu_ticks(int pid)
     if (!f)
         return -1;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
+    (void)fclose(f);
     buf[n] = 0;
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    char *p = strrchr(buf, ')');
+    if (!p)
         return -1;
-    return (long long)(ut + st);
+    p++;
+    unsigned long long v[15] = {0};
+    for (int field = 3; field <= 15; field++) { /* field 3 is the state letter */
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            return -1;
+        char *end = p;
+        if (field >= 4)
+            v[field - 1] = strtoull(p, &end, 10);
+        while (*end && *end != ' ')
+            end++;
+        p = end;
+    }
+    return (long long)(v[13] + v[14]);
 }
 
 struct task_slot {

@@ -7,7 +7,8 @@
 #   tools/bench/compare.sh --fleet N [--ramp PER_S] [--seconds S] [--build DIR]
 #
 # Default: R rounds (3) of raw, rr json, rr proto, python, rr json --rate Q (5000), each S
-# seconds (5) with C in flight (64) from T caller threads (1, like Python's one event loop),
+# seconds (5) with C in flight (64) and T caller threads (0: completion callbacks send the next
+# request on the service thread, like Python's one event loop; "rr json 1 thread" runs too),
 # alternately (A B C D E A B C D E ...), then a table of medians: req/s, p50/p99, client CPU
 # and RSS, the server's CPU during the run, and ratios computed within each round (then the
 # median): C json / Python, C proto / raw, C json / raw, and Python's client CPU per request
@@ -19,7 +20,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=$here/build
-rounds=3 seconds=5 inflight=64 threads=1 rate=5000 fleet=0 ramp=250 seconds_set=0
+rounds=3 seconds=5 inflight=64 threads=0 rate=5000 fleet=0 ramp=250 seconds_set=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --build) build=$(cd "$2" && pwd); shift 2 ;;
@@ -30,7 +31,7 @@ while [[ $# -gt 0 ]]; do
     --rate) rate=$2; shift 2 ;;
     --fleet) fleet=$2; shift 2 ;;
     --ramp) ramp=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -99,6 +100,7 @@ echo "compare.sh: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 for r in $(seq "$rounds"); do
     run raw "$bench" raw --server "$url/echo" --seconds "$seconds" --inflight "$inflight"
     run "rr json" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight" --threads "$threads"
+    run "rr json 1 thread" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight" --threads 1
     run "rr proto" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight" --threads "$threads" --encoding proto
     run python "$py" "$here/tools/bench/python_baseline.py" --server "$url/ws" --target "$dev" --seconds "$seconds" --inflight "$inflight"
     run "rr json @${rate}/s" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --rate "$rate"
