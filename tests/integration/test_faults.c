@@ -152,8 +152,10 @@ static void test_half_open_link_replaced(void **state)
            "new connection registered after %.0f ms (limit 8000)\n",
            t_detect, t_new);
     assert_int_equal(s.liveness_drops, 1);
-    /* never before 3 silent intervals (the stall can come just after an answer: 2.9 s) */
-    assert_true(t_detect >= 2000);
+    /* Not before 3 silent intervals. Measured from the stall, that is 2-3 s when the last
+     * answer came through before it, and a little under 2 s when the stall swallowed the
+     * answer in flight (the last frame heard is then the one before): 1.5 s as the floor. */
+    assert_true(t_detect >= 1500 && t_detect <= 3000 + 1500);
     assert_true(t_new < 8000);
     /* the new link is a new TCP connection through the proxy, and the peer saw a second
      * registration */

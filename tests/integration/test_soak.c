@@ -50,7 +50,7 @@ static double g_t0, g_last_quarter;
 enum { O_OK, O_REMOTE, O_LOST, O_TIMEOUT, O_NOTCONN, O_FULL, O_OTHER, O_N };
 static const char *const o_names[O_N] = {
     "ok", "remote error", "conn lost", "timeout", "not connected", "full", "other"};
-static atomic_ulong g_out[O_N], g_submitted, g_completed, g_ok_late;
+static atomic_ulong g_out[O_N], g_refused[O_N], g_submitted, g_completed, g_ok_late;
 
 static int outcome(int rc)
 {
@@ -82,8 +82,8 @@ static void *worker(void *arg)
             aip_task_opts to = {.request = task, .target_id = "soak-dev", .req = ro};
             rc = aip_conn_send_task(g_conn, &to, &f);
         }
-        if (rc) { /* refused synchronously: counted, no future */
-            atomic_fetch_add(&g_out[outcome(rc)], 1);
+        if (rc) { /* refused synchronously (no link within the timeout...): counted, no future */
+            atomic_fetch_add(&g_refused[outcome(rc)], 1);
             usleep(50000);
             continue;
         }
@@ -325,6 +325,9 @@ int main(int argc, char **argv)
     printf("soak: %d faults; %lu requests submitted, %lu completed:", nf, submitted, completed);
     for (int i = 0; i < O_N; i++)
         printf(" %s %lu%s", o_names[i], atomic_load(&g_out[i]), i + 1 < O_N ? "," : "\n");
+    printf("soak: refused at submission:");
+    for (int i = 1; i < O_N; i++)
+        printf(" %s %lu%s", o_names[i], atomic_load(&g_refused[i]), i + 1 < O_N ? "," : "\n");
     printf("soak: constellation stats: registrations %llu, reconnects %llu, liveness drops %llu, "
            "conn_lost %llu, timeouts %llu, late %llu, dropped frames %llu, pending %llu\n",
            (unsigned long long)st.registrations, (unsigned long long)st.reconnects,
@@ -339,7 +342,9 @@ int main(int argc, char **argv)
            submitted);
     EXPECT(atomic_load(&g_out[O_OK]) > 0 && atomic_load(&g_ok_late) > 0,
            "requests succeed, also in the last quarter (%lu)", atomic_load(&g_ok_late));
-    EXPECT(atomic_load(&g_out[O_OTHER]) == 0, "no unexpected outcome");
+    EXPECT(atomic_load(&g_out[O_OTHER]) == 0 && atomic_load(&g_refused[O_OTHER]) == 0 &&
+               atomic_load(&g_out[O_NOTCONN]) == 0 && atomic_load(&g_out[O_FULL]) == 0,
+           "no unexpected outcome");
     EXPECT(st.pending == 0, "nothing left pending");
     EXPECT(agent_regs >= nf / 2 && (int)st.registrations >= nf / 2,
            "the links came back after the faults (agent %d, constellation %llu, %d faults)",
