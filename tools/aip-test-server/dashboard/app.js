@@ -143,6 +143,7 @@
   var lastSeq = null;
   var snapSeq = null;           // events up to this seq were replayed history (snapshot.seq)
   var paused = false;
+  var pauseMark = null; // the newest event when Pause was pressed
 
   (function readHash() {
     var m = /^#c=(.*)$/.exec(window.location.hash);
@@ -679,9 +680,13 @@
 
   function flushLog() {
     if (paused || pending.length === 0) return;
-    var body = $('log-body');
     var batch = pending;
     pending = [];
+    drawRows(batch);
+  }
+
+  function drawRows(batch) {
+    var body = $('log-body');
     if (batch.length > MAX_LOG) batch = batch.slice(batch.length - MAX_LOG);
     var frag = document.createDocumentFragment();
     for (var i = batch.length - 1; i >= 0; i--) { // newest first
@@ -695,6 +700,12 @@
 
   function rerenderLog() {
     clear($('log-body'));
+    if (paused) {
+      // a filter changed while paused: redraw what was there at the pause, nothing newer
+      var i = pauseMark ? ring.lastIndexOf(pauseMark) : -1;
+      drawRows(i >= 0 ? ring.slice(Math.max(0, i + 1 - MAX_LOG), i + 1) : []);
+      return;
+    }
     pending = ring.slice(Math.max(0, ring.length - MAX_LOG));
     scheduleRender();
   }
@@ -711,7 +722,13 @@
     filterTimer = window.setTimeout(rerenderLog, 150);
   });
   $('btn-pause').addEventListener('click', function () {
+    if (!paused && pending.length) { // what arrived before the pause is shown first
+      var before = pending;
+      pending = [];
+      drawRows(before);
+    }
     paused = !paused;
+    pauseMark = ring.length ? ring[ring.length - 1] : null;
     $('btn-pause').textContent = paused ? 'Resume' : 'Pause';
     if (!paused) rerenderLog();
   });
