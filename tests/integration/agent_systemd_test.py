@@ -12,7 +12,6 @@ the same text, session_id and task_name — and refused with an `error` when the
 usage: agent_systemd_test.py BUILD_DIR
 """
 import asyncio
-import atexit
 import json
 import os
 import signal
@@ -24,36 +23,21 @@ import time
 
 import websockets
 
+import aiptest
+
 BUILD = sys.argv[1]
 AGENT = os.path.join(BUILD, "main", "constellation-agent")
 SERVER = os.path.join(BUILD, "tools", "aip-test-server")
 TMP = tempfile.mkdtemp(prefix="aip-systemd-test.")
-passed = failed = 0
-procs = []
-
-
-@atexit.register
-def _cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok   " + name, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + str(detail) if detail else ""), flush=True)
+procs = aiptest.procs
+aiptest.kill_at_exit()
+checks = aiptest.Checks(flush=True)
+check = checks.check
 
 
 def start_server():
-    p = subprocess.Popen([SERVER, "--port", "0"], stdout=subprocess.PIPE,
-                         stderr=open(os.path.join(TMP, "server.log"), "w"), text=True)
-    procs.append(p)
-    return p, int(p.stdout.readline().rsplit(":", 1)[1])
+    return aiptest.listen([SERVER, "--port", "0"],
+                          stderr=open(os.path.join(TMP, "server.log"), "w"))
 
 
 def notify_run(port, addr, label):
@@ -162,8 +146,7 @@ def main():
           m is not None and m.get("type") == "error" and m.get("session_id") == "sess-42" and
           "disabled" in (m.get("error") or ""), m)
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

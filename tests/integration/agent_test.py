@@ -12,7 +12,6 @@ allowed by config. Config errors exit 78.
 
 usage: agent_test.py BUILD_DIR SOURCE_DIR
 """
-import atexit
 import json
 import os
 import signal
@@ -21,6 +20,8 @@ import sys
 import tempfile
 import time
 
+import aiptest
+
 BUILD, SRC = sys.argv[1], sys.argv[2]
 AGENT = os.path.join(BUILD, "main", "constellation-agent")
 SERVER = os.path.join(BUILD, "tools", "aip-test-server")
@@ -28,33 +29,13 @@ AIPCTL = os.path.join(BUILD, "tools", "aipctl")
 PEER = os.path.join(SRC, "tests", "integration", "aip_peer.py")
 PY = "/usr/bin/python3"
 TMP = tempfile.mkdtemp(prefix="aip-agent-test.")
-passed = failed = 0
-procs = []
-
-
-@atexit.register
-def _cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok   " + name)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + str(detail) if detail else ""))
-
-
-def listen(cmd, **kw):
-    """Starts a program that prints 'listening on 127.0.0.1:PORT'; returns (proc, port)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, **kw)
-    procs.append(p)
-    line = p.stdout.readline()
-    return p, int(line.rsplit(":", 1)[1])
+procs = aiptest.procs
+aiptest.kill_at_exit()
+checks = aiptest.Checks()
+check = checks.check
+listen = aiptest.listen
+wait_for = aiptest.wait_for
+events = aiptest.json_lines
 
 
 def peer(*args):
@@ -63,33 +44,9 @@ def peer(*args):
     return p, port, log
 
 
-def events(log):
-    out = []
-    try:
-        with open(log) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-    except FileNotFoundError:
-        pass
-    return out
-
-
 def frames_in(log, ftype):
     return [e["frame"] for e in events(log)
             if e.get("dir") == "in" and isinstance(e.get("frame"), dict) and e["frame"].get("type") == ftype]
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    return pred()
 
 
 def write_config(name, cfg, mode=0o600):
@@ -298,8 +255,5 @@ check("AIP_SERVER from the environment", r.returncode == 0 and "127.0.0.1:9" in 
 r = subprocess.run([AGENT, "--bogus"], capture_output=True, text=True)
 check("usage error: exit 2", r.returncode == 2)
 
-for p in procs:
-    if p.poll() is None:
-        p.kill()
-print("agent: %d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+aiptest.kill_all()
+sys.exit(checks.summary("agent: "))

@@ -34,11 +34,9 @@ usage: dashboard_test.py AIP_TEST_SERVER CONSTELLATION_AGENT [SCREENSHOT.png]
 Exits 77 (skipped) when chromium is not installed; $AIP_CHROMIUM picks another browser.
 """
 import asyncio
-import atexit
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -60,7 +58,8 @@ TMP = tempfile.mkdtemp(prefix="aip-dashboard-test.")
 SHOT = (sys.argv[3] if len(sys.argv) > 3 else None) or os.environ.get("AIP_DASHBOARD_SCREENSHOT") \
     or os.path.join(TMP, "dashboard.png")
 
-import cdp  # noqa: E402  (after the path set-up)
+import aiptest  # noqa: E402  (after the path set-up)
+import cdp  # noqa: E402
 
 CHROMIUM = cdp.find_chromium()
 if CHROMIUM and not os.access(CHROMIUM, os.X_OK):
@@ -82,29 +81,11 @@ XSS_ID = '<img src=x onerror="window.__xss=1"><b id="xss">bold</b>&amp;'
 LOG_LINE = re.compile(r"^\S+ +(error|warn|info|debug) +\S")
 BAD_LINE = re.compile(r"^\S+ +(error|warn) ")
 
-passed = failed = 0
-procs = []
-
-
-@atexit.register
-def _cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    if "AIP_KEEP_TMP" not in os.environ:
-        shutil.rmtree(TMP, ignore_errors=True)
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok   " + name, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + str(detail)[:1500] if detail != "" else ""), flush=True)
-    return ok
+procs = aiptest.procs
+aiptest.kill_at_exit(wait=True, remove=None if "AIP_KEEP_TMP" in os.environ else TMP)
+checks = aiptest.Checks(flush=True, any_detail=True, detail_max=1500)
+check = checks.check
+wait_for = aiptest.wait_for
 
 
 # ---- processes ---------------------------------------------------------------------------
@@ -213,16 +194,6 @@ def dispatch_many(srv, client_id, n, threads=4):
     for t in ts:
         t.join(120)
     return codes
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    return pred()
 
 
 class Dispatcher(threading.Thread):
@@ -683,5 +654,4 @@ except Exception as e:  # noqa: BLE001 - a crash of the harness is a failure, wi
     import traceback
     traceback.print_exc()
     check("test ran to the end", False, "%s: %s" % (type(e).__name__, e))
-print("dashboard: %d passed, %d failed (screenshot: %s)" % (passed, failed, SHOT))
-sys.exit(1 if failed else 0)
+sys.exit(checks.summary("dashboard: ", " (screenshot: %s)" % SHOT))

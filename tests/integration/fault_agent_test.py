@@ -14,7 +14,7 @@ Memory figures are checked only in an uninstrumented build (SANITIZE argument em
 
 usage: fault_agent_test.py BUILD_DIR SOURCE_DIR [SANITIZE]
 """
-import atexit
+import functools
 import json
 import os
 import signal
@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import aiptest
 
 BUILD, SRC = sys.argv[1], sys.argv[2]
 SANITIZE = sys.argv[3] if len(sys.argv) > 3 else ""
@@ -33,34 +35,14 @@ PROXY = os.path.join(SRC, "tests", "integration", "fault_proxy.py")
 PY = "/usr/bin/python3"
 TMP = tempfile.mkdtemp(prefix="aip-fault-test.")
 MIB = 1 << 20
-passed = failed = 0
-procs = []
+procs = aiptest.procs
 agent_errs = []
-
-
-@atexit.register
-def _cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok   " + name + (" (" + str(detail) + ")" if detail else ""), flush=True)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + str(detail) if detail else ""), flush=True)
-
-
-def listen(cmd):
-    """Starts a program that prints 'listening on 127.0.0.1:PORT'; returns (proc, port)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    procs.append(p)
-    line = p.stdout.readline()
-    return p, int(line.rsplit(":", 1)[1])
+aiptest.kill_at_exit()
+checks = aiptest.Checks(flush=True, ok_detail=True)
+check = checks.check
+listen = functools.partial(aiptest.listen, stderr=subprocess.DEVNULL)
+wait_for = aiptest.wait_for
+events = aiptest.json_lines
 
 
 def peer(*args):
@@ -80,33 +62,9 @@ def server(port=0):
     return listen([SERVER, "--port", str(port)])
 
 
-def events(log):
-    out = []
-    try:
-        with open(log) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-    except FileNotFoundError:
-        pass
-    return out
-
-
 def count(log, event, **match):
     return len([e for e in events(log) if e.get("event") == event
                 and all(e.get(k) == v for k, v in match.items())])
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    return pred()
 
 
 def write_config(name, cfg):
@@ -271,8 +229,5 @@ for errf in agent_errs:
         reports.append(errf)
 check("no sanitizer report in any agent's stderr", not reports, reports)
 
-for p in procs:
-    if p.poll() is None:
-        p.kill()
-print("faults (agent): %d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+aiptest.kill_all()
+sys.exit(checks.summary("faults (agent): "))

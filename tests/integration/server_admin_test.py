@@ -15,7 +15,6 @@ not read is closed with 1013 instead of growing the server's memory.
 usage: server_admin_test.py BUILD_DIR
 """
 import asyncio
-import atexit
 import http.client
 import json
 import os
@@ -30,38 +29,23 @@ import time
 
 import websockets
 
+import aiptest
+
 BUILD = sys.argv[1]
 AGENT = os.path.join(BUILD, "main", "constellation-agent")
 SERVER = os.path.join(BUILD, "tools", "aip-test-server")
 TOKEN = "s3cret-admin-key"
 TMP = tempfile.mkdtemp(prefix="aip-admin-test.")
-passed = failed = 0
-procs = []
-
-
-@atexit.register
-def _cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok   " + name, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + str(detail) if detail else ""), flush=True)
+procs = aiptest.procs
+aiptest.kill_at_exit()
+checks = aiptest.Checks(flush=True)
+check = checks.check
+wait_for = aiptest.wait_for
 
 
 def start_server(*extra):
     log = open(os.path.join(TMP, "server-%d.log" % len(procs)), "w")
-    p = subprocess.Popen([SERVER, "--port", "0", "--token", TOKEN] + list(extra),
-                         stdout=subprocess.PIPE, stderr=log, text=True)
-    procs.append(p)
-    port = int(p.stdout.readline().rsplit(":", 1)[1])
+    p, port = aiptest.listen([SERVER, "--port", "0", "--token", TOKEN] + list(extra), stderr=log)
     return p, port, log.name
 
 
@@ -93,16 +77,6 @@ def api(port, method, path, body=None, key=TOKEN, bearer=False):
         return r.status, json.loads(raw)
     except ValueError:
         return r.status, raw.decode("utf-8", "replace")
-
-
-def wait_for(pred, timeout, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def client(port, cid):
@@ -394,8 +368,7 @@ def main():
     agent.send_signal(signal.SIGTERM)
     agent.wait(5)
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

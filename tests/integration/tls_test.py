@@ -19,7 +19,6 @@ given (normal build): only the rotation, under valgrind: 0 errors, 0 bytes defin
 
 usage: tls_test.py BUILD_DIR [--valgrind]
 """
-import atexit
 import json
 import os
 import re
@@ -30,33 +29,18 @@ import sys
 import tempfile
 import time
 
+import aiptest
+
 BUILD = sys.argv[1]
 VALGRIND = "--valgrind" in sys.argv[2:]
 AGENT = os.path.join(BUILD, "main", "constellation-agent")
 SERVER = os.path.join(BUILD, "tools", "aip-test-server")
 AIPCTL = os.path.join(BUILD, "tools", "aipctl")
 TMP = tempfile.mkdtemp(prefix="aip-tls-test.")
-passed = failed = 0
-procs = []
-
-
-@atexit.register
-def _cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok   " + name)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + str(detail) if detail else ""))
+procs = aiptest.procs
+aiptest.kill_at_exit(wait=True, remove=TMP)
+checks = aiptest.Checks()
+check = checks.check
 
 
 def path(name):
@@ -335,5 +319,4 @@ else:
     check("[valgrind] agent exits 0, no errors, nothing definitely lost",
           rc == 0 and e and e.group(1) == "0" and lost == 0, (rc, v[-2500:]))
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+sys.exit(checks.summary())
