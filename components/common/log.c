@@ -76,7 +76,7 @@ void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_li
             msg[o++] = (char)*p;
         } else if (*p == '\n' || *p == '\r' || *p == '\t') {
             msg[o++] = '\\';
-            msg[o++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+            msg[o++] = (char)(*p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
         } else {
             static const char hex[] = "0123456789abcdef";
             msg[o++] = '\\';

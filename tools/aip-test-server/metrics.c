@@ -6,6 +6,7 @@
 #include "server.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -31,14 +32,19 @@ static void head(aip_buf *b, const char *name, const char *type, const char *hel
 
 static long rss_bytes(void)
 {
+    /* /proc/self/statm: "size resident shared ..." in pages */
+    char line[128] = "";
     FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, rss = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return rss * sysconf(_SC_PAGESIZE);
+    if (!f)
+        return 0;
+    bool ok = fgets(line, sizeof line, f) != NULL;
+    if (fclose(f) != 0 || !ok)
+        return 0;
+    char *end;
+    long size = strtol(line, &end, 10), rss = strtol(end, NULL, 10);
+    if (size <= 0)
+        return 0;
+    return rss > 0 ? rss * sysconf(_SC_PAGESIZE) : 0;
 }
 
 void metrics_render(aip_buf *b)
