@@ -67,17 +67,9 @@ void events_viewer_open(session *s)
                                                 : "auto");
     aip_buf_puts(&b, ",\"started\":");
     put_str(&b, ts);
-    aip_buf_puts(&b, "},\"clients\":[");
-    const char *k;
-    void *v;
-    bool first = true;
-    for (size_t i = 0; strmap_next(&g_srv.clients, &i, &k, &v);) {
-        if (!first)
-            aip_buf_putc(&b, ',');
-        first = false;
-        put_client(&b, v);
-    }
-    aip_buf_puts(&b, "]}");
+    aip_buf_puts(&b, "},\"clients\":");
+    put_clients(&b, true);
+    aip_buf_putc(&b, '}');
     viewer_send(s, b.data ? (const char *)b.data : "", b.len);
     aip_buf_free(&b);
     for (size_t i = 0; i < EV_REPLAY; i++) {

@@ -97,9 +97,10 @@ void put_time(aip_buf *b, int64_t us)
     put_str(b, ts);
 }
 
-static void body_clients(aip_buf *b)
+/* The registered clients as a JSON array: their ids, or their full CLIENT objects. */
+void put_clients(aip_buf *b, bool details)
 {
-    aip_buf_puts(b, "{\"online_clients\":[");
+    aip_buf_putc(b, '[');
     const char *k;
     void *v;
     bool first = true;
@@ -107,9 +108,12 @@ static void body_clients(aip_buf *b)
         if (!first)
             aip_buf_putc(b, ',');
         first = false;
-        put_str(b, k);
+        if (details)
+            put_client(b, v);
+        else
+            put_str(b, k);
     }
-    aip_buf_puts(b, "]}");
+    aip_buf_putc(b, ']');
 }
 
 void put_client(aip_buf *b, const session *s)
@@ -154,21 +158,6 @@ void put_client(aip_buf *b, const session *s)
     aip_buf_puts(b, "],\"system_info\":");
     aip_buf_puts(b, s->system_info ? s->system_info : "null");
     aip_buf_putc(b, '}');
-}
-
-static void body_details(aip_buf *b)
-{
-    aip_buf_puts(b, "{\"clients\":[");
-    const char *k;
-    void *v;
-    bool first = true;
-    for (size_t i = 0; strmap_next(&g_srv.clients, &i, &k, &v);) {
-        if (!first)
-            aip_buf_putc(b, ',');
-        first = false;
-        put_client(b, v);
-    }
-    aip_buf_puts(b, "]}");
 }
 
 static void body_task_result(aip_buf *b, const task_record *r)
@@ -305,9 +294,13 @@ int http_handle(struct lws *wsi, const char *uri)
     }
     char arg[AIP_ID_MAX + 1];
     if (strcmp(uri, "/api/clients") == 0) {
-        body_clients(&b);
+        aip_buf_puts(&b, "{\"online_clients\":");
+        put_clients(&b, false);
+        aip_buf_putc(&b, '}');
     } else if (strcmp(uri, "/api/clients/details") == 0) {
-        body_details(&b);
+        aip_buf_puts(&b, "{\"clients\":");
+        put_clients(&b, true);
+        aip_buf_putc(&b, '}');
     } else if (path_arg(uri, "/api/clients/", arg, sizeof arg)) {
         session *s = strmap_get(&g_srv.clients, arg);
         if (!s) {

@@ -175,6 +175,7 @@ bool auth_ok(struct lws *wsi, bool http_api);
 void put_str(aip_buf *b, const char *s);
 void put_time(aip_buf *b, int64_t us);
 void put_client(aip_buf *b, const session *s);
+void put_clients(aip_buf *b, bool details);
 void bputf(aip_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* events.c: the live event feed for /events viewers, and task records */
