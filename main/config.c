@@ -195,7 +195,8 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
     static const char *const tools[] = {"workers",   "command_timeout_s", "max_output",
                                         "read_file", "execute_command",   NULL};
     static const char *const rf[] = {"roots", "max_bytes", NULL};
-    static const char *const ec[] = {"enabled", "allow", "shell", "timeout_s", NULL};
+    static const char *const ec[] = {"enabled", "allow",        "shell", "timeout_s",
+                                     "policy",  "api_key_file", NULL};
     char *enc = NULL, *placement = NULL;
     const cJSON *o;
     if ((rc = check_keys(root, "", top, why, why_len)) ||
@@ -276,7 +277,10 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
                             why, why_len)) ||
              (rc = get_bool(o, "shell", "tools.execute_command", &s->exec_shell, why, why_len)) ||
              (rc = get_unsigned(o, "timeout_s", "tools.execute_command", 1, 86400,
-                                &s->exec_timeout_s, why, why_len))))
+                                &s->exec_timeout_s, why, why_len)) ||
+             (rc = get_str(o, "policy", "tools.execute_command", &s->exec_policy, why, why_len)) ||
+             (rc = get_str(o, "api_key_file", "tools.execute_command", &s->exec_api_key_file, why,
+                           why_len))))
             goto out;
     }
     if (enc && (rc = parse_encoding(enc, &s->encoding, why, why_len)))
@@ -396,8 +400,25 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
     aip_log_level lvl;
     if (s->log_level && aip_log_level_parse(s->log_level, &lvl))
         FAIL("log_level must be error, warn, info or debug");
-    if (s->exec_enabled && !s->n_exec_allow && !s->exec_shell)
+    if (s->exec_policy && strcmp(s->exec_policy, "ufo-readonly") != 0)
+        FAIL("tools.execute_command.policy must be \"ufo-readonly\" (UFO's read-only list)");
+    if (s->exec_policy && s->exec_shell)
+        FAIL("tools.execute_command.policy \"%s\" runs without a shell: set shell to false",
+             s->exec_policy);
+    if (s->exec_enabled && !s->n_exec_allow && !s->exec_shell && !s->exec_policy)
         FAIL("tools.execute_command is enabled but its allow list is empty");
+    if (s->exec_api_key_file) {
+        char *key;
+        if ((rc = read_file(s->exec_api_key_file, true, &key, why, why_len)))
+            return rc;
+        key[strcspn(key, "\r\n")] = 0;
+        if (!key[0]) {
+            aip_free(key);
+            FAIL("tools.execute_command.api_key_file %s is empty", s->exec_api_key_file);
+        }
+        aip_free(s->exec_api_key);
+        s->exec_api_key = key;
+    }
     for (size_t i = 0; i < s->n_read_roots; i++)
         if (s->read_roots[i][0] != '/')
             FAIL("tools.read_file.roots must be absolute paths (\"%s\")", s->read_roots[i]);
@@ -408,8 +429,12 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
 
 void settings_free(agent_settings *s)
 {
-    char **strs[] = {&s->server, &s->client_id, &s->token,     &s->token_file,  &s->ca_file,
-                     &s->cert,   &s->key,       &s->log_level, &s->config_file, &s->tags_json};
+    if (s->exec_api_key)
+        explicit_bzero(s->exec_api_key, strlen(s->exec_api_key));
+    char **strs[] = {&s->server,      &s->client_id, &s->token,       &s->token_file,
+                     &s->ca_file,     &s->cert,      &s->key,         &s->log_level,
+                     &s->config_file, &s->tags_json, &s->exec_policy, &s->exec_api_key_file,
+                     &s->exec_api_key};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         aip_free(*strs[i]);
         *strs[i] = NULL;
@@ -446,6 +471,8 @@ char *settings_describe(const agent_settings *s)
     put_kv_str(&b, "ca_file", s->ca_file, &first);
     put_kv_str(&b, "cert", s->cert, &first);
     put_kv_str(&b, "encoding", s->encoding == AIP_ENCODING_PROTO ? "proto" : "json", &first);
+    put_kv_str(&b, "execute_command_policy", s->exec_policy, &first);
+    put_kv_str(&b, "execute_command_api_key", s->exec_api_key ? "(set, not shown)" : NULL, &first);
     char n[400];
     snprintf(n, sizeof n,
              ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
@@ -502,4 +529,6 @@ void settings_to_agent(const agent_settings *s, aip_agent_config *a, const char 
     a->exec.n_exec_allow = s->n_exec_allow;
     a->exec.exec_shell = s->exec_shell;
     a->exec.exec_timeout_ms = s->exec_timeout_s * 1000;
+    a->exec.exec_policy = s->exec_policy;
+    a->exec.api_key = s->exec_api_key;
 }

@@ -33,6 +33,9 @@ typedef struct agent_settings {
     char *exec_allow[MAX_LIST];
     size_t n_exec_allow;
     unsigned exec_timeout_s;
+    char *exec_policy;       /* NULL or "ufo-readonly" */
+    char *exec_api_key_file; /* tools.execute_command.api_key_file */
+    char *exec_api_key;      /* its content; never logged */
 } agent_settings;
 
 /* Command-line values (NULL/0 when not given). */

@@ -197,7 +197,11 @@ int aip_agent_create(const aip_agent_config *cfg, aip_agent **out)
         goto fail;
     aip_tool_def gdi = {"get_device_info", AIP_TOOL_DATA_COLLECTION, tool_get_device_info, a,
                         "this device's system information (UFO's system_info fields and more)"};
-    if ((rc = aip_executor_register(a->exec, &gdi)))
+    aip_tool_info gdi_info = {.size = sizeof gdi_info,
+                              .title = "Get device info",
+                              .input_schema = "{\"type\":\"object\",\"properties\":{}}",
+                              .annotations = "{\"readOnlyHint\":true}"};
+    if ((rc = aip_executor_register_ex(a->exec, &gdi, &gdi_info)))
         goto fail;
     *out = a;
     return 0;
@@ -210,11 +214,18 @@ fail:
     return rc;
 }
 
-int aip_agent_register_tool(aip_agent *a, const aip_tool_def *def)
+int aip_agent_register_tool_ex(aip_agent *a, const aip_tool_def *def, const aip_tool_info *info)
 {
+    if (!a)
+        return AIP_E_INVAL;
     if (a->conn)
         return AIP_E_STATE;
-    return aip_executor_register(a->exec, def);
+    return aip_executor_register_ex(a->exec, def, info);
+}
+
+int aip_agent_register_tool(aip_agent *a, const aip_tool_def *def)
+{
+    return aip_agent_register_tool_ex(a, def, NULL);
 }
 
 int aip_agent_start(aip_agent *a)

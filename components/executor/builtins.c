@@ -92,33 +92,111 @@ int exec_tool_sleep(const aip_tool_call *call, void *user, char **result, char *
 
 /* ---- list_tools ------------------------------------------------------------------------------ */
 
+/* A filter parameter: absent or null (no filter) or a string. */
+static int filter_param(const cJSON *o, const char *key, const char **out, char **error)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v))
+        return exec_fail(error, "parameters.%s must be a string or null", key);
+    *out = v->valuestring;
+    return 0;
+}
+
+static int put_opt_string(aip_buf *b, const char *s)
+{
+    return s ? aip_json_put_string(b, s, strlen(s)) : aip_buf_puts(b, "null");
+}
+
+/* One MCPToolInfo object, UFO's ten keys in its field order, nulls included. */
+static int put_tool_info(aip_buf *b, const exec_tool *t)
+{
+    const char *type = aip_tool_type_str(t->type);
+    aip_buf key; /* UFO's make_tool_key: "<tool_type>::<tool_name>" */
+    aip_buf_init(&key, 0);
+    int rc = aip_buf_puts(&key, type);
+    if (!rc)
+        rc = aip_buf_puts(&key, "::");
+    if (!rc)
+        rc = aip_buf_puts(&key, t->name);
+    if (!rc)
+        rc = aip_buf_puts(b, "{\"tool_key\":");
+    if (!rc)
+        rc = aip_json_put_string(b, (const char *)key.data, key.len);
+    aip_buf_free(&key);
+    if (!rc)
+        rc = aip_buf_puts(b, ",\"tool_name\":");
+    if (!rc)
+        rc = aip_json_put_string(b, t->name, strlen(t->name));
+    if (!rc)
+        rc = aip_buf_puts(b, ",\"title\":");
+    if (!rc)
+        rc = put_opt_string(b, t->title);
+    if (!rc)
+        rc = aip_buf_puts(b, ",\"namespace\":");
+    if (!rc)
+        rc = put_opt_string(b, t->ns);
+    if (!rc)
+        rc = aip_buf_puts(b, ",\"tool_type\":");
+    if (!rc)
+        rc = put_opt_string(b, type);
+    if (!rc)
+        rc = aip_buf_puts(b, ",\"description\":");
+    if (!rc)
+        rc = put_opt_string(b, t->description);
+    const struct {
+        const char *key, *json;
+    } obj[] = {{",\"input_schema\":", t->input_schema},
+               {",\"output_schema\":", t->output_schema},
+               {",\"meta\":", t->meta},
+               {",\"annotations\":", t->annotations}};
+    for (size_t i = 0; !rc && i < sizeof obj / sizeof obj[0]; i++) {
+        rc = aip_buf_puts(b, obj[i].key);
+        if (!rc)
+            rc = aip_buf_puts(b, obj[i].json ? obj[i].json : "null");
+    }
+    return rc ? rc : aip_buf_putc(b, '}');
+}
+
 int exec_tool_list_tools(const aip_tool_call *call, void *user, char **result, char **error)
 {
-    (void)call;
     aip_executor *e = user;
+    cJSON *o = params_parse(call, error);
+    if (!o)
+        return -1;
+    const char *want_type = NULL, *want_ns = NULL;
+    const cJSON *rm = cJSON_GetObjectItemCaseSensitive(o, "remove_meta");
+    if (filter_param(o, "tool_type", &want_type, error) ||
+        filter_param(o, "namespace", &want_ns, error)) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    if (rm && !cJSON_IsBool(rm)) {
+        cJSON_Delete(o);
+        return exec_fail(error, "parameters.remove_meta must be a boolean");
+    }
+    bool remove_meta = !rm || cJSON_IsTrue(rm);
     aip_buf b;
     aip_buf_init(&b, 0);
     int rc = aip_buf_putc(&b, '[');
+    bool first = true;
     aip_mutex_lock(&e->lock);
     for (size_t i = 0; !rc && i < e->n_tools; i++) {
         const exec_tool *t = &e->tools[i];
         const char *type = aip_tool_type_str(t->type);
-        rc = aip_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+        if ((want_type && strcmp(want_type, type) != 0) ||
+            (want_ns && strcmp(want_ns, t->ns) != 0) || (remove_meta && t->is_meta))
+            continue; /* an unknown filter value matches nothing: [] */
+        if (!first)
+            rc = aip_buf_putc(&b, ',');
+        first = false;
         if (!rc)
-            rc = aip_json_put_string(&b, t->name, strlen(t->name));
-        if (!rc)
-            rc = aip_buf_puts(&b, ",\"tool_type\":");
-        if (!rc)
-            rc = type ? aip_json_put_string(&b, type, strlen(type)) : aip_buf_puts(&b, "null");
-        if (!rc)
-            rc = aip_buf_puts(&b, ",\"description\":");
-        if (!rc)
-            rc = t->description ? aip_json_put_string(&b, t->description, strlen(t->description))
-                                : aip_buf_puts(&b, "null");
-        if (!rc)
-            rc = aip_buf_putc(&b, '}');
+            rc = put_tool_info(&b, t);
     }
     aip_mutex_unlock(&e->lock);
+    cJSON_Delete(o);
     if (!rc)
         rc = aip_buf_putc(&b, ']');
     if (rc || !(*result = exec_buf_take(&b))) {

@@ -1,7 +1,15 @@
 #define _GNU_SOURCE /* pipe2, posix_spawn_file_actions_addclosefrom_np, waitid */
 /*
- * execute_command: runs one allowlisted program and reports {exit_code, stdout, stderr,
- * truncated}.
+ * execute_command and get_system_info: UFO's LinuxAgent tools (namespace BashExecutor; UFO's
+ * ufo/client/mcp/http_servers/linux_mcp_server.py), on our safety model.
+ *
+ * The contract is UFO's: a call that is well-formed is a *successful* tool call whatever
+ * happens to the command, and its result says what happened — {success, exit_code, stdout,
+ * stderr} (plus our `truncated`) when it ran, {success: false, error} when it was refused (key,
+ * policy, cwd), could not start, or timed out ("Timeout after Ns."). Only a malformed call (no
+ * string command, a timeout that is not an integer, ...) fails, so the rest of the batch is
+ * skipped exactly when UFO's device would skip it. Checks run in UFO's order: parameters, key,
+ * policy, timeout clamp, cwd.
  *
  * Design note
  * - The child is started with posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)), so nothing
@@ -25,6 +33,10 @@
 #include "executor_internal.h"
 
 #include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <math.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -316,7 +328,8 @@ typedef struct run_state {
     bool reaped; /* status is valid */
 } run_state;
 
-static int spawn_child(const char *path, char *const argv[], run_state *rs, int *err_no)
+static int spawn_child(const char *path, char *const argv[], const char *cwd, run_state *rs,
+                       int *err_no)
 {
     static char *const envp[] = {"PATH=" CHILD_PATH, "LANG=C.UTF-8", NULL};
     static const int reset[] = {SIGPIPE, SIGINT,  SIGQUIT, SIGHUP,  SIGTERM, SIGCHLD, SIGUSR1,
@@ -346,6 +359,7 @@ static int spawn_child(const char *path, char *const argv[], run_state *rs, int 
         (*err_no = posix_spawn_file_actions_adddup2(&fa, po[1], 1)) ||
         (*err_no = posix_spawn_file_actions_adddup2(&fa, pe[1], 2)) ||
         (*err_no = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) ||
+        (cwd && (*err_no = posix_spawn_file_actions_addchdir_np(&fa, cwd))) ||
         (*err_no = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                      POSIX_SPAWN_SETSIGDEF)) ||
         (*err_no = posix_spawnattr_setpgroup(&at, 0)) ||
@@ -475,6 +489,96 @@ static void supervise(aip_executor *e, const aip_tool_call *call, run_state *rs,
     rs->reaped = w == rs->pid;
 }
 
+/* ---- UFO's read-only policy (exec_policy "ufo-readonly") ----------------------------------- */
+
+const char *const exec_ufo_readonly[] = {
+    "ls",         "pwd",      "cat",    "head", "tail", "grep",     "find",    "which",
+    "whereis",    "wc",       "sort",   "uniq", "cut",  "tr",       "uname",   "hostname",
+    "whoami",     "id",       "uptime", "free", "df",   "du",       "ps",      "ping",
+    "traceroute", "nslookup", "dig",    "host", "file", "stat",     "md5sum",  "sha256sum",
+    "python3",    "python",   "echo",   "date", "cal",  "basename", "dirname", "realpath",
+    "diff",       "test",     NULL};
+
+static bool word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* UFO's _DANGEROUS_PATTERNS, on the raw command text (a regex's \b after -exec/-execdir). */
+static const char *ufo_dangerous(const char *cmd, size_t len)
+{
+    static const char *const subs[] = {"$(", "${", "/dev/tcp/", "/dev/udp/"};
+    static const char *const flags[] = {"-exec", "-execdir"};
+    for (size_t i = 0; i < len; i++) {
+        char c = cmd[i];
+        if (strchr(";|&`", c) && c)
+            return "shell metacharacters (; | & `)";
+        if (c == '<' || c == '>')
+            return "I/O redirection (< >)";
+        if (c == '\n' || c == '\r' || c == 0)
+            return "a newline or NUL";
+    }
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        if (strstr(cmd, subs[i]))
+            return subs[i][0] == '$' ? "command substitution ($( ${)" : "/dev/tcp or /dev/udp";
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        size_t fl = strlen(flags[i]);
+        for (const char *p = strstr(cmd, flags[i]); p; p = strstr(p + 1, flags[i]))
+            if (!word_char(p[fl]))
+                return "find -exec/-execdir";
+    }
+    return NULL;
+}
+
+/* UFO's _ARGUMENT_POLICIES: python only reports its version; find writes and runs nothing. */
+static const char *ufo_args_refused(char *const *argv, size_t argc)
+{
+    const char *prog = base_name(argv[0]);
+    if (strcmp(prog, "python") == 0 || strcmp(prog, "python3") == 0) {
+        if (argc < 2)
+            return "python without arguments (only --version or -V are allowed)";
+        for (size_t i = 1; i < argc; i++)
+            if (strcmp(argv[i], "--version") != 0 && strcmp(argv[i], "-V") != 0)
+                return "python runs only with --version or -V";
+    } else if (strcmp(prog, "find") == 0) {
+        static const char *const blocked[] = {"-exec",   "-execdir", "-delete",  "-ok",  "-okdir",
+                                              "-fprint", "-fprint0", "-fprintf", "-fls", NULL};
+        for (size_t i = 1; i < argc; i++)
+            for (size_t k = 0; blocked[k]; k++)
+                if (strcmp(argv[i], blocked[k]) == 0)
+                    return "find with an action that runs or writes (-exec, -delete, -fprint...)";
+    }
+    return NULL;
+}
+
+/* ---- results ------------------------------------------------------------------------------- */
+
+/* UFO's {"success": false, "error": ...} (a successful tool call). Returns 0, or -1 with
+ * *error set on out of memory. */
+static int ufo_error(char **result, char **error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int ufo_error(char **result, char **error, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof msg, fmt, ap) < 0)
+        msg[0] = 0;
+    va_end(ap);
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    int rc = aip_buf_puts(&b, "{\"success\":false,\"error\":");
+    if (!rc)
+        rc = exec_json_put_text(&b, msg, strlen(msg));
+    if (!rc)
+        rc = aip_buf_putc(&b, '}');
+    if (rc || !(*result = exec_buf_take(&b))) {
+        aip_buf_free(&b);
+        return exec_fail(error, "out of memory");
+    }
+    return 0;
+}
+
 static int build_result(run_state *rs, int exit_code, char **result)
 {
     bool truncated = false;
@@ -483,8 +587,10 @@ static int build_result(run_state *rs, int exit_code, char **result)
     const char *er = tail_view(&rs->se, &en, &truncated);
     aip_buf b;
     aip_buf_init(&b, 0);
-    char num[48];
-    snprintf(num, sizeof num, "{\"exit_code\":%d,\"stdout\":", exit_code);
+    char num[64];
+    snprintf(num, sizeof num,
+             "{\"success\":%s,\"exit_code\":%d,\"stdout\":", exit_code == 0 ? "true" : "false",
+             exit_code);
     int rc = aip_buf_puts(&b, num);
     if (!rc)
         rc = exec_json_put_text(&b, o, on);
@@ -501,22 +607,41 @@ static int build_result(run_state *rs, int exit_code, char **result)
     return 0;
 }
 
-/* Builds argv (or the shell's) and checks the allowlist. On refusal sets *error. */
+/* Builds argv (or the shell's) and checks the policy. Returns 0 (*path set), -1 with the
+ * refusal in why, or AIP_E_NOMEM. */
 static int prepare(const aip_executor *e, const char *command, argv_list *av, char **path,
-                   char **error)
+                   char *why, size_t why_len)
 {
-    char why[256] = "";
-    int rc = split_command(command, e->exec_shell, av, why, sizeof why);
+    if (e->exec_ufo_policy) {
+        const char *bad = ufo_dangerous(command, strlen(command));
+        if (bad) {
+            snprintf(why, why_len, "refused: %s (UFO's dangerous patterns)", bad);
+            return -1;
+        }
+    }
+    int rc = split_command(command, e->exec_shell, av, why, why_len);
     if (rc == AIP_E_NOMEM)
-        return exec_fail(error, "out of memory");
-    if (rc)
-        return exec_fail(error, "refused: %s", why);
+        return rc;
+    if (rc) {
+        char tmp[256];
+        snprintf(tmp, sizeof tmp, "refused: %s", why);
+        snprintf(why, why_len, "%s", tmp);
+        return -1;
+    }
     const char *prog = av->v[0];
     char *resolved = resolve_program(prog);
-    if (!resolved && !e->exec_shell)
-        return exec_fail(error, "'%.200s' was not found on PATH (%s)", prog, CHILD_PATH);
+    if (!resolved && !e->exec_shell) {
+        snprintf(why, why_len, "'%.200s' was not found on PATH (%s)", prog, CHILD_PATH);
+        return -1;
+    }
     if (!allowed(e, prog, resolved)) {
-        exec_set_error(error, "refused: '%.200s' is not on the allowlist", prog);
+        snprintf(why, why_len, "refused: '%.200s' is not on the allowlist", prog);
+        aip_free(resolved);
+        return -1;
+    }
+    const char *arg_why = e->exec_ufo_policy ? ufo_args_refused(av->v, av->n) : NULL;
+    if (arg_why) {
+        snprintf(why, why_len, "refused: %s (UFO's argument policy)", arg_why);
         aip_free(resolved);
         return -1;
     }
@@ -532,72 +657,277 @@ static int prepare(const aip_executor *e, const char *command, argv_list *av, ch
     for (size_t i = 0; i < 3; i++) {
         if (aip_buf_puts(&w, sh[i]) || argv_push(av, &w)) {
             aip_buf_free(&w);
-            return exec_fail(error, "out of memory");
+            return AIP_E_NOMEM;
         }
     }
-    if (!(*path = aip_strdup("/bin/sh")))
-        return exec_fail(error, "out of memory");
+    return (*path = aip_strdup("/bin/sh")) ? 0 : AIP_E_NOMEM;
+}
+
+/* ---- parameters ---------------------------------------------------------------------------- */
+
+#define UFO_DEFAULT_TIMEOUT_S 30
+#define UFO_MIN_TIMEOUT_S     1
+#define UFO_MAX_TIMEOUT_S     120
+
+typedef struct exec_params {
+    const char *command, *cwd, *api_key; /* borrowed from the parsed object */
+    long long timeout_s;                 /* clamped to 1..120 */
+} exec_params;
+
+/* An optional string parameter: absent or null -> NULL. */
+static int opt_string(const cJSON *o, const char *key, const char **out, char **error)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v))
+        return exec_fail(error, "parameters.%s must be a string", key);
+    *out = v->valuestring;
     return 0;
+}
+
+/* UFO's `timeout: int = 30` (validated as pydantic does in lax mode: an integer, a float with
+ * no fraction, or a string of digits), then min(max(timeout, 1), 120). */
+static int timeout_param(const cJSON *o, long long *out, char **error)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "timeout");
+    double d = UFO_DEFAULT_TIMEOUT_S;
+    if (cJSON_IsNumber(v)) {
+        d = v->valuedouble;
+        if (!isfinite(d) || d != floor(d))
+            return exec_fail(error, "parameters.timeout must be an integer (seconds), got %g", d);
+    } else if (cJSON_IsString(v)) {
+        const char *p = v->valuestring;
+        char *end = NULL;
+        errno = 0;
+        long long n = strtoll(p, &end, 10);
+        while (end && (*end == ' ' || *end == '\t' || *end == '\n'))
+            end++;
+        if (!*p || end == p || !end || *end || (errno && errno != ERANGE))
+            return exec_fail(error,
+                             "parameters.timeout must be an integer (seconds), got \"%.40s\"", p);
+        d = (double)n;
+    } else if (v) {
+        return exec_fail(error, "parameters.timeout must be an integer (seconds)");
+    }
+    *out = d < UFO_MIN_TIMEOUT_S   ? UFO_MIN_TIMEOUT_S
+           : d > UFO_MAX_TIMEOUT_S ? UFO_MAX_TIMEOUT_S
+                                   : (long long)d;
+    return 0;
+}
+
+static int exec_params_parse(const aip_tool_call *call, cJSON **obj, exec_params *p, char **error)
+{
+    const char *text = call->parameters ? call->parameters : "{}";
+    cJSON *o = cJSON_ParseWithLength(text, strlen(text));
+    *obj = o;
+    if (!cJSON_IsObject(o))
+        return exec_fail(error, "parameters must be a JSON object");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "command");
+    if (!c || cJSON_IsNull(c))
+        return exec_fail(error, "parameters.command is required");
+    if (!cJSON_IsString(c))
+        return exec_fail(error, "parameters.command must be a string");
+    p->command = c->valuestring;
+    if (timeout_param(o, &p->timeout_s, error) || opt_string(o, "cwd", &p->cwd, error) ||
+        opt_string(o, "api_key", &p->api_key, error))
+        return -1;
+    return 0;
+}
+
+#define AUTH_FAILED "Authentication failed. Invalid or missing API key."
+
+/* UFO's _validate_cwd: the path resolved (relative to the agent's directory), a directory. */
+static int resolve_cwd(const char *cwd, char **out)
+{
+    *out = NULL;
+    if (!cwd)
+        return 0;
+    char *real = cwd[0] ? realpath(cwd, NULL) : NULL;
+    struct stat st;
+    if (!real || stat(real, &st) || !S_ISDIR(st.st_mode)) {
+        free(real); /* realpath: malloc */
+        return -1;
+    }
+    *out = aip_strdup(real);
+    free(real);
+    return *out ? 0 : AIP_E_NOMEM;
+}
+
+/* ---- execute_command ------------------------------------------------------------------------ */
+
+/* Runs argv with the kill sequence at kill_at; fills rs. Returns 0, or the spawn errno. */
+static int run_to_end(aip_executor *e, const aip_tool_call *call, const char *path,
+                      char *const *argv, const char *cwd, uint64_t kill_at, run_state *rs)
+{
+    int err_no = 0;
+    rs->out = rs->err = rs->pidfd = -1;
+    rs->so.max = rs->se.max = e->max_output;
+    if (spawn_child(path, argv, cwd, rs, &err_no))
+        return err_no ? err_no : EIO;
+    supervise(e, call, rs, kill_at);
+    if (rs->pidfd >= 0)
+        close(rs->pidfd);
+    return 0;
+}
+
+static int exit_code_of(const run_state *rs)
+{
+    return !rs->reaped               ? -1
+           : WIFEXITED(rs->status)   ? WEXITSTATUS(rs->status)
+           : WIFSIGNALED(rs->status) ? -WTERMSIG(rs->status)
+                                     : -1;
 }
 
 int exec_tool_execute_command(const aip_tool_call *call, void *user, char **result, char **error)
 {
     aip_executor *e = user;
-    const char *p = call->parameters ? call->parameters : "{}";
-    cJSON *o = cJSON_ParseWithLength(p, strlen(p));
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "command");
-    if (!cJSON_IsString(c) || !c->valuestring[0]) {
-        cJSON_Delete(o);
-        return exec_fail(error, "parameters.command must be a non-empty string");
-    }
-    char *command = aip_strdup(c->valuestring);
-    cJSON_Delete(o);
-    if (!command)
-        return exec_fail(error, "out of memory");
-
+    cJSON *o = NULL;
+    exec_params p = {0};
     argv_list av = {0};
-    char *path = NULL;
-    int rc = prepare(e, command, &av, &path, error);
+    char *path = NULL, *cwd = NULL;
+    run_state rs = {.out = -1, .err = -1, .pidfd = -1};
+    char why[512] = "";
+    int rc = exec_params_parse(call, &o, &p, error);
     if (rc)
         goto out;
-
-    uint64_t start = aip_now_ns(NULL);
-    uint64_t kill_at = start + (uint64_t)e->exec_timeout_ms * MS;
-    if (call->deadline_ns < kill_at)
-        kill_at = call->deadline_ns;
-    run_state rs = {.out = -1, .err = -1, .pidfd = -1};
-    rs.so.max = rs.se.max = e->max_output;
-    int err_no = 0;
-    if (spawn_child(path, av.v, &rs, &err_no)) {
-        rc = exec_fail(error, "cannot run '%.200s': %s", av.v[0], strerror(err_no));
+    if (!exec_api_key_ok(e, p.api_key)) {
+        rc = ufo_error(result, error, AUTH_FAILED);
         goto out;
     }
-    supervise(e, call, &rs, kill_at);
-    if (rs.pidfd >= 0)
-        close(rs.pidfd);
+    if ((rc = prepare(e, p.command, &av, &path, why, sizeof why))) {
+        rc = rc == AIP_E_NOMEM
+                 ? exec_fail(error, "out of memory")
+                 : ufo_error(result, error, "Command blocked by security policy: %s", why);
+        goto out;
+    }
+    if ((rc = resolve_cwd(p.cwd, &cwd))) {
+        rc = rc == AIP_E_NOMEM ? exec_fail(error, "out of memory")
+                               : ufo_error(result, error,
+                                           "Invalid working directory: Working directory does "
+                                           "not exist: %.300s",
+                                           p.cwd);
+        goto out;
+    }
 
-    int code = !rs.reaped               ? -1
-               : WIFEXITED(rs.status)   ? WEXITSTATUS(rs.status)
-               : WIFSIGNALED(rs.status) ? -WTERMSIG(rs.status)
-                                        : -1;
-    if (build_result(&rs, code, result))
-        rc = exec_fail(error, "out of memory");
-    else if (rs.cancelled)
+    /* UFO's clamped timeout, never above the operator's limit nor past the call's deadline */
+    uint64_t start = aip_now_ns(NULL);
+    uint64_t limit_ms = (uint64_t)p.timeout_s * 1000u;
+    if (e->exec_timeout_ms < limit_ms)
+        limit_ms = e->exec_timeout_ms;
+    uint64_t kill_at = start + limit_ms * MS;
+    if (call->deadline_ns < kill_at)
+        kill_at = call->deadline_ns;
+    int err_no = run_to_end(e, call, path, av.v, cwd, kill_at, &rs);
+    if (err_no) {
+        rc = ufo_error(result, error, "cannot run '%.200s': %s", av.v[0], strerror(err_no));
+        goto out;
+    }
+    int code = exit_code_of(&rs);
+    if (rs.cancelled)
         rc = exec_fail(error, "cancelled: the executor is stopping (exit_code %d)", code);
     else if (rs.timed_out)
-        rc = exec_fail(error, "timed out after %llu ms (exit_code %d)",
-                       (unsigned long long)((kill_at - start) / MS), code);
+        rc = ufo_error(result, error, "Timeout after %gs.",
+                       (double)((kill_at - start) / MS) / 1000.0);
     else if (!rs.reaped)
-        rc = exec_fail(error, "exit status unknown (the process ignores SIGCHLD)");
-    else if (code < 0)
-        rc = exec_fail(error, "killed by signal %d", -code);
-    else if (code > 0)
-        rc = exec_fail(error, "exit code %d", code);
+        rc = ufo_error(result, error, "exit status unknown (the process ignores SIGCHLD)");
+    else if (build_result(&rs, code, result))
+        rc = exec_fail(error, "out of memory");
+out:
     aip_free(rs.so.p);
     aip_free(rs.se.p);
-out:
+    aip_free(cwd);
     aip_free(path);
     argv_free(&av);
-    aip_free(command);
+    cJSON_Delete(o);
     return rc;
+}
+
+/* ---- get_system_info ------------------------------------------------------------------------ */
+
+/* Appends s[0..n) without leading and trailing whitespace (Python's str.strip()). */
+static int put_stripped(aip_buf *b, const char *s, size_t n)
+{
+    while (n && strchr(" \t\n\r\v\f", s[0]))
+        s++, n--;
+    while (n && strchr(" \t\n\r\v\f", s[n - 1]))
+        n--;
+    return exec_json_put_text(b, s, n);
+}
+
+int exec_tool_get_system_info(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    aip_executor *e = user;
+    const char *text = call->parameters ? call->parameters : "{}";
+    cJSON *o = cJSON_ParseWithLength(text, strlen(text));
+    const char *key = NULL;
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return exec_fail(error, "parameters must be a JSON object");
+    }
+    if (opt_string(o, "api_key", &key, error)) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    bool key_ok = exec_api_key_ok(e, key);
+    cJSON_Delete(o);
+    if (!key_ok) /* UFO's shape for this tool: no "success" key */
+        return (*result = aip_strdup("{\"error\":\"" AUTH_FAILED "\"}"))
+                   ? 0
+                   : exec_fail(error, "out of memory");
+
+    /* UFO's four fixed argvs: no input reaches them, so no allowlist and no shell */
+    static const struct {
+        const char *key, *prog, *arg;
+    } cmds[] = {{"uname", "uname", "-a"},
+                {"uptime", "uptime", NULL},
+                {"memory", "free", "-h"},
+                {"disk", "df", "-h"}};
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    int rc = aip_buf_putc(&b, '{');
+    for (size_t i = 0; !rc && i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (atomic_load(call->cancelled)) {
+            aip_buf_free(&b);
+            return exec_fail(error, "cancelled: the executor is stopping");
+        }
+        rc = aip_buf_puts(&b, i ? ",\"" : "\"");
+        if (!rc)
+            rc = aip_buf_puts(&b, cmds[i].key);
+        if (!rc)
+            rc = aip_buf_puts(&b, "\":");
+        if (rc)
+            break;
+        char *path = resolve_program(cmds[i].prog);
+        char *argv[] = {(char *)cmds[i].prog, (char *)cmds[i].arg, NULL};
+        run_state rs = {.out = -1, .err = -1, .pidfd = -1};
+        uint64_t kill_at = aip_now_ns(NULL) + (uint64_t)e->exec_timeout_ms * MS;
+        if (call->deadline_ns < kill_at)
+            kill_at = call->deadline_ns;
+        int err_no = path ? run_to_end(e, call, path, argv, NULL, kill_at, &rs) : ENOENT;
+        char msg[300] = "";
+        if (err_no)
+            snprintf(msg, sizeof msg, "Error: cannot run '%s': %s", cmds[i].prog, strerror(err_no));
+        else if (rs.timed_out || rs.cancelled)
+            snprintf(msg, sizeof msg, "Error: '%s' did not finish in time", cmds[i].prog);
+        if (msg[0]) {
+            rc = exec_json_put_text(&b, msg, strlen(msg));
+        } else {
+            size_t n = 0;
+            bool trunc = false;
+            const char *out = tail_view(&rs.so, &n, &trunc);
+            rc = put_stripped(&b, out, n);
+        }
+        aip_free(rs.so.p);
+        aip_free(rs.se.p);
+        aip_free(path);
+    }
+    if (!rc)
+        rc = aip_buf_putc(&b, '}');
+    if (rc || !(*result = exec_buf_take(&b))) {
+        aip_buf_free(&b);
+        return exec_fail(error, "out of memory");
+    }
+    return 0;
 }

@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,19 +236,26 @@ out:
 
 /* ---- running one action ------------------------------------------------------------------ */
 
-static bool tool_lookup(aip_executor *e, const char *name, exec_tool *out)
+/* UFO's command2tool: the exact key, else (no type given) data_collection then action; unlike
+ * UFO, a typed action whose key is missing falls back to the name under the other type. */
+static bool tool_lookup(aip_executor *e, const char *name, aip_tool_type type, exec_tool *out)
 {
-    bool found = false;
+    const exec_tool *exact = NULL, *other = NULL;
     aip_mutex_lock(&e->lock);
-    for (size_t i = 0; i < e->n_tools; i++) {
-        if (strcmp(e->tools[i].name, name) == 0) {
-            *out = e->tools[i]; /* fn and user only are used after the lock is dropped */
-            found = true;
-            break;
-        }
+    for (size_t i = 0; i < e->n_tools && !exact; i++) {
+        const exec_tool *t = &e->tools[i];
+        if (strcmp(t->name, name) != 0)
+            continue;
+        if (t->type == type)
+            exact = t;
+        else if (!other || (type == AIP_TOOL_NONE && t->type == AIP_TOOL_DATA_COLLECTION))
+            other = t;
     }
+    const exec_tool *t = exact ? exact : other;
+    if (t)
+        *out = *t; /* strings are never freed before destroy, so the copies stay valid */
     aip_mutex_unlock(&e->lock);
-    return found;
+    return t != NULL;
 }
 
 static void run_action(aip_executor *e, aip_command *c, aip_result *r)
@@ -265,10 +273,12 @@ static void run_action(aip_executor *e, aip_command *c, aip_result *r)
         result_fail(r, "invalid action: missing tool_name");
         return;
     }
-    if (!tool_lookup(e, c->tool_name, &t)) {
+    if (!tool_lookup(e, c->tool_name, c->tool_type, &t)) {
         result_fail(r, "unknown tool '%.200s'", c->tool_name);
         return;
     }
+    aip_free(r->ns);
+    r->ns = aip_strdup(t.ns); /* NULL on out of memory: the Result is still valid */
     uint64_t start = aip_now_ns(NULL);
     aip_tool_call call = {
         .tool_name = c->tool_name,
@@ -279,7 +289,7 @@ static void run_action(aip_executor *e, aip_command *c, aip_result *r)
     };
     char *out = NULL, *err = NULL;
     int rc = t.fn(&call, t.user, &out, &err);
-    bool late = aip_now_ns(NULL) > call.deadline_ns;
+    bool late = !t.own_deadline && aip_now_ns(NULL) > call.deadline_ns;
     char why[256];
 
     if (rc == 0) {
@@ -399,13 +409,27 @@ static void stop_workers(aip_executor *e)
     e->n_threads = 0;
 }
 
+static void tool_free(exec_tool *t)
+{
+    aip_free(t->name);
+    aip_free(t->description);
+    aip_free(t->ns);
+    aip_free(t->title);
+    aip_free(t->input_schema);
+    aip_free(t->output_schema);
+    aip_free(t->annotations);
+    aip_free(t->meta);
+}
+
 static void executor_free(aip_executor *e)
 {
-    for (size_t i = 0; i < e->n_tools; i++) {
-        aip_free(e->tools[i].name);
-        aip_free(e->tools[i].description);
-    }
+    for (size_t i = 0; i < e->n_tools; i++)
+        tool_free(&e->tools[i]);
     aip_free(e->tools);
+    if (e->api_key) {
+        explicit_bzero(e->api_key, strlen(e->api_key));
+        aip_free(e->api_key);
+    }
     free_strv(e->read_roots, e->n_read_roots);
     free_strv(e->exec_allow, e->n_exec_allow);
     aip_free(e->threads);
@@ -457,19 +481,54 @@ static int copy_config(aip_executor *e, const aip_executor_config *c)
     }
     if (c->n_exec_allow && !c->exec_allow)
         return AIP_E_INVAL;
-    if (c->n_exec_allow) {
-        if (!(e->exec_allow = aip_calloc(c->n_exec_allow, sizeof *e->exec_allow)))
+    if (c->exec_policy) {
+        if (strcmp(c->exec_policy, "ufo-readonly") != 0 || c->exec_shell) {
+            aip_log(AIP_LOG_ERROR, AIP_EXEC_COMPONENT, "exec_policy '%.64s': %s", c->exec_policy,
+                    c->exec_shell ? "needs the shell off" : "unknown (known: ufo-readonly)");
+            return AIP_E_CONFIG;
+        }
+        e->exec_ufo_policy = true;
+    }
+    size_t n_preset = 0;
+    while (e->exec_ufo_policy && exec_ufo_readonly[n_preset])
+        n_preset++;
+    size_t n_allow = c->n_exec_allow + n_preset;
+    if (n_allow) {
+        if (!(e->exec_allow = aip_calloc(n_allow, sizeof *e->exec_allow)))
             return AIP_E_NOMEM;
-        for (size_t i = 0; i < c->n_exec_allow; i++) {
-            if (!c->exec_allow[i] || !c->exec_allow[i][0])
+        for (size_t i = 0; i < n_allow; i++) {
+            const char *a =
+                i < c->n_exec_allow ? c->exec_allow[i] : exec_ufo_readonly[i - c->n_exec_allow];
+            if (!a || !a[0])
                 return AIP_E_INVAL;
-            e->exec_allow[i] = aip_strdup(c->exec_allow[i]);
+            e->exec_allow[i] = aip_strdup(a);
             e->n_exec_allow = i + 1;
             if (!e->exec_allow[i])
                 return AIP_E_NOMEM;
         }
     }
+    if (c->api_key) {
+        if (!c->api_key[0])
+            return AIP_E_INVAL; /* an empty key would look protected and match nothing useful */
+        if (!(e->api_key = aip_strdup(c->api_key)))
+            return AIP_E_NOMEM;
+    }
     return 0;
+}
+
+bool exec_api_key_ok(const aip_executor *e, const char *given)
+{
+    if (!e->api_key)
+        return true;
+    if (!given)
+        return false;
+    size_t kl = strlen(e->api_key), gl = strlen(given);
+    /* Every byte of the key is compared whatever the given text: the time depends on the
+     * key's length only, as hmac.compare_digest's does. */
+    unsigned char diff = (unsigned char)(kl != gl);
+    for (size_t i = 0; i < kl; i++)
+        diff |= (unsigned char)(e->api_key[i] ^ (i < gl ? given[i] : 0));
+    return diff == 0;
 }
 
 int aip_executor_create(const aip_executor_config *cfg, aip_executor **out)
@@ -542,27 +601,70 @@ void aip_executor_destroy(aip_executor *e)
 
 /* ---- registry ---------------------------------------------------------------------------- */
 
-int aip_executor_register(aip_executor *e, const aip_tool_def *def)
+/* *out = a copy of an optional JSON object text. Returns 0, AIP_E_INVAL (not a JSON object),
+ * AIP_E_NOMEM. */
+static int json_object_dup(const char *text, char **out)
 {
-    if (!e || !def || !def->name || !def->name[0] || !def->fn ||
-        (unsigned)def->type >= AIP_TOOL_TYPE_COUNT_ ||
-        !aip_utf8_valid(def->name, strlen(def->name), NULL) ||
-        (def->description && !aip_utf8_valid(def->description, strlen(def->description), NULL)))
+    *out = NULL;
+    if (!text)
+        return 0;
+    aip_codec_limits lim;
+    aip_codec_limits_default(&lim);
+    lim.max_depth = RESULT_MAX_DEPTH - 2; /* it sits inside a list_tools entry */
+    char why[64];
+    if (aip_json_validate(text, strlen(text), AIP_JSON_OBJECT, &lim, why, sizeof why))
+        return AIP_E_INVAL;
+    return (*out = aip_strdup(text)) ? 0 : AIP_E_NOMEM;
+}
+
+/* The field f of info, or NULL when info is NULL or too short to hold it. */
+#define INFO_FIELD(info, f) \
+    ((info) && (info)->size >= offsetof(aip_tool_info, f) + sizeof((info)->f) ? (info)->f : NULL)
+
+static bool utf8_ok(const char *s)
+{
+    return !s || aip_utf8_valid(s, strlen(s), NULL);
+}
+
+int exec_register(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info, bool is_meta,
+                  bool own_deadline)
+{
+    if (!e || !def || !def->name || !def->name[0] || !def->fn || def->type == AIP_TOOL_NONE ||
+        (unsigned)def->type >= AIP_TOOL_TYPE_COUNT_ || (info && info->size < sizeof info->size))
+        return AIP_E_INVAL;
+    const char *ns = INFO_FIELD(info, tool_namespace);
+    const char *title = INFO_FIELD(info, title);
+    if (!utf8_ok(def->name) || !utf8_ok(def->description) || !utf8_ok(ns) || !utf8_ok(title) ||
+        (ns && !ns[0]))
         return AIP_E_INVAL;
     exec_tool t = {.type = def->type, .fn = def->fn, .user = def->user};
-    t.name = aip_strdup(def->name);
-    t.description = def->description ? aip_strdup(def->description) : NULL;
-    if (!t.name || (def->description && !t.description)) {
-        aip_free(t.name);
-        aip_free(t.description);
-        return AIP_E_NOMEM;
+    t.is_meta = is_meta;
+    t.own_deadline = own_deadline;
+    const char *schema = INFO_FIELD(info, input_schema);
+    int rc = json_object_dup(schema ? schema : "{\"type\":\"object\"}", &t.input_schema);
+    if (!rc)
+        rc = json_object_dup(INFO_FIELD(info, output_schema), &t.output_schema);
+    if (!rc)
+        rc = json_object_dup(INFO_FIELD(info, annotations), &t.annotations);
+    if (!rc)
+        rc = json_object_dup(INFO_FIELD(info, meta), &t.meta);
+    if (!rc) {
+        t.name = aip_strdup(def->name);
+        t.description = def->description ? aip_strdup(def->description) : NULL;
+        t.ns = aip_strdup(ns ? ns : AIP_TOOL_NAMESPACE_DEFAULT);
+        t.title = title ? aip_strdup(title) : NULL;
+        if (!t.name || !t.ns || (def->description && !t.description) || (title && !t.title))
+            rc = AIP_E_NOMEM;
     }
-    int rc = 0;
+    if (rc) {
+        tool_free(&t);
+        return rc;
+    }
     aip_mutex_lock(&e->lock);
     if (e->stopping)
         rc = AIP_E_SHUTDOWN;
     for (size_t i = 0; !rc && i < e->n_tools; i++)
-        if (strcmp(e->tools[i].name, t.name) == 0)
+        if (e->tools[i].type == t.type && strcmp(e->tools[i].name, t.name) == 0)
             rc = AIP_E_DUPLICATE;
     if (!rc && e->n_tools == e->cap_tools) {
         size_t ncap = e->cap_tools ? 2 * e->cap_tools : 8;
@@ -577,35 +679,125 @@ int aip_executor_register(aip_executor *e, const aip_tool_def *def)
     if (!rc)
         e->tools[e->n_tools++] = t;
     aip_mutex_unlock(&e->lock);
-    if (rc) {
-        aip_free(t.name);
-        aip_free(t.description);
-    }
+    if (rc)
+        tool_free(&t);
     return rc;
 }
+
+int aip_executor_register_ex(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info)
+{
+    return exec_register(e, def, info, false, false);
+}
+
+int aip_executor_register(aip_executor *e, const aip_tool_def *def)
+{
+    return exec_register(e, def, NULL, false, false);
+}
+
+#define SCHEMA_OBJ(props, req) \
+    "{\"type\":\"object\",\"properties\":{" props "}" req ",\"additionalProperties\":true}"
+
+static const char schema_echo[] =
+    SCHEMA_OBJ("\"text\":{\"type\":\"string\",\"description\":\"The text to return.\"}", "");
+static const char schema_sleep[] = SCHEMA_OBJ(
+    "\"seconds\":{\"type\":\"number\",\"minimum\":0,\"description\":\"How long to sleep.\"}",
+    ",\"required\":[\"seconds\"]");
+static const char schema_list_tools[] = SCHEMA_OBJ(
+    "\"tool_type\":{\"type\":[\"string\",\"null\"],\"enum\":[\"action\",\"data_collection\","
+    "null],\"description\":\"Only tools of this type.\"},"
+    "\"namespace\":{\"type\":[\"string\",\"null\"],\"description\":\"Only tools of this "
+    "namespace.\"},"
+    "\"remove_meta\":{\"type\":\"boolean\",\"default\":true,\"description\":\"Leave meta "
+    "tools (list_tools) out.\"}",
+    "");
+static const char schema_read_file[] = SCHEMA_OBJ(
+    "\"path\":{\"type\":\"string\",\"description\":\"A UTF-8 text file inside the read roots "
+    "(relative: to the first root).\"}",
+    ",\"required\":[\"path\"]");
+#define API_KEY_PROP                                                                        \
+    "\"api_key\":{\"type\":[\"string\",\"null\"],\"description\":\"API key, required when " \
+    "the agent is configured with one (tools.execute_command.api_key_file).\"}"
+static const char schema_execute_command[] = SCHEMA_OBJ(
+    "\"command\":{\"type\":\"string\",\"description\":\"The command line: an allow-listed "
+    "program and its arguments (no shell unless the operator allowed one).\"},"
+    "\"timeout\":{\"type\":\"integer\",\"default\":30,\"description\":\"Maximum execution "
+    "time in seconds (1-120, and at most the operator's limit).\"},"
+    "\"cwd\":{\"type\":[\"string\",\"null\"],\"default\":null,\"description\":\"Working "
+    "directory (default: the agent's).\"}," API_KEY_PROP,
+    ",\"required\":[\"command\"]");
+static const char schema_get_system_info[] = SCHEMA_OBJ(API_KEY_PROP, "");
+static const char out_execute_command[] =
+    "{\"type\":\"object\",\"properties\":{\"success\":{\"type\":\"boolean\"},"
+    "\"exit_code\":{\"type\":\"integer\"},\"stdout\":{\"type\":\"string\"},"
+    "\"stderr\":{\"type\":\"string\"},\"truncated\":{\"type\":\"boolean\"},"
+    "\"error\":{\"type\":\"string\"}},\"required\":[\"success\"]}";
+static const char out_get_system_info[] =
+    "{\"type\":\"object\",\"properties\":{\"uname\":{\"type\":\"string\"},"
+    "\"uptime\":{\"type\":\"string\"},\"memory\":{\"type\":\"string\"},"
+    "\"disk\":{\"type\":\"string\"},\"error\":{\"type\":\"string\"}}}";
 
 int aip_executor_register_builtins(aip_executor *e)
 {
     if (!e)
         return AIP_E_INVAL;
-    const aip_tool_def defs[] = {
-        {"echo", AIP_TOOL_DATA_COLLECTION, exec_tool_echo, e,
-         "Returns parameters.text as a JSON string (null without it)."},
-        {"sleep", AIP_TOOL_ACTION, exec_tool_sleep, e,
-         "Sleeps parameters.seconds (a number), bounded by the command's deadline."},
-        {"list_tools", AIP_TOOL_DATA_COLLECTION, exec_tool_list_tools, e,
-         "Lists the tools of this device: [{name, tool_type, description}]."},
-        {"read_file", AIP_TOOL_DATA_COLLECTION, exec_tool_read_file, e,
-         "Reads the UTF-8 text file parameters.path inside the configured read roots."},
-        {"execute_command", AIP_TOOL_ACTION, exec_tool_execute_command, e,
-         "Runs parameters.command (an allowlisted program) and returns exit_code, stdout, "
-         "stderr."},
+    static const char ro[] = "{\"readOnlyHint\":true}";
+    const struct {
+        aip_tool_def def;
+        aip_tool_info info;
+        bool exec, meta, own_deadline;
+    } b[] = {
+        {{"echo", AIP_TOOL_DATA_COLLECTION, exec_tool_echo, e,
+          "Returns parameters.text as a JSON string (null without it)."},
+         {sizeof(aip_tool_info), NULL, "Echo", schema_echo, NULL, ro, NULL},
+         false,
+         false,
+         false},
+        {{"sleep", AIP_TOOL_ACTION, exec_tool_sleep, e,
+          "Sleeps parameters.seconds (a number), bounded by the command's deadline."},
+         {sizeof(aip_tool_info), NULL, "Sleep", schema_sleep, NULL, ro, NULL},
+         false,
+         false,
+         false},
+        {{"list_tools", AIP_TOOL_ACTION, exec_tool_list_tools, e,
+          "Lists the tools of this device as UFO's MCPToolInfo objects, optionally only those of "
+          "one tool_type and/or namespace."},
+         {sizeof(aip_tool_info), NULL, "list_tools", schema_list_tools, NULL, ro, NULL},
+         false,
+         true,
+         false},
+        {{"list_tools", AIP_TOOL_DATA_COLLECTION, exec_tool_list_tools, e,
+          "Lists the tools of this device as UFO's MCPToolInfo objects, optionally only those of "
+          "one tool_type and/or namespace."},
+         {sizeof(aip_tool_info), NULL, "list_tools", schema_list_tools, NULL, ro, NULL},
+         false,
+         true,
+         false},
+        {{"read_file", AIP_TOOL_DATA_COLLECTION, exec_tool_read_file, e,
+          "Reads the UTF-8 text file parameters.path inside the configured read roots."},
+         {sizeof(aip_tool_info), NULL, "Read file", schema_read_file, NULL, ro, NULL},
+         false,
+         false,
+         false},
+        {{"execute_command", AIP_TOOL_ACTION, exec_tool_execute_command, e,
+          "Execute an allow-listed command on Linux and return success, exit_code, stdout and "
+          "stderr (no shell unless the operator allowed one)."},
+         {sizeof(aip_tool_info), AIP_TOOL_NAMESPACE_BASH, "Execute command", schema_execute_command,
+          out_execute_command, NULL, NULL},
+         true,
+         false,
+         true},
+        {{"get_system_info", AIP_TOOL_ACTION, exec_tool_get_system_info, e,
+          "Get basic system info (uname, uptime, memory, disk)."},
+         {sizeof(aip_tool_info), AIP_TOOL_NAMESPACE_BASH, "Get system info", schema_get_system_info,
+          out_get_system_info, ro, NULL},
+         true,
+         false,
+         true},
     };
-    size_t n = sizeof defs / sizeof defs[0];
-    for (size_t i = 0; i < n; i++) {
-        if (defs[i].fn == exec_tool_execute_command && !e->exec_enabled)
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+        if (b[i].exec && !e->exec_enabled)
             continue;
-        int rc = aip_executor_register(e, &defs[i]);
+        int rc = exec_register(e, &b[i].def, &b[i].info, b[i].meta, b[i].own_deadline);
         if (rc)
             return rc;
     }
@@ -619,10 +811,17 @@ char *aip_executor_features_json(aip_executor *e)
     aip_buf b;
     aip_buf_init(&b, 0);
     int rc = aip_buf_putc(&b, '[');
+    bool first = true;
     aip_mutex_lock(&e->lock);
     for (size_t i = 0; !rc && i < e->n_tools; i++) {
-        if (i)
+        bool seen = false; /* a name registered under both tool types is listed once */
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(e->tools[j].name, e->tools[i].name) == 0;
+        if (seen)
+            continue;
+        if (!first)
             rc = aip_buf_putc(&b, ',');
+        first = false;
         if (!rc)
             rc = aip_json_put_string(&b, e->tools[i].name, strlen(e->tools[i].name));
     }

@@ -21,6 +21,10 @@ typedef struct exec_tool {
     aip_tool_type type;
     aip_tool_fn fn;
     void *user;
+    /* UFO's MCPToolInfo fields (aip_tool_info); the JSON ones are validated object text. */
+    char *ns, *title, *input_schema, *output_schema, *annotations, *meta;
+    bool is_meta;      /* list_tools: hidden by its remove_meta */
+    bool own_deadline; /* enforces its deadline itself: a late result is still its answer */
 } exec_tool;
 
 typedef struct exec_batch {
@@ -44,6 +48,8 @@ struct aip_executor {
     size_t n_exec_allow;
     bool exec_shell;
     uint32_t exec_timeout_ms;
+    bool exec_ufo_policy; /* exec_policy "ufo-readonly" */
+    char *api_key;        /* NULL: api_key parameters are ignored */
     aip_thread *threads;
     unsigned n_threads;
     int cancel_pipe[2]; /* written once by destroy; never read, so it stays readable */
@@ -89,5 +95,17 @@ int exec_tool_sleep(const aip_tool_call *call, void *user, char **result, char *
 int exec_tool_list_tools(const aip_tool_call *call, void *user, char **result, char **error);
 int exec_tool_read_file(const aip_tool_call *call, void *user, char **result, char **error);
 int exec_tool_execute_command(const aip_tool_call *call, void *user, char **result, char **error);
+int exec_tool_get_system_info(const aip_tool_call *call, void *user, char **result, char **error);
+
+/* UFO's read-only program list (exec_policy "ufo-readonly"), NULL-terminated. */
+extern const char *const exec_ufo_readonly[];
+
+/* Registers a tool with internal flags (builtins). */
+int exec_register(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info, bool is_meta,
+                  bool own_deadline);
+
+/* Is `given` (may be NULL) the configured api_key? Constant time in the key's length. True
+ * when no key is configured. */
+bool exec_api_key_ok(const aip_executor *e, const char *given);
 
 #endif /* AIP_EXECUTOR_INTERNAL_H */

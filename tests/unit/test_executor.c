@@ -623,6 +623,70 @@ static void test_queue_full_and_invalid(void **state)
     aip_mutex_destroy(&g.m);
 }
 
+/* Runs list_tools with params; returns the parsed list (status success asserted). */
+static cJSON *list_tools(aip_executor *e, const char *params)
+{
+    aip_msg r;
+    const action a[] = {{"list_tools", params, "c1", NULL}};
+    run(e, a, 1, &r);
+    if (r.action_results[0].status != AIP_RESULT_SUCCESS)
+        fail_msg("list_tools %s: %s", params ? params : "{}", r.action_results[0].error);
+    cJSON *j = parse(r.action_results[0].result);
+    assert_true(cJSON_IsArray(j));
+    aip_msg_clear(&r);
+    return j;
+}
+
+/* Every entry has UFO's ten MCPToolInfo keys, with the types pydantic requires. */
+static void check_tool_infos(const cJSON *list)
+{
+    static const char *const keys[] = {"tool_key",  "tool_name",   "title",        "namespace",
+                                       "tool_type", "description", "input_schema", "output_schema",
+                                       "meta",      "annotations"};
+    const cJSON *t;
+    cJSON_ArrayForEach(t, list)
+    {
+        assert_int_equal(cJSON_GetArraySize(t), 10);
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            assert_non_null(cJSON_GetObjectItemCaseSensitive(t, keys[k]));
+        const char *name = cJSON_GetObjectItem(t, "tool_name")->valuestring;
+        const char *type = cJSON_GetObjectItem(t, "tool_type")->valuestring;
+        char key[200];
+        snprintf(key, sizeof key, "%s::%s", type, name);
+        assert_string_equal(cJSON_GetObjectItem(t, "tool_key")->valuestring, key);
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(t, "namespace")));
+        assert_true(cJSON_IsObject(cJSON_GetObjectItem(t, "input_schema")));
+        for (size_t k = 7; k < 10; k++) {
+            const cJSON *v = cJSON_GetObjectItem(t, keys[k]);
+            assert_true(cJSON_IsNull(v) || cJSON_IsObject(v));
+        }
+    }
+}
+
+/* The tool names of a list, comma-joined, in order. */
+static void names_of(const cJSON *list, char *out, size_t n)
+{
+    out[0] = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, list)
+    {
+        if (out[0])
+            strncat(out, ",", n - strlen(out) - 1);
+        strncat(out, cJSON_GetObjectItem(t, "tool_name")->valuestring, n - strlen(out) - 1);
+    }
+}
+
+static void expect_names(aip_executor *e, const char *params, const char *want)
+{
+    cJSON *j = list_tools(e, params);
+    check_tool_infos(j);
+    char got[512];
+    names_of(j, got, sizeof got);
+    if (strcmp(got, want) != 0)
+        fail_msg("list_tools %s: got [%s], want [%s]", params ? params : "{}", got, want);
+    cJSON_Delete(j);
+}
+
 static void test_features_and_list_tools(void **state)
 {
     (void)state;
@@ -630,23 +694,130 @@ static void test_features_and_list_tools(void **state)
     char *f = aip_executor_features_json(e);
     assert_string_equal(f, "[\"echo\",\"sleep\",\"list_tools\",\"read_file\"]");
     aip_free(f);
-    aip_msg r;
-    const action a[] = {{"list_tools", NULL, "c1", NULL}};
-    run(e, a, 1, &r);
-    cJSON *j = parse(r.action_results[0].result);
-    assert_int_equal(cJSON_GetArraySize(j), 4);
+
+    /* UFO's MCPToolInfo shape; meta tools left out by default */
+    cJSON *j = list_tools(e, NULL);
+    check_tool_infos(j);
+    assert_int_equal(cJSON_GetArraySize(j), 3);
     cJSON *t0 = cJSON_GetArrayItem(j, 0);
-    assert_string_equal(cJSON_GetObjectItem(t0, "name")->valuestring, "echo");
+    assert_string_equal(cJSON_GetObjectItem(t0, "tool_key")->valuestring, "data_collection::echo");
+    assert_string_equal(cJSON_GetObjectItem(t0, "namespace")->valuestring, "AgentTools");
     assert_string_equal(cJSON_GetObjectItem(t0, "tool_type")->valuestring, "data_collection");
     assert_true(cJSON_IsString(cJSON_GetObjectItem(t0, "description")));
+    assert_string_equal(
+        cJSON_GetObjectItem(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(t0, "input_schema"), "properties"), "text")
+            ->child->valuestring,
+        "string");
     cJSON_Delete(j);
+    expect_names(e, "{\"remove_meta\": false}", "echo,sleep,list_tools,list_tools,read_file");
+    expect_names(e, "{\"tool_type\": \"action\"}", "sleep");
+    expect_names(e, "{\"tool_type\": \"action\", \"remove_meta\": false}", "sleep,list_tools");
+    expect_names(e, "{\"tool_type\": \"data_collection\"}", "echo,read_file");
+    expect_names(e, "{\"tool_type\": null, \"namespace\": null}", "echo,sleep,read_file");
+    expect_names(e, "{\"tool_type\": \"nope\"}", ""); /* unknown filters: [] */
+    expect_names(e, "{\"namespace\": \"BashExecutor\"}", "");
+
+    /* a filter of the wrong type is an invalid call: failure naming it, the rest skipped */
+    aip_msg r;
+    const action bad[] = {{"list_tools", "{\"tool_type\": 5}", "c1", NULL},
+                          {"echo", NULL, "c2", NULL}};
+    run(e, bad, 2, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(r.action_results[0].error, "parameters.tool_type"));
+    assert_string_equal(r.action_results[0].ns, "AgentTools");
+    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    assert_null(r.action_results[1].ns);
+    assert_null(r.action_results[1].result);
     aip_msg_clear(&r);
     aip_executor_destroy(e);
 
+    /* with execute_command: UFO's LinuxAgent tools, namespace BashExecutor, type action */
     aip_executor_config cfg = {.exec_enabled = true};
     e = make(&cfg);
     f = aip_executor_features_json(e);
-    assert_true(has(f, "\"execute_command\""));
+    assert_string_equal(f, "[\"echo\",\"sleep\",\"list_tools\",\"read_file\",\"execute_command\","
+                           "\"get_system_info\"]");
+    aip_free(f);
+    expect_names(e, "{\"tool_type\": \"action\"}", "sleep,execute_command,get_system_info");
+    expect_names(e, "{\"namespace\": \"BashExecutor\"}", "execute_command,get_system_info");
+    j = list_tools(e, "{\"namespace\": \"BashExecutor\"}");
+    cJSON *ec = cJSON_GetArrayItem(j, 0);
+    assert_string_equal(cJSON_GetObjectItem(ec, "tool_key")->valuestring,
+                        "action::execute_command");
+    cJSON *req = cJSON_GetObjectItem(cJSON_GetObjectItem(ec, "input_schema"), "required");
+    assert_string_equal(cJSON_GetArrayItem(req, 0)->valuestring, "command");
+    assert_true(cJSON_IsObject(cJSON_GetObjectItem(ec, "output_schema")));
+    cJSON_Delete(j);
+    aip_executor_destroy(e);
+}
+
+static void test_register_ex(void **state)
+{
+    (void)state;
+    aip_executor *e = make(NULL);
+    aip_tool_def d = {"probe", AIP_TOOL_ACTION, tool_info, NULL, "A probe."};
+    aip_tool_info info = {sizeof info,
+                          "Probes",
+                          "Probe",
+                          "{\"type\":\"object\",\"properties\":{}}",
+                          "{\"type\":\"object\"}",
+                          "{\"readOnlyHint\":true}",
+                          "{\"v\":1}"};
+    assert_int_equal(aip_executor_register_ex(e, &d, &info), 0);
+    assert_int_equal(aip_executor_register_ex(e, &d, &info), AIP_E_DUPLICATE);
+    d.type = AIP_TOOL_DATA_COLLECTION; /* the same name under the other type: another key */
+    assert_int_equal(aip_executor_register_ex(e, &d, NULL), 0);
+    d.type = AIP_TOOL_NONE;
+    assert_int_equal(aip_executor_register_ex(e, &d, &info), AIP_E_INVAL);
+    d.type = AIP_TOOL_ACTION;
+    d.name = "bad_schema";
+    aip_tool_info bad = info;
+    bad.input_schema = "[1]";
+    assert_int_equal(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
+    bad.input_schema = "{\"a\":";
+    assert_int_equal(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
+    bad = info;
+    bad.tool_namespace = "";
+    assert_int_equal(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
+    bad = info;
+    bad.size = 1; /* cannot even hold `size` */
+    assert_int_equal(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
+    /* an older caller's shorter struct: the fields past its size are taken as NULL */
+    bad = info;
+    bad.size = offsetof(aip_tool_info, title);
+    d.name = "old_caller";
+    assert_int_equal(aip_executor_register_ex(e, &d, &bad), 0);
+
+    cJSON *j = list_tools(e, "{\"namespace\": \"Probes\"}");
+    check_tool_infos(j);
+    assert_int_equal(cJSON_GetArraySize(j), 2);
+    cJSON *p = cJSON_GetArrayItem(j, 0);
+    assert_string_equal(cJSON_GetObjectItem(p, "tool_key")->valuestring, "action::probe");
+    assert_string_equal(cJSON_GetObjectItem(p, "title")->valuestring, "Probe");
+    assert_true(
+        cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "annotations"), "readOnlyHint")));
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "meta"), "v")->valueint, 1);
+    cJSON *o = cJSON_GetArrayItem(j, 1);
+    assert_string_equal(cJSON_GetObjectItem(o, "tool_name")->valuestring, "old_caller");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "title")));
+    assert_string_equal(cJSON_GetObjectItem(o, "input_schema")->child->valuestring, "object");
+    cJSON_Delete(j);
+    j = list_tools(e, "{\"namespace\": \"AgentTools\", \"tool_type\": \"data_collection\"}");
+    char got[256];
+    names_of(j, got, sizeof got);
+    assert_string_equal(got, "echo,read_file,probe"); /* registered without info */
+    cJSON_Delete(j);
+
+    /* the Result carries the tool's namespace; the exact key wins over the other type */
+    aip_msg r;
+    const action a[] = {{"probe", NULL, "c1", NULL}};
+    run(e, a, 1, &r); /* make_cmd types every action "action" */
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    assert_string_equal(r.action_results[0].ns, "Probes");
+    aip_msg_clear(&r);
+    char *f = aip_executor_features_json(e);
+    assert_true(has(f, "\"probe\",\"old_caller\"]")); /* probe once */
     aip_free(f);
     aip_executor_destroy(e);
 }
@@ -753,6 +924,13 @@ static void test_read_file(void **state)
 /* ---- execute_command ---------------------------------------------------------------------------
  */
 
+/* Runs {"execute_command", params} then echo; the answer in *r. */
+static void exec_params(aip_executor *e, const char *params, aip_msg *r)
+{
+    const action a[] = {{"execute_command", params, "c1", NULL}, {"echo", NULL, "c2", NULL}};
+    run(e, a, 2, r);
+}
+
 static void exec_one(aip_executor *e, const char *command, aip_msg *r)
 {
     aip_buf b;
@@ -761,9 +939,7 @@ static void exec_one(aip_executor *e, const char *command, aip_msg *r)
     aip_json_put_string(&b, command, strlen(command));
     aip_buf_puts(&b, "}");
     aip_buf_nul(&b);
-    const action a[] = {{"execute_command", (const char *)b.data, "c1", NULL},
-                        {"echo", NULL, "c2", NULL}};
-    run(e, a, 2, r);
+    exec_params(e, (const char *)b.data, r);
     aip_buf_free(&b);
 }
 
@@ -775,6 +951,52 @@ static int exit_code_of(const aip_msg *r)
     return code;
 }
 
+/* UFO's contract: a well-formed call is a successful tool call; the next action runs. The
+ * result is {"success": false, "error": ...} with the error containing `why`, or, when why is
+ * NULL, the command ran ({success, exit_code, stdout, stderr, truncated}). Returns the parsed
+ * result (cJSON_Delete it). */
+static cJSON *expect_ufo(const aip_msg *r, const char *why)
+{
+    if (r->action_results[0].status != AIP_RESULT_SUCCESS)
+        fail_msg("status %d, error '%s'", r->action_results[0].status, r->action_results[0].error);
+    assert_null(r->action_results[0].error);
+    assert_string_equal(r->action_results[0].ns, "BashExecutor");
+    assert_int_equal(r->n_action_results, 2);
+    assert_int_equal(r->action_results[1].status, AIP_RESULT_SUCCESS); /* the batch went on */
+    cJSON *j = parse(r->action_results[0].result);
+    const cJSON *ok = cJSON_GetObjectItem(j, "success");
+    assert_true(cJSON_IsBool(ok));
+    if (why) {
+        assert_true(cJSON_IsFalse(ok));
+        assert_int_equal(cJSON_GetArraySize(j), 2);
+        const char *err = cJSON_GetObjectItem(j, "error")->valuestring;
+        if (!has(err, why))
+            fail_msg("error '%s' lacks '%s'", err, why);
+    } else {
+        assert_int_equal(cJSON_GetArraySize(j), 5);
+        assert_true(cJSON_IsNumber(cJSON_GetObjectItem(j, "exit_code")));
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(j, "stdout")));
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(j, "stderr")));
+        assert_true(cJSON_IsBool(cJSON_GetObjectItem(j, "truncated")));
+        assert_int_equal(cJSON_IsTrue(ok), cJSON_GetObjectItem(j, "exit_code")->valueint == 0);
+    }
+    return j;
+}
+
+/* An invalid call: failure naming it, the rest skipped with UFO's text, result and
+ * namespace null. */
+static void expect_invalid(const aip_msg *r, const char *why)
+{
+    assert_int_equal(r->action_results[0].status, AIP_RESULT_FAILURE);
+    if (!has(r->action_results[0].error, why))
+        fail_msg("error '%s' lacks '%s'", r->action_results[0].error, why);
+    assert_null(r->action_results[0].result);
+    assert_int_equal(r->action_results[1].status, AIP_RESULT_SKIPPED);
+    assert_string_equal(r->action_results[1].error, SKIPPED);
+    assert_null(r->action_results[1].result);
+    assert_null(r->action_results[1].ns);
+}
+
 static void test_exec_refusals(void **state)
 {
     (void)state;
@@ -783,6 +1005,7 @@ static void test_exec_refusals(void **state)
     exec_one(e, "/bin/echo hi", &r);
     assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
     assert_true(has(r.action_results[0].error, "unknown tool 'execute_command'"));
+    assert_null(r.action_results[0].ns);
     assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
     aip_msg_clear(&r);
     aip_executor_destroy(e);
@@ -804,25 +1027,49 @@ static void test_exec_refusals(void **state)
         {"echo \"$HOME\"", "shell expansion"},
         {"echo 'unterminated", "unterminated"},
         {"   ", "empty command"},
+        {"", "empty command"},
+        {"no-such-program-x", "was not found on PATH"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         exec_one(e, cases[i].cmd, &r);
-        assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
-        if (!has(r.action_results[0].error, cases[i].why))
-            fail_msg("%s: got '%s'", cases[i].cmd, r.action_results[0].error);
-        assert_null(r.action_results[0].result);
+        cJSON *j = expect_ufo(&r, cases[i].why);
+        if (strstr(cases[i].why, "refused") || strstr(cases[i].why, "shell") ||
+            strstr(cases[i].why, "allowlist"))
+            assert_true(has(cJSON_GetObjectItem(j, "error")->valuestring,
+                            "Command blocked by security policy"));
+        cJSON_Delete(j);
         aip_msg_clear(&r);
     }
     /* quoted metacharacters are plain text */
     exec_one(e, "echo 'a;b|c' \"$\"x\\$ d\\ e", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE); /* "$" inside "" */
+    cJSON_Delete(expect_ufo(&r, "shell expansion")); /* "$" inside "" */
     aip_msg_clear(&r);
     exec_one(e, "echo 'a;b|c $x' \"q\\\"uote\" d\\ e", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
-    cJSON *j = parse(r.action_results[0].result);
+    cJSON *j = expect_ufo(&r, NULL);
     assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring, "a;b|c $x q\"uote d e\n");
     cJSON_Delete(j);
     aip_msg_clear(&r);
+
+    /* invalid calls fail and skip the rest */
+    static const struct {
+        const char *params, *why;
+    } invalid[] = {
+        {"{}", "parameters.command is required"},
+        {"{\"command\": null}", "parameters.command is required"},
+        {"{\"command\": 5}", "parameters.command must be a string"},
+        {"{\"command\": \"echo\", \"timeout\": \"abc\"}", "parameters.timeout must be an integer"},
+        {"{\"command\": \"echo\", \"timeout\": 2.5}", "parameters.timeout must be an integer"},
+        {"{\"command\": \"echo\", \"timeout\": true}", "parameters.timeout must be an integer"},
+        {"{\"command\": \"echo\", \"timeout\": null}", "parameters.timeout must be an integer"},
+        {"{\"command\": \"echo\", \"cwd\": 7}", "parameters.cwd must be a string"},
+        {"{\"command\": \"echo\", \"api_key\": []}", "parameters.api_key must be a string"},
+    };
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        exec_params(e, invalid[i].params, &r);
+        expect_invalid(&r, invalid[i].why);
+        assert_string_equal(r.action_results[0].ns, "BashExecutor");
+        aip_msg_clear(&r);
+    }
     aip_executor_destroy(e);
 }
 
@@ -840,9 +1087,8 @@ static void test_exec_runs(void **state)
     aip_msg r;
 
     exec_one(e, "/bin/echo hi", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
-    assert_int_equal(r.action_results[1].status, AIP_RESULT_SUCCESS);
-    cJSON *j = parse(r.action_results[0].result);
+    cJSON *j = expect_ufo(&r, NULL);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "success")));
     assert_int_equal(cJSON_GetObjectItem(j, "exit_code")->valueint, 0);
     assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring, "hi\n");
     assert_string_equal(cJSON_GetObjectItem(j, "stderr")->valuestring, "");
@@ -852,7 +1098,7 @@ static void test_exec_runs(void **state)
 
     /* only PATH and LANG reach the child */
     exec_one(e, "env", &r);
-    j = parse(r.action_results[0].result);
+    j = expect_ufo(&r, NULL);
     assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring,
                         "PATH=/usr/local/bin:/usr/bin:/bin\nLANG=C.UTF-8\n");
     cJSON_Delete(j);
@@ -860,8 +1106,7 @@ static void test_exec_runs(void **state)
 
     /* over the cap: the tail is kept */
     exec_one(e, "seq 1 5000", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
-    j = parse(r.action_results[0].result);
+    j = expect_ufo(&r, NULL);
     const char *out = cJSON_GetObjectItem(j, "stdout")->valuestring;
     assert_int_equal(strlen(out), 1000);
     size_t ol = strlen(out);
@@ -872,44 +1117,37 @@ static void test_exec_runs(void **state)
 
     /* bytes that are not UTF-8 become U+FFFD */
     exec_one(e, "printf 'x\\377y\\0z'", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
-    j = parse(r.action_results[0].result);
+    j = expect_ufo(&r, NULL);
     assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring,
                         "x\xef\xbf\xbdy\xef\xbf\xbdz");
     cJSON_Delete(j);
     aip_msg_clear(&r);
 
-    /* a non-zero exit is a failure that carries its result */
+    /* a non-zero exit is a successful call with success false: the batch goes on (UFO) */
     exec_one(e, "sleep --no-such-option", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    j = expect_ufo(&r, NULL);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "success")));
     assert_true(exit_code_of(&r) > 0);
-    assert_true(has(r.action_results[0].error, "exit code"));
-    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    assert_true(strlen(cJSON_GetObjectItem(j, "stderr")->valuestring) > 0);
+    cJSON_Delete(j);
     aip_msg_clear(&r);
 
-    /* killed at the timeout: SIGTERM to the group, answered promptly */
+    /* killed at the operator's timeout (300 ms, below UFO's default 30 s): UFO's timeout
+     * result, no output, answered promptly */
     uint64_t t0 = aip_now_ns(NULL);
     exec_one(e, "sleep 30", &r);
     uint64_t took = ms_since(t0);
     assert_true(took >= 290 && took < 2500);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
-    int code = exit_code_of(&r);
-    assert_true(code == -15 || code == -9);
-    assert_true(has(r.action_results[0].error, "timed out after 300 ms"));
-    assert_int_equal(r.action_results[1].status, AIP_RESULT_SKIPPED);
+    j = expect_ufo(&r, "Timeout after 0.3s.");
+    assert_string_equal(cJSON_GetObjectItem(j, "error")->valuestring, "Timeout after 0.3s.");
+    cJSON_Delete(j);
     aip_msg_clear(&r);
 
-    /* a child that never stops writing is still killed on time, its tail kept */
+    /* a child that never stops writing is still killed on time */
     t0 = aip_now_ns(NULL);
     exec_one(e, "yes", &r);
     assert_true(ms_since(t0) < 2500);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
-    j = parse(r.action_results[0].result);
-    assert_int_equal(strlen(cJSON_GetObjectItem(j, "stdout")->valuestring), 1000);
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "truncated")));
-    code = cJSON_GetObjectItem(j, "exit_code")->valueint;
-    assert_true(code == -15 || code == -9 || code == -13);
-    cJSON_Delete(j);
+    cJSON_Delete(expect_ufo(&r, "Timeout after"));
     aip_msg_clear(&r);
     aip_executor_destroy(e);
 
@@ -919,23 +1157,20 @@ static void test_exec_runs(void **state)
         .exec_enabled = true, .exec_allow = allow_sh, .n_exec_allow = 3, .exec_shell = true};
     e = make(&sc);
     exec_one(e, "exit 3", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    cJSON_Delete(expect_ufo(&r, NULL));
     assert_int_equal(exit_code_of(&r), 3);
     aip_msg_clear(&r);
     exec_one(e, "/bin/sh -c 'exit 3'", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    cJSON_Delete(expect_ufo(&r, NULL));
     assert_int_equal(exit_code_of(&r), 3);
-    assert_true(has(r.action_results[0].error, "exit code 3"));
     aip_msg_clear(&r);
     exec_one(e, "echo a | tr a b", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
-    j = parse(r.action_results[0].result);
+    j = expect_ufo(&r, NULL);
     assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring, "b\n");
     cJSON_Delete(j);
     aip_msg_clear(&r);
     exec_one(e, "cat /etc/hostname", &r);
-    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
-    assert_true(has(r.action_results[0].error, "not on the allowlist"));
+    cJSON_Delete(expect_ufo(&r, "not on the allowlist"));
     aip_msg_clear(&r);
     aip_executor_destroy(e);
 
@@ -943,6 +1178,209 @@ static void test_exec_runs(void **state)
     assert_int_equal(count_fds(), fds0);
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
     assert_int_equal(errno, ECHILD);
+}
+
+/* UFO's parameters: timeout (clamped 1..120, never above the operator's), cwd, api_key. */
+static void test_exec_ufo_params(void **state)
+{
+    (void)state;
+    const char *allow[] = {"sleep", "pwd", "echo"};
+    aip_executor_config cfg = {
+        .exec_enabled = true, .exec_allow = allow, .n_exec_allow = 3, .api_key = "s3cret-k3y"};
+    aip_executor *e = make(&cfg);
+    aip_msg r;
+
+    /* timeout: sleep 4 with timeout 1 ends in about 1 s with UFO's result */
+    uint64_t t0 = aip_now_ns(NULL);
+    exec_params(e, "{\"command\": \"sleep 4\", \"timeout\": 1, \"api_key\": \"s3cret-k3y\"}", &r);
+    uint64_t took = ms_since(t0);
+    cJSON *j = expect_ufo(&r, "Timeout after 1s.");
+    assert_string_equal(cJSON_GetObjectItem(j, "error")->valuestring, "Timeout after 1s.");
+    assert_true(took >= 950 && took < 3500);
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    /* 0 and negative are clamped to 1 s; a string of digits is an integer (pydantic lax) */
+    exec_params(e, "{\"command\": \"sleep 3\", \"timeout\": -5, \"api_key\": \"s3cret-k3y\"}", &r);
+    cJSON_Delete(expect_ufo(&r, "Timeout after 1s."));
+    aip_msg_clear(&r);
+    exec_params(e, "{\"command\": \"sleep 3\", \"timeout\": \"1\", \"api_key\": \"s3cret-k3y\"}",
+                &r);
+    cJSON_Delete(expect_ufo(&r, "Timeout after 1s."));
+    aip_msg_clear(&r);
+    exec_params(e, "{\"command\": \"sleep 0.1\", \"timeout\": 1.0, \"api_key\": \"s3cret-k3y\"}",
+                &r);
+    cJSON_Delete(expect_ufo(&r, NULL));
+    aip_msg_clear(&r);
+
+    /* cwd: absolute, relative (resolved), missing, not a directory */
+    exec_params(
+        e, "{\"command\": \"pwd\", \"cwd\": \"/usr/share/../lib\", \"api_key\": \"s3cret-k3y\"}",
+        &r);
+    j = expect_ufo(&r, NULL);
+    assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring, "/usr/lib\n");
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    char here[4096];
+    assert_non_null(getcwd(here, sizeof here));
+    exec_params(e, "{\"command\": \"pwd\", \"cwd\": \".\", \"api_key\": \"s3cret-k3y\"}", &r);
+    j = expect_ufo(&r, NULL);
+    char *real = realpath(here, NULL);
+    char want[4200];
+    snprintf(want, sizeof want, "%s\n", real);
+    free(real);
+    assert_string_equal(cJSON_GetObjectItem(j, "stdout")->valuestring, want);
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    exec_params(e, "{\"command\": \"pwd\", \"cwd\": \"/no/such/dir\", \"api_key\": \"s3cret-k3y\"}",
+                &r);
+    j = expect_ufo(&r, "Invalid working directory:");
+    assert_string_equal(
+        cJSON_GetObjectItem(j, "error")->valuestring,
+        "Invalid working directory: Working directory does not exist: /no/such/dir");
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    exec_params(
+        e, "{\"command\": \"pwd\", \"cwd\": \"/etc/hostname\", \"api_key\": \"s3cret-k3y\"}", &r);
+    cJSON_Delete(expect_ufo(&r, "Invalid working directory:"));
+    aip_msg_clear(&r);
+
+    /* api_key: missing, wrong, a prefix, longer: UFO's "Authentication failed" */
+    static const char *const bad_keys[] = {
+        "{\"command\": \"echo x\"}",
+        "{\"command\": \"echo x\", \"api_key\": null}",
+        "{\"command\": \"echo x\", \"api_key\": \"wrong\"}",
+        "{\"command\": \"echo x\", \"api_key\": \"s3cret\"}",
+        "{\"command\": \"echo x\", \"api_key\": \"s3cret-k3yy\"}",
+        "{\"command\": \"echo x\", \"api_key\": \"\"}"};
+    for (size_t i = 0; i < sizeof bad_keys / sizeof bad_keys[0]; i++) {
+        exec_params(e, bad_keys[i], &r);
+        j = expect_ufo(&r, "Authentication failed. Invalid or missing API key.");
+        cJSON_Delete(j);
+        aip_msg_clear(&r);
+    }
+    const action si[] = {{"get_system_info", "{}", "c1", NULL}};
+    run(e, si, 1, &r);
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_SUCCESS);
+    assert_string_equal(r.action_results[0].result,
+                        "{\"error\":\"Authentication failed. Invalid or missing API key.\"}");
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+
+    /* no key configured: an api_key is accepted and ignored; an empty key is refused */
+    cfg.api_key = NULL;
+    e = make(&cfg);
+    exec_params(e, "{\"command\": \"echo x\", \"api_key\": \"anything\"}", &r);
+    cJSON_Delete(expect_ufo(&r, NULL));
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+    cfg.api_key = "";
+    aip_executor *bad = NULL;
+    assert_int_equal(aip_executor_create(&cfg, &bad), AIP_E_INVAL);
+    assert_null(bad);
+
+    /* the operator's limit caps UFO's timeout */
+    cfg.api_key = NULL;
+    cfg.exec_timeout_ms = 500;
+    e = make(&cfg);
+    exec_params(e, "{\"command\": \"sleep 5\", \"timeout\": 120}", &r);
+    cJSON_Delete(expect_ufo(&r, "Timeout after 0.5s."));
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
+/* exec_policy "ufo-readonly": UFO's allow-list, dangerous patterns and argument rules. */
+static void test_exec_ufo_policy(void **state)
+{
+    (void)state;
+    aip_executor_config cfg = {.exec_enabled = true, .exec_policy = "ufo-readonly"};
+    aip_executor *e = make(&cfg);
+    aip_msg r;
+    static const char *const ok[] = {"ls /",
+                                     "cat /etc/hostname",
+                                     "uname -a",
+                                     "echo 'hi there'",
+                                     "find /etc -maxdepth 0",
+                                     "wc -l /etc/hostname"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        exec_one(e, ok[i], &r);
+        cJSON *j = expect_ufo(&r, NULL);
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(j, "success")))
+            fail_msg("%s: %s", ok[i], r.action_results[0].result);
+        cJSON_Delete(j);
+        aip_msg_clear(&r);
+    }
+    static const struct {
+        const char *cmd, *why;
+    } refused[] = {
+        {"rm -rf /tmp/x", "not on the allowlist"},
+        {"sh -c id", "not on the allowlist"},
+        {"ls; id", "shell metacharacters"},
+        {"ls 'a|b'", "shell metacharacters"}, /* UFO scans the raw text, quotes or not */
+        {"cat '/dev/tcp/127.0.0.1/9'", "/dev/tcp"},
+        {"echo '$(id)'", "command substitution"},
+        {"ls '>x'", "I/O redirection"},
+        {"find / -exec id", "find -exec"},
+        {"find / -execdir id", "find -exec"},
+        {"find /tmp -delete", "find with an action"},
+        {"find /tmp -fprint /tmp/x", "find with an action"},
+        {"python3 -c 'print(1)'", "python runs only with --version"},
+        {"python3", "python without arguments"},
+        {"/tmp/ls", "not on the allowlist"}, /* UFO checks the basename only; we check the file */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        exec_one(e, refused[i].cmd, &r);
+        cJSON *j = expect_ufo(&r, refused[i].why);
+        assert_true(has(cJSON_GetObjectItem(j, "error")->valuestring,
+                        "Command blocked by security policy"));
+        cJSON_Delete(j);
+        aip_msg_clear(&r);
+    }
+    if (access("/usr/bin/python3", X_OK) == 0) {
+        exec_one(e, "python3 --version", &r);
+        cJSON_Delete(expect_ufo(&r, NULL));
+        aip_msg_clear(&r);
+    }
+    aip_executor_destroy(e);
+
+    aip_executor *bad = NULL;
+    cfg.exec_shell = true; /* UFO's policy is shell=False */
+    assert_int_equal(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
+    cfg.exec_shell = false;
+    cfg.exec_policy = "ufo";
+    assert_int_equal(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
+    assert_null(bad);
+}
+
+static void test_get_system_info(void **state)
+{
+    (void)state;
+    aip_executor_config cfg = {.exec_enabled = true};
+    aip_executor *e = make(&cfg);
+    aip_msg r;
+    const action a[] = {{"get_system_info", NULL, "c1", NULL},
+                        {"get_system_info", "{\"api_key\": \"ignored\"}", "c2", NULL}};
+    run(e, a, 2, &r);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r.action_results[i].status, AIP_RESULT_SUCCESS);
+        assert_string_equal(r.action_results[i].ns, "BashExecutor");
+        cJSON *j = parse(r.action_results[i].result);
+        assert_int_equal(cJSON_GetArraySize(j), 4);
+        static const char *const keys[] = {"uname", "uptime", "memory", "disk"};
+        for (int k = 0; k < 4; k++) {
+            const cJSON *v = cJSON_GetObjectItem(j, keys[k]);
+            assert_true(cJSON_IsString(v));
+            size_t n = strlen(v->valuestring);
+            assert_true(n > 0 && v->valuestring[n - 1] != '\n' && v->valuestring[0] != ' ');
+        }
+        assert_true(has(cJSON_GetObjectItem(j, "uname")->valuestring, "Linux"));
+        assert_true(has(cJSON_GetObjectItem(j, "memory")->valuestring, "Mem:"));
+        assert_true(has(cJSON_GetObjectItem(j, "disk")->valuestring, "Filesystem"));
+        cJSON_Delete(j);
+    }
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 }
 
 static void test_exec_killed_by_destroy(void **state)
@@ -978,9 +1416,13 @@ int main(void)
         cmocka_unit_test(test_many_batches_many_workers),
         cmocka_unit_test(test_queue_full_and_invalid),
         cmocka_unit_test(test_features_and_list_tools),
+        cmocka_unit_test(test_register_ex),
         cmocka_unit_test(test_read_file),
         cmocka_unit_test(test_exec_refusals),
         cmocka_unit_test(test_exec_runs),
+        cmocka_unit_test(test_exec_ufo_params),
+        cmocka_unit_test(test_exec_ufo_policy),
+        cmocka_unit_test(test_get_system_info),
         cmocka_unit_test(test_exec_killed_by_destroy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,8 +39,13 @@ typedef struct aip_agent_config {
 
 /* Creates the executor with the built-in tools plus get_device_info. Does not connect. */
 int aip_agent_create(const aip_agent_config *cfg, aip_agent **out);
-/* Adds an embedder's tool (before aip_agent_start, so it is listed in supported_features). */
+/* Adds an embedder's tool (before aip_agent_start, so it is listed in supported_features),
+ * keyed "<tool_type>::<name>". _ex adds what list_tools shows of it in UFO's MCPToolInfo shape
+ * (namespace, title, schemas, annotations: see aip_tool_info and its `size` rule); without it
+ * the tool is in namespace AIP_TOOL_NAMESPACE_DEFAULT with input_schema {"type":"object"}.
+ * Returns as aip_executor_register_ex, or AIP_E_STATE after start, AIP_E_INVAL for a NULL a. */
 int aip_agent_register_tool(aip_agent *a, const aip_tool_def *def);
+int aip_agent_register_tool_ex(aip_agent *a, const aip_tool_def *def, const aip_tool_info *info);
 /* Collects system info and starts the connection (registration, heartbeats, reconnects). */
 int aip_agent_start(aip_agent *a);
 /* The connection, for requests of the embedder's own (NULL before start). */

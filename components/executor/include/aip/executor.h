@@ -19,10 +19,17 @@
  *
  * Batch semantics (exact; PROTOCOL.md §3.4): actions run in order; after the first failure
  * every remaining action is `skipped` with UFO's text "Skipped due to previous failure
- * (early_exit=True)."; an unknown tool, an action the decoder marked invalid, a tool failure
- * (with a generic reason when the tool gave none), invalid JSON from a tool, and a tool that
- * returns after its deadline are all `failure` Results naming the problem. Every accepted batch
- * gets exactly one done() call — also when the executor is destroyed first.
+ * (early_exit=True).", `result` and `namespace` null; an unknown tool, an action the decoder
+ * marked invalid, a tool failure (with a generic reason when the tool gave none), invalid JSON
+ * from a tool, and a tool that returns after its deadline are all `failure` Results naming the
+ * problem. Every Result of a tool that exists carries the tool's namespace, as UFO's device
+ * sends it. Every accepted batch gets exactly one done() call — also when the executor is
+ * destroyed first.
+ *
+ * Tool lookup, as UFO's command2tool: the key "<tool_type>::<tool_name>" of the action; an
+ * action without a tool type tries data_collection, then action. Unlike UFO, an action whose
+ * type names no such tool falls back to the tool of that name under the other type (UFO fails
+ * the action), so a server that mislabels a tool's type still reaches it.
  *
  * Ownership: config strings and tool names/descriptions are copied; tool user data is
  * borrowed. submit takes the contents of *command; done() takes ownership of *results.
@@ -65,12 +72,35 @@ typedef struct aip_tool_call {
 typedef int (*aip_tool_fn)(const aip_tool_call *call, void *user, char **result_json, char **error);
 
 typedef struct aip_tool_def {
-    const char *name; /* required, unique */
+    const char *name; /* required; with `type` it makes the tool's key "<type>::<name>" */
     aip_tool_type type;
     aip_tool_fn fn;          /* required */
     void *user;              /* borrowed; passed to fn */
     const char *description; /* may be NULL; shown by list_tools */
 } aip_tool_def;
+
+/* What list_tools tells about a tool besides its name, type and description: UFO's MCPToolInfo
+ * (aip/messages.py). Give it to aip_executor_register_ex / aip_agent_register_tool_ex.
+ *
+ * EXTENSIBLE: set `size` to sizeof(aip_tool_info) as your header declares it. Fields may be
+ * appended in later versions; the library reads only the fields that fit in `size`, and takes
+ * the ones past it as NULL, so a program built against an older header keeps working. Every
+ * JSON field must be a JSON object's text (else AIP_E_INVAL); all are copied. */
+typedef struct aip_tool_info {
+    size_t size;                /* sizeof(aip_tool_info) */
+    const char *tool_namespace; /* UFO's namespace; NULL -> AIP_TOOL_NAMESPACE_DEFAULT */
+    const char *title;          /* NULL -> null */
+    const char *input_schema;   /* JSON Schema of the parameters; NULL -> {"type":"object"} */
+    const char *output_schema;  /* NULL -> null */
+    const char *annotations;    /* MCP ToolAnnotations; NULL -> null */
+    const char *meta;           /* MCP _meta; NULL -> null */
+} aip_tool_info;
+
+/* The namespace of the built-in tools other than UFO's BashExecutor ones, and of tools
+ * registered without one. */
+#define AIP_TOOL_NAMESPACE_DEFAULT "AgentTools"
+/* UFO's LinuxAgent namespace (config/ufo/mcp.yaml): execute_command and get_system_info. */
+#define AIP_TOOL_NAMESPACE_BASH "BashExecutor"
 
 typedef struct aip_executor_config {
     unsigned workers;            /* 0 -> 2: batches run concurrently on this many threads */
@@ -100,7 +130,20 @@ typedef struct aip_executor_config {
     const char *const *exec_allow;
     size_t n_exec_allow;
     bool exec_shell;
-    uint32_t exec_timeout_ms; /* 0 -> 60000 */
+    uint32_t exec_timeout_ms; /* 0 -> 60000; also caps execute_command's `timeout` parameter */
+    /* NULL, or "ufo-readonly": UFO's own LinuxAgent policy (linux_mcp_server.py) on top of the
+     * allowlist: its read-only programs are allowed (added to exec_allow), and a command is
+     * refused when it matches one of UFO's dangerous patterns (; | & ` $( ${ -exec -execdir
+     * /dev/tcp/ /dev/udp/ < > CR LF NUL) or fails its argument rules (python/python3 only
+     * with --version or -V; find without -exec, -execdir, -delete, -ok, -okdir, -fprint,
+     * -fprint0, -fprintf, -fls). Needs exec_shell off (else create fails AIP_E_CONFIG); any
+     * other name is AIP_E_CONFIG. */
+    const char *exec_policy;
+    /* NULL: execute_command and get_system_info accept and ignore an `api_key` parameter.
+     * Set: they require it to equal this key (compared in constant time), as UFO's Linux MCP
+     * server requires UFO_MCP_API_KEY, and answer UFO's "Authentication failed" otherwise.
+     * Copied; never logged. */
+    const char *api_key;
 } aip_executor_config;
 
 /* Creates an executor and starts its workers. cfg NULL: all defaults. No tool is registered
@@ -108,25 +151,45 @@ typedef struct aip_executor_config {
  * that does not exist), AIP_E_INVAL (more than 256 workers, a NULL list entry). */
 int aip_executor_create(const aip_executor_config *cfg, aip_executor **out);
 
-/* Adds a tool (name and description are copied). Returns 0, AIP_E_DUPLICATE (the name is
- * taken), AIP_E_INVAL (no name, no fn, tool type out of range), AIP_E_NOMEM, AIP_E_SHUTDOWN. */
+/* Adds a tool (everything is copied), keyed "<tool_type>::<name>" as UFO's make_tool_key: the
+ * same name may be registered once per tool type. Returns 0, AIP_E_DUPLICATE (the key is
+ * taken), AIP_E_INVAL (no name, no fn, tool type out of range or AIP_TOOL_NONE, text not UTF-8,
+ * a metadata field that is not a JSON object, info->size too small to hold `size`),
+ * AIP_E_NOMEM, AIP_E_SHUTDOWN. aip_executor_register(e, def) is register_ex(e, def, NULL):
+ * namespace AIP_TOOL_NAMESPACE_DEFAULT, input_schema {"type":"object"}, the rest null. */
 int aip_executor_register(aip_executor *e, const aip_tool_def *def);
+int aip_executor_register_ex(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info);
 
-/* Registers echo, sleep, list_tools, read_file, and execute_command when exec_enabled.
- *   echo          {"text": "..."}    -> the text as a JSON string (null without it)
- *   sleep         {"seconds": n}     -> null; wakes at once on destroy; past the deadline it
- *                                       sleeps until the deadline and fails "timed out"
- *   list_tools    {}                 -> [{"name","tool_type","description"}, ...]
- *   read_file     {"path": "..."}    -> {"path","size","content","truncated"}: path is the
- *       resolved real path, size the file's, content at most read_max_bytes of UTF-8 text
- *       (a file that is not UTF-8 text, or holds NUL, fails "binary file")
- *   execute_command {"command": "..."} -> {"exit_code","stdout","stderr","truncated"};
- *       exit_code is -signal when killed; a non-zero exit or a timeout is a failure that still
- *       carries this result. The child runs in its own process group with the environment
- *       PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 only, stdin /dev/null, no inherited fds;
- *       at min(exec_timeout_ms, the deadline) its group gets SIGTERM, then SIGKILL 2 s later.
- *       stdout and stderr each keep their last max_output bytes; bytes that are not UTF-8
- *       become U+FFFD.
+/* Registers the built-in tools (docs/ufo.md has their schemas and UFO's behaviour beside ours).
+ * Namespace AIP_TOOL_NAMESPACE_DEFAULT unless said otherwise:
+ *   echo          data_collection  {"text": "..."} -> the text as a JSON string (null without it)
+ *   sleep         action           {"seconds": n} -> null; wakes at once on destroy; past the
+ *                                  deadline it sleeps until the deadline and fails "timed out"
+ *   list_tools    UFO's meta tool, registered under both tool types:
+ *                 {"tool_type"?, "namespace"?, "remove_meta"? (default true)} -> a JSON list of
+ *                 UFO MCPToolInfo objects {tool_key, tool_name, title, namespace, tool_type,
+ *                 description, input_schema, output_schema, meta, annotations}, filtered by
+ *                 the given tool_type and namespace (no match: []), meta tools (list_tools
+ *                 itself) left out unless remove_meta is false
+ *   read_file     data_collection  {"path": "..."} -> {"path","size","content","truncated"}:
+ *       path is the resolved real path, size the file's, content at most read_max_bytes of
+ *       UTF-8 text (a file that is not UTF-8 text, or holds NUL, fails "binary file")
+ * With exec_enabled, UFO's LinuxAgent tools, namespace AIP_TOOL_NAMESPACE_BASH, tool type
+ * action (as LinuxAgent's entry in UFO's config/ufo/mcp.yaml):
+ *   execute_command {"command", "timeout"? (s, default 30, clamped to 1..120 and to
+ *       exec_timeout_ms), "cwd"?, "api_key"?} -> UFO's result dict, always a *successful* call:
+ *       {"success": exit_code == 0, "exit_code", "stdout", "stderr", "truncated"} when it ran
+ *       (exit_code is -signal when killed), or {"success": false, "error"} when it was refused
+ *       by policy, had a bad cwd or key, could not start, or timed out ("Timeout after Ns.").
+ *       Only an invalid call (no string `command`, a `timeout` that is not an integer, a
+ *       `cwd`/`api_key` that is not a string) is a tool failure. The child runs in its own
+ *       process group with the environment PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
+ *       only, stdin /dev/null, no inherited fds; at the timeout its group gets SIGTERM, then
+ *       SIGKILL 2 s later. stdout and stderr each keep their last max_output bytes; bytes that
+ *       are not UTF-8 become U+FFFD.
+ *   get_system_info {"api_key"?} -> {"uname","uptime","memory","disk"}: the output (stripped)
+ *       of the fixed argvs `uname -a`, `uptime`, `free -h`, `df -h`, run without a shell and
+ *       without the allowlist (no input reaches them); "Error: ..." for one that cannot run.
  * Returns 0 or the first registration error. */
 int aip_executor_register_builtins(aip_executor *e);
 
@@ -144,7 +207,7 @@ typedef void (*aip_batch_done)(aip_msg *results, void *user);
  * nothing: the command is freed. */
 int aip_executor_submit(aip_executor *e, aip_msg *command, aip_batch_done done, void *user);
 
-/* JSON array text of the tool names in registration order (for system_info.
+/* JSON array text of the tool names in registration order, each name once (for system_info.
  * supported_features); aip_free it. NULL on out of memory. */
 char *aip_executor_features_json(aip_executor *e);
 
