@@ -615,19 +615,15 @@ static int prepare(const aip_executor *e, const char *command, argv_list *av, ch
     if (e->exec_ufo_policy) {
         const char *bad = ufo_dangerous(command, strlen(command));
         if (bad) {
-            snprintf(why, why_len, "refused: %s (UFO's dangerous patterns)", bad);
+            snprintf(why, why_len, "%s (UFO's dangerous patterns)", bad);
             return -1;
         }
     }
     int rc = split_command(command, e->exec_shell, av, why, why_len);
     if (rc == AIP_E_NOMEM)
         return rc;
-    if (rc) {
-        char tmp[256];
-        snprintf(tmp, sizeof tmp, "refused: %s", why);
-        snprintf(why, why_len, "%s", tmp);
+    if (rc)
         return -1;
-    }
     const char *prog = av->v[0];
     char *resolved = resolve_program(prog);
     if (!resolved && !e->exec_shell) {
@@ -635,13 +631,13 @@ static int prepare(const aip_executor *e, const char *command, argv_list *av, ch
         return -1;
     }
     if (!allowed(e, prog, resolved)) {
-        snprintf(why, why_len, "refused: '%.200s' is not on the allowlist", prog);
+        snprintf(why, why_len, "'%.200s' is not on the allowlist", prog);
         aip_free(resolved);
         return -1;
     }
     const char *arg_why = e->exec_ufo_policy ? ufo_args_refused(av->v, av->n) : NULL;
     if (arg_why) {
-        snprintf(why, why_len, "refused: %s (UFO's argument policy)", arg_why);
+        snprintf(why, why_len, "%s (UFO's argument policy)", arg_why);
         aip_free(resolved);
         return -1;
     }

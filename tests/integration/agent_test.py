@@ -210,8 +210,13 @@ rc, st, out = task([{"tool_name": "read_file", "parameters": {"path": "/etc/pass
 check("read_file outside the roots is refused", rc == 1 and st == ["failure"], out)
 rc, st, out = task([{"tool_name": "execute_command", "parameters": {"command": "/bin/echo allowed"}}])
 check("execute_command allowed by config", rc == 0 and st == ["success"] and "allowed" in json.dumps(out), out)
-rc, st, out = task([{"tool_name": "execute_command", "parameters": {"command": "/bin/cat /etc/passwd"}}])
-check("execute_command off the allowlist is refused", rc == 1 and st == ["failure"], out)
+rc, st, out = task([{"tool_name": "execute_command", "parameters": {"command": "/bin/cat /etc/passwd"}},
+                    {"tool_name": "echo", "parameters": {"text": "next"}}])
+res = [r for b in (out or {}).get("result") or [] for r in b["result"]] if isinstance(out, dict) else []
+check("execute_command off the allowlist is refused as UFO does: a successful call with "
+      "success false, and the batch goes on",
+      rc == 0 and st == ["success", "success"] and res[0]["result"]["success"] is False
+      and "not on the allowlist" in res[0]["result"]["error"] and res[0]["namespace"] == "BashExecutor", out)
 stop(a)
 sp.terminate()
 
