@@ -195,8 +195,8 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
     static const char *const tools[] = {"workers",   "command_timeout_s", "max_output",
                                         "read_file", "execute_command",   NULL};
     static const char *const rf[] = {"roots", "max_bytes", NULL};
-    static const char *const ec[] = {"enabled", "allow",        "shell", "timeout_s",
-                                     "policy",  "api_key_file", NULL};
+    static const char *const ec[] = {"enabled", "allow",        "shell",  "timeout_s",
+                                     "policy",  "api_key_file", "cgroup", NULL};
     char *enc = NULL, *placement = NULL;
     const cJSON *o;
     if ((rc = check_keys(root, "", top, why, why_len)) ||
@@ -280,7 +280,8 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
                                 &s->exec_timeout_s, why, why_len)) ||
              (rc = get_str(o, "policy", "tools.execute_command", &s->exec_policy, why, why_len)) ||
              (rc = get_str(o, "api_key_file", "tools.execute_command", &s->exec_api_key_file, why,
-                           why_len))))
+                           why_len)) ||
+             (rc = get_str(o, "cgroup", "tools.execute_command", &s->exec_cgroup, why, why_len))))
             goto out;
     }
     if (enc && (rc = parse_encoding(enc, &s->encoding, why, why_len)))
@@ -407,6 +408,23 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
              s->exec_policy);
     if (s->exec_enabled && !s->n_exec_allow && !s->exec_shell && !s->exec_policy)
         FAIL("tools.execute_command is enabled but its allow list is empty");
+    const char *cg = s->exec_cgroup ? s->exec_cgroup : "auto";
+    aip_free(s->exec_cgroup_dir);
+    s->exec_cgroup_dir = NULL;
+    if (strcmp(cg, "auto") == 0) {
+        char dir[4096];
+        if (s->exec_enabled && aip_executor_cgroup_detect(dir, sizeof dir) == 0)
+            s->exec_cgroup_dir = aip_strdup(dir);
+    } else if (strcmp(cg, "off") != 0) {
+        struct stat st;
+        char procs[4200];
+        snprintf(procs, sizeof procs, "%s/cgroup.procs", cg);
+        if (cg[0] != '/' || stat(cg, &st) || !S_ISDIR(st.st_mode) || access(procs, W_OK))
+            FAIL("tools.execute_command.cgroup \"%.3000s\" must be \"auto\", \"off\" or a "
+                 "cgroup v2 directory the agent can write",
+                 cg);
+        s->exec_cgroup_dir = aip_strdup(cg);
+    }
     if (s->exec_api_key_file) {
         char *key;
         if ((rc = read_file(s->exec_api_key_file, true, &key, why, why_len)))
@@ -431,10 +449,11 @@ void settings_free(agent_settings *s)
 {
     if (s->exec_api_key)
         explicit_bzero(s->exec_api_key, strlen(s->exec_api_key));
-    char **strs[] = {&s->server,      &s->client_id, &s->token,       &s->token_file,
-                     &s->ca_file,     &s->cert,      &s->key,         &s->log_level,
-                     &s->config_file, &s->tags_json, &s->exec_policy, &s->exec_api_key_file,
-                     &s->exec_api_key};
+    char **strs[] = {&s->server,       &s->client_id,   &s->token,
+                     &s->token_file,   &s->ca_file,     &s->cert,
+                     &s->key,          &s->log_level,   &s->config_file,
+                     &s->tags_json,    &s->exec_policy, &s->exec_api_key_file,
+                     &s->exec_api_key, &s->exec_cgroup, &s->exec_cgroup_dir};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         aip_free(*strs[i]);
         *strs[i] = NULL;
@@ -473,6 +492,7 @@ char *settings_describe(const agent_settings *s)
     put_kv_str(&b, "encoding", s->encoding == AIP_ENCODING_PROTO ? "proto" : "json", &first);
     put_kv_str(&b, "execute_command_policy", s->exec_policy, &first);
     put_kv_str(&b, "execute_command_api_key", s->exec_api_key ? "(set, not shown)" : NULL, &first);
+    put_kv_str(&b, "execute_command_cgroup", s->exec_cgroup_dir, &first);
     char n[400];
     snprintf(n, sizeof n,
              ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
@@ -531,4 +551,5 @@ void settings_to_agent(const agent_settings *s, aip_agent_config *a, const char 
     a->exec.exec_timeout_ms = s->exec_timeout_s * 1000;
     a->exec.exec_policy = s->exec_policy;
     a->exec.api_key = s->exec_api_key;
+    a->exec.exec_cgroup = s->exec_cgroup_dir;
 }

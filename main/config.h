@@ -36,6 +36,8 @@ typedef struct agent_settings {
     char *exec_policy;       /* NULL or "ufo-readonly" */
     char *exec_api_key_file; /* tools.execute_command.api_key_file */
     char *exec_api_key;      /* its content; never logged */
+    char *exec_cgroup;       /* tools.execute_command.cgroup: "auto" (default), "off" or a path */
+    char *exec_cgroup_dir;   /* what it resolved to, or NULL */
 } agent_settings;
 
 /* Command-line values (NULL/0 when not given). */

@@ -1,4 +1,4 @@
-#define _GNU_SOURCE /* pipe2, posix_spawn_file_actions_addclosefrom_np, waitid */
+#define _GNU_SOURCE
 /*
  * execute_command and get_system_info: UFO's LinuxAgent tools (namespace BashExecutor; UFO's
  * ufo/client/mcp/http_servers/linux_mcp_server.py), on our safety model.
@@ -12,48 +12,30 @@
  * policy, timeout clamp, cwd.
  *
  * Design note
- * - The child is started with posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)), so nothing
- *   that is unsafe after fork() in a threaded process ever runs in the child. It gets its own
- *   process group (so a timeout kills what it started too), stdin /dev/null, stdout/stderr on
- *   pipes, every other fd closed (closefrom: fds other libraries opened without O_CLOEXEC do
- *   not leak), the default disposition for the signals a daemon often ignores (SIG_IGN would
- *   survive exec), and an environment of exactly PATH and LANG.
- * - The program is resolved on that PATH here, before the allowlist check, and the resolved
- *   path is what runs: the check and the exec see the same file name.
- * - One loop on the worker thread polls both pipes, a pidfd (when the kernel has one; else a
- *   50 ms tick) and the executor's cancel pipe; output keeps only its last max_output bytes.
- * - Kill sequence: at the timeout (min of exec_timeout_ms and the command's deadline) or on
- *   cancel, SIGTERM to the group; 2 s later SIGKILL. If the child has exited but something it
- *   left in its group still holds the pipes, that group gets SIGKILL after 500 ms and we stop
- *   reading 1 s later. The child is waited for with WNOWAIT until the end, so its pid (and
- *   the process group id) cannot be reused while we may still signal it; it is then reaped.
+ * - The command line is split into argv here (no shell unless exec_shell), the program is
+ *   resolved on the child's PATH before the allowlist check, and the resolved path is what
+ *   runs: the check and the exec see the same file name.
+ * - Running it is proc.c's: a per-command shepherd process that ends the command's whole
+ *   process tree with it, a scrubbed environment (PATH and LANG only), stdin /dev/null, no
+ *   inherited fds, output tails of max_output bytes, SIGTERM then SIGKILL 2 s later at the
+ *   timeout (min of UFO's timeout, exec_timeout_ms and the command's deadline) or on cancel.
  */
 #include "aip/codec.h"
 #include "aip/common.h"
 #include "executor_internal.h"
 
 #include <cjson/cJSON.h>
-#include <sys/stat.h>
-#include <stdlib.h>
-#include <stdarg.h>
-#include <math.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#define CHILD_PATH         "/usr/local/bin:/usr/bin:/bin"
-#define KILL_GRACE_NS      2000000000ull /* SIGTERM -> SIGKILL */
-#define LEFTOVER_GRACE_NS  500000000ull  /* child gone, pipes still open -> SIGKILL group */
-#define LEFTOVER_GIVEUP_NS 1000000000ull /* ... then stop reading */
-#define TICK_MS            50            /* exit polling when there is no pidfd */
-#define MS                 1000000ull
+#define CHILD_PATH "/usr/local/bin:/usr/bin:/bin"
+#define MS         1000000ull
 
 static const char *const child_path_dirs[] = {"/usr/local/bin", "/usr/bin", "/bin"};
 
@@ -244,251 +226,6 @@ static bool allowed(const aip_executor *e, const char *prog, const char *resolve
     return false;
 }
 
-/* ---- output capture ------------------------------------------------------------------------ */
-
-/* Keeps the last `max` bytes written to it, in a 2*max buffer compacted when full. */
-typedef struct tail_buf {
-    char *p;
-    size_t len, max;
-    bool dropped;
-} tail_buf;
-
-static int tail_add(tail_buf *t, const char *s, size_t n)
-{
-    if (!t->p && !(t->p = aip_malloc(2 * t->max + 1)))
-        return AIP_E_NOMEM;
-    if (n >= t->max) {
-        t->dropped = t->dropped || t->len > 0 || n > t->max;
-        memcpy(t->p, s + (n - t->max), t->max);
-        t->len = t->max;
-        return 0;
-    }
-    if (t->len + n > 2 * t->max) {
-        size_t keep = t->max - n; /* with n appended, exactly the last max bytes remain */
-        memmove(t->p, t->p + (t->len - keep), keep);
-        t->len = keep;
-        t->dropped = true;
-    }
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-    return 0;
-}
-
-/* The kept tail, starting at a character boundary when bytes were dropped before it. */
-static const char *tail_view(tail_buf *t, size_t *n, bool *truncated)
-{
-    if (!t->p) {
-        *n = 0;
-        return "";
-    }
-    size_t off = t->len > t->max ? t->len - t->max : 0;
-    *truncated = *truncated || t->dropped || off > 0;
-    if (t->dropped || off) {
-        for (int k = 0; k < 3 && off < t->len && ((unsigned char)t->p[off] & 0xC0) == 0x80; k++)
-            off++;
-    }
-    *n = t->len - off;
-    return t->p + off;
-}
-
-/* Reads what is available; closes *fd at EOF or error. */
-static void drain(int *fd, tail_buf *t)
-{
-    char buf[8192];
-    /* Bounded, so a child that writes without pause cannot keep us from the timers. */
-    for (int i = 0; i < 16; i++) {
-        ssize_t r = read(*fd, buf, sizeof buf);
-        if (r > 0) {
-            if (tail_add(t, buf, (size_t)r)) {
-                aip_log(AIP_LOG_ERROR, AIP_EXEC_COMPONENT, "out of memory capturing output");
-                goto eof;
-            }
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        goto eof; /* EOF or a real error */
-    }
-    return; /* more may be waiting: poll again */
-eof:
-    close(*fd);
-    *fd = -1;
-}
-
-/* ---- running the child --------------------------------------------------------------------- */
-
-typedef struct run_state {
-    pid_t pid;
-    int out, err, pidfd;
-    tail_buf so, se;
-    int status;
-    bool timed_out, cancelled;
-    bool reaped; /* status is valid */
-} run_state;
-
-static int spawn_child(const char *path, char *const argv[], const char *cwd, run_state *rs,
-                       int *err_no)
-{
-    static char *const envp[] = {"PATH=" CHILD_PATH, "LANG=C.UTF-8", NULL};
-    static const int reset[] = {SIGPIPE, SIGINT,  SIGQUIT, SIGHUP,  SIGTERM, SIGCHLD, SIGUSR1,
-                                SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU, SIGXFSZ};
-    int po[2] = {-1, -1}, pe[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    bool fa_ok = false, at_ok = false;
-    int rc = -1;
-    *err_no = 0;
-    if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
-        *err_no = errno;
-        goto out;
-    }
-    if ((*err_no = posix_spawn_file_actions_init(&fa)))
-        goto out;
-    fa_ok = true;
-    if ((*err_no = posix_spawnattr_init(&at)))
-        goto out;
-    at_ok = true;
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigemptyset(&dfl);
-    for (size_t i = 0; i < sizeof reset / sizeof reset[0]; i++)
-        sigaddset(&dfl, reset[i]);
-    if ((*err_no = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) ||
-        (*err_no = posix_spawn_file_actions_adddup2(&fa, po[1], 1)) ||
-        (*err_no = posix_spawn_file_actions_adddup2(&fa, pe[1], 2)) ||
-        (*err_no = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) ||
-        (cwd && (*err_no = posix_spawn_file_actions_addchdir_np(&fa, cwd))) ||
-        (*err_no = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                     POSIX_SPAWN_SETSIGDEF)) ||
-        (*err_no = posix_spawnattr_setpgroup(&at, 0)) ||
-        (*err_no = posix_spawnattr_setsigmask(&at, &none)) ||
-        (*err_no = posix_spawnattr_setsigdefault(&at, &dfl)))
-        goto out;
-    if ((*err_no = posix_spawn(&rs->pid, path, &fa, &at, argv, envp)))
-        goto out;
-    rs->out = po[0];
-    rs->err = pe[0];
-    po[0] = pe[0] = -1;
-    fcntl(rs->out, F_SETFL, O_NONBLOCK);
-    fcntl(rs->err, F_SETFL, O_NONBLOCK);
-#ifdef SYS_pidfd_open
-    rs->pidfd = (int)syscall(SYS_pidfd_open, rs->pid, 0); /* always O_CLOEXEC */
-#endif
-    rc = 0;
-out:
-    if (fa_ok)
-        posix_spawn_file_actions_destroy(&fa);
-    if (at_ok)
-        posix_spawnattr_destroy(&at);
-    for (int i = 0; i < 2; i++) {
-        if (po[i] >= 0)
-            close(po[i]);
-        if (pe[i] >= 0)
-            close(pe[i]);
-    }
-    return rc;
-}
-
-static bool child_exited(pid_t pid)
-{
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
-        return errno == ECHILD; /* SIGCHLD ignored by the process: the kernel reaped it */
-    return si.si_pid == pid;
-}
-
-static int ms_until(uint64_t now, uint64_t t)
-{
-    if (t <= now)
-        return 0;
-    uint64_t ms = (t - now + MS - 1) / MS;
-    return ms > 60000 ? 60000 : (int)ms;
-}
-
-/* Reads output until the child has exited and the pipes are closed, enforcing the kill
- * sequence; then reaps the child. */
-static void supervise(aip_executor *e, const aip_tool_call *call, run_state *rs, uint64_t kill_at)
-{
-    uint64_t term_at = 0, killed_at = 0, exit_seen = 0, leftover_killed = 0;
-    bool exited = false, cancel_seen = false;
-    for (;;) {
-        uint64_t now = aip_now_ns(NULL);
-        if (!exited && child_exited(rs->pid))
-            exited = true;
-        bool pipes = rs->out >= 0 || rs->err >= 0;
-        if (exited && !pipes)
-            break;
-        bool cancel = cancel_seen || atomic_load(call->cancelled);
-        if (!exited && !term_at && (now >= kill_at || cancel)) {
-            rs->cancelled = cancel && now < kill_at;
-            rs->timed_out = !rs->cancelled;
-            kill(-rs->pid, SIGTERM);
-            term_at = now;
-        }
-        if (!exited && term_at && !killed_at && now >= term_at + KILL_GRACE_NS) {
-            kill(-rs->pid, SIGKILL);
-            killed_at = now;
-        }
-        if (exited && pipes) { /* something the child left behind holds its pipes */
-            if (!exit_seen)
-                exit_seen = now;
-            if (!leftover_killed && now >= exit_seen + LEFTOVER_GRACE_NS) {
-                kill(-rs->pid, SIGKILL);
-                leftover_killed = now;
-            }
-            if (leftover_killed && now >= leftover_killed + LEFTOVER_GIVEUP_NS)
-                break;
-        }
-
-        int timeout = -1;
-        if (!exited && !term_at)
-            timeout = ms_until(now, kill_at);
-        else if (!exited && !killed_at)
-            timeout = ms_until(now, term_at + KILL_GRACE_NS);
-        else if (exited && !leftover_killed)
-            timeout = ms_until(now, exit_seen + LEFTOVER_GRACE_NS);
-        else if (exited)
-            timeout = ms_until(now, leftover_killed + LEFTOVER_GIVEUP_NS);
-        if (!exited && (rs->pidfd < 0 || killed_at) && (timeout < 0 || timeout > TICK_MS))
-            timeout = TICK_MS;
-
-        struct pollfd pf[4];
-        nfds_t n = 0;
-        int io = -1, ie = -1, ic = -1;
-        if (rs->out >= 0)
-            pf[io = (int)n++] = (struct pollfd){.fd = rs->out, .events = POLLIN};
-        if (rs->err >= 0)
-            pf[ie = (int)n++] = (struct pollfd){.fd = rs->err, .events = POLLIN};
-        if (!exited && rs->pidfd >= 0)
-            pf[n++] = (struct pollfd){.fd = rs->pidfd, .events = POLLIN};
-        if (!cancel_seen)
-            pf[ic = (int)n++] = (struct pollfd){.fd = e->cancel_pipe[0], .events = POLLIN};
-        int pr = poll(pf, n, timeout);
-        if (pr < 0 && errno != EINTR) {
-            aip_log(AIP_LOG_ERROR, AIP_EXEC_COMPONENT, "poll: %s", strerror(errno));
-            poll(NULL, 0, TICK_MS); /* keep the timers running, but never spin */
-        }
-        if (pr <= 0)
-            continue;
-        if (io >= 0 && pf[io].revents)
-            drain(&rs->out, &rs->so);
-        if (ie >= 0 && pf[ie].revents)
-            drain(&rs->err, &rs->se);
-        if (ic >= 0 && pf[ic].revents)
-            cancel_seen = true; /* never read: the pipe stays readable for every poller */
-    }
-    if (term_at && !killed_at)
-        kill(-rs->pid, SIGKILL); /* what ignored SIGTERM in the group goes now */
-    pid_t w;
-    do
-        w = waitpid(rs->pid, &rs->status, 0);
-    while (w < 0 && errno == EINTR);
-    rs->reaped = w == rs->pid;
-}
-
 /* ---- UFO's read-only policy (exec_policy "ufo-readonly") ----------------------------------- */
 
 const char *const exec_ufo_readonly[] = {
@@ -579,12 +316,12 @@ static int ufo_error(char **result, char **error, const char *fmt, ...)
     return 0;
 }
 
-static int build_result(run_state *rs, int exit_code, char **result)
+static int build_result(const exec_run *rs, int exit_code, char **result)
 {
     bool truncated = false;
     size_t on = 0, en = 0;
-    const char *o = tail_view(&rs->so, &on, &truncated);
-    const char *er = tail_view(&rs->se, &en, &truncated);
+    const char *o = exec_tail_view(&rs->so, &on, &truncated);
+    const char *er = exec_tail_view(&rs->se, &en, &truncated);
     aip_buf b;
     aip_buf_init(&b, 0);
     char num[64];
@@ -753,29 +490,6 @@ static int resolve_cwd(const char *cwd, char **out)
 
 /* ---- execute_command ------------------------------------------------------------------------ */
 
-/* Runs argv with the kill sequence at kill_at; fills rs. Returns 0, or the spawn errno. */
-static int run_to_end(aip_executor *e, const aip_tool_call *call, const char *path,
-                      char *const *argv, const char *cwd, uint64_t kill_at, run_state *rs)
-{
-    int err_no = 0;
-    rs->out = rs->err = rs->pidfd = -1;
-    rs->so.max = rs->se.max = e->max_output;
-    if (spawn_child(path, argv, cwd, rs, &err_no))
-        return err_no ? err_no : EIO;
-    supervise(e, call, rs, kill_at);
-    if (rs->pidfd >= 0)
-        close(rs->pidfd);
-    return 0;
-}
-
-static int exit_code_of(const run_state *rs)
-{
-    return !rs->reaped               ? -1
-           : WIFEXITED(rs->status)   ? WEXITSTATUS(rs->status)
-           : WIFSIGNALED(rs->status) ? -WTERMSIG(rs->status)
-                                     : -1;
-}
-
 int exec_tool_execute_command(const aip_tool_call *call, void *user, char **result, char **error)
 {
     aip_executor *e = user;
@@ -783,7 +497,7 @@ int exec_tool_execute_command(const aip_tool_call *call, void *user, char **resu
     exec_params p = {0};
     argv_list av = {0};
     char *path = NULL, *cwd = NULL;
-    run_state rs = {.out = -1, .err = -1, .pidfd = -1};
+    exec_run rs = {0};
     char why[512] = "";
     int rc = exec_params_parse(call, &o, &p, error);
     if (rc)
@@ -815,12 +529,12 @@ int exec_tool_execute_command(const aip_tool_call *call, void *user, char **resu
     uint64_t kill_at = start + limit_ms * MS;
     if (call->deadline_ns < kill_at)
         kill_at = call->deadline_ns;
-    int err_no = run_to_end(e, call, path, av.v, cwd, kill_at, &rs);
+    int err_no = exec_run_to_end(e, call, path, av.v, cwd, kill_at, &rs);
     if (err_no) {
         rc = ufo_error(result, error, "cannot run '%.200s': %s", av.v[0], strerror(err_no));
         goto out;
     }
-    int code = exit_code_of(&rs);
+    int code = exec_run_exit_code(&rs);
     if (rs.cancelled)
         rc = exec_fail(error, "cancelled: the executor is stopping (exit_code %d)", code);
     else if (rs.timed_out)
@@ -831,8 +545,7 @@ int exec_tool_execute_command(const aip_tool_call *call, void *user, char **resu
     else if (build_result(&rs, code, result))
         rc = exec_fail(error, "out of memory");
 out:
-    aip_free(rs.so.p);
-    aip_free(rs.se.p);
+    exec_run_free(&rs);
     aip_free(cwd);
     aip_free(path);
     argv_free(&av);
@@ -897,11 +610,11 @@ int exec_tool_get_system_info(const aip_tool_call *call, void *user, char **resu
             break;
         char *path = resolve_program(cmds[i].prog);
         char *argv[] = {(char *)cmds[i].prog, (char *)cmds[i].arg, NULL};
-        run_state rs = {.out = -1, .err = -1, .pidfd = -1};
+        exec_run rs = {0};
         uint64_t kill_at = aip_now_ns(NULL) + (uint64_t)e->exec_timeout_ms * MS;
         if (call->deadline_ns < kill_at)
             kill_at = call->deadline_ns;
-        int err_no = path ? run_to_end(e, call, path, argv, NULL, kill_at, &rs) : ENOENT;
+        int err_no = path ? exec_run_to_end(e, call, path, argv, NULL, kill_at, &rs) : ENOENT;
         char msg[300] = "";
         if (err_no)
             snprintf(msg, sizeof msg, "Error: cannot run '%s': %s", cmds[i].prog, strerror(err_no));
@@ -912,11 +625,10 @@ int exec_tool_get_system_info(const aip_tool_call *call, void *user, char **resu
         } else {
             size_t n = 0;
             bool trunc = false;
-            const char *out = tail_view(&rs.so, &n, &trunc);
+            const char *out = exec_tail_view(&rs.so, &n, &trunc);
             rc = put_stripped(&b, out, n);
         }
-        aip_free(rs.so.p);
-        aip_free(rs.se.p);
+        exec_run_free(&rs);
         aip_free(path);
     }
     if (!rc)

@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SKIPPED_TEXT     "Skipped due to previous failure (early_exit=True)."
@@ -430,6 +431,7 @@ static void executor_free(aip_executor *e)
         explicit_bzero(e->api_key, strlen(e->api_key));
         aip_free(e->api_key);
     }
+    aip_free(e->exec_cgroup);
     free_strv(e->read_roots, e->n_read_roots);
     free_strv(e->exec_allow, e->n_exec_allow);
     aip_free(e->threads);
@@ -506,6 +508,19 @@ static int copy_config(aip_executor *e, const aip_executor_config *c)
             if (!e->exec_allow[i])
                 return AIP_E_NOMEM;
         }
+    }
+    if (c->exec_cgroup) {
+        struct stat st;
+        char kill_file[PATH_MAX];
+        snprintf(kill_file, sizeof kill_file, "%s/cgroup.procs", c->exec_cgroup);
+        if (stat(c->exec_cgroup, &st) || !S_ISDIR(st.st_mode) || access(kill_file, W_OK)) {
+            aip_log(AIP_LOG_ERROR, AIP_EXEC_COMPONENT,
+                    "exec_cgroup '%.200s' is not a cgroup v2 directory this process can write",
+                    c->exec_cgroup);
+            return AIP_E_CONFIG;
+        }
+        if (!(e->exec_cgroup = aip_strdup(c->exec_cgroup)))
+            return AIP_E_NOMEM;
     }
     if (c->api_key) {
         if (!c->api_key[0])
@@ -877,4 +892,53 @@ int aip_executor_submit(aip_executor *e, aip_msg *command, aip_batch_done done, 
         aip_free(b);
     }
     return rc;
+}
+
+/* ---- cgroup detection -------------------------------------------------------------------- */
+
+int aip_executor_cgroup_detect(char *buf, size_t len)
+{
+    if (!buf || !len)
+        return AIP_E_INVAL;
+    char own[PATH_MAX + 256] = "", mnt[PATH_MAX + 256] = "", line[PATH_MAX + 256];
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return AIP_E_NOT_FOUND;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "0::", 3) == 0) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(own, sizeof own, "%s", line + 3);
+        }
+    fclose(f);
+    if (!own[0] || strcmp(own, "/") == 0)
+        return AIP_E_NOT_FOUND; /* no v2 membership, or the root cgroup (no cgroup.kill there) */
+    if (!(f = fopen("/proc/self/mountinfo", "re")))
+        return AIP_E_NOT_FOUND;
+    while (fgets(line, sizeof line, f)) {
+        /* "id parent maj:min root mountpoint opts ... - fstype source superopts" */
+        char *dash = strstr(line, " - cgroup2 ");
+        char root[PATH_MAX], point[PATH_MAX + 256];
+        if (dash && sscanf(line, "%*s %*s %*s %4095s %4095s", root, point) == 2 &&
+            strcmp(root, "/") == 0) {
+            snprintf(mnt, sizeof mnt, "%s", point);
+            break;
+        }
+    }
+    fclose(f);
+    if (!mnt[0])
+        return AIP_E_NOT_FOUND;
+    int n = snprintf(buf, len, "%s%s", mnt, own);
+    if (n < 0 || (size_t)n >= len)
+        return AIP_E_NOT_FOUND;
+    /* Only a systemd service's own cgroup delegated to this user (Delegate=yes chowns it):
+     * never a login session's scope or a cgroup someone else manages. */
+    size_t ol = strlen(own);
+    struct stat st;
+    if (ol < 8 || strcmp(own + ol - 8, ".service") != 0 || stat(buf, &st) || st.st_uid != geteuid())
+        return AIP_E_NOT_FOUND;
+    char probe[PATH_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/cgroup.kill", buf);
+    if (access(buf, W_OK) || access(probe, F_OK))
+        return AIP_E_NOT_FOUND;
+    return 0;
 }

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define AIP_EXEC_COMPONENT "executor"
 
@@ -50,6 +51,7 @@ struct aip_executor {
     uint32_t exec_timeout_ms;
     bool exec_ufo_policy; /* exec_policy "ufo-readonly" */
     char *api_key;        /* NULL: api_key parameters are ignored */
+    char *exec_cgroup;    /* a delegated cgroup v2 directory for per-command cgroups, or NULL */
     aip_thread *threads;
     unsigned n_threads;
     int cancel_pipe[2]; /* written once by destroy; never read, so it stays readable */
@@ -96,6 +98,43 @@ int exec_tool_list_tools(const aip_tool_call *call, void *user, char **result, c
 int exec_tool_read_file(const aip_tool_call *call, void *user, char **result, char **error);
 int exec_tool_execute_command(const aip_tool_call *call, void *user, char **result, char **error);
 int exec_tool_get_system_info(const aip_tool_call *call, void *user, char **result, char **error);
+
+/* ---- running a command (proc.c) -------------------------------------------------------------- */
+
+/* Keeps the last `max` bytes written to it, in a 2*max buffer compacted when full. */
+typedef struct exec_tail {
+    char *p;
+    size_t len, max;
+    bool dropped;
+} exec_tail;
+
+int exec_tail_add(exec_tail *t, const char *s, size_t n);
+/* The kept tail, starting at a character boundary when bytes were dropped before it. */
+const char *exec_tail_view(const exec_tail *t, size_t *n, bool *truncated);
+
+/* One command run through its shepherd (see proc.c's design note). */
+typedef struct exec_run {
+    pid_t pid;     /* the shepherd */
+    pid_t cmd_pid; /* the command (its process group), as the shepherd reported it */
+    int out, err, status_fd, pidfd;
+    exec_tail so, se;
+    int status;      /* the command's wait status, valid when reaped */
+    int spawn_errno; /* the command could not start */
+    bool timed_out, cancelled;
+    bool reaped;
+    char cgroup[512]; /* its cgroup directory, or "" */
+} exec_run;
+
+/* Runs argv[0] = path (no PATH search) with argv, in cwd (NULL: the agent's), stdin
+ * /dev/null, the scrubbed environment, until it ends or kill_at (aip_now_ns clock) or the
+ * executor's cancel; every process it started ends with it. Returns 0 (rs filled: output,
+ * status or timed_out/cancelled) or the errno that kept it from starting. Free with
+ * exec_run_free. */
+int exec_run_to_end(aip_executor *e, const aip_tool_call *call, const char *path, char *const *argv,
+                    const char *cwd, uint64_t kill_at, exec_run *rs);
+/* The exit code, -signal when killed, -1 when unknown. */
+int exec_run_exit_code(const exec_run *rs);
+void exec_run_free(exec_run *rs);
 
 /* UFO's read-only program list (exec_policy "ufo-readonly"), NULL-terminated. */
 extern const char *const exec_ufo_readonly[];

@@ -1383,6 +1383,152 @@ static void test_get_system_info(void **state)
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 }
 
+/* Processes whose command line is exactly argv (NUL-separated /proc/PID/cmdline). */
+static int count_procs(const char *a0, const char *a1)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        char path[300], buf[256];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", de->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[got] = 0;
+        size_t l0 = strlen(a0);
+        if (got > l0 + 1 && strcmp(buf, a0) == 0 && strcmp(buf + l0 + 1, a1) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Waits (at most 3 s: the kernel may be slow to reap) for no process "sleep SECS". */
+static bool tree_gone(const char *secs)
+{
+    for (int i = 0; i < 300; i++) {
+        if (count_procs("sleep", secs) == 0)
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+/* A command's whole process tree ends with it: background jobs, double forks, setsid, a
+ * process that ignores SIGTERM — whether the command ends by itself or at its timeout. */
+static void test_exec_process_tree(void **state)
+{
+    (void)state;
+    const char *allow[] = {"sh"};
+    aip_executor_config cfg = {
+        .exec_enabled = true, .exec_allow = allow, .n_exec_allow = 1, .exec_timeout_ms = 1500};
+    aip_executor *e = make(&cfg);
+    aip_msg r;
+    static const struct {
+        const char *cmd, *marker;
+        bool times_out;
+    } cases[] = {
+        /* shell off, sh allowed: the example returns at once, sleep must not live on */
+        {"sh -c 'sleep 301.25 >/dev/null 2>&1 &'", "301.25", false},
+        {"sh -c '(sleep 302.25 >/dev/null 2>&1 &); echo started'", "302.25", false},
+        {"sh -c 'setsid sleep 303.25 >/dev/null 2>&1 & echo started'", "303.25", false},
+        {"sh -c 'trap \"\" TERM; sleep 304.25 >/dev/null 2>&1 & echo started'", "304.25", false},
+        /* escapes the process group, then the command times out */
+        {"sh -c 'setsid sleep 305.25 >/dev/null 2>&1 & sleep 30'", "305.25", true},
+        {"sh -c 'setsid sh -c \"sleep 306.25 & wait\" >/dev/null 2>&1 & exec sleep 30'", "306.25",
+         true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t t0 = aip_now_ns(NULL);
+        exec_one(e, cases[i].cmd, &r);
+        uint64_t took = ms_since(t0);
+        cJSON *j = expect_ufo(&r, cases[i].times_out ? "Timeout after 1.5s." : NULL);
+        if (!cases[i].times_out && took > 1200)
+            fail_msg("%s: took %llu ms (waited for its background job?)", cases[i].cmd,
+                     (unsigned long long)took);
+        cJSON_Delete(j);
+        aip_msg_clear(&r);
+        if (!tree_gone(cases[i].marker))
+            fail_msg("%s: 'sleep %s' outlived its command", cases[i].cmd, cases[i].marker);
+    }
+
+    /* the command sees no fd of ours; neither does its shepherd (its parent) hold our sockets */
+    exec_one(e, "sh -c 'ls /proc/$$/fd; echo --; ls /proc/$PPID/fd'", &r);
+    cJSON *j = expect_ufo(&r, NULL);
+    const char *out = cJSON_GetObjectItem(j, "stdout")->valuestring;
+    const char *sep = strstr(out, "--\n");
+    assert_non_null(sep);
+    int mine = 0, shepherd = 0;
+    for (const char *p = out; p < sep; p++)
+        mine += *p == '\n';
+    for (const char *p = sep + 3; *p; p++)
+        shepherd += *p == '\n';
+    if (mine > 4 || shepherd > 6) /* sh: 0-2 (+ its own), shepherd: 0-2 + its pipes */
+        fail_msg("fds: command %d, shepherd %d:\n%s", mine, shepherd, out);
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
+/* With a cgroup v2 directory (what Delegate=yes gives a systemd unit), each command runs in
+ * a child cgroup of its own, killed and removed at its end. Run where this test may make a
+ * cgroup (root, cgroup2 mounted, cgroup.kill: kernel 5.14+); skipped elsewhere, saying so. */
+static void test_exec_cgroup(void **state)
+{
+    (void)state;
+    const char *mounts[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+    char base[512] = "";
+    for (size_t i = 0; i < 2 && !base[0]; i++) {
+        char probe[600];
+        snprintf(probe, sizeof probe, "%s/cgroup.procs", mounts[i]);
+        snprintf(base, sizeof base, "%s/aip-test-%ld", mounts[i], (long)getpid());
+        if (access(probe, W_OK) || mkdir(base, 0700))
+            base[0] = 0;
+    }
+    char kill_file[600];
+    snprintf(kill_file, sizeof kill_file, "%s/cgroup.kill", base);
+    if (!base[0] || access(kill_file, F_OK)) {
+        if (base[0])
+            rmdir(base);
+        printf("note: no writable cgroup v2 with cgroup.kill here: the cgroup path is not "
+               "tested (the shepherd is, in test_exec_process_tree)\n");
+        skip();
+    }
+    const char *allow[] = {"sh", "cat"};
+    aip_executor_config cfg = {.exec_enabled = true,
+                               .exec_allow = allow,
+                               .n_exec_allow = 2,
+                               .exec_timeout_ms = 1500,
+                               .exec_cgroup = base};
+    aip_executor *e = make(&cfg);
+    aip_msg r;
+    exec_one(e, "cat /proc/self/cgroup", &r);
+    cJSON *j = expect_ufo(&r, NULL);
+    const char *cg = cJSON_GetObjectItem(j, "stdout")->valuestring;
+    if (!has(cg, "/aip-test-") || !has(cg, "/aip-cmd-"))
+        fail_msg("the command is not in its own cgroup: %s", cg);
+    cJSON_Delete(j);
+    aip_msg_clear(&r);
+    exec_one(e, "sh -c 'setsid sleep 307.25 >/dev/null 2>&1 & sleep 30'", &r);
+    cJSON_Delete(expect_ufo(&r, "Timeout after 1.5s."));
+    aip_msg_clear(&r);
+    assert_true(tree_gone("307.25"));
+    aip_executor_destroy(e);
+    /* every per-command cgroup was removed: the test's own can go */
+    assert_int_equal(rmdir(base), 0);
+
+    aip_executor *bad = NULL;
+    cfg.exec_cgroup = "/nonexistent/cgroup";
+    assert_int_equal(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
+}
+
 static void test_exec_killed_by_destroy(void **state)
 {
     (void)state;
@@ -1423,6 +1569,8 @@ int main(void)
         cmocka_unit_test(test_exec_ufo_params),
         cmocka_unit_test(test_exec_ufo_policy),
         cmocka_unit_test(test_get_system_info),
+        cmocka_unit_test(test_exec_process_tree),
+        cmocka_unit_test(test_exec_cgroup),
         cmocka_unit_test(test_exec_killed_by_destroy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -144,7 +144,20 @@ typedef struct aip_executor_config {
      * server requires UFO_MCP_API_KEY, and answer UFO's "Authentication failed" otherwise.
      * Copied; never logged. */
     const char *api_key;
+    /* NULL, or a cgroup v2 directory this process may create children in (a systemd unit's
+     * own cgroup with Delegate=yes; see aip_executor_cgroup_detect): each command then also
+     * runs in a child cgroup of its own, killed with cgroup.kill and removed when it ends.
+     * Without it the per-command shepherd alone ends the command's process tree (see
+     * docs/security.md). It must exist (else create fails AIP_E_CONFIG). */
+    const char *exec_cgroup;
 } aip_executor_config;
+
+/* The cgroup v2 directory of this process when it can be used as exec_cgroup: cgroup v2
+ * mounted, and the process's own cgroup a systemd service's (".service") delegated to it
+ * (owned by its effective uid, writable, with cgroup.kill: kernel 5.14+). Writes it to buf and
+ * returns 0; AIP_E_NOT_FOUND when there is none usable (then run without: the shepherd alone);
+ * AIP_E_INVAL for a NULL or empty buf. */
+int aip_executor_cgroup_detect(char *buf, size_t len);
 
 /* Creates an executor and starts its workers. cfg NULL: all defaults. No tool is registered
  * yet (see aip_executor_register_builtins). Returns 0, AIP_E_NOMEM, AIP_E_CONFIG (a read root
