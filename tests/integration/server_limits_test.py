@@ -30,6 +30,7 @@ import os
 import socket
 import struct
 import sys
+import tempfile
 import time
 import uuid
 
@@ -48,19 +49,30 @@ def now_iso():
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
+TMP = tempfile.mkdtemp(prefix="aip-limits-test.")
+aiptest.kill_at_exit(remove=TMP)
+
+
 def start_server(*flags):
+    log = os.path.join(TMP, "server-%d.log" % len(aiptest.procs))
     p, port = aiptest.listen([SERVER, "--port", "0", "--log-level", "warn"] + list(flags),
-                             stderr=open(os.devnull, "w"))
+                             stderr=open(log, "w"))
+    p.log = log
     return p, port
 
 
-def stop_server(p):
+def stop_server(p, name):
+    """SIGTERM; checks exit 0 and no sanitizer report in the server's stderr."""
     p.terminate()
     try:
-        return p.wait(10)
+        code = p.wait(10)
     except Exception:
         p.kill()
-        return None
+        code = None
+    with open(p.log) as f:
+        bad = [l.strip() for l in f if "Sanitizer" in l or "runtime error" in l]
+    return check(name + ": the server stops cleanly (exit 0, no sanitizer report)",
+                 code == 0 and not bad, (code, bad[:3]))
 
 
 def api(port, method, path, body=None):
@@ -264,7 +276,7 @@ def budget_checks(measure=True):
     for c in cons:
         c.close()
     dev.close()
-    check("budget: the server stops cleanly", stop_server(p) == 0)
+    stop_server(p, "budget")
     return peak
 
 
@@ -304,7 +316,7 @@ async def snapshot_checks():
           len(json.dumps(det)) < 64 * 1024, st)
     await v.close()
     await dev.close()
-    stop_server(p)
+    stop_server(p, "snapshot")
 
 
 # ---- item 3: connection and client caps ------------------------------------------------------
@@ -335,7 +347,7 @@ async def cap_checks():
     v3.close()
     for x in (a, b, v1):
         await x.close()
-    stop_server(p)
+    stop_server(p, "caps")
 
 
 # ---- item 4: task frames sized by client-chosen counts ---------------------------------------
@@ -392,11 +404,38 @@ async def task_frame_checks():
                            10)
     check("tasks: the server survives and runs a sane two-batch task after",
           ok and end and end["status"] == "completed" and len(end["result"]) == 2, end)
+    many = '{"actions":[{"tool_name":"e","parameters":{"a":[' + ",".join(["0"] * 1100000) + \
+        ']}}]}'
+    await con.send(con.m("task", status="continue", target_id="tdev", session_id=sid + "-4",
+                         request=many))
+    end = await con.expect(lambda f: f["type"] == "task_end" and f["session_id"] == sid + "-4",
+                           30)
+    check("tasks: a request whose tree would be too big is refused before it is built",
+          end and end["status"] == "failed" and
+          end["error"].startswith("the request is JSON the server will not parse: "),
+          end and end.get("error"))
     check("tasks: the refused tasks are counted",
-          metric(port, 'aip_errors_total{kind="bad_task"}') == 3)
+          metric(port, 'aip_errors_total{kind="bad_task"}') == 4)
+    # results: each batch's answer is kept until the task ends, so their sum is bounded
+    await con.send(con.m("task", status="continue", target_id="tdev", session_id=sid + "-5",
+                         request=json.dumps({"batches": [[act], [act]]})))
+    for _ in range(2):
+        cmd = await dev.expect(lambda f: f["type"] == "command", 10)
+        if not cmd:
+            break
+        await dev.send(dev.m("command_results", status="continue", session_id=cmd["session_id"],
+                             prev_response_id=cmd["response_id"],
+                             action_results=[{"status": "success", "result": "r" * (9 * MIB),
+                                              "call_id": cmd["actions"][0]["call_id"]}]))
+    end = await con.expect(lambda f: f["type"] == "task_end" and f["session_id"] == sid + "-5",
+                           30)
+    check("tasks: results over --max-frame in all fail the task instead of growing",
+          end and end["status"] == "failed" and end.get("result") is None and
+          end["error"] == "the task's results passed 16777216 bytes (--max-frame)",
+          end and end.get("error"))
     await con.close()
     await dev.close()
-    check("tasks: the server stops cleanly", stop_server(p) == 0)
+    stop_server(p, "tasks")
 
 
 # ---- item 5: roles -----------------------------------------------------------------------------
@@ -506,11 +545,12 @@ async def role_checks():
     check("roles: every refusal is counted (%s)" % n, n == refusals, (n, refusals))
     for x in (d1, d2, c1, c2):
         await x.close()
-    check("roles: the server stops cleanly", stop_server(p) == 0)
+    stop_server(p, "roles")
 
 
 def section(name, fn, *args):
     """Runs one group of checks; an exception (a peer that could not go on) is one FAIL."""
+    t0 = time.monotonic()
     try:
         r = fn(*args)
         if asyncio.iscoroutine(r):
@@ -518,6 +558,7 @@ def section(name, fn, *args):
     except Exception as exc:  # noqa: BLE001 - reported as a failed check
         check(name + ": ran to the end", False, "%s: %s" % (type(exc).__name__, exc))
     aiptest.kill_all(wait=True)
+    print("     (%s: %.1f s)" % (name, time.monotonic() - t0), flush=True)
 
 
 def main():
