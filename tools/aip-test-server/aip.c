@@ -12,6 +12,7 @@
 #include <aip/internal/jscan.h>
 #include <cjson/cJSON.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +25,19 @@
 
 /* ---- tasks, delayed answers, live queries ------------------------------------------------ */
 
+/* One action of a task, as validated by parse_actions(). */
+typedef struct action {
+    char *tool_name;
+    char *params; /* the parameters' JSON text as sent (numbers like 32.0 survive), or NULL */
+    aip_tool_type tool_type;
+} action;
+
 typedef struct task {
     char *session_id, *task_name, *request;
     session *requester, *device;
-    cJSON *batches; /* array of arrays of Command objects */
-    char **params;  /* parameters JSON text per action, flattened: params[b * stride + i] */
-    size_t stride, nbatches, cur;
+    action *actions;  /* every batch's actions, in order (at most --max-actions) */
+    size_t *batch_at; /* batch b is actions[batch_at[b] .. batch_at[b + 1]) */
+    size_t nactions, nbatches, cur;
     aip_buf results; /* the UFO-shaped task_end result being built */
     bool all_success;
     char cmd_id[40];
@@ -118,7 +126,65 @@ static void close_session(session *s, int code, const char *reason)
     close_session_ex(s, code, reason, true);
 }
 
-static void enqueue(session *s, uint8_t *buf, size_t len, bool binary)
+/* Frees what s has queued, at once: that memory is what the outbound bounds protect. */
+static void queue_drop(session *s)
+{
+    for (out_frame *f = s->qh, *n; f; f = n) {
+        n = f->next;
+        aip_free(f->buf);
+        aip_free(f);
+    }
+    g_srv.queued_total -= s->qbytes;
+    s->qh = s->qt = NULL;
+    s->qbytes = s->qexempt = 0;
+}
+
+/* Drops s for what it holds queued (a slow reader, or the server-wide budget): its queue is
+ * freed now, the close frame (code, reason) goes out when the socket takes it, and the link is
+ * killed after DROP_GRACE_S when it never does (a peer that reads nothing never makes its
+ * socket writable again). */
+#define DROP_GRACE_S 2
+static void drop_reader(session *s, int code, const char *reason)
+{
+    queue_drop(s);
+    if (!s->wsi || (s->closing && s->close_now))
+        return;
+    s->closing = true;
+    s->close_now = true;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
+    lws_callback_on_writable(s->wsi);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, DROP_GRACE_S);
+}
+
+/* Makes room for len more bytes queued for s under --max-total-queue, by dropping the sessions
+ * that hold the most queued bytes (the readers furthest behind) first, s included, each with
+ * 1008 and a reason. Returns false when s itself was dropped (its frame is not queued). */
+static bool budget_make_room(session *s, size_t len)
+{
+    while (g_srv.queued_total + len > g_srv.cfg.max_total_queue) {
+        session *v = NULL;
+        for (session *x = g_srv.sessions; x; x = x->next)
+            if (x->qbytes && (!v || x->qbytes > v->qbytes))
+                v = x;
+        if (!v)
+            v = s; /* nothing else to free: this frame can never fit */
+        aip_log(AIP_LOG_WARN, LOG,
+                "outbound budget (%zu bytes) full: dropping %s, which holds %zu queued bytes",
+                g_srv.cfg.max_total_queue, v->client_id ? v->client_id : v->addr,
+                v == s ? v->qbytes + len : v->qbytes);
+        g_srv.m.budget_drops++;
+        drop_reader(v, 1008, "server outbound budget full: slowest reader dropped");
+        if (v == s)
+            return false;
+    }
+    return true;
+}
+
+/* Queues one frame for s (takes buf). exempt: a viewer's opening burst, which
+ * --max-viewer-queue does not count (events.c); every frame counts against --max-queue and
+ * --max-total-queue. */
+static void enqueue_ex(session *s, uint8_t *buf, size_t len, bool binary, bool exempt)
 {
     if (s->closing) {
         aip_free(buf);
@@ -129,7 +195,11 @@ static void enqueue(session *s, uint8_t *buf, size_t len, bool binary)
         aip_log(AIP_LOG_WARN, LOG, "%s reads too slowly (%zu bytes queued): dropping it",
                 s->client_id ? s->client_id : s->addr, s->qbytes);
         g_srv.m.slow_readers++;
-        close_session_ex(s, 1008, "too slow", false);
+        drop_reader(s, 1008, "too slow");
+        return;
+    }
+    if (!budget_make_room(s, len)) {
+        aip_free(buf);
         return;
     }
     out_frame *f = aip_calloc(1, sizeof *f);
@@ -140,13 +210,22 @@ static void enqueue(session *s, uint8_t *buf, size_t len, bool binary)
     f->buf = buf;
     f->len = len;
     f->binary = binary;
+    f->exempt = exempt;
     if (s->qt)
         s->qt->next = f;
     else
         s->qh = f;
     s->qt = f;
     s->qbytes += len;
+    if (exempt)
+        s->qexempt += len;
+    g_srv.queued_total += len;
     lws_callback_on_writable(s->wsi);
+}
+
+static void enqueue(session *s, uint8_t *buf, size_t len, bool binary)
+{
+    enqueue_ex(s, buf, len, binary, false);
 }
 
 /* Encodes a ServerMessage in the session's encoding and queues it. */
@@ -179,13 +258,13 @@ static void send_msg(session *s, aip_msg *m)
     enqueue(s, aip_buf_steal(&b), len, s->proto);
 }
 
-void session_enqueue_text(session *s, const char *text, size_t len)
+void session_enqueue_text(session *s, const char *text, size_t len, bool exempt)
 {
     uint8_t *buf = aip_malloc(LWS_PRE + (len ? len : 1));
     if (!buf)
         return;
     memcpy(buf + LWS_PRE, text, len);
-    enqueue(s, buf, len, false);
+    enqueue_ex(s, buf, len, false, exempt);
 }
 
 static void send_simple(session *s, aip_msg_type type, aip_status st, const char *session_id,
@@ -217,6 +296,24 @@ static void send_error(session *s, const aip_msg *req, const char *fmt, ...)
     va_end(ap);
     send_simple(s, AIP_MSG_ERROR, AIP_STATUS_ERROR, req ? req->session_id : NULL,
                 req ? req->request_id : NULL, text);
+}
+
+/* A frame the role checks refuse (see "Roles" above handle_msg): answered with an error naming
+ * the request, counted, logged and shown on the feed; the frame has no other effect. */
+static void unauthorized(session *s, const aip_msg *req, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void unauthorized(session *s, const aip_msg *req, const char *fmt, ...)
+{
+    char text[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    g_srv.m.unauthorized++;
+    aip_log(AIP_LOG_INFO, LOG, "refused a %s from %s: %s", aip_msg_type_str(req->type),
+            s->client_id, text);
+    ev_emit("error", s, NULL, "refused %s: %.300s", aip_msg_type_str(req->type), text);
+    send_error(s, req, "%s", text);
 }
 
 /* ---- delayed answers (--reply-jitter-ms) ------------------------------------------------- */
@@ -257,6 +354,16 @@ static void send_jittered(session *s, aip_msg *m)
 }
 
 /* ---- device info ---------------------------------------------------------------------------- */
+
+/* Takes si (or NULL) as the device's system_info, with its size and bounded summary. */
+static void set_system_info(session *s, char *si)
+{
+    aip_free(s->system_info);
+    aip_free(s->si_summary);
+    s->system_info = si;
+    s->si_bytes = si ? strlen(si) : 0;
+    s->si_summary = si_summary_make(si, s->si_bytes);
+}
 
 static void answer_info(session *to, const char *request_id, const char *system_info,
                         const char *device_id)
@@ -381,8 +488,8 @@ void admin_live_cancel(struct live_req *l)
 
 static void handle_info_request(session *s, aip_msg *m)
 {
-    if (s->type != AIP_CLIENT_CONSTELLATION) {
-        send_error(s, m, "device_info_request is only for constellation clients");
+    if (s->type != AIP_CLIENT_CONSTELLATION) { /* Roles, rule 4 */
+        unauthorized(s, m, "device_info_request is only for constellation clients");
         return;
     }
     const char *target = m->target_id ? m->target_id : s->target_id;
@@ -405,17 +512,21 @@ static void handle_info_request(session *s, aip_msg *m)
 
 static void handle_info_response(session *s, aip_msg *m)
 {
-    if (m->metadata) { /* the fresh system_info: keep it */
-        aip_free(s->system_info);
-        s->system_info = aip_strdup(m->metadata);
+    if (s->type != AIP_CLIENT_DEVICE) { /* Roles, rule 4 */
+        unauthorized(s, m, "device_info_response is only for device clients");
+        return;
     }
-    if (!m->prev_response_id)
-        return; /* an unsolicited update */
-    live_req *l = strmap_get(&g_srv.live, m->prev_response_id);
-    if (!l || l->device != s)
-        return; /* late: the cache already answered */
+    live_req *asked = m->prev_response_id ? strmap_get(&g_srv.live, m->prev_response_id) : NULL;
+    if (asked && asked->device != s) { /* Roles, rule 4: another device was asked */
+        unauthorized(s, m, "device_info_response for a query sent to another device");
+        return;
+    }
+    if (m->metadata) /* the fresh system_info: keep it */
+        set_system_info(s, aip_strdup(m->metadata));
+    if (!asked)
+        return; /* an unsolicited update, or late: the cache already answered */
     ev_emit("device_info", s, NULL, "answered a live device-info query");
-    live_answer(l, s->system_info, "live");
+    live_answer(asked, s->system_info, "live");
 }
 
 /* ---- tasks ---------------------------------------------------------------------------------- */
@@ -441,12 +552,12 @@ static void task_free(task *t)
     if (t->cmd_id[0])
         strmap_del(&g_srv.commands, t->cmd_id);
     strmap_del(&g_srv.tasks, t->session_id);
-    if (t->params) {
-        for (size_t i = 0; i < t->nbatches * t->stride; i++)
-            aip_free(t->params[i]);
-        aip_free(t->params);
+    for (size_t i = 0; t->actions && i < t->nactions; i++) {
+        aip_free(t->actions[i].tool_name);
+        aip_free(t->actions[i].params);
     }
-    cJSON_Delete(t->batches);
+    aip_free(t->actions);
+    aip_free(t->batch_at);
     aip_buf_free(&t->results);
     aip_free(t->session_id);
     aip_free(t->task_name);
@@ -497,6 +608,52 @@ static void finish_task(task *t, bool completed, const char *error)
     task_free(t);
 }
 
+/* ---- task requests: {"actions": [Command...]} or {"batches": [[Command...], ...]} ------------
+ *
+ * Nothing is allocated by a count the client chose before that count is checked: a first scan
+ * (no tree) counts the actions of each batch and refuses more than --max-actions-per-batch in
+ * one batch or --max-actions in all; the scan's estimate of cJSON's memory bounds the tree;
+ * the action table is then sized by the checked total, and the tree is freed before the task
+ * runs. */
+
+struct req_shape {
+    bool actions_list, batches_list; /* "actions" / "batches" is an array at the root */
+    size_t n_actions;                /* elements of "actions" */
+    size_t n_batches, n_in_batches;  /* elements of "batches", and of its elements */
+    size_t cur_b, cur_n;             /* the batch being counted, and its count so far */
+    size_t big_b, big_n;             /* the first batch over --max-actions-per-batch */
+};
+
+static void shape_visit(void *user, const aip_jscan_path *p, const char *v, size_t n)
+{
+    (void)n;
+    struct req_shape *sh = user;
+    if (!p->depth || !p->key[0])
+        return;
+    bool acts = aip_jscan_key_eq(p->key[0], p->key_len[0], "actions");
+    bool bats = !acts && aip_jscan_key_eq(p->key[0], p->key_len[0], "batches");
+    if (p->depth == 1) {
+        sh->actions_list |= acts && v[0] == '[';
+        sh->batches_list |= bats && v[0] == '[';
+    } else if (p->depth == 2 && acts) {
+        sh->n_actions++;
+    } else if (p->depth == 2 && bats) {
+        sh->n_batches++;
+    } else if (p->depth == 3 && bats) {
+        if (p->index[1] != sh->cur_b || !sh->cur_n) {
+            sh->cur_b = p->index[1];
+            sh->cur_n = 0;
+        }
+        sh->n_in_batches++;
+        if (++sh->cur_n > g_srv.cfg.max_batch_actions && !sh->big_n) {
+            sh->big_b = sh->cur_b;
+            sh->big_n = sh->cur_n;
+        }
+        if (sh->big_n && sh->cur_b == sh->big_b)
+            sh->big_n = sh->cur_n;
+    }
+}
+
 struct param_spans {
     task *t;
     bool batches_form;
@@ -508,55 +665,100 @@ static void param_visit(void *user, const aip_jscan_path *p, const char *v, size
     task *t = ps->t;
     size_t b, i;
     if (!ps->batches_form && p->depth == 3 && p->key[0] && !p->key[1] && p->key[2] &&
+        aip_jscan_key_eq(p->key[0], p->key_len[0], "actions") &&
         aip_jscan_key_eq(p->key[2], p->key_len[2], "parameters")) {
         b = 0;
         i = p->index[1];
     } else if (ps->batches_form && p->depth == 4 && p->key[0] && !p->key[1] && !p->key[2] &&
-               p->key[3] && aip_jscan_key_eq(p->key[3], p->key_len[3], "parameters")) {
+               p->key[3] && aip_jscan_key_eq(p->key[0], p->key_len[0], "batches") &&
+               aip_jscan_key_eq(p->key[3], p->key_len[3], "parameters")) {
         b = p->index[1];
         i = p->index[2];
     } else {
         return;
     }
-    if (b < t->nbatches && i < t->stride && !t->params[b * t->stride + i])
-        t->params[b * t->stride + i] = aip_strndup(v, n);
+    if (b >= t->nbatches || i >= t->batch_at[b + 1] - t->batch_at[b])
+        return;
+    action *a = &t->actions[t->batch_at[b] + i];
+    if (!a->params && !(n == 4 && memcmp(v, "null", 4) == 0))
+        a->params = aip_strndup(v, n);
 }
 
-/* Parses a task request: {"actions": [Command...]} or {"batches": [[...], ...]}. Returns NULL
- * with why set when it is not that. Commands need tool_name; tool_type defaults to action. */
+/* Parses t->request into t->actions. On false, why holds the reason (always written). */
 static bool parse_actions(task *t, char *why, size_t wl)
 {
+    static const char no_planner[] =
+        "aip-test-server has no planner: send the request as JSON actions, "
+        "{\"actions\": [{\"tool_name\": ..., \"parameters\": {...}}]} or "
+        "{\"batches\": [[...], [...]]}";
+    snprintf(why, wl, "out of memory");
     const char *req = t->request ? t->request : "";
-    cJSON *root = cJSON_ParseWithLength(req, strlen(req));
-    cJSON *actions = cJSON_GetObjectItemCaseSensitive(root, "actions");
-    cJSON *batches = cJSON_GetObjectItemCaseSensitive(root, "batches");
-    bool ok = false;
-    if (!cJSON_IsObject(root) || (!cJSON_IsArray(actions) && !cJSON_IsArray(batches))) {
+    size_t rl = strlen(req);
+    size_t maxa = g_srv.cfg.max_actions, maxb = g_srv.cfg.max_batch_actions;
+
+    /* 1. the shape and the counts, without building anything (the scan's memory does not grow
+     * with the number of values, and the text is at most --max-frame) */
+    struct req_shape sh;
+    memset(&sh, 0, sizeof sh);
+    aip_jscan sc = {0};
+    sc.max_depth = 64;
+    sc.visit = shape_visit;
+    sc.user = &sh;
+    sc.visit_depth = 3;
+    int rc = aip_jscan_run(&sc, req, rl);
+    if (rc || sc.root != '{' || (!sh.actions_list && !sh.batches_list)) {
+        if (rc && rc != AIP_E_MALFORMED)
+            snprintf(why, wl, "the request is JSON the server will not parse: %s", sc.why);
+        else
+            snprintf(why, wl, "%s", no_planner);
+        return false;
+    }
+    bool batches_form = !sh.actions_list;
+    size_t total = batches_form ? sh.n_in_batches : sh.n_actions;
+    if (!batches_form && sh.n_actions > maxb) {
+        sh.big_b = 0;
+        sh.big_n = sh.n_actions;
+    }
+    if (sh.big_n) {
         snprintf(why, wl,
-                 "aip-test-server has no planner: send the request as JSON actions, "
-                 "{\"actions\": [{\"tool_name\": ..., \"parameters\": {...}}]} or "
-                 "{\"batches\": [[...], [...]]}");
-        goto out;
+                 "batch %zu has %zu actions; aip-test-server takes at most %zu per batch "
+                 "(--max-actions-per-batch)",
+                 sh.big_b, sh.big_n, maxb);
+        return false;
     }
-    if (cJSON_IsArray(actions)) {
-        t->batches = cJSON_CreateArray();
-        cJSON_AddItemToArray(t->batches, cJSON_DetachItemViaPointer(root, actions));
-    } else {
-        t->batches = cJSON_DetachItemViaPointer(root, batches);
+    if (total > maxa || (batches_form && sh.n_batches > maxa)) {
+        snprintf(why, wl,
+                 "the task has %zu actions in %zu batch(es); aip-test-server takes at most %zu "
+                 "in one task (--max-actions)",
+                 total, batches_form ? sh.n_batches : (size_t)1, maxa);
+        return false;
     }
-    t->nbatches = (size_t)cJSON_GetArraySize(t->batches);
-    if (!t->nbatches) {
+
+    /* 2. the tree, validated action by action; its memory bounded as the codec bounds a
+     * frame's (8x its size; the floor fits --max-actions small actions) */
+    aip_jscan cost = {0};
+    cost.max_depth = 64;
+    cost.max_values = g_srv.limits.max_values;
+    cost.mem_budget = rl * 8 > (4u << 20) ? rl * 8 : (4u << 20);
+    if (aip_jscan_run(&cost, req, rl)) {
+        snprintf(why, wl, "the request is JSON the server will not parse: %s", cost.why);
+        return false;
+    }
+    bool ok = false;
+    cJSON *root = cJSON_ParseWithLength(req, rl);
+    if (!root)
+        return false; /* the scans accepted it: only memory can fail here */
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(root, batches_form ? "batches" : "actions");
+    size_t nb = batches_form ? sh.n_batches : 1, bi = 0, n = 0;
+    if (!total) {
         snprintf(why, wl, "the task has no actions");
         goto out;
     }
-    size_t bi = 0;
-    for (cJSON *b = t->batches->child; b; b = b->next, bi++) {
-        if (!cJSON_IsArray(b) || !cJSON_GetArraySize(b)) {
+    for (cJSON *b = batches_form ? list->child : list; b; b = batches_form ? b->next : NULL, bi++) {
+        if (!cJSON_IsArray(b) || !b->child) {
             snprintf(why, wl, "batch %zu is not a non-empty list of actions", bi);
             goto out;
         }
-        if ((size_t)cJSON_GetArraySize(b) > t->stride)
-            t->stride = (size_t)cJSON_GetArraySize(b);
         size_t ai = 0;
         for (cJSON *a = b->child; a; a = a->next, ai++) {
             cJSON *tn = cJSON_GetObjectItemCaseSensitive(a, "tool_name");
@@ -576,17 +778,43 @@ static bool parse_actions(task *t, char *why, size_t wl)
             }
         }
     }
-    /* parameters as their original text (numbers like 32.0 survive) */
-    t->params = aip_calloc(t->nbatches * t->stride, sizeof *t->params);
-    if (!t->params)
+
+    /* 3. the table, sized by the checked counts (nb <= total <= --max-actions) */
+    if (!(t->actions = aip_calloc(total, sizeof *t->actions)) ||
+        !(t->batch_at = aip_calloc(nb + 1, sizeof *t->batch_at)))
         goto out;
-    struct param_spans ps = {t, !cJSON_IsArray(actions)};
-    aip_jscan s = {0};
-    s.visit = param_visit;
-    s.user = &ps;
-    s.visit_depth = 4;
-    s.max_depth = 64;
-    aip_jscan_run(&s, req, strlen(req));
+    t->nactions = total;
+    t->nbatches = nb;
+    bi = 0;
+    for (cJSON *b = batches_form ? list->child : list; b; b = batches_form ? b->next : NULL) {
+        t->batch_at[bi++] = n;
+        for (cJSON *a = b->child; a && n < total; a = a->next, n++) {
+            cJSON *tt = cJSON_GetObjectItemCaseSensitive(a, "tool_type");
+            action *x = &t->actions[n];
+            x->tool_type = AIP_TOOL_ACTION;
+            if (cJSON_IsString(tt))
+                aip_tool_type_parse(tt->valuestring, strlen(tt->valuestring), &x->tool_type);
+            if (!(x->tool_name =
+                      aip_strdup(cJSON_GetObjectItemCaseSensitive(a, "tool_name")->valuestring)))
+                goto out;
+        }
+    }
+    t->batch_at[nb] = n;
+    if (n != total || bi != nb) {
+        snprintf(why, wl, "internal error: counted %zu actions in %zu batches, found %zu in %zu",
+                 total, nb, n, bi);
+        goto out;
+    }
+
+    /* 4. parameters as their original text */
+    struct param_spans ps = {t, batches_form};
+    aip_jscan s2 = {0};
+    s2.visit = param_visit;
+    s2.user = &ps;
+    s2.visit_depth = 4;
+    s2.max_depth = 64;
+    if (aip_jscan_run(&s2, req, rl))
+        goto out;
     ok = true;
 out:
     cJSON_Delete(root);
@@ -595,7 +823,6 @@ out:
 
 static void send_batch(task *t)
 {
-    cJSON *b = cJSON_GetArrayItem(t->batches, (int)t->cur);
     aip_msg m;
     aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_COMMAND, AIP_STATUS_CONTINUE);
     aip_msg_set_str(&m.session_id, t->session_id);
@@ -603,20 +830,16 @@ static void send_batch(task *t)
     new_id(t->cmd_id);
     aip_msg_set_str(&m.response_id, t->cmd_id);
     m.has_actions = true;
-    size_t i = 0;
-    for (cJSON *a = b->child; a; a = a->next, i++) {
+    size_t i = 0, from = t->batch_at[t->cur], to = t->batch_at[t->cur + 1];
+    for (; from + i < to; i++) {
+        const action *a = &t->actions[from + i];
         aip_command *c = aip_msg_add_command(&m);
         if (!c)
             break;
-        cJSON *tt = cJSON_GetObjectItemCaseSensitive(a, "tool_type");
-        c->tool_type = AIP_TOOL_ACTION;
-        if (cJSON_IsString(tt))
-            aip_tool_type_parse(tt->valuestring, strlen(tt->valuestring), &c->tool_type);
-        aip_msg_set_str(&c->tool_name,
-                        cJSON_GetObjectItemCaseSensitive(a, "tool_name")->valuestring);
-        const char *params = t->params[t->cur * t->stride + i];
-        if (params)
-            aip_msg_set_json(&c->parameters, params, AIP_JSON_OBJECT);
+        c->tool_type = a->tool_type;
+        aip_msg_set_str(&c->tool_name, a->tool_name);
+        if (a->params)
+            aip_msg_set_json(&c->parameters, a->params, AIP_JSON_OBJECT);
         char cid[40];
         new_id(cid);
         aip_msg_set_str(&c->call_id, cid);
@@ -660,8 +883,24 @@ static void put_result(aip_buf *b, const aip_result *r)
 
 static void handle_results(session *s, aip_msg *m)
 {
+    if (s->type != AIP_CLIENT_DEVICE) { /* Roles, rule 5 */
+        unauthorized(s, m, "command_results are only for device clients");
+        return;
+    }
     task *t = m->prev_response_id ? strmap_get(&g_srv.commands, m->prev_response_id) : NULL;
-    if (!t || t->device != s) {
+    if (t && t->device != s) { /* Roles, rule 5 */
+        unauthorized(s, m, "command_results for command '%.64s', which was sent to another device",
+                     m->prev_response_id);
+        return;
+    }
+    if (t && m->session_id && strcmp(m->session_id, t->session_id) != 0) {
+        unauthorized(s, m,
+                     "command_results for command '%.64s' name session '%.100s'; the "
+                     "command belongs to another session",
+                     m->prev_response_id, m->session_id);
+        return;
+    }
+    if (!t) { /* late (its task ended) or made up: nothing to do */
         aip_log(AIP_LOG_INFO, LOG, "command_results from %s for no running command (%s)",
                 s->client_id, m->prev_response_id ? m->prev_response_id : "no prev_response_id");
         return;
@@ -674,8 +913,7 @@ static void handle_results(session *s, aip_msg *m)
     t->cmd_id[0] = 0;
     if (s->commands_in_flight)
         s->commands_in_flight--;
-    cJSON *b = cJSON_GetArrayItem(t->batches, (int)t->cur);
-    size_t want = (size_t)cJSON_GetArraySize(b);
+    size_t want = t->batch_at[t->cur + 1] - t->batch_at[t->cur];
     aip_buf_putc(&t->results, t->results.len ? ',' : '[');
     aip_buf_puts(&t->results, "{\"request\":");
     aip_json_put_string(&t->results, t->request, strlen(t->request));
@@ -688,6 +926,14 @@ static void handle_results(session *s, aip_msg *m)
             t->all_success = false;
     }
     aip_buf_puts(&t->results, "]}");
+    if (t->results.len > g_srv.cfg.max_frame) { /* bounded: it goes out as one task_end */
+        char why[160];
+        snprintf(why, sizeof why, "the task's results passed %zu bytes (--max-frame)",
+                 g_srv.cfg.max_frame);
+        aip_buf_free(&t->results);
+        finish_task(t, false, why);
+        return;
+    }
     if (m->n_action_results != want)
         t->all_success = false;
     if (!t->all_success) {
@@ -749,6 +995,13 @@ static void handle_task(session *s, aip_msg *m)
         send_error(s, m, "aip-test-server has no planner for device-initiated tasks");
         return;
     }
+    if (s->type == AIP_CLIENT_DEVICE && strcmp(target, s->client_id) != 0) { /* Roles, rule 2 */
+        unauthorized(s, m,
+                     "a device's task runs on the device itself: target_id '%.100s' is not "
+                     "this device ('%.100s')",
+                     target, s->client_id);
+        return;
+    }
     char sid[AIP_ID_MAX + 1];
     if (m->session_id) {
         snprintf(sid, sizeof sid, "%s", m->session_id);
@@ -758,8 +1011,12 @@ static void handle_task(session *s, aip_msg *m)
         snprintf(sid, sizeof sid, "%.100s@%s", m->task_name ? m->task_name : "task", u);
     }
     task *old = strmap_get(&g_srv.tasks, sid);
-    if (old) {
-        send_error(s, m, "session_id '%s' is owned by another client", sid);
+    if (old && old->requester == s) {
+        send_error(s, m, "session_id '%s' is already running", sid);
+        return;
+    }
+    if (old) { /* Roles, rule 3 */
+        unauthorized(s, m, "session_id '%s' is owned by another client", sid);
         return;
     }
     session *dev = strmap_get(&g_srv.clients, target);
@@ -769,11 +1026,14 @@ static void handle_task(session *s, aip_msg *m)
     }
     send_simple(s, AIP_MSG_HEARTBEAT, AIP_STATUS_OK, sid, NULL, NULL); /* the ack */
     task *t = task_new(s, dev, sid, m->task_name, m->request);
-    if (!t)
+    if (!t) {
+        send_error(s, m, "out of memory");
         return;
+    }
     record_open(t->task_name, t->session_id, dev->client_id);
     char why[300];
     if (!parse_actions(t, why, sizeof why)) {
+        g_srv.m.bad_tasks++;
         finish_task(t, false, why);
         return;
     }
@@ -815,6 +1075,7 @@ unsigned admin_dispatch(const char *client_id, const char *request, const char *
     }
     char why[300];
     if (!parse_actions(t, why, sizeof why)) {
+        g_srv.m.bad_tasks++;
         task_free(t);
         aip_buf_puts(out, "{\"error\":");
         put_str(out, why);
@@ -860,8 +1121,9 @@ static bool has_extension(const char *metadata, const char *name)
     return yes;
 }
 
-/* Refuses a registration: the error, an event, then a close once the error is out. */
-static void refuse(session *s, const aip_msg *m, uint64_t *counter, const char *why)
+/* Refuses a registration: the error, an event, then a close once the error is out (1000; 1013
+ * "try again later" when the server is full). */
+static void refuse_ex(session *s, const aip_msg *m, uint64_t *counter, const char *why, int code)
 {
     (*counter)++;
     send_error(s, m, "%s", why);
@@ -876,7 +1138,12 @@ static void refuse(session *s, const aip_msg *m, uint64_t *counter, const char *
             "registration of %.100s refused: %s", m->client_id ? m->client_id : "(no client_id)",
             why);
     aip_buf_free(&e);
-    close_session(s, 1000, "registration refused");
+    close_session(s, code, "registration refused");
+}
+
+static void refuse(session *s, const aip_msg *m, uint64_t *counter, const char *why)
+{
+    refuse_ex(s, m, counter, why, 1000);
 }
 
 /* Is a refuse_next_registration fault armed for this id? Consumes a one-shot one. */
@@ -928,6 +1195,14 @@ static void handle_register(session *s, aip_msg *m)
         refuse(s, m, &g_srv.m.refused_duplicate, why);
         return;
     }
+    if (g_srv.clients.count >= g_srv.cfg.max_clients) {
+        snprintf(why, sizeof why,
+                 "server full: %zu clients are registered, the most this server takes "
+                 "(aip-test-server --max-clients)",
+                 g_srv.clients.count);
+        refuse_ex(s, m, &g_srv.m.refused_full, why, 1013);
+        return;
+    }
     if (m->client_type == AIP_CLIENT_CONSTELLATION && m->target_id) {
         session *dev = strmap_get(&g_srv.clients, m->target_id);
         if (!dev || dev->type != AIP_CLIENT_DEVICE) {
@@ -942,7 +1217,7 @@ static void handle_register(session *s, aip_msg *m)
     s->ext_correlated = has_extension(m->metadata, "correlated_errors");
     s->ext_live = has_extension(m->metadata, "live_device_info");
     if (s->type == AIP_CLIENT_DEVICE)
-        s->system_info = json_member_text(m->metadata, "system_info");
+        set_system_info(s, json_member_text(m->metadata, "system_info"));
     if (!s->client_id || strmap_put(&g_srv.clients, s->client_id, s)) {
         close_session(s, 1011, "out of memory");
         return;
@@ -959,11 +1234,62 @@ static void handle_register(session *s, aip_msg *m)
     aip_buf e;
     aip_buf_init(&e, 0);
     aip_buf_puts(&e, "\"client\":");
-    put_client(&e, s);
+    put_client(&e, s, false);
     aip_buf_nul(&e);
     ev_emit("registered", s, e.data ? (const char *)e.data : NULL, "%s registered from %s (%s)",
             aip_client_type_str(s->type), s->addr, s->proto ? "protobuf" : "JSON");
     aip_buf_free(&e);
+}
+
+/* ---- Roles ---------------------------------------------------------------------------------
+ *
+ * Who may send what, checked before a frame has any effect; a refused frame is answered with an
+ * `error` naming the request ([ext] correlation), counted in aip_errors_total{kind=
+ * "unauthorized"}, and changes nothing. Each rule against what UFO's server does (read in
+ * microsoft/UFO ufo/server/ws/handler.py and services/client_connection_manager.py, the
+ * version at commit 338d447); where UFO checks nothing, we are stricter on purpose and say so:
+ *
+ *  1. Identity pinning: every frame after the registration carries the client_id (and
+ *     client_type) it registered with — "client_id mismatch: this connection is registered as
+ *     'X'" / "client_type mismatch: ...". UFO takes client_id and client_type from each frame
+ *     (handle_message), so there a frame could speak for another client; PROTOCOL.md §3.1
+ *     pins them, with Galaxy's client_type "device" heartbeats from a constellation acked.
+ *  2. Tasks: a constellation's task runs on its target_id; a device's task runs on the device
+ *     itself (UFO's handle_task_request uses the sender's own task protocol for a device and
+ *     ignores target_id): a device naming another device is refused, "a device's task runs on
+ *     the device itself: ...". Results (task_end) go only to the requester, and a copy to the
+ *     device that ran it (UFO's send_result callback does the same).
+ *  3. Session ownership: a session belongs to the client that started it; a task naming a
+ *     running session_id of another client is refused, "session_id 'S' is owned by another
+ *     client" (PROTOCOL.md §3.3; UFO's get_or_create_session would join the running session).
+ *     A constellation's sessions are cancelled when it leaves (UFO: disconnect()).
+ *  4. Device info: only a constellation may ask (device_info_request), about any device, as in
+ *     UFO, whose answer for a device that is not there is ok with result {"error": ...};
+ *     a device asking gets "device_info_request is only for constellation clients"
+ *     (PROTOCOL.md §3.5; UFO's handler answers any client). Only a device may answer
+ *     (device_info_response), for a query sent to it or unsolicited about itself; UFO logs
+ *     the frame and ignores it ("not implemented").
+ *  5. Command results: only the device a command was sent to may answer it, for that
+ *     command's session. UFO's handle_command_result routes by the frame's session_id and
+ *     prev_response_id with no check of the sender.
+ *  6. task_end from a client: accepted (and ignored: the server ends its own tasks) only from
+ *     the device a running session of that id runs on, else "task_end for session 'S' refused:
+ *     ...". UFO's handler has no case for a client task_end and answers "Unknown message
+ *     type: task_end".
+ */
+
+static void handle_client_task_end(session *s, aip_msg *m)
+{
+    task *t = m->session_id ? strmap_get(&g_srv.tasks, m->session_id) : NULL;
+    if (!t || t->device != s) { /* Roles, rule 6 */
+        unauthorized(s, m,
+                     "task_end for session '%.100s' refused: no task of that session runs "
+                     "on this client",
+                     m->session_id ? m->session_id : "(none)");
+        return;
+    }
+    aip_log(AIP_LOG_DEBUG, LOG, "task_end from %s for its session %s (the server ends tasks)",
+            s->client_id, t->session_id);
 }
 
 static void handle_msg(session *s, aip_msg *m)
@@ -975,9 +1301,10 @@ static void handle_msg(session *s, aip_msg *m)
             close_session(s, 1008, "register first"); /* UFO closes without a word */
         return;
     }
-    /* identity is pinned to the connection (PROTOCOL.md §3.1) */
-    if (m->client_id && strcmp(m->client_id, s->client_id) != 0) {
-        send_error(s, m, "client_id mismatch: this connection is registered as '%s'", s->client_id);
+    /* Roles, rule 1: identity is pinned to the connection (PROTOCOL.md §3.1) */
+    if (!m->client_id || strcmp(m->client_id, s->client_id) != 0) {
+        unauthorized(s, m, "client_id mismatch: this connection is registered as '%s'",
+                     s->client_id);
         return;
     }
     if (m->client_type != s->type) {
@@ -990,8 +1317,8 @@ static void handle_msg(session *s, aip_msg *m)
                         s->client_id);
             }
         } else {
-            send_error(s, m, "client_type mismatch: this connection is registered as %s",
-                       aip_client_type_str(s->type));
+            unauthorized(s, m, "client_type mismatch: this connection is registered as %s",
+                         aip_client_type_str(s->type));
             return;
         }
     }
@@ -1010,7 +1337,7 @@ static void handle_msg(session *s, aip_msg *m)
     case AIP_MSG_COMMAND_RESULTS: handle_results(s, m); break;
     case AIP_MSG_DEVICE_INFO_REQUEST: handle_info_request(s, m); break;
     case AIP_MSG_DEVICE_INFO_RESPONSE: handle_info_response(s, m); break;
-    case AIP_MSG_TASK_END: break; /* a device reporting its own task's end: nothing to relay */
+    case AIP_MSG_TASK_END: handle_client_task_end(s, m); break;
     case AIP_MSG_ERROR:
         aip_log(AIP_LOG_INFO, LOG, "error from %s: %s", s->client_id,
                 m->error ? m->error : "(no text)");
@@ -1077,6 +1404,7 @@ static session *session_new(struct lws *wsi)
     if (s->next)
         s->next->prev = s;
     g_srv.sessions = s;
+    g_srv.nsessions++;
     aip_buf_init(&s->rx, 0);
     lws_get_peer_simple(wsi, s->addr, sizeof s->addr);
     const struct lws_protocols *p = lws_get_protocol(wsi);
@@ -1158,15 +1486,13 @@ static void session_closed(session *s, int code, const char *reason)
             pp = &d->next;
         }
     }
-    for (out_frame *f = s->qh, *n; f; f = n) {
-        n = f->next;
-        aip_free(f->buf);
-        aip_free(f);
-    }
+    queue_drop(s);
+    g_srv.nsessions--;
     aip_buf_free(&s->rx);
     aip_free(s->client_id);
     aip_free(s->target_id);
     aip_free(s->system_info);
+    aip_free(s->si_summary);
     aip_free(s);
 }
 
@@ -1362,6 +1688,9 @@ static int write_one(session *s)
         if (!s->qh)
             s->qt = NULL;
         s->qbytes -= f->len;
+        g_srv.queued_total -= f->len;
+        if (f->exempt)
+            s->qexempt -= f->len;
         aip_free(f->buf);
         aip_free(f);
     }
@@ -1430,6 +1759,13 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return reject_upgrade(wsi, 404, "Not Found", "no WebSocket endpoint here");
         if (!auth_ok(wsi, false))
             return reject_upgrade(wsi, 403, "Forbidden", "bad or missing token");
+        if (g_srv.nsessions >= g_srv.cfg.max_connections) { /* --max-connections */
+            g_srv.m.refused_connections++;
+            aip_log(AIP_LOG_INFO, LOG, "%zu WebSocket connections open: refusing one more (503)",
+                    g_srv.nsessions);
+            return reject_upgrade(wsi, 503, "Service Unavailable",
+                                  "too many connections (aip-test-server --max-connections)");
+        }
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED:

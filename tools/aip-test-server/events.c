@@ -4,14 +4,20 @@
  * Events (registrations, heartbeats, tasks, commands, errors, disconnects, faults) go to every
  * viewer of the /events WebSocket as one JSON text message each (DASHBOARD contract in
  * README.md). A viewer first gets a snapshot of the connected clients, then the last
- * EV_REPLAY events, then live ones. Memory is bounded twice: the replay ring holds EV_REPLAY
- * lines, and a viewer whose queue passes --max-viewer-queue bytes (1 MiB) is closed with 1013 (try
- * again later) instead of buffering for it — the page reconnects and gets a fresh snapshot.
+ * EV_REPLAY events, then live ones. Memory is bounded three times: every event line is at
+ * most about EV_MAX_EXTRA + 1 KiB (a client's system_info appears as a bounded summary, and
+ * extra members past EV_MAX_EXTRA bytes are left out), the replay ring holds EV_REPLAY lines,
+ * and a viewer whose live events queue past --max-viewer-queue bytes (1 MiB) is closed with
+ * 1013 (try again later) instead of buffering for it — the page reconnects and gets a fresh
+ * snapshot. The opening burst (snapshot + replay) is not held against that cap, so a viewer
+ * always gets its snapshot: its size is bounded by --max-clients summaries and the ring.
  *
  * Task records answer GET /api/task_result/{task_name}: created when a task with a name enters
  * the server, completed at task_end, at most MAX_TASK_RECORDS kept (the oldest dropped first).
  */
 #include "server.h"
+
+#include <aip/internal/jscan.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,17 +25,20 @@
 #include <sys/socket.h>
 
 #define EV_REPLAY         200
+#define EV_MAX_EXTRA      (8u * 1024u) /* extra members of one event, bytes */
 #define MAX_RECORD_RESULT (64u * 1024u)
+#define SI_INLINE         2048u /* a system_info up to this size is shown whole */
+#define SI_FIELD_MAX      256u  /* a summarised field's value, as JSON text */
 
 static char *g_ring[EV_REPLAY];
 static size_t g_ring_next;
 static uint64_t g_seq;
 
-static void viewer_send(session *v, const char *text, size_t len)
+static void viewer_send(session *v, const char *text, size_t len, bool opening)
 {
     if (v->closing)
         return;
-    if (v->qbytes + len > g_srv.cfg.max_viewer_queue) {
+    if (!opening && v->qbytes - v->qexempt + len > g_srv.cfg.max_viewer_queue) {
         g_srv.m.viewer_drops++;
         aip_log(AIP_LOG_INFO, "events", "viewer %s is %zu bytes behind: closing it (1013)", v->addr,
                 v->qbytes);
@@ -40,7 +49,7 @@ static void viewer_send(session *v, const char *text, size_t len)
         lws_callback_on_writable(v->wsi);
         return;
     }
-    session_enqueue_text(v, text, len);
+    session_enqueue_text(v, text, len, opening);
 }
 
 void events_viewer_open(session *s)
@@ -70,12 +79,12 @@ void events_viewer_open(session *s)
     aip_buf_puts(&b, "},\"clients\":");
     put_clients(&b, true);
     aip_buf_putc(&b, '}');
-    viewer_send(s, b.data ? (const char *)b.data : "", b.len);
+    viewer_send(s, b.data ? (const char *)b.data : "", b.len, true);
     aip_buf_free(&b);
     for (size_t i = 0; i < EV_REPLAY; i++) {
         const char *line = g_ring[(g_ring_next + i) % EV_REPLAY];
         if (line)
-            viewer_send(s, line, strlen(line));
+            viewer_send(s, line, strlen(line), true);
     }
 }
 
@@ -109,7 +118,10 @@ void ev_emit(const char *kind, const session *s, const char *extra_json, const c
     put_str(&b, s ? s->client_id : NULL);
     aip_buf_puts(&b, ",\"text\":");
     put_str(&b, text);
-    if (extra_json && extra_json[0]) {
+    size_t xl = extra_json ? strlen(extra_json) : 0;
+    if (xl > EV_MAX_EXTRA) /* bounded: the ring keeps every line */
+        bputf(&b, ",\"extra_omitted_bytes\":%zu", xl);
+    else if (xl) {
         aip_buf_putc(&b, ',');
         aip_buf_puts(&b, extra_json);
     }
@@ -119,11 +131,68 @@ void ev_emit(const char *kind, const session *s, const char *extra_json, const c
         return;
     }
     for (session *v = g_srv.viewers; v; v = v->next_viewer)
-        viewer_send(v, (const char *)b.data, b.len);
+        viewer_send(v, (const char *)b.data, b.len, false);
     /* the replay ring keeps the line itself */
     aip_free(g_ring[g_ring_next]);
     g_ring[g_ring_next] = (char *)aip_buf_steal(&b);
     g_ring_next = (g_ring_next + 1) % EV_REPLAY;
+}
+
+/* ---- system_info summaries -------------------------------------------------------------- */
+
+/* The fields a summary keeps (UFO's, PROTOCOL.md §4, less the lists and objects that make a
+ * system_info big), each when its value is at most SI_FIELD_MAX bytes of JSON. */
+static const char *const g_si_fields[] = {"device_id",       "platform",      "os_version",
+                                          "hostname",        "ip_address",    "cpu_count",
+                                          "memory_total_gb", "platform_type", "schema_version"};
+#define SI_NFIELDS (sizeof g_si_fields / sizeof g_si_fields[0])
+
+struct si_pick {
+    const char *v[SI_NFIELDS];
+    size_t n[SI_NFIELDS];
+};
+
+static void si_visit(void *user, const aip_jscan_path *p, const char *v, size_t n)
+{
+    struct si_pick *pk = user;
+    if (p->depth != 1 || !p->key[0] || n > SI_FIELD_MAX)
+        return;
+    for (size_t i = 0; i < SI_NFIELDS; i++)
+        if (aip_jscan_key_eq(p->key[0], p->key_len[0], g_si_fields[i])) {
+            pk->v[i] = v;
+            pk->n[i] = n;
+        }
+}
+
+char *si_summary_make(const char *si, size_t len)
+{
+    if (!si || len <= SI_INLINE)
+        return NULL; /* shown whole */
+    struct si_pick pk;
+    memset(&pk, 0, sizeof pk);
+    aip_jscan sc = {0};
+    sc.visit = si_visit;
+    sc.user = &pk;
+    sc.visit_depth = 1;
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    aip_buf_putc(&b, '{');
+    /* the text was validated by the decoder: a failure here leaves an empty summary */
+    if (aip_jscan_run(&sc, si, len) == 0)
+        for (size_t i = 0; i < SI_NFIELDS; i++)
+            if (pk.v[i]) {
+                if (b.len > 1)
+                    aip_buf_putc(&b, ',');
+                put_str(&b, g_si_fields[i]);
+                aip_buf_putc(&b, ':');
+                aip_buf_append(&b, pk.v[i], pk.n[i]);
+            }
+    aip_buf_putc(&b, '}');
+    if (aip_buf_nul(&b)) {
+        aip_buf_free(&b);
+        return aip_strdup("{}");
+    }
+    return (char *)aip_buf_steal(&b);
 }
 
 /* ---- task records ---------------------------------------------------------------------- */

@@ -109,14 +109,14 @@ void put_clients(aip_buf *b, bool details)
             aip_buf_putc(b, ',');
         first = false;
         if (details)
-            put_client(b, v);
+            put_client(b, v, false);
         else
             put_str(b, k);
     }
     aip_buf_putc(b, ']');
 }
 
-void put_client(aip_buf *b, const session *s)
+void put_client(aip_buf *b, const session *s, bool full)
 {
     aip_buf_puts(b, "{\"client_id\":");
     put_str(b, s->client_id);
@@ -155,9 +155,13 @@ void put_client(aip_buf *b, const session *s)
                   (double)(f[i].until - now) / 1e6);
             first = false;
         }
+    /* a big system_info is summarised except where it is asked for alone (GET
+     * /api/clients/{id}): the whole of it stays one request away */
+    bool summary = !full && s->si_summary;
     aip_buf_puts(b, "],\"system_info\":");
-    aip_buf_puts(b, s->system_info ? s->system_info : "null");
-    aip_buf_putc(b, '}');
+    aip_buf_puts(b, summary ? s->si_summary : s->system_info ? s->system_info : "null");
+    bputf(b, ",\"system_info_bytes\":%zu,\"system_info_summarised\":%s}", s->si_bytes,
+          summary ? "true" : "false");
 }
 
 static void body_task_result(aip_buf *b, const task_record *r)
@@ -307,7 +311,7 @@ int http_handle(struct lws *wsi, const char *uri)
             error_body(&b, "no such client");
             return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
         }
-        put_client(&b, s);
+        put_client(&b, s, true);
     } else if (strcmp(uri, "/api/health") == 0) {
         bputf(&b, "{\"status\":\"healthy\",\"online_clients\":%zu,\"tasks\":%zu}",
               g_srv.clients.count, g_srv.tasks.count);

@@ -26,6 +26,9 @@ static void usage(FILE *f)
             "                       [--tls-cert F --tls-key F [--tls-ca F]]\n"
             "                       [--device-info auto|cache|live] [--reply-jitter-ms N]\n"
             "                       [--max-frame BYTES] [--max-viewer-queue BYTES]\n"
+            "                       [--max-queue BYTES] [--max-total-queue BYTES]\n"
+            "                       [--max-connections N] [--max-clients N]\n"
+            "                       [--max-actions N] [--max-actions-per-batch N]\n"
             "                       [--log-level L]\n"
             "\n"
             "A UFO-compatible AIP orchestrator for debugging and tests (not a production server).\n"
@@ -42,6 +45,15 @@ static void usage(FILE *f)
             "  --max-frame BYTES     largest inbound message (default 16777216), else close 1009\n"
             "  --max-viewer-queue BYTES  events queued for one dashboard viewer before it is\n"
             "                        closed with 1013 (default 1048576)\n"
+            "  --max-queue BYTES     answers queued for one connection before it is dropped\n"
+            "                        as too slow, 1008 (default 67108864)\n"
+            "  --max-total-queue BYTES  answers queued over all connections; past it the\n"
+            "                        connections holding the most are dropped first, 1008\n"
+            "                        (default 268435456)\n"
+            "  --max-connections N   open WebSocket connections; more get HTTP 503 (16384)\n"
+            "  --max-clients N       registered clients; more are refused, 1013 (16000)\n"
+            "  --max-actions N       actions in one task (4096), --max-actions-per-batch N\n"
+            "                        in one batch (1024); a bigger task fails at once\n"
             "  --log-level L         error, warn, info (default), debug\n"
             "  --help, --version\n"
             "\n"
@@ -104,16 +116,34 @@ int main(int argc, char **argv)
         {"log-level", required_argument, 0, 'l'},   {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
     };
+    /* the budgets (docs/security.md), parsed by the same loop */
+    static const struct option budget_opts[] = {
+        {"max-queue", required_argument, 0, 1001},
+        {"max-total-queue", required_argument, 0, 1002},
+        {"max-connections", required_argument, 0, 1003},
+        {"max-clients", required_argument, 0, 1004},
+        {"max-actions", required_argument, 0, 1005},
+        {"max-actions-per-batch", required_argument, 0, 1006},
+    };
+    struct option
+        all_opts[sizeof opts / sizeof opts[0] + sizeof budget_opts / sizeof budget_opts[0]];
+    memcpy(all_opts, budget_opts, sizeof budget_opts);
+    memcpy(all_opts + sizeof budget_opts / sizeof budget_opts[0], opts, sizeof opts);
     server_config *cfg = &g_srv.cfg;
     cfg->host = "127.0.0.1";
     cfg->port = 5000;
     cfg->max_frame = 16u << 20;
     cfg->max_queue = 64u << 20;
     cfg->max_viewer_queue = 1u << 20;
+    cfg->max_total_queue = 256u << 20;
+    cfg->max_connections = 16384;
+    cfg->max_clients = 16000;
+    cfg->max_actions = 4096;
+    cfg->max_batch_actions = 1024;
     cfg->register_timeout_ms = 10000;
     cfg->di_mode = DI_AUTO;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", all_opts, NULL)) != -1) {
         char *end;
         switch (c) {
         case 'H': cfg->host = optarg; break;
@@ -153,6 +183,19 @@ int main(int argc, char **argv)
             if (parse_size(optarg, &cfg->max_viewer_queue))
                 goto bad;
             break;
+        case 1001:
+        case 1002:
+        case 1003:
+        case 1004:
+        case 1005:
+        case 1006: {
+            size_t *const dst[] = {&cfg->max_queue,       &cfg->max_total_queue,
+                                   &cfg->max_connections, &cfg->max_clients,
+                                   &cfg->max_actions,     &cfg->max_batch_actions};
+            if (parse_size(optarg, dst[c - 1001]))
+                goto bad;
+            break;
+        }
         case 'l': {
             aip_log_level lvl;
             if (aip_log_level_parse(optarg, &lvl))

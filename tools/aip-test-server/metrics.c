@@ -63,6 +63,15 @@ void metrics_render(aip_buf *b)
     bputf(b, "aip_viewers %zu\n", g_srv.nviewers);
     head(b, "aip_tasks_in_flight", "gauge", "Tasks the server is relaying.");
     bputf(b, "aip_tasks_in_flight %zu\n", g_srv.tasks.count);
+    head(b, "aip_websocket_connections", "gauge",
+         "Open WebSocket connections (AIP, echo, viewers), limited by --max-connections.");
+    bputf(b, "aip_websocket_connections %zu\n", g_srv.nsessions);
+    head(b, "aip_queued_bytes", "gauge",
+         "Outbound bytes queued over every connection, limited by --max-total-queue.");
+    bputf(b, "aip_queued_bytes %zu\n", g_srv.queued_total);
+    head(b, "aip_connections_refused_total", "counter",
+         "WebSocket upgrades refused with 503 by --max-connections.");
+    bputf(b, "aip_connections_refused_total %llu\n", (unsigned long long)m->refused_connections);
 
     static const char *const enc[2] = {"json", "proto"};
     head(b, "aip_frames_in_total", "counter", "AIP messages received, by type and encoding.");
@@ -87,6 +96,10 @@ void metrics_render(aip_buf *b)
           (unsigned long long)m->errors_received);
     bputf(b, "aip_errors_total{kind=\"frame_too_big\"} %llu\n", (unsigned long long)m->too_big);
     bputf(b, "aip_errors_total{kind=\"slow_reader\"} %llu\n", (unsigned long long)m->slow_readers);
+    bputf(b, "aip_errors_total{kind=\"outbound_budget\"} %llu\n",
+          (unsigned long long)m->budget_drops);
+    bputf(b, "aip_errors_total{kind=\"unauthorized\"} %llu\n", (unsigned long long)m->unauthorized);
+    bputf(b, "aip_errors_total{kind=\"bad_task\"} %llu\n", (unsigned long long)m->bad_tasks);
 
     head(b, "aip_registrations_total", "counter", "Registrations accepted.");
     bputf(b, "aip_registrations_total %llu\n", (unsigned long long)m->registrations);
@@ -99,6 +112,8 @@ void metrics_render(aip_buf *b)
           (unsigned long long)m->refused_target);
     bputf(b, "aip_registrations_refused_total{reason=\"fault\"} %llu\n",
           (unsigned long long)m->refused_fault);
+    bputf(b, "aip_registrations_refused_total{reason=\"server_full\"} %llu\n",
+          (unsigned long long)m->refused_full);
 
     head(b, "aip_faults_total", "counter", "Faults injected through POST /api/faults.");
     for (int f = 0; f < FAULT_COUNT_; f++)

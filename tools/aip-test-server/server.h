@@ -24,8 +24,13 @@ typedef struct server_config {
     device_info_mode di_mode;
     unsigned reply_jitter_ms;
     size_t max_frame;
-    size_t max_queue;        /* per-connection outbound bytes before a slow reader is dropped */
-    size_t max_viewer_queue; /* the same for /events viewers (closed with 1013) */
+    size_t max_queue;         /* per-connection outbound bytes before a slow reader is dropped */
+    size_t max_viewer_queue;  /* the same for /events viewers (closed with 1013) */
+    size_t max_total_queue;   /* outbound bytes queued over all connections (the budget) */
+    size_t max_connections;   /* open WebSocket connections (/ws, /echo, /events) */
+    size_t max_clients;       /* registered AIP clients */
+    size_t max_actions;       /* actions in one task, all batches together */
+    size_t max_batch_actions; /* actions in one batch */
     unsigned register_timeout_ms;
 } server_config;
 
@@ -34,6 +39,7 @@ typedef struct out_frame {
     struct out_frame *next;
     size_t len, off;
     bool binary;
+    bool exempt;  /* a viewer's opening burst: not held against --max-viewer-queue */
     uint8_t *buf; /* allocation; payload at buf + LWS_PRE */
 } out_frame;
 
@@ -67,12 +73,16 @@ typedef struct session {
     aip_client_type type;
     char *target_id;
     char *system_info; /* JSON text, the device's cached system_info */
+    size_t si_bytes;   /* strlen(system_info) */
+    char *si_summary;  /* NULL: system_info is small and shown whole; else the summary that
+                        * events, snapshots and /api/clients/details show instead */
     bool ext_correlated, ext_live;
     bool galaxy_noted;
     char addr[64];
     int64_t connected_us, last_heartbeat_us;
     out_frame *qh, *qt;
-    size_t qbytes;
+    size_t qbytes;  /* queued outbound bytes (also counted in g_srv.queued_total) */
+    size_t qexempt; /* of which a viewer's opening burst */
     aip_buf rx;
     bool rx_binary, rx_skip;
     lws_sorted_usec_list_t sul_register;
@@ -104,7 +114,12 @@ typedef struct metrics {
     uint64_t frames_in[AIP_MSG_TYPE_COUNT_][2],
         frames_out[AIP_MSG_TYPE_COUNT_][2]; /* [type][proto] */
     uint64_t malformed, errors_sent, errors_received, too_big, slow_readers;
+    uint64_t budget_drops;        /* dropped to keep --max-total-queue */
+    uint64_t unauthorized;        /* frames refused by the role checks (aip.c "Roles") */
+    uint64_t bad_tasks;           /* tasks refused before they started (not JSON actions, caps) */
+    uint64_t refused_connections; /* upgrades refused with 503: --max-connections */
     uint64_t registrations, refused_duplicate, refused_invalid, refused_target, refused_fault;
+    uint64_t refused_full; /* --max-clients */
     uint64_t faults[FAULT_COUNT_];
     uint64_t tasks_completed, tasks_failed, echo_frames;
     uint64_t viewer_drops, events;
@@ -132,6 +147,8 @@ typedef struct server {
     metrics m;
     int64_t started_us;
     session *sessions; /* every open session, newest first */
+    size_t nsessions;
+    size_t queued_total; /* outbound bytes queued over every session */
     lws_sorted_usec_list_t sul_liveness;
 } server;
 
@@ -153,7 +170,9 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                     size_t len);
 void server_close_all(int code, const char *reason);
 int64_t now_us(void);
-void session_enqueue_text(session *s, const char *text, size_t len);
+/* exempt: part of a viewer's opening burst (snapshot, replay), not held against
+ * --max-viewer-queue; every frame counts against --max-queue and --max-total-queue */
+void session_enqueue_text(session *s, const char *text, size_t len, bool exempt);
 /* admin actions (HTTP API), each answers an HTTP status and writes a JSON body into out */
 unsigned admin_dispatch(const char *client_id, const char *request, const char *task_name,
                         aip_buf *out);
@@ -174,7 +193,8 @@ void http_answer_later(struct lws *wsi, unsigned status, aip_buf *body);
 bool auth_ok(struct lws *wsi, bool http_api);
 void put_str(aip_buf *b, const char *s);
 void put_time(aip_buf *b, int64_t us);
-void put_client(aip_buf *b, const session *s);
+/* full: the whole system_info (GET /api/clients/{id}); else its bounded summary */
+void put_client(aip_buf *b, const session *s, bool full);
 void put_clients(aip_buf *b, bool details);
 void bputf(aip_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -186,6 +206,9 @@ void events_viewer_close(session *s);
 void ev_emit(const char *kind, const session *s, const char *extra_json, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void events_free(void);
+/* The bounded summary of a system_info of len bytes (NULL when it is small enough to show
+ * whole, or absent). aip_free() it. */
+char *si_summary_make(const char *si, size_t len);
 task_record *record_open(const char *task_name, const char *session_id, const char *client_id);
 void record_finish(const char *task_name, const char *session_id, bool completed,
                    const char *result, const char *error);

@@ -459,7 +459,12 @@
     ]);
     var si = c.system_info;
     if (si && typeof si === 'object' && !Array.isArray(si)) {
-      kvRows($('device-sysinfo'), Object.keys(si).map(function (k) { return [k, si[k]]; }));
+      var rows = Object.keys(si).map(function (k) { return [k, si[k]]; });
+      // a big system_info reaches the page as a summary; "Device info" shows all of it
+      if (c.system_info_summarised) {
+        rows.push(['(summary)', 'of ' + c.system_info_bytes + ' bytes: "Device info" shows it whole']);
+      }
+      kvRows($('device-sysinfo'), rows);
     } else {
       kvRows($('device-sysinfo'), [['(none)', 'the device sent no system_info']]);
     }
