@@ -446,12 +446,15 @@ char *settings_describe(const agent_settings *s)
     put_kv_str(&b, "ca_file", s->ca_file, &first);
     put_kv_str(&b, "cert", s->cert, &first);
     put_kv_str(&b, "encoding", s->encoding == AIP_ENCODING_PROTO ? "proto" : "json", &first);
+    aip_conn_config defaults;
+    aip_conn_config_init(&defaults);
     char n[400];
     snprintf(n, sizeof n,
              ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
-             "\"workers\":%u}",
+             "\"workers\":%u,\"max_frame\":%zu}",
              s->heartbeat_s, s->server_tasks ? "true" : "false", s->exec_enabled ? "true" : "false",
-             s->n_read_roots, s->workers ? s->workers : 2);
+             s->n_read_roots, s->workers ? s->workers : 2,
+             s->max_frame ? s->max_frame : defaults.max_frame_in);
     aip_buf_puts(&b, n);
     aip_buf_nul(&b);
     return (char *)aip_buf_steal(&b);

@@ -326,6 +326,13 @@ check("no server: exit 78", r.returncode == 78 and "server" in r.stderr, r.stder
 r = subprocess.run([AGENT, "--check-config"], capture_output=True, text=True,
                    env=dict(os.environ, AIP_SERVER="ws://127.0.0.1:9/ws"))
 check("AIP_SERVER from the environment", r.returncode == 0 and "127.0.0.1:9" in r.stdout, r.stdout)
+r = config_rc()
+check("--check-config shows the inbound limit: 1 MiB by default", '"max_frame":1048576' in r.stdout,
+      r.stdout)
+r = config_rc(cfg={"limits": {"max_frame": 4 << 20}})
+check("limits.max_frame sets it", r.returncode == 0 and '"max_frame":4194304' in r.stdout, r.stdout)
+r = config_rc(cfg={"limits": {"max_frame": 512}})
+check("limits.max_frame under 1024: exit 78", r.returncode == 78 and "max_frame" in r.stderr, r.stderr)
 r = subprocess.run([AGENT, "--bogus"], capture_output=True, text=True)
 check("usage error: exit 2", r.returncode == 2)
 
