@@ -682,6 +682,52 @@ static void oversized_scenario(const char *fragment)
     peer_stop(&p);
 }
 
+/* A device must answer every batch: a command over the inbound limit whose response_id comes
+ * first is answered as a failed batch (link kept); one whose response_id comes after its large
+ * actions (UFO's key order) cannot be, so the link is closed with 1009 for the server to fail
+ * its task, and the client reconnects. */
+static void test_oversized_command_answered_or_closed(void **state)
+{
+    (void)state;
+    size_t n = 80 * 1024; /* over the 64 KiB limit, under the kernel's 128 KiB per argument */
+    char *text = malloc(n + 1);
+    memset(text, 't', n);
+    text[n] = 0;
+    size_t cap = n + 400;
+    char *first = malloc(cap), *last = malloc(cap);
+    snprintf(first, cap,
+             "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":\"r-big\","
+             "\"session_id\":\"s-big\",\"actions\":[{\"tool_name\":\"echo\",\"tool_type\":"
+             "\"action\",\"parameters\":{\"text\":\"%s\"}}]}",
+             text);
+    snprintf(last, cap,
+             "{\"type\":\"command\",\"status\":\"continue\",\"actions\":[{\"tool_name\":"
+             "\"echo\",\"tool_type\":\"action\",\"parameters\":{\"text\":\"%s\"}}]}",
+             text);
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 1, "--command", first, "--command", last, NULL), 0);
+    free(text);
+    free(first);
+    free(last);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, small_inbound);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    assert_true(peer_log_wait(&p, 1, 10000, "\"dir\": \"in\"", "command_results",
+                              "\"prev_response_id\": \"r-big\"", "\"session_id\": \"s-big\"",
+                              "\"status\": \"failed\"", "inbound limit", NULL) >= 1);
+    assert_true(peer_log_wait(&p, 1, 10000, "\"event\": \"disconnect\"", "\"close_code\": 1009",
+                              NULL) >= 1);
+    WAIT_FOR(track_registered() >= 2);
+    assert_true(track_registered() >= 2); /* and it reconnects */
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    printf("oversized commands: answered as failed, then closed with 1009; oversized %llu "
+           "registrations %llu\n",
+           (unsigned long long)s.oversized, (unsigned long long)s.registrations);
+    assert_true(s.oversized >= 2);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
 static void test_oversized_answers_skipped_link_kept(void **state)
 {
     (void)state;
@@ -773,6 +819,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_large_messages_fragmented),
         cmocka_unit_test(test_oversized_answers_skipped_link_kept),
         cmocka_unit_test(test_oversized_fragmented_answers_skipped_link_kept),
+        cmocka_unit_test(test_oversized_command_answered_or_closed),
         cmocka_unit_test(test_pending_and_queue_limits_are_named_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
