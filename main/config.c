@@ -493,12 +493,15 @@ char *settings_describe(const agent_settings *s)
     put_kv_str(&b, "execute_command_policy", s->exec_policy, &first);
     put_kv_str(&b, "execute_command_api_key", s->exec_api_key ? "(set, not shown)" : NULL, &first);
     put_kv_str(&b, "execute_command_cgroup", s->exec_cgroup_dir, &first);
+    aip_conn_config defaults;
+    aip_conn_config_init(&defaults);
     char n[400];
     snprintf(n, sizeof n,
              ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
-             "\"workers\":%u}",
+             "\"workers\":%u,\"max_frame\":%zu}",
              s->heartbeat_s, s->server_tasks ? "true" : "false", s->exec_enabled ? "true" : "false",
-             s->n_read_roots, s->workers ? s->workers : 2);
+             s->n_read_roots, s->workers ? s->workers : 2,
+             s->max_frame ? s->max_frame : defaults.max_frame_in);
     aip_buf_puts(&b, n);
     aip_buf_nul(&b);
     return (char *)aip_buf_steal(&b);

@@ -66,6 +66,15 @@ int aip_decode(aip_encoding enc, aip_envelope env, const void *frame, size_t len
     return aip_json_decode(env, frame, len, limits, out, err);
 }
 
+void aip_frame_peek(aip_encoding enc, aip_envelope env, const void *prefix, size_t len,
+                    aip_frame_ids *out)
+{
+    if (enc == AIP_ENCODING_PROTO)
+        aip_proto_peek(env, prefix, len, out);
+    else
+        aip_json_peek(env, prefix, len, out);
+}
+
 int aip_encode_why(aip_encoding enc, const aip_msg *m, aip_buf *out, char *why, size_t why_len)
 {
     char r[200];

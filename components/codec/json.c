@@ -677,3 +677,71 @@ int aip_json_pretty(const char *t, size_t len, unsigned indent, aip_buf *b)
     }
     return rc;
 }
+
+/* ---- peek: type and ids from the first bytes of a frame ----------------------------------- */
+
+struct peek_ctx {
+    aip_envelope env;
+    aip_frame_ids *out;
+};
+
+/* The string value text v[0..n) (with its quotes) as plain text into slot, if it is a short
+ * string and the slot is still empty. */
+static void peek_keep(char *slot, const char *v, size_t n)
+{
+    if (slot[0] || n < 2 || v[0] != '"')
+        return;
+    if (!memchr(v, '\\', n)) {
+        aip_codec_keep_id(slot, v + 1, n - 2);
+        return;
+    }
+    if (n > 6 * AIP_ID_MAX + 2) /* even all \uXXXX escapes would make it too long */
+        return;
+    cJSON *s = cJSON_ParseWithLength(v, n); /* a short, already validated string */
+    if (cJSON_IsString(s))
+        aip_codec_keep_id(slot, s->valuestring, strlen(s->valuestring));
+    cJSON_Delete(s);
+}
+
+static void peek_visit(void *user, const aip_jscan_path *path, const char *v, size_t n)
+{
+    struct peek_ctx *pc = user;
+    if (path->depth != 1 || !path->key[0])
+        return;
+    const char *k = path->key[0];
+    size_t kl = path->key_len[0];
+    aip_frame_ids *o = pc->out;
+    if (aip_jscan_key_eq(k, kl, "type")) {
+        char t[AIP_ID_MAX + 1] = "";
+        peek_keep(t, v, n);
+        aip_msg_type mt;
+        if (o->type == AIP_MSG_NONE && t[0] && !aip_msg_type_parse(t, strlen(t), &mt) &&
+            aip_msg_type_allowed(pc->env, mt))
+            o->type = mt;
+    } else if (aip_jscan_key_eq(k, kl, "session_id")) {
+        peek_keep(o->session_id, v, n);
+    } else if (pc->env == AIP_ENVELOPE_SERVER) {
+        if (aip_jscan_key_eq(k, kl, "response_id"))
+            peek_keep(o->response_id, v, n);
+    } else if (aip_jscan_key_eq(k, kl, "request_id")) {
+        peek_keep(o->request_id, v, n);
+    } else if (aip_jscan_key_eq(k, kl, "prev_response_id")) {
+        peek_keep(o->prev_response_id, v, n);
+    }
+}
+
+void aip_json_peek(aip_envelope env, const char *prefix, size_t len, aip_frame_ids *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = AIP_MSG_NONE;
+    if (!prefix || !len)
+        return;
+    struct peek_ctx pc = {env, out};
+    aip_jscan s = {0};
+    s.visit = peek_visit;
+    s.user = &pc;
+    s.visit_depth = 1;
+    /* The scan stops with an error where the prefix ends (or at the first byte that is not
+     * JSON); every member completed before that point has been visited. */
+    (void)aip_jscan_run(&s, prefix, len);
+}

@@ -491,3 +491,87 @@ server_done:
     aip_free(texts);
     return rc;
 }
+
+/* ---- peek: type and ids from the first bytes of a frame ----------------------------------- */
+
+static bool peek_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        x |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+static unsigned field_id(const ProtobufCMessageDescriptor *d, const char *name)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, name);
+    return f ? f->id : 0;
+}
+
+void aip_proto_peek(aip_envelope env, const uint8_t *prefix, size_t len, aip_frame_ids *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = AIP_MSG_NONE;
+    const ProtobufCMessageDescriptor *d = env == AIP_ENVELOPE_SERVER
+                                              ? &aip__v1__server_message__descriptor
+                                              : &aip__v1__client_message__descriptor;
+    /* field numbers from the generated descriptor (0 = not in this envelope) */
+    const unsigned f_type = field_id(d, "type"), f_sid = field_id(d, "session_id"),
+                   f_req = field_id(d, "request_id"), f_resp = field_id(d, "response_id"),
+                   f_prev = field_id(d, "prev_response_id");
+    size_t i = 0;
+    while (prefix && i < len) {
+        uint64_t key, v;
+        if (!peek_varint(prefix, len, &i, &key))
+            return;
+        uint64_t field = key >> 3;
+        if (field == 0)
+            return; /* not protobuf */
+        switch (key & 7) {
+        case 0: /* varint */
+            if (!peek_varint(prefix, len, &i, &v))
+                return;
+            if (field == f_type) { /* a repeated field: the last one counts, as in protobuf */
+                uint32_t t = (uint32_t)v; /* protobuf-c keeps an enum's low 32 bits */
+                out->type =
+                    t > 0 && t < AIP_MSG_TYPE_COUNT_ && aip_msg_type_allowed(env, (aip_msg_type)t)
+                        ? (aip_msg_type)t
+                        : AIP_MSG_NONE;
+            }
+            break;
+        case 1: /* 64-bit */
+            if (len - i < 8)
+                return;
+            i += 8;
+            break;
+        case 5: /* 32-bit */
+            if (len - i < 4)
+                return;
+            i += 4;
+            break;
+        case 2: { /* length-delimited */
+            if (!peek_varint(prefix, len, &i, &v) || v > len - i)
+                return; /* runs past the prefix: nothing after it can be read */
+            const char *s = (const char *)prefix + i;
+            char *slot = field == f_sid    ? out->session_id
+                         : field == f_req  ? out->request_id
+                         : field == f_resp ? out->response_id
+                         : field == f_prev ? out->prev_response_id
+                                           : NULL;
+            if (slot) {
+                slot[0] = 0; /* the last occurrence counts; an unusable one leaves it empty */
+                aip_codec_keep_id(slot, s, (size_t)v);
+            }
+            i += (size_t)v;
+            break;
+        }
+        default: return; /* groups and invalid wire types: stop */
+        }
+    }
+}

@@ -44,6 +44,7 @@ enum {
     S_RECONNECTS,
     S_LIVENESS_DROPS,
     S_QUEUE_FULL,
+    S_TOO_LARGE,
     S_COUNT
 };
 
@@ -75,6 +76,9 @@ struct aip_conn {
     bool warned_fallback;
     char refusal[200];
     uint64_t malformed_logged;
+    uint64_t oversized_unlogged; /* skipped messages not yet reported in the log */
+    uint64_t oversized_logged_ns;
+    bool oversized_logged;
 
     _Atomic uint64_t st[S_COUNT];
 };
@@ -712,6 +716,112 @@ static void h_malformed(void *user, const aip_decode_error *e, bool binary)
     reply_error(c, why);
 }
 
+/* ---- inbound messages over max_frame_in (service thread) ---------------------------------- */
+
+#define OVERSIZED_LOG_NS (60ull * 1000000000ull) /* at most one warning a minute */
+
+/* Fails the pending request (kind, id) with AIP_E_TOO_LARGE; returns whether there was one. */
+static bool fail_too_large(aip_conn *c, aip_pending_kind kind, const char *id, const char *what)
+{
+    if (!id[0])
+        return false;
+    aip_mutex_lock(&c->lock);
+    aip_pending_entry *e = aip_pending_take(&c->pending, kind, id);
+    aip_mutex_unlock(&c->lock);
+    if (!e)
+        return false;
+    char why[200];
+    snprintf(why, sizeof why,
+             "the %s answering it is larger than max_frame_in (%zu bytes): skipped unread", what,
+             c->cfg.max_frame_in);
+    if (aip_future_complete(e->f, AIP_E_TOO_LARGE, NULL, why) == 0)
+        stat_inc(c, S_TOO_LARGE);
+    else
+        stat_inc(c, S_LATE); /* cancelled by its caller meanwhile */
+    aip_pending_entry_free(e);
+    return true;
+}
+
+/* The transport is skipping a message over max_frame_in (the link stays up); prefix is its
+ * first bytes. What it answers fails at once with AIP_E_TOO_LARGE when its type and id can be
+ * read there (aip_frame_peek); otherwise the request fails at its own deadline. */
+static void ev_oversized(void *user, uint64_t link, const uint8_t *prefix, size_t len, bool binary)
+{
+    aip_conn *c = user;
+    (void)link;
+    c->last_rx_ns = aip_now_ns(NULL); /* the server is sending a real message */
+    aip_frame_ids ids;
+    aip_frame_peek(binary ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, prefix,
+                   len, &ids);
+    const char *id = "";
+    const char *outcome = "skipped";
+    switch (ids.type) {
+    case AIP_MSG_TASK_END:
+        id = ids.session_id;
+        if (fail_too_large(c, AIP_PENDING_TASK, id, "task_end"))
+            outcome = "skipped; its task failed with AIP_E_TOO_LARGE";
+        break;
+    case AIP_MSG_DEVICE_INFO_RESPONSE:
+        id = ids.response_id;
+        if (fail_too_large(c, AIP_PENDING_DEVICE_INFO, id, "device_info_response"))
+            outcome = "skipped; its request failed with AIP_E_TOO_LARGE";
+        break;
+    case AIP_MSG_ERROR:
+        id = ids.response_id[0] ? ids.response_id : ids.session_id;
+        if (fail_too_large(c, AIP_PENDING_DEVICE_INFO, ids.response_id, "error") ||
+            fail_too_large(c, AIP_PENDING_TASK, ids.session_id, "error"))
+            outcome = "skipped; its request failed with AIP_E_TOO_LARGE";
+        break;
+    case AIP_MSG_COMMAND: {
+        if (c->registering)
+            break;
+        id = ids.response_id;
+        char why[200];
+        snprintf(why, sizeof why,
+                 "command larger than this device's inbound limit (%zu bytes): not run",
+                 c->cfg.max_frame_in);
+        if (id[0]) { /* a device must answer every batch (PROTOCOL.md 3.4) */
+            aip_msg r;
+            aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_COMMAND_RESULTS, AIP_STATUS_FAILED);
+            r.prev_response_id = ids.response_id;
+            r.session_id = ids.session_id[0] ? ids.session_id : NULL;
+            r.error = why;
+            r.has_action_results = true;
+            send_raw(c, c->cur_link, c->link_enc, &r);
+            outcome = "skipped; answered as a failed batch";
+        } else {
+            /* The one case where size still costs the link: a batch the server waits for that
+             * cannot be answered (its response_id comes after its actions). Closing makes the
+             * server fail its task now (PROTOCOL.md: device gone) instead of at its timeout. */
+            aip_log(AIP_LOG_WARN, LOG_COMP,
+                    "a command over max_frame_in (%zu bytes) without a readable response_id: "
+                    "closing with 1009 so the server fails its task",
+                    c->cfg.max_frame_in);
+            aip_transport_close(c->tr, 1009, "command too big");
+            return;
+        }
+        break;
+    }
+    default: break;
+    }
+    const char *tname = ids.type != AIP_MSG_NONE ? aip_msg_type_str(ids.type) : "message";
+    aip_log(AIP_LOG_DEBUG, LOG_COMP, "an inbound %s%s%s over max_frame_in (%zu bytes) was %s",
+            tname, id[0] ? " for " : "", id, c->cfg.max_frame_in, outcome);
+    c->oversized_unlogged++;
+    uint64_t now = aip_now_ns(NULL);
+    if (c->oversized_logged && now - c->oversized_logged_ns < OVERSIZED_LOG_NS)
+        return;
+    aip_log(AIP_LOG_WARN, LOG_COMP,
+            "%llu inbound message%s over max_frame_in (%zu bytes) skipped%s, the link kept; "
+            "the latest: a %s%s%s, %s",
+            (unsigned long long)c->oversized_unlogged, c->oversized_unlogged == 1 ? "" : "s",
+            c->cfg.max_frame_in, c->oversized_logged ? " in the last minute or more" : "", tname,
+            id[0] ? " for " : "", id, outcome);
+    c->oversized_logged = true;
+    c->oversized_logged_ns = now;
+    c->oversized_unlogged = 0;
+}
+
 /* ---- transport events (service thread) --------------------------------------------------- */
 
 static void ev_open(void *user, uint64_t link, bool proto)
@@ -961,7 +1071,7 @@ int aip_conn_create(const aip_conn_config *cfg, aip_conn **out)
     tc.stable_ms = c->cfg.stable_ms;
     tc.random = cfg->random;
     tc.thread_name = c->thread_name;
-    aip_transport_events ev = {ev_open, ev_frame, ev_close, ev_backoff, ev_wake};
+    aip_transport_events ev = {ev_open, ev_frame, ev_close, ev_backoff, ev_wake, ev_oversized};
     if ((rc = aip_transport_create(&tc, &ev, c, &c->tr)))
         goto fail_pending;
     rc = AIP_E_NOMEM;
@@ -1070,7 +1180,9 @@ void aip_conn_get_stats(aip_conn *c, aip_conn_stats *s)
     s->reconnects = LD(S_RECONNECTS);
     s->liveness_drops = LD(S_LIVENESS_DROPS);
     s->queue_full = LD(S_QUEUE_FULL);
+    s->too_large = LD(S_TOO_LARGE);
 #undef LD
+    s->oversized = ts.oversized_in;
     s->malformed = atomic_load_explicit(&c->proc.malformed, memory_order_relaxed);
     aip_mutex_lock(&c->lock);
     s->pending = aip_pending_count(&c->pending);

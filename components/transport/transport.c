@@ -720,23 +720,25 @@ static int on_receive(aip_transport *t, struct lws *wsi, const void *in, size_t 
         aip_log(AIP_LOG_ERROR, LOG_COMP, "out of memory reassembling a message");
         return -1;
     }
-    if (rc == AIP_E_TOO_LARGE || rc == AIP_E_MALFORMED) {
-        bool big = rc == AIP_E_TOO_LARGE;
-        if (big)
-            stat_add(&t->st_oversized, 1);
-        aip_log(AIP_LOG_WARN, LOG_COMP,
-                big ? "refusing an inbound message over %zu bytes (close 1009)"
-                    : "refusing a text message that is not UTF-8 (close 1007)",
-                t->cfg.max_frame_in);
+    if (rc == AIP_REASM_OVERSIZED) { /* skipped, never buffered: the link stays up */
+        stat_add(&t->st_oversized, 1);
+        size_t n;
+        const uint8_t *p = aip_reasm_prefix(&t->rx, &n);
+        t->in_cb++;
+        if (t->ev.on_oversized)
+            t->ev.on_oversized(t->user, t->link, p, n, aip_reasm_binary(&t->rx));
+        t->in_cb--;
+        return t->kill_requested ? -1 : 0;
+    }
+    if (rc == AIP_E_MALFORMED) {
+        aip_log(AIP_LOG_WARN, LOG_COMP, "refusing a text message that is not UTF-8 (close 1007)");
         aip_reasm_reset(&t->rx);
         /* Close from WRITEABLE, not from here: lws 4.1.6 corrupts its rx buffer when
          * lws_close_reason() is called in CLIENT_RECEIVE while it is spilling a frame larger
          * than that buffer (lws issue #3412; seen here under valgrind). Until the close goes
-         * out, the rest of the message is discarded chunk by chunk. */
+         * out, inbound data is discarded chunk by chunk. */
         t->rx_skip = true;
-        aip_transport_close(
-            t, big ? LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE : LWS_CLOSE_STATUS_INVALID_PAYLOAD,
-            big ? "message too big" : "invalid UTF-8");
+        aip_transport_close(t, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
         return 0;
     }
     stat_add(&t->st_frames_in, 1);

@@ -8,7 +8,9 @@ success, failure, skipped with matching call_ids; a shell command is refused by 
 garbage frames are survived; it reconnects after a drop and after refused registrations;
 SIGTERM makes it send a close frame and exit 0 within 2 s; SIGHUP reloads the config.
 Against aip-test-server + aipctl: batch semantics (timeout, invalid action), execute_command
-allowed by config. Config errors exit 78.
+allowed by config; a task whose results are over 2 MiB, which the server echoes to the device in
+task_end: the agent (1 MiB limit) skips it and keeps its link, aipctl prints it whole, and with
+--max-frame 1M fails at once with "too large". Config errors exit 78.
 
 usage: agent_test.py BUILD_DIR SOURCE_DIR
 """
@@ -66,6 +68,14 @@ def agent(port, *extra, config=None, client_id="agent-1"):
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     procs.append(p)
     return p
+
+
+def status_kb(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
 
 
 def stop(p, sig=signal.SIGTERM):
@@ -191,14 +201,18 @@ wait_for(lambda: b'"dev-a"' in subprocess.run([AIPCTL, "--server", url, "devices
                                                capture_output=True).stdout)
 
 
-def task(actions):
-    p = subprocess.run([AIPCTL, "--server", url, "--timeout", "20", "task", "dev-a",
+def task_on(server, device, actions):
+    p = subprocess.run([AIPCTL, "--server", server, "--timeout", "20", "task", device,
                         json.dumps({"actions": actions})], capture_output=True, text=True)
     try:
         out = json.loads(p.stdout)
     except ValueError:
-        return p.returncode, None
+        return p.returncode, None, p.stderr
     return p.returncode, [r["status"] for b in out["result"] or [] for r in b["result"]], out
+
+
+def task(actions):
+    return task_on(url, "dev-a", actions)
 
 
 rc, st, out = task([{"tool_name": "echo", "parameters": {"text": "a"}}, {"tool_name": "sleep", "parameters": {"seconds": 5}},
@@ -217,6 +231,66 @@ check("execute_command off the allowlist is refused as UFO does: a successful ca
       "success false, and the batch goes on",
       rc == 0 and st == ["success", "success"] and res[0]["result"]["success"] is False
       and "not on the allowlist" in res[0]["result"]["error"] and res[0]["namespace"] == "BashExecutor", out)
+stop(a)
+sp.terminate()
+
+# ---- results over 2 MiB: UFO's server echoes the task_end to the device too ---------------------
+
+
+def run_timed(cmd):
+    """Runs cmd; returns (exit code, stdout, stderr, seconds)."""
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr, time.monotonic() - t0
+
+
+def agent_log(p):
+    with open(os.path.join(TMP, "agent-%d.err" % procs.index(p))) as f:
+        return f.read()
+
+
+sp, sport = listen([SERVER, "--port", "0"], stderr=subprocess.DEVNULL)
+url = "ws://127.0.0.1:%d/ws" % sport
+cfg = write_config("big.json", {"tools": {"max_output": 8 << 20, "command_timeout_s": 60,
+                                          "execute_command": {"enabled": True, "allow": ["seq"]}}})
+a = agent(sport, config=cfg, client_id="dev-big")
+wait_for(lambda: b'"dev-big"' in subprocess.run([AIPCTL, "--server", url, "devices"],
+                                                 capture_output=True).stdout)
+N = 350000  # `seq 1 350000`: 2,338,895 bytes of output, ~2.7 MB as a JSON string
+want = "".join("%d\n" % i for i in range(1, N + 1))
+big_task = json.dumps({"actions": [{"tool_name": "execute_command",
+                                    "parameters": {"command": "seq 1 %d" % N}}]})
+rc, out, err, dt_ok = run_timed([AIPCTL, "--server", url, "--timeout", "60", "task",
+                                            "dev-big", big_task])
+try:
+    res = json.loads(out)["result"][0]["result"][0]
+    stdout = json.loads(res["result"])["stdout"] if isinstance(res["result"], str) else res["result"]["stdout"]
+except (ValueError, KeyError, IndexError, TypeError):
+    res, stdout = None, None
+check("big results: aipctl (default --max-frame 100M) prints the whole %d-byte output" % len(want),
+      rc == 0 and stdout == want and not res.get("truncated"),
+      "exit %d, %s bytes of stdout, stderr %s" % (rc, len(stdout) if stdout else None, err[-200:]))
+rc, out, err, dt_big = run_timed([AIPCTL, "--server", url, "--timeout", "60",
+                                              "--max-frame", "1M", "task", "dev-big", big_task])
+check("big results: aipctl --max-frame 1M fails with \"too large\" long before its 60 s timeout",
+      rc == 1 and "too large" in err and "max_frame_in" in err and dt_big < 20,
+      "exit %d after %.2f s: %s" % (rc, dt_big, err.strip()[-200:]))
+print("     big results: aipctl took %.2f s printing them, %.2f s failing with --max-frame 1M"
+      % (dt_ok, dt_big))
+# the agent got the echoed task_end twice, over its 1 MiB limit: skipped both (debug lines),
+# warned once (at most one warning a minute), link kept
+log = wait_for(lambda: agent_log(a).count("an inbound task_end for") >= 2 and agent_log(a), 5)
+check("big results: the agent skipped both echoed task_ends, warned once",
+      log and log.count("an inbound task_end for") == 2
+      and log.count("skipped, the link kept") == 1 and "the latest: a task_end for" in log,
+      log and log[-400:])
+check("big results: the agent kept its link (one registration, no close, no reconnect)",
+      log and log.count("registered as") == 1 and "link closed" not in log
+      and "reconnecting" not in log, log and log[-400:])
+rc, st, out = task_on(url, "dev-big", [{"tool_name": "echo", "parameters": {"text": "after"}}])
+check("big results: the agent still runs tasks on the same link", rc == 0 and st == ["success"], out)
+print("     big results: agent VmHWM %s kB (it also built and sent the 2.7 MB results)"
+      % status_kb(a.pid, "VmHWM"))
 stop(a)
 sp.terminate()
 
@@ -257,6 +331,13 @@ check("no server: exit 78", r.returncode == 78 and "server" in r.stderr, r.stder
 r = subprocess.run([AGENT, "--check-config"], capture_output=True, text=True,
                    env=dict(os.environ, AIP_SERVER="ws://127.0.0.1:9/ws"))
 check("AIP_SERVER from the environment", r.returncode == 0 and "127.0.0.1:9" in r.stdout, r.stdout)
+r = config_rc()
+check("--check-config shows the inbound limit: 1 MiB by default", '"max_frame":1048576' in r.stdout,
+      r.stdout)
+r = config_rc(cfg={"limits": {"max_frame": 4 << 20}})
+check("limits.max_frame sets it", r.returncode == 0 and '"max_frame":4194304' in r.stdout, r.stdout)
+r = config_rc(cfg={"limits": {"max_frame": 512}})
+check("limits.max_frame under 1024: exit 78", r.returncode == 78 and "max_frame" in r.stderr, r.stderr)
 r = subprocess.run([AGENT, "--bogus"], capture_output=True, text=True)
 check("usage error: exit 2", r.returncode == 2)
 

@@ -298,6 +298,10 @@ class Conn:
         if note:
             rec["note"] = note
         self.ev(rec)        # logged first, so "out" precedes the client's reply
+        frag = self.args.fragment
+        if frag and isinstance(data, str) and len(data) > frag:
+            # a fragmented message: websockets sends each item of an iterable as one frame
+            data = [data[i:i + frag] for i in range(0, len(data), frag)]
         try:
             await self.ws.send(data)
         except (ConnectionClosed, ConnectionError):
@@ -668,6 +672,11 @@ class Conn:
                      "timestamp": now_iso()}
             if target is None:
                 frame["result"] = {"error": "Device None not found"}
+            elif self.args.big_info and target.startswith("big"):
+                frame["result"]["padding"] = "p" * self.args.big_info
+                if target.startswith("big-last"):   # the id after the large result
+                    frame["response_id"] = frame.pop("response_id")
+                    frame["timestamp"] = frame.pop("timestamp")
         elif mode == "unknown-device":
             frame = {"type": "device_info_response", "status": "ok",
                      "response_id": q,
@@ -776,6 +785,12 @@ def build_parser():
                    help="first registered connection: one text frame of BYTES")
     p.add_argument("--bad-utf8", action="store_true",
                    help="first registered connection: a text frame with invalid UTF-8")
+    p.add_argument("--fragment", type=int, default=0, metavar="BYTES",
+                   help="send text messages longer than BYTES characters as fragments of "
+                        "that many")
+    p.add_argument("--big-info", type=int, default=0, metavar="BYTES",
+                   help="device-info answers for a target id starting with 'big' carry BYTES "
+                        "of padding in the result; 'big-last...': response_id after it")
     p.add_argument("--unfinished-message", choices=("trickle", "stop"), default=None,
                    help="first registered connection: a fragmented text message that never "
                         "ends; trickle = 16 KiB more every 10 ms, stop = then silence")

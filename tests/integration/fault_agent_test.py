@@ -7,9 +7,10 @@
   waiting for its timeout, and the agent comes back;
 - a peer that refuses registration forever: the agent keeps trying, backoff at its cap, memory
   flat (VmRSS sampled);
-- hostile frames from the peer: 24 MiB (close 1009, peak RSS VmHWM < 40 MB, reconnects),
-  invalid UTF-8 (1007), fragmented messages that never finish (1009 when they keep coming,
-  liveness when they stop); the agent reconnects after each.
+- hostile frames from the peer: 24 MiB (skipped unread: the link stays up, no reconnect, peak
+  RSS VmHWM < 40 MB), invalid UTF-8 (1007, reconnects), fragmented messages that never finish
+  (skipped past the 1 MiB limit, then dropped by liveness, whether they keep coming or stop;
+  reconnects).
 Memory figures are checked only in an uninstrumented build (SANITIZE argument empty).
 
 usage: fault_agent_test.py BUILD_DIR SOURCE_DIR [SANITIZE]
@@ -208,15 +209,33 @@ def hostile(name, args, code, extra=()):
     return hwm, alive
 
 
-hwm, alive = hostile("24 MiB frame", ["--big-frame", str(24 * MIB)], 1009)
-check("hostile 24 MiB frame: the agent is still running", alive)
+# A 24 MiB frame over the agent's 1 MiB limit: skipped unread, the link kept. At a 1 s
+# heartbeat, 4 quiet seconds after the skip would show a drop (liveness: 3 s).
+pp, pport, plog = peer("--big-frame", str(24 * MIB))
+a = agent(pport, "--heartbeat", "1", client_id="hostile-big")
+
+def agent_log():
+    with open(agent_errs[-1]) as f:
+        return f.read()
+
+
+skipped = wait_for(lambda: "over max_frame_in" in agent_log(), 20)
+time.sleep(4)
+hwm = status_kb(a.pid, "VmHWM")
+codes = [e.get("close_code") for e in events(plog) if e.get("event") == "disconnect"]
+check("hostile 24 MiB frame: skipped and logged", skipped)
+check("hostile 24 MiB frame: the link stays up (one registration, no disconnect)",
+      count(plog, "registered") == 1 and not codes, codes)
+check("hostile 24 MiB frame: the agent is still running", a.poll() is None)
 if not SANITIZE:
     check("hostile 24 MiB frame: agent peak RSS (VmHWM) < 40 MB", 0 < hwm < 40 * 1000,
           "VmHWM %d kB" % hwm)
 else:
     print("     (VmHWM %d kB under %s: not checked)" % (hwm, SANITIZE))
+stop(a)
+pp.terminate()
 hostile("invalid UTF-8", ["--bad-utf8"], 1007)
-hostile("fragments never ending", ["--unfinished-message", "trickle"], 1009)
+hostile("fragments never ending", ["--unfinished-message", "trickle"], 0, ("--heartbeat", "1"))
 hostile("fragments then silence", ["--unfinished-message", "stop"], 0, ("--heartbeat", "1"))
 
 # ---- no sanitizer report from any agent --------------------------------------------------------

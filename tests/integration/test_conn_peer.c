@@ -71,14 +71,6 @@ static aip_conn_stats stats_when(aip_conn *c, bool (*ok)(const aip_conn_stats *)
     return s;
 }
 
-static int track_close_code(void)
-{
-    pthread_mutex_lock(&g_track.m);
-    int n = g_track.last_close_code;
-    pthread_mutex_unlock(&g_track.m);
-    return n;
-}
-
 static int track_registered(void)
 {
     pthread_mutex_lock(&g_track.m);
@@ -569,15 +561,8 @@ static void test_shutdown_fails_pending_with_callbacks(void **state)
     peer_stop(&p);
 }
 
-static void small_inbound(aip_conn_config *cfg)
-{
-    cfg->max_frame_in = 64 * 1024;
-    cfg->backoff_base_ms = 20;
-}
-
-/* Messages over 64 KiB go out as fragments and come back reassembled; one over the inbound
- * limit is refused with 1009 and the link comes back. */
-static void test_large_messages_fragmented_and_capped(void **state)
+/* Messages over 64 KiB go out as fragments and come back reassembled. */
+static void test_large_messages_fragmented(void **state)
 {
     (void)state;
     peer_proc p;
@@ -597,23 +582,162 @@ static void test_large_messages_fragmented_and_capped(void **state)
     assert_true(strlen(m->result) > n);
     aip_future_release(f);
     aip_conn_destroy(c);
+    free(big);
+    peer_stop(&p);
+}
 
-    c = connect_to(&p, AIP_CLIENT_CONSTELLATION, small_inbound);
+static void small_inbound(aip_conn_config *cfg)
+{
+    cfg->max_frame_in = 64 * 1024;
+    cfg->backoff_base_ms = 20;
+}
+
+static bool oversized_done(const aip_conn_stats *s)
+{
+    return s->oversized >= 3 && s->too_large >= 2 && s->timeouts >= 1;
+}
+
+/* Answers over the inbound limit (64 KiB here; the peer sends 200-300 KiB) are skipped unread
+ * and cost nothing else: the link stays up (no close, no reconnect) and carries the next
+ * answers. A request whose id the answer's first bytes name (a task_end: session_id before
+ * the result; a device_info_response with response_id first) fails at once with
+ * AIP_E_TOO_LARGE; one whose id comes after the large result fails at its own deadline.
+ * fragment: NULL = each answer in one frame (its header already says it is too large), else
+ * the peer sends them as fragments of that many bytes, which add up over the limit. */
+static void oversized_scenario(const char *fragment)
+{
+    peer_proc p;
+    if (fragment)
+        assert_int_equal(peer_start(&p, 1, "--big-info", "200000", "--fragment", fragment, NULL),
+                         0);
+    else
+        assert_int_equal(peer_start(&p, 1, "--big-info", "200000", NULL), 0);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_CONSTELLATION, small_inbound);
     assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+
+    size_t n = 300 * 1024;
+    char *big = malloc(n + 1);
+    memset(big, 'b', n);
+    big[n] = 0;
     double t0 = now_ms();
-    assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
-    assert_int_equal(aip_future_wait(f, 10000), AIP_E_CONN_LOST); /* the echo is too big */
-    assert_true(now_ms() - t0 < 2000);
-    aip_future_release(f);
-    WAIT_FOR(track_close_code() == 1009);
+    aip_request_opts short_deadline = {.timeout_ms = 1500};
+    aip_future *f_late, *f_info, *f_task;
+    assert_int_equal(aip_conn_request_device_info(c, "big-last-1", &short_deadline, &f_late), 0);
+    aip_request_opts o = {.timeout_ms = 30000};
+    assert_int_equal(aip_conn_request_device_info(c, "big-1", &o, &f_info), 0);
+    aip_task_opts to = {.request = big, .req = {.timeout_ms = 30000}};
+    assert_int_equal(aip_conn_send_task(c, &to, &f_task), 0);
+
+    assert_int_equal(aip_future_wait(f_info, 30000), AIP_E_TOO_LARGE);
+    double t_info = now_ms() - t0;
+    assert_int_equal(aip_future_wait(f_task, 30000), AIP_E_TOO_LARGE);
+    double t_task = now_ms() - t0;
+    assert_non_null(strstr(aip_future_error(f_task), "max_frame_in"));
+    assert_null(aip_future_msg(f_task));
+    assert_int_equal(aip_future_wait(f_late, 30000), AIP_E_TIMEOUT);
+    double t_late = now_ms() - t0;
+    printf("oversized answers (%s): device info failed with AIP_E_TOO_LARGE after %.0f ms, the "
+           "task after %.0f ms (timeouts 30 s); the unreadable one timed out after %.0f ms "
+           "(its deadline 1.5 s)\n",
+           fragment ? "fragmented" : "one frame each", t_info, t_task, t_late);
+    assert_true(t_info < 10000 && t_task < 10000); /* well before their 30 s deadlines */
+    assert_true(t_late >= 1400);                   /* not before its own deadline */
+    aip_future_release(f_late);
+    aip_future_release(f_info);
+    aip_future_release(f_task);
+
+    /* the same link carries on: answers under the limit still arrive */
+    double ms;
+    char err[200];
+    assert_int_equal(info_once(c, 10000, &ms, err, sizeof err), 0);
+    to.request = "small";
+    assert_int_equal(aip_conn_send_task(c, &to, &f_task), 0);
+    assert_int_equal(aip_future_wait(f_task, 10000), 0);
+    aip_future_release(f_task);
+
+    aip_conn_stats s = stats_when(c, oversized_done);
+    printf("oversized answers: stats oversized %llu too_large %llu timeouts %llu registrations "
+           "%llu reconnects %llu\n",
+           (unsigned long long)s.oversized, (unsigned long long)s.too_large,
+           (unsigned long long)s.timeouts, (unsigned long long)s.registrations,
+           (unsigned long long)s.reconnects);
+    assert_int_equal(s.oversized, 3);
+    assert_int_equal(s.too_large, 2);
+    assert_int_equal(s.timeouts, 1);
+    assert_int_equal(s.conn_lost, 0);
+    assert_int_equal(s.registrations, 1);
+    assert_int_equal(s.reconnects, 0);
+    assert_int_equal(s.pending, 0);
     pthread_mutex_lock(&g_track.m);
-    assert_int_equal(g_track.last_close_code, 1009);
+    assert_int_equal(g_track.registered, 1);
+    assert_int_equal(g_track.disconnected, 0);
     pthread_mutex_unlock(&g_track.m);
-    assert_int_equal(aip_conn_wait_registered(c, 5000), 0); /* and it reconnects */
     aip_conn_destroy(c);
     free(big);
-    assert_true(peer_log_wait(&p, 1, 3000, "\"event\": \"disconnect\"", "1009", NULL) >= 1);
+    /* one connection, closed by the client's shutdown (1000), never with 1009 */
+    assert_int_equal(peer_log_wait(&p, 1, 3000, "\"event\": \"disconnect\"", NULL), 1);
+    assert_int_equal(peer_log_count(&p, "\"event\": \"connect\"", NULL), 1);
+    assert_int_equal(peer_log_count(&p, "\"event\": \"disconnect\"", "\"close_code\": 1000", NULL),
+                     1);
     peer_stop(&p);
+}
+
+/* A device must answer every batch: a command over the inbound limit whose response_id comes
+ * first is answered as a failed batch (link kept); one whose response_id comes after its large
+ * actions (UFO's key order) cannot be, so the link is closed with 1009 for the server to fail
+ * its task, and the client reconnects. */
+static void test_oversized_command_answered_or_closed(void **state)
+{
+    (void)state;
+    size_t n = 80 * 1024; /* over the 64 KiB limit, under the kernel's 128 KiB per argument */
+    char *text = malloc(n + 1);
+    memset(text, 't', n);
+    text[n] = 0;
+    size_t cap = n + 400;
+    char *first = malloc(cap), *last = malloc(cap);
+    snprintf(first, cap,
+             "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":\"r-big\","
+             "\"session_id\":\"s-big\",\"actions\":[{\"tool_name\":\"echo\",\"tool_type\":"
+             "\"action\",\"parameters\":{\"text\":\"%s\"}}]}",
+             text);
+    snprintf(last, cap,
+             "{\"type\":\"command\",\"status\":\"continue\",\"actions\":[{\"tool_name\":"
+             "\"echo\",\"tool_type\":\"action\",\"parameters\":{\"text\":\"%s\"}}]}",
+             text);
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 1, "--command", first, "--command", last, NULL), 0);
+    free(text);
+    free(first);
+    free(last);
+    aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, small_inbound);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    assert_true(peer_log_wait(&p, 1, 10000, "\"dir\": \"in\"", "command_results",
+                              "\"prev_response_id\": \"r-big\"", "\"session_id\": \"s-big\"",
+                              "\"status\": \"failed\"", "inbound limit", NULL) >= 1);
+    assert_true(peer_log_wait(&p, 1, 10000, "\"event\": \"disconnect\"", "\"close_code\": 1009",
+                              NULL) >= 1);
+    WAIT_FOR(track_registered() >= 2);
+    assert_true(track_registered() >= 2); /* and it reconnects */
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    printf("oversized commands: answered as failed, then closed with 1009; oversized %llu "
+           "registrations %llu\n",
+           (unsigned long long)s.oversized, (unsigned long long)s.registrations);
+    assert_true(s.oversized >= 2);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
+static void test_oversized_answers_skipped_link_kept(void **state)
+{
+    (void)state;
+    oversized_scenario(NULL);
+}
+
+static void test_oversized_fragmented_answers_skipped_link_kept(void **state)
+{
+    (void)state;
+    oversized_scenario("4096");
 }
 
 /* Limits at the connection: max_pending requests in flight, then AIP_E_FULL at once (nothing
@@ -669,8 +793,10 @@ static void test_pending_and_queue_limits_are_named_errors(void **state)
     peer_stop(&p);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]); /* e.g. "*oversized*" */
     aip_log_set_level(getenv("AIP_TEST_DEBUG") ? AIP_LOG_DEBUG : AIP_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_and_task_round_trip),
@@ -690,7 +816,10 @@ int main(void)
         cmocka_unit_test(test_command_without_executor_is_answered),
         cmocka_unit_test(test_token_placements),
         cmocka_unit_test(test_shutdown_fails_pending_with_callbacks),
-        cmocka_unit_test(test_large_messages_fragmented_and_capped),
+        cmocka_unit_test(test_large_messages_fragmented),
+        cmocka_unit_test(test_oversized_answers_skipped_link_kept),
+        cmocka_unit_test(test_oversized_fragmented_answers_skipped_link_kept),
+        cmocka_unit_test(test_oversized_command_answered_or_closed),
         cmocka_unit_test(test_pending_and_queue_limits_are_named_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

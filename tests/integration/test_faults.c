@@ -463,7 +463,8 @@ static void test_link_lost_with_full_queue(void **state)
 
 /* ---- 5. hostile input at the transport --------------------------------------------------- */
 
-static void hostile_case(const char *flag, const char *arg, int want_code, int *got_code)
+static void hostile_case(const char *flag, const char *arg, int want_code, int *got_code,
+                         aip_conn_stats *st)
 {
     peer_proc peer;
     if (arg)
@@ -478,8 +479,12 @@ static void hostile_case(const char *flag, const char *arg, int want_code, int *
     *got_code = tracked(&t, &t.last_close_code);
     aip_conn_stats s;
     aip_conn_get_stats(c, &s);
-    printf("hostile %s: link closed with %d, reconnected; malformed %llu liveness drops %llu\n",
-           flag, *got_code, (unsigned long long)s.malformed, (unsigned long long)s.liveness_drops);
+    printf("hostile %s: link closed with %d, reconnected; malformed %llu liveness drops %llu "
+           "oversized %llu\n",
+           flag, *got_code, (unsigned long long)s.malformed, (unsigned long long)s.liveness_drops,
+           (unsigned long long)s.oversized);
+    if (st)
+        *st = s;
     aip_conn_destroy(c);
     if (want_code) {
         char code[16];
@@ -490,12 +495,42 @@ static void hostile_case(const char *flag, const char *arg, int want_code, int *
     peer_stop(&peer);
 }
 
-static void test_hostile_oversized_frame_1009(void **state)
+static bool one_oversized(aip_conn *c)
+{
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    return s.oversized >= 1;
+}
+
+/* A 4 MiB text frame (the limit is 1 MiB) is skipped unread: counted, and the link stays up
+ * (no close, no reconnect) through more than the liveness window. */
+static void test_hostile_oversized_frame_skipped(void **state)
 {
     (void)state;
-    int code;
-    hostile_case("--big-frame", "4194304", 1009, &code); /* 4 MiB, the limit is 1 MiB */
-    assert_int_equal(code, 1009);
+    peer_proc peer;
+    assert_int_equal(peer_start(&peer, 1, "--big-frame", "4194304", NULL), 0);
+    static struct track t; /* static: see hostile_case */
+    track_init(&t);
+    aip_conn *c = make_conn(peer.url, "hostile-dev", AIP_CLIENT_DEVICE, &t, refuse_tweak);
+    assert_true(wait_count(&t, &t.registered, 1, 10000) >= 1);
+    double end = now_ms() + 20000;
+    while (!one_oversized(c) && now_ms() < end)
+        usleep(20000);
+    sleep(4); /* heartbeats every 1 s: a dropped link would show within 3 s */
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    printf("hostile --big-frame: skipped (oversized %llu), registrations %llu, disconnects %d, "
+           "liveness drops %llu\n",
+           (unsigned long long)s.oversized, (unsigned long long)s.registrations,
+           tracked(&t, &t.disconnected), (unsigned long long)s.liveness_drops);
+    assert_int_equal(s.oversized, 1);
+    assert_int_equal(s.registrations, 1);
+    assert_int_equal(s.liveness_drops, 0);
+    assert_int_equal(tracked(&t, &t.disconnected), 0);
+    assert_int_equal(aip_conn_get_state(c), AIP_CONN_REGISTERED);
+    assert_int_equal(peer_log_count(&peer, "\"event\": \"disconnect\"", NULL), 0);
+    aip_conn_destroy(c);
+    peer_stop(&peer);
 }
 
 static void test_hostile_invalid_utf8_1007(void **state)
@@ -504,22 +539,27 @@ static void test_hostile_invalid_utf8_1007(void **state)
     int code;
     /* libwebsockets sends the close 1007 itself (the peer's log must show it) and reports the
      * link locally as lost (1006) */
-    hostile_case("--bad-utf8", NULL, 1007, &code);
+    hostile_case("--bad-utf8", NULL, 1007, &code, NULL);
 }
 
-static void test_hostile_unfinished_trickle_1009(void **state)
+/* A message that never ends but keeps coming: skipped once past the limit (nothing more is
+ * buffered), and, since nothing complete is heard, dropped by liveness. */
+static void test_hostile_unfinished_trickle_skipped_then_liveness(void **state)
 {
     (void)state;
     int code;
-    hostile_case("--unfinished-message", "trickle", 1009, &code);
-    assert_int_equal(code, 1009);
+    aip_conn_stats s;
+    hostile_case("--unfinished-message", "trickle", 0, &code, &s);
+    assert_int_equal(code, 1006);
+    assert_int_equal(s.oversized, 1);
+    assert_true(s.liveness_drops >= 1);
 }
 
 static void test_hostile_unfinished_silent_liveness(void **state)
 {
     (void)state;
     int code;
-    hostile_case("--unfinished-message", "stop", 0, &code); /* found by liveness */
+    hostile_case("--unfinished-message", "stop", 0, &code, NULL); /* found by liveness */
     assert_int_equal(code, 1006);
 }
 
@@ -535,9 +575,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reconnect_storm_spread),
         cmocka_unit_test(test_refused_forever_backoff_caps_never_gives_up),
         cmocka_unit_test(test_link_lost_with_full_queue),
-        cmocka_unit_test(test_hostile_oversized_frame_1009),
+        cmocka_unit_test(test_hostile_oversized_frame_skipped),
         cmocka_unit_test(test_hostile_invalid_utf8_1007),
-        cmocka_unit_test(test_hostile_unfinished_trickle_1009),
+        cmocka_unit_test(test_hostile_unfinished_trickle_skipped_then_liveness),
         cmocka_unit_test(test_hostile_unfinished_silent_liveness),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

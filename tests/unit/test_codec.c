@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -322,6 +323,189 @@ static void test_pretty_keeps_tokens(void **state)
     aip_buf_free(&b);
 }
 
+/* ---- aip_frame_peek: type and ids from a frame's first bytes ------------------------------ */
+
+static char *big_string_json(size_t n)
+{
+    char *v = malloc(n + 3);
+    v[0] = '"';
+    memset(v + 1, 'r', n);
+    v[n + 1] = '"';
+    v[n + 2] = 0;
+    return v;
+}
+
+/* Every prefix of frame yields each of the wanted fields whole or not at all. */
+static void peek_every_prefix(aip_encoding e, aip_envelope env, const char *frame, size_t len,
+                              size_t upto, aip_msg_type type, const char *sid, const char *rid)
+{
+    for (size_t k = 0; k <= upto && k <= len; k++) {
+        aip_frame_ids ids;
+        aip_frame_peek(e, env, frame, k, &ids);
+        assert_true(ids.type == AIP_MSG_NONE || ids.type == type);
+        assert_true(!ids.session_id[0] || strcmp(ids.session_id, sid) == 0);
+        assert_true(!ids.response_id[0] || strcmp(ids.response_id, rid) == 0);
+    }
+}
+
+static void test_peek_json_prefix(void **state)
+{
+    (void)state;
+    /* UFO's full form of a server task_end: session_id before a large result */
+    char *res = big_string_json(100000);
+    size_t n = strlen(res) + 512;
+    char *frame = malloc(n);
+    snprintf(frame, n,
+             "{\"type\": \"task_end\", \"status\": \"completed\", \"user_request\": null, "
+             "\"agent_name\": null, \"process_name\": null, \"root_name\": null, \"actions\": "
+             "null, \"messages\": null, \"error\": null, \"session_id\": \"t-1@s\\u00e9\", "
+             "\"task_name\": \"t-1\", \"timestamp\": null, \"response_id\": \"r-9\", "
+             "\"result\": %s}",
+             res);
+    aip_frame_ids ids;
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, frame, 8192, &ids);
+    assert_int_equal(ids.type, AIP_MSG_TASK_END);
+    assert_string_equal(ids.session_id, "t-1@s\xc3\xa9"); /* unescaped */
+    assert_string_equal(ids.response_id, "r-9");
+    assert_string_equal(ids.request_id, ""); /* not a server key */
+    peek_every_prefix(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, frame, strlen(frame), 600,
+                      AIP_MSG_TASK_END, "t-1@s\xc3\xa9", "r-9");
+    /* the same frame peeked whole reads what the decoder reads */
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, frame, strlen(frame), &ids);
+    assert_string_equal(ids.session_id, "t-1@s\xc3\xa9");
+    free(frame);
+
+    /* the id after the large value: unreadable from the prefix, the type still is */
+    n = strlen(res) + 128;
+    frame = malloc(n);
+    snprintf(frame, n,
+             "{\"type\":\"device_info_response\",\"status\":\"ok\",\"result\":%s,"
+             "\"response_id\":\"q-1\"}",
+             res);
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, frame, 8192, &ids);
+    assert_int_equal(ids.type, AIP_MSG_DEVICE_INFO_RESPONSE);
+    assert_string_equal(ids.response_id, "");
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, frame, strlen(frame), &ids);
+    assert_string_equal(ids.response_id, "q-1");
+    free(frame);
+    free(res);
+
+    /* what cannot be read stays empty, and nothing fails */
+    static const char *const odd[] = {
+        "",
+        "not json",
+        "[\"task_end\"]",
+        "\"aaaaaaaa",
+        "{\"type\":\"register\",\"session_id\":7}",           /* not a server type; not a string */
+        "{\"type\":\"task_end\",\"session_id\":null,\"x\":[", /* null id, truncated */
+        "{\"type\" : \"heartbeat\" , \"response_id\":\"\\ud800\"}", /* lone surrogate */
+        "{\"a\":{\"session_id\":\"nested\"},\"type\":\"error\"",    /* not top level */
+    };
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, odd[i], strlen(odd[i]), &ids);
+        assert_string_equal(ids.session_id, "");
+        assert_string_equal(ids.response_id, "");
+    }
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, odd[7], strlen(odd[7]), &ids);
+    assert_int_equal(ids.type, AIP_MSG_ERROR);
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, odd[4], strlen(odd[4]), &ids);
+    assert_int_equal(ids.type, AIP_MSG_NONE);
+    /* an id over AIP_ID_MAX is not an id */
+    char longid[AIP_ID_MAX + 64];
+    memset(longid, 'i', sizeof longid);
+    char f2[sizeof longid + 64];
+    snprintf(f2, sizeof f2, "{\"type\":\"task_end\",\"session_id\":\"%.*s\"}",
+             (int)(AIP_ID_MAX + 1), longid);
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, f2, strlen(f2), &ids);
+    assert_int_equal(ids.type, AIP_MSG_TASK_END);
+    assert_string_equal(ids.session_id, "");
+    /* client envelope: session_id before action_results; the other ids after them */
+    static const char cr[] = "{\"type\":\"command_results\",\"status\":\"completed\","
+                             "\"session_id\":\"s-2\",\"action_results\":[{\"status\":\"success\","
+                             "\"result\":\"xxxxxxxxxxxxxxxx\"}],\"request_id\":\"q\","
+                             "\"prev_response_id\":\"p-3\"}";
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_CLIENT, cr, 100, &ids);
+    assert_int_equal(ids.type, AIP_MSG_COMMAND_RESULTS);
+    assert_string_equal(ids.session_id, "s-2");
+    assert_string_equal(ids.prev_response_id, "");
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_CLIENT, cr, strlen(cr), &ids);
+    assert_string_equal(ids.prev_response_id, "p-3");
+    assert_string_equal(ids.request_id, "q");
+}
+
+static void test_peek_proto_prefix(void **state)
+{
+    (void)state;
+    char *res = big_string_json(100000);
+    aip_msg m;
+    aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_TASK_END, AIP_STATUS_COMPLETED);
+    m.session_id = "t-2";
+    m.task_name = "t";
+    m.response_id = "r-2";
+    m.error = "an error text before the ids";
+    m.result = res;
+    size_t len;
+    char *frame = enc(AIP_ENCODING_PROTO, &m, &len);
+    aip_frame_ids ids;
+    aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, frame, 8192, &ids);
+    assert_int_equal(ids.type, AIP_MSG_TASK_END);
+    assert_string_equal(ids.session_id, "t-2"); /* field 10, before result_json (14) */
+    assert_string_equal(ids.response_id, "r-2");
+    peek_every_prefix(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, frame, len, 200, AIP_MSG_TASK_END,
+                      "t-2", "r-2");
+    /* the same frame as JSON: the ids come before the result there too */
+    free(frame);
+    frame = enc(AIP_ENCODING_JSON, &m, &len);
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, frame, 8192, &ids);
+    assert_string_equal(ids.session_id, "t-2");
+    assert_string_equal(ids.response_id, "r-2");
+    free(frame);
+
+    /* a command with large actions: its response_id (13) comes after actions (7) */
+    aip_msg c;
+    aip_msg_init(&c, AIP_ENVELOPE_SERVER, AIP_MSG_COMMAND, AIP_STATUS_CONTINUE);
+    aip_command cmd = {0};
+    cmd.tool_name = "echo";
+    char *param = malloc(20100);
+    char *bigp = malloc(20100);
+    memset(bigp, 'p', 20000);
+    bigp[20000] = 0;
+    snprintf(param, 20100, "{\"text\":\"%s\"}", bigp);
+    cmd.parameters = param;
+    cmd.tool_type = AIP_TOOL_ACTION;
+    c.actions = &cmd;
+    c.n_actions = 1;
+    c.has_actions = true;
+    c.response_id = "r-cmd";
+    c.session_id = "s-cmd";
+    frame = enc(AIP_ENCODING_PROTO, &c, &len);
+    aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, frame, 8192, &ids);
+    assert_int_equal(ids.type, AIP_MSG_COMMAND);
+    assert_string_equal(ids.response_id, "");
+    aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, frame, len, &ids);
+    assert_string_equal(ids.response_id, "r-cmd");
+    assert_string_equal(ids.session_id, "s-cmd");
+    free(frame);
+    free(param);
+    free(bigp);
+    free(res);
+
+    /* garbage, wrong wire types, a field running past the input: never more than what fits */
+    static const uint8_t junk[] = {0x08, 0x06, 0x52, 0x05, 'a', 'b'}; /* type 6; id 10 cut */
+    aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, junk, sizeof junk, &ids);
+    assert_int_equal(ids.type, AIP_MSG_TASK_END);
+    assert_string_equal(ids.session_id, "");
+    static const uint8_t bad[] = {0x00, 0x52, 0x01, 'z'};
+    aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, bad, sizeof bad, &ids);
+    assert_string_equal(ids.session_id, "");
+    static const uint8_t twice[] = {0x52, 0x01, 'a', 0x08, 0x01, 0x52, 0x01, 'b'};
+    aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, twice, sizeof twice, &ids);
+    assert_string_equal(ids.session_id, "b"); /* as protobuf: the last one counts */
+    assert_int_equal(ids.type, AIP_MSG_NONE); /* register is not a server message */
+    aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, NULL, 0, &ids);
+    assert_int_equal(ids.type, AIP_MSG_NONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +521,8 @@ int main(void)
         cmocka_unit_test(test_encoder_refuses_invalid_models),
         cmocka_unit_test(test_encoding_names),
         cmocka_unit_test(test_pretty_keeps_tokens),
+        cmocka_unit_test(test_peek_json_prefix),
+        cmocka_unit_test(test_peek_proto_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,17 +2,21 @@
  * aipctl — a command-line constellation client.
  *
  *   aipctl [--server URL] [--token T] [--encoding json|proto] [--timeout SECONDS]
- *          [--ca-file F] [--cert F --key F] devices | info DEVICE | task DEVICE REQUEST
+ *          [--max-frame BYTES] [--ca-file F] [--cert F --key F]
+ *          devices | info DEVICE | task DEVICE REQUEST
  *
  * `info` and `task` register as a constellation targeting DEVICE (client id
  * aipctl-<pid>-<random>@<DEVICE>) over one WebSocket; `devices` reads the server's
- * GET /api/clients. Exit: 0 success; 1 remote failure, timeout or lost connection (reason on
- * stderr); 2 usage.
+ * GET /api/clients. Answers up to --max-frame (default 100 MiB, UFO's own limit) are read; a
+ * larger one is skipped without breaking the link, and its request fails at once with
+ * "too large" when its first bytes name it. Exit: 0 success; 1 remote failure, timeout, lost
+ * connection or an answer over --max-frame (reason on stderr); 2 usage.
  */
 #include <aip/aip.h>
 
 #include "http_get.h"
 #include "reg_wait.h"
+#include "size_arg.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -23,7 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_SERVER "ws://127.0.0.1:5000/ws"
+#define DEFAULT_SERVER    "ws://127.0.0.1:5000/ws"
+#define DEFAULT_MAX_FRAME (100u << 20) /* UFO's server, device and Galaxy client: 100 MiB */
 
 static void usage(FILE *f)
 {
@@ -45,12 +50,16 @@ static void usage(FILE *f)
             "  --token T           the server's key (default: env AIP_TOKEN); never printed\n"
             "  --encoding E        json (default) or proto (falls back to JSON if refused)\n"
             "  --timeout SECONDS   give up after this long (default 30)\n"
+            "  --max-frame BYTES   largest answer read (default 100M, UFO's limit; suffixes\n"
+            "                      K, M, G); a larger one is skipped, the request fails with\n"
+            "                      \"too large\" at once when the answer's first bytes name it\n"
             "  --ca-file F         CA bundle to verify a wss:// server (default: system store)\n"
             "  --cert F --key F    client certificate for a server that requires one (mTLS)\n"
             "  --verbose           log the connection's progress on stderr\n"
             "  --help, --version\n"
             "\n"
-            "exit status: 0 success; 1 remote failure, timeout or lost connection; 2 usage\n",
+            "exit status: 0 success; 1 remote failure, timeout, lost connection or an answer\n"
+            "over --max-frame; 2 usage\n",
             DEFAULT_SERVER);
 }
 
@@ -121,22 +130,18 @@ static int cmd_devices(const char *server, const char *token, const char *ca_fil
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"server", required_argument, 0, 's'},
-        {"token", required_argument, 0, 't'},
-        {"encoding", required_argument, 0, 'e'},
-        {"timeout", required_argument, 0, 'T'},
-        {"ca-file", required_argument, 0, 'c'},
-        {"cert", required_argument, 0, 'C'},
-        {"key", required_argument, 0, 'k'},
-        {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
+        {"server", required_argument, 0, 's'},    {"token", required_argument, 0, 't'},
+        {"encoding", required_argument, 0, 'e'},  {"timeout", required_argument, 0, 'T'},
+        {"max-frame", required_argument, 0, 'm'}, {"ca-file", required_argument, 0, 'c'},
+        {"cert", required_argument, 0, 'C'},      {"key", required_argument, 0, 'k'},
+        {"verbose", no_argument, 0, 'v'},         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
     };
     const char *server = DEFAULT_SERVER, *token = getenv("AIP_TOKEN"), *ca_file = NULL;
     const char *cert = NULL, *key = NULL;
     aip_encoding enc = AIP_ENCODING_JSON;
     double timeout_s = 30;
+    size_t max_frame = DEFAULT_MAX_FRAME;
     int verbose = 0, c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -153,6 +158,13 @@ int main(int argc, char **argv)
                 goto bad_usage;
             break;
         }
+        case 'm':
+            if (tool_parse_size(optarg, 1024, (size_t)1 << 30, &max_frame)) {
+                fprintf(stderr, "aipctl: --max-frame: a size from 1K to 1G (e.g. 1048576, 512K, "
+                                "100M)\n");
+                return 2;
+            }
+            break;
         case 'c': ca_file = optarg; break;
         case 'C': cert = optarg; break;
         case 'k': key = optarg; break;
@@ -195,6 +207,7 @@ int main(int argc, char **argv)
     cfg.ca_file = ca_file;
     cfg.cert_file = cert;
     cfg.key_file = key;
+    cfg.max_frame_in = max_frame;
     cfg.on_state = tool_reg_on_state;
     cfg.user = &w;
     /* a one-shot tool: do not sit in backoff for long */
@@ -230,8 +243,9 @@ int main(int argc, char **argv)
         if (rc == 0 && m && m->result) {
             exit_code = print_json(m->result);
         } else {
-            fprintf(stderr, "aipctl: %s: %s\n", aip_strerror(rc),
-                    aip_future_error(f) ? aip_future_error(f) : "no system info in the answer");
+            fprintf(stderr, "aipctl: %s: %s%s\n", aip_strerror(rc),
+                    aip_future_error(f) ? aip_future_error(f) : "no system info in the answer",
+                    rc == AIP_E_TOO_LARGE ? " (see --max-frame)" : "");
             exit_code = 1;
         }
     } else {
@@ -240,8 +254,9 @@ int main(int argc, char **argv)
             print_task(f);
             exit_code = m->status == AIP_STATUS_COMPLETED ? 0 : 1;
         } else {
-            fprintf(stderr, "aipctl: %s: %s\n", aip_strerror(rc),
-                    aip_future_error(f) ? aip_future_error(f) : "");
+            fprintf(stderr, "aipctl: %s: %s%s\n", aip_strerror(rc),
+                    aip_future_error(f) ? aip_future_error(f) : "",
+                    rc == AIP_E_TOO_LARGE ? " (see --max-frame)" : "");
             exit_code = 1;
         }
     }

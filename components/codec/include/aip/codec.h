@@ -76,6 +76,38 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_c
 int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
                      const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
 
+/* A frame's type and correlation ids, as far as they can be read from its first bytes. */
+typedef struct aip_frame_ids {
+    aip_msg_type type; /* AIP_MSG_NONE when unreadable (or not a type of that envelope) */
+    char session_id[AIP_ID_MAX + 1]; /* "" when unreadable */
+    char request_id[AIP_ID_MAX + 1];
+    char response_id[AIP_ID_MAX + 1];
+    char prev_response_id[AIP_ID_MAX + 1];
+} aip_frame_ids;
+
+/* Reads the type and ids of a frame from a prefix of it — e.g. the first kilobytes of a
+ * message too large to accept, so the request it answers can still be failed at once.
+ * Tolerant and bounded: the prefix may stop anywhere (mid-string, mid-field); it never
+ * fails, allocates at most the JSON scanner's key stack, and reads each byte at most once.
+ * - JSON: the members of the top-level object that are complete within the prefix (the
+ *   strict scanner of aip_json_validate, stopping where the prefix ends). UFO's key order
+ *   puts type, status, error, session_id, ... response_id before result (server messages)
+ *   and session_id before action_results (client messages).
+ * - protobuf: the top-level fields before the first one that runs past the prefix.
+ *   protobuf-c writes fields in field-number order; ServerMessage has session_id (10) and
+ *   response_id (13) before result_json (14), but after actions (7), messages (8) and
+ *   error (9); ClientMessage has session_id (4) before action_results (9), request_id (11)
+ *   and prev_response_id (12) after it.
+ * Ids read: session_id, and response_id (server) or request_id and prev_response_id
+ * (client). A repeated key: JSON (where the decoder refuses duplicates) keeps the first,
+ * protobuf the last, as protobuf does. An id over AIP_ID_MAX bytes, with a NUL, or (JSON)
+ * not a string is left empty. So a peek of a whole valid frame reads what aip_decode() would,
+ * and a peek of a prefix of a frame our encoders wrote reads each id whole or not at all. */
+void aip_frame_peek(aip_encoding enc, aip_envelope env, const void *prefix, size_t len,
+                    aip_frame_ids *out);
+void aip_json_peek(aip_envelope env, const char *prefix, size_t len, aip_frame_ids *out);
+void aip_proto_peek(aip_envelope env, const uint8_t *prefix, size_t len, aip_frame_ids *out);
+
 /* Appends the encoded frame to out (out->headroom is honoured, out->limit enforced).
  * Returns 0, AIP_E_PROTOCOL (model invalid; reason logged at debug), AIP_E_NOMEM, or
  * AIP_E_TOO_LARGE. On failure out->len is restored. */

@@ -14,8 +14,14 @@
  *   it waits for the link, bounded by its own timeout.
  * - Every request is correlated by id (tasks by session_id, device info by request_id), has its
  *   own deadline, and completes exactly once: answer, remote error, timeout, cancel, connection
- *   lost (AIP_E_CONN_LOST, the moment the link is known lost — requests are never resent), or
- *   shutdown (AIP_E_SHUTDOWN).
+ *   lost (AIP_E_CONN_LOST, the moment the link is known lost — requests are never resent),
+ *   an answer larger than max_frame_in (AIP_E_TOO_LARGE, the moment its first bytes name the
+ *   request; else at its deadline), or shutdown (AIP_E_SHUTDOWN).
+ * - An inbound message larger than max_frame_in is skipped unread (only its first 8 KiB are
+ *   looked at, for its type and id); the link stays up. It is counted (stats.oversized) and
+ *   logged at most once a minute. The one exception: a `command` whose response_id cannot be
+ *   read there, which no device could answer, closes the link with 1009 so that the server
+ *   fails its task at once (a readable one is answered as a failed batch).
  * - Callbacks (future callbacks, the state callback, the device hooks) run on the service
  *   thread and MUST NOT block; they may call any aip_conn function except aip_conn_destroy. If
  *   a call fails synchronously (returns < 0), its future callback is never called.
@@ -95,7 +101,7 @@ typedef struct aip_conn_config {
     uint32_t device_info_timeout_ms;          /* default for device-info requests: 10000 */
     uint32_t task_timeout_ms;                 /* default for tasks: 1000000 (UFO's 1000 s) */
     uint32_t ping_s, hangup_s;                /* WebSocket ping / hang-up: 20 / 30 */
-    size_t max_frame_in;                      /* 1 MiB */
+    size_t max_frame_in;                      /* 1 MiB; larger inbound messages are skipped */
     size_t max_pending;                       /* 65536 requests */
     size_t max_queued_bytes;                  /* 8 MiB */
     uint32_t backoff_base_ms, backoff_cap_ms; /* 1000, 60000 */
@@ -190,6 +196,8 @@ typedef struct aip_conn_stats {
     uint64_t queue_full;     /* sends refused with AIP_E_FULL */
     uint64_t liveness_drops; /* links dropped for silence */
     uint64_t pending;        /* requests pending now */
+    uint64_t oversized;      /* inbound messages over max_frame_in, skipped unread (link kept) */
+    uint64_t too_large;      /* requests failed with AIP_E_TOO_LARGE: their answer was skipped */
 } aip_conn_stats;
 
 /* A snapshot of the counters. They are updated on the service thread just after the event

@@ -14,8 +14,13 @@
  * - Outbound: a bounded queue (bytes and frames; AIP_E_FULL when full) fed from any thread.
  *   The service thread writes one frame, or one 64 KiB fragment of a larger one, per
  *   WRITEABLE and re-arms while there is more.
- * - Inbound: fragments are reassembled up to max_frame_in; a message that would exceed it is
- *   refused as early as its header says so, with close code 1009, never buffered whole.
+ * - Inbound: fragments are reassembled up to max_frame_in. A message over it costs neither
+ *   memory nor the link: it is found as early as a frame header says so (else when a chunk
+ *   crosses the cap), only its first bytes are kept (at most AIP_REASM_PREFIX = 8 KiB, and
+ *   never more than the cap) and handed to on_oversized for the layer above to read its type
+ *   and ids, the rest is dropped unread as it arrives, and the link stays up (no close, no
+ *   reconnect; counted in oversized_in). So nothing larger than max_frame_in is ever
+ *   buffered, per link. Invalid UTF-8 in a text message still closes with 1007.
  * - Reconnect: exponential backoff with full jitter, forever; the attempt count resets only
  *   after a link stayed open stable_ms and was not marked failed by the layer above (refused
  *   registration). Both lws connect-failure paths lead to the same retry.
@@ -69,6 +74,11 @@ typedef struct aip_transport_events {
     void (*on_backoff)(void *user, uint32_t delay_ms, uint32_t attempt);
     /* Another thread called aip_transport_wake() (or send()). */
     void (*on_wake)(void *user);
+    /* An inbound message over max_frame_in is being skipped (see the design note): prefix is
+     * its first bytes (at most AIP_REASM_PREFIX, at most the cap; valid during the call only),
+     * given once per such message as soon as they arrived (or the message ended). The rest of
+     * the message is dropped unread; the link stays up. */
+    void (*on_oversized)(void *user, uint64_t link, const uint8_t *prefix, size_t len, bool binary);
 } aip_transport_events;
 
 typedef struct aip_transport_stats {
@@ -77,7 +87,7 @@ typedef struct aip_transport_stats {
     uint64_t refused_full;  /* send() failed with AIP_E_FULL */
     uint64_t connects;      /* links opened */
     uint64_t connect_failures;
-    uint64_t oversized_in; /* inbound messages refused with 1009 */
+    uint64_t oversized_in; /* inbound messages over max_frame_in, skipped (the link stays up) */
 } aip_transport_stats;
 
 /* Routes libwebsockets' error and warning lines into aip_log (component "lws"). Process-wide;
