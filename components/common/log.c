@@ -28,9 +28,15 @@ static _Atomic bool g_hook_set;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+/* Out-of-range levels are clamped: the level indexes level_names. */
+static int clamp_level(int level)
+{
+    return level < AIP_LOG_ERROR ? AIP_LOG_ERROR : level > AIP_LOG_DEBUG ? AIP_LOG_DEBUG : level;
+}
+
 void aip_log_set_level(aip_log_level level)
 {
-    atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
+    atomic_store_explicit(&g_level, clamp_level((int)level), memory_order_relaxed);
 }
 
 aip_log_level aip_log_get_level(void)
@@ -40,6 +46,8 @@ aip_log_level aip_log_get_level(void)
 
 int aip_log_level_parse(const char *name, aip_log_level *out)
 {
+    if (!out)
+        return AIP_E_INVAL;
     for (int i = 0; i < 4; i++) {
         if (name && strcasecmp(name, level_names[i]) == 0) {
             *out = (aip_log_level)i;
@@ -64,8 +72,9 @@ void aip_log_set_hook(aip_log_hook hook, void *user)
 
 void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_list ap)
 {
-    if ((int)level > atomic_load_explicit(&g_level, memory_order_relaxed))
+    if (!fmt || (int)level > atomic_load_explicit(&g_level, memory_order_relaxed))
         return;
+    level = (aip_log_level)clamp_level((int)level);
     char raw[1024], msg[1024];
     vsnprintf(raw, sizeof raw, fmt, ap);
     /* One event, one line: control bytes (a peer's id or error text may carry newlines or

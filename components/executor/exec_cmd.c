@@ -562,7 +562,7 @@ int exec_tool_execute_command(const aip_tool_call *call, void *user, char **resu
         goto out;
 
     uint64_t start = aip_now_ns(NULL);
-    uint64_t kill_at = start + (uint64_t)e->exec_timeout_ms * MS;
+    uint64_t kill_at = aip_deadline_ms(start, e->exec_timeout_ms);
     if (call->deadline_ns < kill_at)
         kill_at = call->deadline_ns;
     run_state rs = {.out = -1, .err = -1, .pidfd = -1};

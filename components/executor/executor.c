@@ -274,7 +274,7 @@ static void run_action(aip_executor *e, aip_command *c, aip_result *r)
         .tool_name = c->tool_name,
         .parameters = c->parameters,
         .call_id = c->call_id,
-        .deadline_ns = start + (uint64_t)e->default_timeout_ms * 1000000u,
+        .deadline_ns = aip_deadline_ms(start, e->default_timeout_ms),
         .cancelled = &e->cancelled,
     };
     char *out = NULL, *err = NULL;

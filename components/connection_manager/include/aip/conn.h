@@ -26,6 +26,12 @@
  *
  * Ownership: config strings are copied at create. Futures returned to the caller carry one
  * reference the caller must release (aip_future_release).
+ *
+ * NULL and out-of-range arguments: a NULL conn, config, options or out pointer is AIP_E_INVAL
+ * (never a crash): aip_conn_create(&cfg, NULL) and aip_conn_wait_registered(NULL, t) included;
+ * destroy(NULL) and config_init(NULL) do nothing; get_state(NULL) is AIP_CONN_STOPPED,
+ * client_id(NULL) NULL, encoding(NULL) JSON, get_stats(NULL, s) zeroes s. Timeouts may be any
+ * int64_t: deadlines saturate, so INT64_MAX ms means "no deadline", never one in the past.
  */
 #ifndef AIP_CONN_H
 #define AIP_CONN_H
@@ -122,7 +128,8 @@ typedef struct aip_request_opts {
     /* Device info: the request_id to use (NULL: generated); a live duplicate is refused with
      * AIP_E_DUPLICATE. Tasks take aip_task_opts.session_id instead. */
     const char *id;
-    int64_t timeout_ms;     /* 0: the config's default for this request type */
+    int64_t timeout_ms;     /* <= 0: the config's default for this request type; huge values
+                               saturate (INT64_MAX: no deadline) */
     bool wait_for_link;     /* wait for registration instead of AIP_E_NOT_CONNECTED */
     aip_future_cb callback; /* optional, runs on the service thread (must not block) */
     void *user;
@@ -156,7 +163,8 @@ int aip_conn_send_task(aip_conn *c, const aip_task_opts *o, aip_future **out);
 int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m);
 int aip_conn_send(aip_conn *c, const aip_msg *m);
 
-/* Waits until registered (0), the timeout (AIP_E_TIMEOUT) or shutdown. timeout_ms < 0: none. */
+/* Waits until registered (0), the timeout (AIP_E_TIMEOUT) or shutdown (AIP_E_SHUTDOWN).
+ * timeout_ms < 0 or INT64_MAX: none. AIP_E_INVAL for a NULL c. */
 int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms);
 
 /* Any thread, wss:// only: use these TLS files (CA bundle, NULL = the system store; client

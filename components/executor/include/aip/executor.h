@@ -26,6 +26,9 @@
  *
  * Ownership: config strings and tool names/descriptions are copied; tool user data is
  * borrowed. submit takes the contents of *command; done() takes ownership of *results.
+ *
+ * NULL: a NULL executor, out, tool definition, command or done is AIP_E_INVAL (submit still
+ * frees a non-NULL command); features_json(NULL) is NULL; stop/destroy(NULL) do nothing.
  */
 #ifndef AIP_EXECUTOR_H
 #define AIP_EXECUTOR_H
