@@ -383,6 +383,10 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
         FAIL("no server: give --server URL, AIP_SERVER or \"server\" in the config file");
     if (strncmp(s->server, "ws://", 5) != 0 && strncmp(s->server, "wss://", 6) != 0)
         FAIL("server must be a ws:// or wss:// URL");
+    const char *auth = strstr(s->server, "://") + 3;
+    if (memchr(auth, '@', strcspn(auth, "/?#"))) /* never echoed: it may hold a password */
+        FAIL("server: credentials in the URL (user:password@host) are not supported; give the "
+             "key with token, token_file or ?token=");
     if (!s->client_id)
         s->client_id = default_client_id();
     if (!s->client_id || strlen(s->client_id) > AIP_ID_MAX)
@@ -438,7 +442,11 @@ char *settings_describe(const agent_settings *s)
     aip_buf b;
     aip_buf_init(&b, 0);
     bool first = true;
-    put_kv_str(&b, "server", s->server, &first);
+    /* the server URL may carry the key (?token=, UFO's way): every query value is hidden */
+    char server[1024];
+    if (s->server)
+        aip_redact_url(s->server, server, sizeof server);
+    put_kv_str(&b, "server", s->server ? server : NULL, &first);
     put_kv_str(&b, "client_id", s->client_id, &first);
     put_kv_str(&b, "token", s->token ? "(set, not shown)" : NULL, &first);
     put_kv_str(&b, "token_placement", s->token_placement == AIP_AUTH_BEARER ? "bearer" : "query",
@@ -449,9 +457,9 @@ char *settings_describe(const agent_settings *s)
     char n[400];
     snprintf(n, sizeof n,
              ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
-             "\"workers\":%u}",
+             "\"workers\":%u,\"tls_insecure\":%s}",
              s->heartbeat_s, s->server_tasks ? "true" : "false", s->exec_enabled ? "true" : "false",
-             s->n_read_roots, s->workers ? s->workers : 2);
+             s->n_read_roots, s->workers ? s->workers : 2, s->tls_insecure ? "true" : "false");
     aip_buf_puts(&b, n);
     aip_buf_nul(&b);
     return (char *)aip_buf_steal(&b);
