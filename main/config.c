@@ -194,7 +194,7 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
     static const char *const backoff[] = {"base_ms", "cap_ms", "stable_s", NULL};
     static const char *const tools[] = {"workers",   "command_timeout_s", "max_output",
                                         "read_file", "execute_command",   NULL};
-    static const char *const rf[] = {"roots", "max_bytes", NULL};
+    static const char *const rf[] = {"roots", "max_bytes", "allow_hardlinks", NULL};
     static const char *const ec[] = {"enabled", "allow", "shell", "timeout_s", NULL};
     char *enc = NULL, *placement = NULL;
     const cJSON *o;
@@ -264,7 +264,9 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
              (rc = get_list(o, "roots", "tools.read_file", s->read_roots, &s->n_read_roots, why,
                             why_len)) ||
              (rc = get_uint(o, "max_bytes", "tools.read_file", 1, 64u << 20, &s->read_max_bytes,
-                            why, why_len))))
+                            why, why_len)) ||
+             (rc = get_bool(o, "allow_hardlinks", "tools.read_file", &s->read_allow_hardlinks, why,
+                            why_len))))
             goto out;
         if (rc)
             goto out;
@@ -457,9 +459,10 @@ char *settings_describe(const agent_settings *s)
     char n[400];
     snprintf(n, sizeof n,
              ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
-             "\"workers\":%u,\"tls_insecure\":%s}",
+             "\"read_allow_hardlinks\":%s,\"workers\":%u,\"tls_insecure\":%s}",
              s->heartbeat_s, s->server_tasks ? "true" : "false", s->exec_enabled ? "true" : "false",
-             s->n_read_roots, s->workers ? s->workers : 2, s->tls_insecure ? "true" : "false");
+             s->n_read_roots, s->read_allow_hardlinks ? "true" : "false",
+             s->workers ? s->workers : 2, s->tls_insecure ? "true" : "false");
     aip_buf_puts(&b, n);
     aip_buf_nul(&b);
     return (char *)aip_buf_steal(&b);
@@ -503,6 +506,7 @@ void settings_to_agent(const agent_settings *s, aip_agent_config *a, const char 
     a->exec.read_roots = roots;
     a->exec.n_read_roots = s->n_read_roots;
     a->exec.read_max_bytes = s->read_max_bytes;
+    a->exec.read_allow_hardlinks = s->read_allow_hardlinks;
     a->exec.exec_enabled = s->exec_enabled;
     for (size_t i = 0; i < s->n_exec_allow; i++)
         allow[i] = s->exec_allow[i];

@@ -29,6 +29,7 @@ typedef struct agent_settings {
     size_t max_output;
     char *read_roots[MAX_LIST];
     size_t n_read_roots, read_max_bytes;
+    bool read_allow_hardlinks;
     bool exec_enabled, exec_shell;
     char *exec_allow[MAX_LIST];
     size_t n_exec_allow;

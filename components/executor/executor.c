@@ -424,6 +424,7 @@ static int copy_config(aip_executor *e, const aip_executor_config *c)
     e->default_timeout_ms = c->default_timeout_ms ? c->default_timeout_ms : DEFAULT_TIMEOUT;
     e->max_output = c->max_output ? c->max_output : DEFAULT_OUTPUT;
     e->read_max_bytes = c->read_max_bytes ? c->read_max_bytes : DEFAULT_READ_MAX;
+    e->read_allow_hardlinks = c->read_allow_hardlinks;
     e->exec_enabled = c->exec_enabled;
     e->exec_shell = c->exec_shell;
     e->exec_timeout_ms = c->exec_timeout_ms ? c->exec_timeout_ms : DEFAULT_TIMEOUT;
