@@ -5,6 +5,7 @@
  * interleave mid-line.
  */
 #include "aip/common.h"
+#include "aip/redact.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -75,12 +76,15 @@ void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_li
     if (!fmt || (int)level > atomic_load_explicit(&g_level, memory_order_relaxed))
         return;
     level = (aip_log_level)clamp_level((int)level);
-    char raw[1024], msg[1024];
+    char raw[1024], red[1280], msg[1024];
     vsnprintf(raw, sizeof raw, fmt, ap);
+    /* The last gate for secrets: whatever a caller, a peer's text or libwebsockets put in the
+     * line, URLs, token=..., Bearer ... and "api_key": ... come out redacted. */
+    aip_redact_text(raw, red, sizeof red);
     /* One event, one line: control bytes (a peer's id or error text may carry newlines or
      * terminal escapes) are written as \n, \r, \t or \xHH, so nobody can forge a log line. */
     size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)raw; *p && o + 5 < sizeof msg; p++) {
+    for (const unsigned char *p = (const unsigned char *)red; *p && o + 5 < sizeof msg; p++) {
         if (*p >= 0x20 && *p != 0x7f) {
             msg[o++] = (char)*p;
         } else if (*p == '\n' || *p == '\r' || *p == '\t') {

@@ -46,7 +46,9 @@ static char norm(char c)
 {
     if (c >= 'A' && c <= 'Z')
         return (char)(c - 'A' + 'a');
-    return c == '-' ? '_' : c;
+    if (c == '-')
+        return '_';
+    return c;
 }
 
 static bool name_eq(const char *a, size_t n, const char *lit)
@@ -133,23 +135,29 @@ static bool is_scheme_char(char c)
            c == '-' || c == '.';
 }
 
-size_t aip_redact_url(const char *url, char *out, size_t len)
+/* strcspn over s[0..n) */
+static size_t span_to(const char *s, size_t n, const char *stop)
 {
-    writer w = {out, len, 0};
-    const char *p = url ? url : "";
+    size_t i = 0;
+    while (i < n && !strchr(stop, s[i]))
+        i++;
+    return i;
+}
+
+/* Writes the URL s[0..n) redacted. */
+static void put_url(writer *w, const char *p, size_t n)
+{
     /* scheme "xyz://", when there is one */
-    const char *sep = strstr(p, "://");
-    if (sep && sep > p) {
-        const char *c = p;
-        while (c < sep && is_scheme_char(*c))
-            c++;
-        if (c == sep) {
-            w_put(&w, p, (size_t)(sep + 3 - p));
-            p = sep + 3;
-        }
+    size_t sl = 0;
+    while (sl < n && is_scheme_char(p[sl]))
+        sl++;
+    if (sl > 0 && sl + 3 <= n && memcmp(p + sl, "://", 3) == 0) {
+        w_put(w, p, sl + 3);
+        p += sl + 3;
+        n -= sl + 3;
     }
     /* authority: up to the first '/', '?' or '#'; the userinfo ends at its last '@' */
-    size_t an = strcspn(p, "/?#");
+    size_t an = span_to(p, n, "/?#");
     const char *at = NULL;
     for (size_t i = 0; i < an; i++)
         if (p[i] == '@')
@@ -157,31 +165,41 @@ size_t aip_redact_url(const char *url, char *out, size_t len)
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon) {
-            w_put(&w, p, (size_t)(colon - p) + 1); /* the user name */
-            w_puts(&w, AIP_REDACTED);
+            w_put(w, p, (size_t)(colon - p) + 1); /* the user name */
+            w_puts(w, AIP_REDACTED);
         } else {
-            w_puts(&w, AIP_REDACTED); /* a bare token as user name */
+            w_puts(w, AIP_REDACTED); /* a bare token as user name */
         }
-        w_put(&w, "@", 1);
-        w_put(&w, at + 1, (size_t)(p + an - (at + 1)));
+        w_put(w, "@", 1);
+        w_put(w, at + 1, (size_t)(p + an - (at + 1)));
     } else {
-        w_put(&w, p, an);
+        w_put(w, p, an);
     }
     p += an;
+    n -= an;
     /* path */
-    size_t pn = strcspn(p, "?#");
-    w_put(&w, p, pn);
+    size_t pn = span_to(p, n, "?#");
+    w_put(w, p, pn);
     p += pn;
-    if (*p == '?') {
-        size_t qn = strcspn(p + 1, "#");
-        w_put(&w, "?", 1);
-        put_params(&w, p + 1, qn);
+    n -= pn;
+    if (n && *p == '?') {
+        size_t qn = span_to(p + 1, n - 1, "#");
+        w_put(w, "?", 1);
+        put_params(w, p + 1, qn);
         p += 1 + qn;
+        n -= 1 + qn;
     }
-    if (*p == '#') {
-        w_put(&w, "#", 1);
-        put_params(&w, p + 1, strlen(p + 1));
+    if (n && *p == '#') {
+        w_put(w, "#", 1);
+        put_params(w, p + 1, n - 1);
     }
+}
+
+size_t aip_redact_url(const char *url, char *out, size_t len)
+{
+    writer w = {out, len, 0};
+    const char *p = url ? url : "";
+    put_url(&w, p, strlen(p));
     return w_end(&w);
 }
 
@@ -291,9 +309,13 @@ static bool key_is_secret(const char *raw, size_t n)
                     v = h < 0 ? 0x100 : v * 16 + h;
                 }
                 i += 4;
-                c = v > 0 && v < 0x80 ? (char)v : (char)0x80; /* non-ASCII: never in a name */
+                c = '\x7f'; /* not ASCII text: never in a name */
+                if (v > 0 && v < 0x7f)
+                    c = (char)v;
             } else {
-                c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+                c = e; /* \" \\ \/ as they are; \b \f \n \r \t are never in a name */
+                if (e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't')
+                    c = '\x7f';
             }
         }
         k[o++] = c;
@@ -335,4 +357,155 @@ int aip_redact_json(const char *json, size_t len, aip_buf *out)
     if (rc)
         out->len = start_len;
     return rc;
+}
+
+/* ---- free text ---------------------------------------------------------------------------------
+ */
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static bool is_name_char(char c)
+{
+    return is_scheme_char(c) || c == '_';
+}
+
+/* Drops trailing punctuation that belongs to the sentence, not to the value ("...: reason"). */
+static size_t trim_punct(const char *s, size_t from, size_t e)
+{
+    while (e > from && strchr(":,.;)]}", s[e - 1]))
+        e--;
+    return e;
+}
+
+/* A URL ("scheme://...") whose "://" is at s[i]: its start and end, or false. */
+static bool url_at(const char *s, size_t n, size_t lo, size_t i, size_t *start, size_t *end)
+{
+    if (i + 3 > n || memcmp(s + i, "://", 3) != 0)
+        return false;
+    size_t b = i;
+    while (b > lo && is_scheme_char(s[b - 1]))
+        b--;
+    if (b == i)
+        return false;
+    size_t e = i + 3;
+    while (e < n && !is_space(s[e]) && !strchr("\"'<>", s[e]))
+        e++;
+    *start = b;
+    *end = trim_punct(s, i + 3, e);
+    return true;
+}
+
+/* name=value with a secret name, '=' at s[i]: the value's span. */
+static bool assign_at(const char *s, size_t n, size_t lo, size_t i, size_t *vs, size_t *ve)
+{
+    size_t b = i;
+    while (b > lo && is_name_char(s[b - 1]))
+        b--;
+    if (b == i || !aip_secret_name(s + b, i - b))
+        return false;
+    size_t e = i + 1;
+    while (e < n && !is_space(s[e]) && !strchr("&,;\"'", s[e]))
+        e++;
+    *vs = i + 1;
+    *ve = trim_punct(s, i + 1, e);
+    return true;
+}
+
+/* "Bearer x" / "Basic x" at s[i] (a word of its own): the credential's span. */
+static bool scheme_at(const char *s, size_t n, size_t i, size_t *vs, size_t *ve)
+{
+    if (i > 0 && !is_space(s[i - 1]) && s[i - 1] != ':' && s[i - 1] != '"')
+        return false;
+    size_t k = n - i >= 7 && memcmp(s + i, "Bearer ", 7) == 0  ? 7
+               : n - i >= 6 && memcmp(s + i, "Basic ", 6) == 0 ? 6
+                                                               : 0;
+    if (!k)
+        return false;
+    size_t e = i + k;
+    while (e < n && !is_space(s[e]) && !strchr("\"',;", s[e]))
+        e++;
+    e = trim_punct(s, i + k, e);
+    *vs = i + k;
+    *ve = e;
+    return e > i + k;
+}
+
+/* A JSON member with a secret name whose opening quote is at s[i] — "name": value, or the same
+ * escaped inside a JSON string (\"name\": \"value\"): the value's span and its quoting. */
+static bool member_at(const char *s, size_t n, size_t i, size_t *vs, size_t *ve, bool *esc)
+{
+    *esc = i > 0 && s[i - 1] == '\\';
+    size_t ks = i + 1, ke = ks;
+    while (ke < n && s[ke] != '"')
+        ke++;
+    if (ke >= n || (*esc && s[ke - 1] != '\\'))
+        return false;
+    size_t ne = *esc ? ke - 1 : ke;
+    if (ne <= ks || !aip_secret_name(s + ks, ne - ks))
+        return false;
+    size_t j = ke + 1;
+    while (j < n && s[j] == ' ')
+        j++;
+    if (j >= n || s[j] != ':')
+        return false;
+    j++;
+    while (j < n && s[j] == ' ')
+        j++;
+    if (*esc) { /* \"value\" */
+        if (j + 1 >= n || s[j] != '\\' || s[j + 1] != '"')
+            return false;
+        size_t e = j + 2;
+        while (e + 1 < n && !(s[e] == '\\' && s[e + 1] == '"'))
+            e++;
+        *vs = j;
+        *ve = e + 1 < n ? e + 2 : n;
+        return true;
+    }
+    if (j < n && s[j] == '"') {
+        *vs = j;
+        *ve = string_end(s, n, j);
+        return true;
+    }
+    size_t e = j;
+    while (e < n && !is_space(s[e]) && !strchr(",}]", s[e]))
+        e++;
+    if (e == j || (e - j == 4 && memcmp(s + j, "null", 4) == 0))
+        return false; /* nothing, or null: no secret to hide */
+    *vs = j;
+    *ve = e;
+    return true;
+}
+
+size_t aip_redact_text(const char *text, char *out, size_t len)
+{
+    writer w = {out, len, 0};
+    const char *s = text ? text : "";
+    size_t n = strlen(s), copied = 0, i = 0;
+    while (i < n) {
+        size_t a, b;
+        bool esc = false;
+        if (s[i] == ':' && url_at(s, n, copied, i, &a, &b)) {
+            w_put(&w, s + copied, a - copied);
+            put_url(&w, s + a, b - a);
+        } else if (s[i] == '=' && assign_at(s, n, copied, i, &a, &b)) {
+            w_put(&w, s + copied, a - copied);
+            if (b > a)
+                w_puts(&w, AIP_REDACTED);
+        } else if (s[i] == 'B' && scheme_at(s, n, i, &a, &b)) {
+            w_put(&w, s + copied, a - copied);
+            w_puts(&w, AIP_REDACTED);
+        } else if (s[i] == '"' && member_at(s, n, i, &a, &b, &esc)) {
+            w_put(&w, s + copied, a - copied);
+            w_puts(&w, esc ? "\\\"" AIP_REDACTED "\\\"" : "\"" AIP_REDACTED "\"");
+        } else {
+            i++;
+            continue;
+        }
+        copied = i = b;
+    }
+    w_put(&w, s + copied, n - copied);
+    return w_end(&w);
 }

@@ -185,13 +185,79 @@ static void test_json_parameters(void **state)
     aip_buf_free(&b);
 }
 
+static void expect_text(const char *in, const char *want)
+{
+    char out[600];
+    size_t n = aip_redact_text(in, out, sizeof out);
+    if (strcmp(out, want) != 0)
+        fail_msg("redact_text(%s) = %s, want %s", in, out, want);
+    assert_int_equal(n, strlen(want));
+    char again[600]; /* idempotent */
+    aip_redact_text(out, again, sizeof again);
+    assert_string_equal(again, out);
+}
+
+static void test_free_text(void **state)
+{
+    (void)state;
+    expect_text("cannot connect to ws://h:1/ws?token=SECRET: 403 Forbidden",
+                "cannot connect to ws://h:1/ws?token=<redacted>: 403 Forbidden");
+    expect_text("proxy http://u:SECRET@p:3128/, then (wss://x/?a=SECRET)",
+                "proxy http://u:<redacted>@p:3128/, then (wss://x/?a=<redacted>)");
+    expect_text("token=SECRET api_key=SECRET&x=1 path=/etc/x key=",
+                "token=<redacted> api_key=<redacted>&x=1 path=/etc/x key=");
+    expect_text("Authorization: Bearer SECRET, X: Basic dXNlcjpw", /* the scheme is kept */
+                "Authorization: Bearer <redacted>, X: Basic <redacted>");
+    expect_text("params {\"text\": \"hi\", \"api_key\": \"SEC\\\"RET\", \"n\": {\"token\":42}}",
+                "params {\"text\": \"hi\", \"api_key\": \"<redacted>\", \"n\": "
+                "{\"token\":\"<redacted>\"}}");
+    expect_text("req \"{\\\"api_key\\\": \\\"SECRET\\\"}\"", /* JSON inside a JSON string */
+                "req \"{\\\"api_key\\\": \\\"<redacted>\\\"}\"");
+    expect_text("{\"password\": null}", "{\"password\": null}");
+    /* ordinary lines are left alone */
+    expect_text("registered as dev-1 (device) with ws://127.0.0.1:5000/ws, JSON frames",
+                "registered as dev-1 (device) with ws://127.0.0.1:5000/ws, JSON frames");
+    expect_text("Basically fine; a=b; tokenizer=x; the key: value", /* no false positives */
+                "Basically fine; a=b; tokenizer=x; the key: value");
+    expect_text("", "");
+    expect_text("://", "://");
+    expect_text("x=", "x=");
+    char out[8];
+    aip_redact_text("token=SECRETSECRET", out, sizeof out); /* cut short: no prefix of it */
+    assert_string_equal(out, "token=<");
+    assert_int_equal(aip_redact_text(NULL, NULL, 0), 0);
+}
+
+/* Every log line passes the last gate, whatever the caller formatted into it. */
+static char g_line[1200];
+static void hook(aip_log_level level, const char *component, const char *line, void *user)
+{
+    (void)level;
+    (void)component;
+    (void)user;
+    snprintf(g_line, sizeof g_line, "%s", line);
+}
+
+static void test_log_lines_redacted(void **state)
+{
+    (void)state;
+    aip_log_set_hook(hook, NULL);
+    aip_log(AIP_LOG_ERROR, "test", "raw url %s and %s", "ws://u:SECRET@h/ws?token=SECRET",
+            "Bearer SECRET");
+    aip_log_set_hook(NULL, NULL);
+    assert_null(strstr(g_line, "SECRET"));
+    assert_string_equal(g_line,
+                        "raw url ws://u:<redacted>@h/ws?token=<redacted> and Bearer <redacted>");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_query_and_fragment), cmocka_unit_test(test_url_plain_parts_kept),
         cmocka_unit_test(test_url_userinfo),           cmocka_unit_test(test_url_cut_short),
         cmocka_unit_test(test_secret_names),           cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_json_parameters),
+        cmocka_unit_test(test_json_parameters),        cmocka_unit_test(test_free_text),
+        cmocka_unit_test(test_log_lines_redacted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -165,8 +165,6 @@ static const char *url_token(const char *url, char *buf, size_t n)
 {
     const char *q = strchr(url, '?');
     for (const char *p = q; p && *p && *p != '#'; p = strpbrk(p + 1, "&#")) {
-        if (*p == '#')
-            break;
         if (strncmp(p + 1, "token=", 6) != 0)
             continue;
         size_t o = 0;
@@ -175,7 +173,9 @@ static const char *url_token(const char *url, char *buf, size_t n)
                 buf[o++] = (char)(hexv(v[1]) * 16 + hexv(v[2]));
                 v += 2;
             } else {
-                buf[o++] = *v == '+' ? ' ' : *v;
+                buf[o++] = *v;
+                if (*v == '+')
+                    buf[o - 1] = ' ';
             }
         }
         buf[o] = 0;

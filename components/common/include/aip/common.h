@@ -65,7 +65,8 @@ const char *aip_version(void);
  * receives every line instead of stderr, from any libaip thread, one line at a time (calls are
  * serialised). It must not call back into libaip and should return quickly. Once
  * aip_log_set_hook() returns, the previous hook is no longer running or called, so its user
- * data may be freed. Secrets are never passed to it. */
+ * data may be freed. Secrets are never passed to it: callers redact what they know to be
+ * secret, and every line then passes aip_redact_text() (aip/redact.h) as a last gate. */
 typedef enum aip_log_level {
     AIP_LOG_ERROR = 0,
     AIP_LOG_WARN = 1,

@@ -51,6 +51,15 @@ bool aip_secret_name(const char *name, size_t n);
 /* A header value as it may be shown (snprintf-style, as aip_redact_url). */
 size_t aip_redact_header(const char *name, const char *value, char *out, size_t len);
 
+/* Free text (a log line, an error message from a peer or from libwebsockets) with the secrets
+ * it may carry redacted, snprintf-style (as aip_redact_url): every URL in it ("scheme://..."
+ * up to a space or a quote, trailing punctuation left out) as aip_redact_url; name=value with a
+ * secret name (token=..., api_key=...); the credential after "Bearer " / "Basic "; and JSON
+ * members with a secret name ("api_key": "...", also escaped inside a JSON string). Redacted
+ * text comes out unchanged, so it may be applied twice. Every log line passes through it
+ * (aip_vlog): the last gate, after every caller redacted what it knows to be secret. */
+size_t aip_redact_text(const char *text, char *out, size_t len);
+
 /* Appends json (len bytes of valid JSON text, e.g. a command's parameters) to out with the
  * value of every member named by a secret name replaced by "<redacted>". Keys are compared
  * after unescaping ("api\u005fkey" is api_key). Returns 0, AIP_E_MALFORMED (not valid JSON:
