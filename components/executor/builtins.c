@@ -12,12 +12,12 @@
  *    that leads out is refused.
  * 2. Open that real path WITHOUT following any symlink, from the root directory down: the root
  *    itself from "/" and the file beneath it with openat2(RESOLVE_BENEATH |
- *    RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS) — or, on kernels without openat2 (ENOSYS),
- *    openat() component by component with O_NOFOLLOW (O_DIRECTORY on the directories). The
- *    real path has no symlink in it, so a symlink found now was swapped in after step 1:
- *    the open fails (ELOOP/ENOTDIR) instead of escaping. Then, on the open file: a regular
- *    file, with one link unless the operator allows hard links (a hard link inside a root to a
- *    file outside it passes every path check: its st_nlink is the only trace), and /proc's
+ *    RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS) — or, on kernels without openat2 (ENOSYS, or
+ *    EPERM from a seccomp filter that predates it), openat() component by component with O_NOFOLLOW
+ * (O_DIRECTORY on the directories). The real path has no symlink in it, so a symlink found now was
+ * swapped in after step 1: the open fails (ELOOP/ENOTDIR) instead of escaping. Then, on the open
+ * file: a regular file, with one link unless the operator allows hard links (a hard link inside a
+ * root to a file outside it passes every path check: its st_nlink is the only trace), and /proc's
  *    name for it inside the roots.
  */
 #include "aip/codec.h"
@@ -225,7 +225,9 @@ int exec_open_beneath(int dirfd, const char *rel, int flags, int *out)
             *out = (int)fd;
             return 0;
         }
-        if (errno != ENOSYS)
+        /* no openat2: ENOSYS, or EPERM from a seccomp filter older than the call (the walk is
+         * as strict, and an EPERM for any other reason comes back from it too) */
+        if (errno != ENOSYS && errno != EPERM)
             return -errno;
     }
 #endif

@@ -93,8 +93,8 @@ int exec_tool_read_file(const aip_tool_call *call, void *user, char **result, ch
 /* read_file's open (builtins.c): opens rel — relative to the directory dirfd, by names only
  * (no "..", not absolute) — with flags plus O_NOFOLLOW|O_CLOEXEC, following no symlink on the
  * way: openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS), or on ENOSYS
- * one openat(O_NOFOLLOW) per component. Returns 0 with *out set, or -errno (ELOOP or ENOTDIR:
- * a symlink on the way; EXDEV: not beneath). */
+ * (or EPERM: a seccomp filter that predates openat2) one openat(O_NOFOLLOW) per component. Returns
+ * 0 with *out set, or -errno (ELOOP or ENOTDIR: a symlink on the way; EXDEV: not beneath). */
 int exec_open_beneath(int dirfd, const char *rel, int flags, int *out);
 /* Tests: nonzero makes exec_open_beneath skip openat2, as on a kernel without it. */
 extern _Atomic int exec_test_no_openat2;
