@@ -83,7 +83,8 @@ typedef enum aip_token_placement {
 } aip_token_placement;
 
 typedef struct aip_conn_config {
-    const char *url;       /* ws://host:port/ws or wss://... (required) */
+    const char *url;       /* ws://host:port/ws or wss://... (required; ?token=KEY works and
+                              is logged as ?token=<redacted>; user:password@ is AIP_E_CONFIG) */
     const char *client_id; /* required */
     aip_client_type client_type;
     const char *target_id; /* constellation: the device it drives */
@@ -92,7 +93,8 @@ typedef struct aip_conn_config {
     aip_encoding encoding; /* PROTO: offer aip.v1.proto, fall back to JSON if not selected */
     const char *ca_file;   /* wss: CA bundle; NULL = the system store. Verification is on. */
     const char *cert_file, *key_file; /* wss client certificate (mTLS) */
-    bool tls_insecure;                /* tests only: skip certificate and host-name checks */
+    bool tls_insecure; /* tests only: skip certificate and host-name checks (logged as a
+                          warning on every connection attempt, at most one per 10 s) */
     /* Registration metadata, a JSON object. The library adds "aip_extensions" (and, for a
      * constellation without one, "type": "constellation_client"). */
     const char *metadata_json;
