@@ -194,7 +194,7 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
     static const char *const backoff[] = {"base_ms", "cap_ms", "stable_s", NULL};
     static const char *const tools[] = {"workers",   "command_timeout_s", "max_output",
                                         "read_file", "execute_command",   NULL};
-    static const char *const rf[] = {"roots", "max_bytes", NULL};
+    static const char *const rf[] = {"roots", "max_bytes", "allow_hardlinks", NULL};
     static const char *const ec[] = {"enabled", "allow",        "shell",  "timeout_s",
                                      "policy",  "api_key_file", "cgroup", NULL};
     char *enc = NULL, *placement = NULL;
@@ -265,7 +265,9 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
              (rc = get_list(o, "roots", "tools.read_file", s->read_roots, &s->n_read_roots, why,
                             why_len)) ||
              (rc = get_uint(o, "max_bytes", "tools.read_file", 1, 64u << 20, &s->read_max_bytes,
-                            why, why_len))))
+                            why, why_len)) ||
+             (rc = get_bool(o, "allow_hardlinks", "tools.read_file", &s->read_allow_hardlinks, why,
+                            why_len))))
             goto out;
         if (rc)
             goto out;
@@ -388,6 +390,10 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
         FAIL("no server: give --server URL, AIP_SERVER or \"server\" in the config file");
     if (strncmp(s->server, "ws://", 5) != 0 && strncmp(s->server, "wss://", 6) != 0)
         FAIL("server must be a ws:// or wss:// URL");
+    const char *auth = strstr(s->server, "://") + 3;
+    if (memchr(auth, '@', strcspn(auth, "/?#"))) /* never echoed: it may hold a password */
+        FAIL("server: credentials in the URL (user:password@host) are not supported; give the "
+             "key with token, token_file or ?token=");
     if (!s->client_id)
         s->client_id = default_client_id();
     if (!s->client_id || strlen(s->client_id) > AIP_ID_MAX)
@@ -482,7 +488,11 @@ char *settings_describe(const agent_settings *s)
     aip_buf b;
     aip_buf_init(&b, 0);
     bool first = true;
-    put_kv_str(&b, "server", s->server, &first);
+    /* the server URL may carry the key (?token=, UFO's way): every query value is hidden */
+    char server[1024];
+    if (s->server)
+        aip_redact_url(s->server, server, sizeof server);
+    put_kv_str(&b, "server", s->server ? server : NULL, &first);
     put_kv_str(&b, "client_id", s->client_id, &first);
     put_kv_str(&b, "token", s->token ? "(set, not shown)" : NULL, &first);
     put_kv_str(&b, "token_placement", s->token_placement == AIP_AUTH_BEARER ? "bearer" : "query",
@@ -498,9 +508,10 @@ char *settings_describe(const agent_settings *s)
     char n[400];
     snprintf(n, sizeof n,
              ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
-             "\"workers\":%u,\"max_frame\":%zu}",
+             "\"read_allow_hardlinks\":%s,\"workers\":%u,\"tls_insecure\":%s,\"max_frame\":%zu}",
              s->heartbeat_s, s->server_tasks ? "true" : "false", s->exec_enabled ? "true" : "false",
-             s->n_read_roots, s->workers ? s->workers : 2,
+             s->n_read_roots, s->read_allow_hardlinks ? "true" : "false",
+             s->workers ? s->workers : 2, s->tls_insecure ? "true" : "false",
              s->max_frame ? s->max_frame : defaults.max_frame_in);
     aip_buf_puts(&b, n);
     aip_buf_nul(&b);
@@ -545,6 +556,7 @@ void settings_to_agent(const agent_settings *s, aip_agent_config *a, const char 
     a->exec.read_roots = roots;
     a->exec.n_read_roots = s->n_read_roots;
     a->exec.read_max_bytes = s->read_max_bytes;
+    a->exec.read_allow_hardlinks = s->read_allow_hardlinks;
     a->exec.exec_enabled = s->exec_enabled;
     for (size_t i = 0; i < s->n_exec_allow; i++)
         allow[i] = s->exec_allow[i];

@@ -29,6 +29,7 @@ typedef struct agent_settings {
     size_t max_output;
     char *read_roots[MAX_LIST];
     size_t n_read_roots, read_max_bytes;
+    bool read_allow_hardlinks;
     bool exec_enabled, exec_shell;
     char *exec_allow[MAX_LIST];
     size_t n_exec_allow;
@@ -50,7 +51,8 @@ typedef struct agent_flags {
 /* Builds the effective settings. Returns 0, or EXIT_CONFIG with the problem in why. */
 int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why_len);
 void settings_free(agent_settings *s);
-/* The effective settings as JSON, token redacted (for --check-config and logs). */
+/* The effective settings as JSON, token hidden and the server URL redacted (aip_redact_url:
+ * ?token= and every other query value) — for --check-config and logs. */
 char *settings_describe(const agent_settings *s);
 /* Fills an agent config that borrows the settings' strings. */
 void settings_to_agent(const agent_settings *s, aip_agent_config *out, const char **roots,

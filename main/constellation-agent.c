@@ -15,6 +15,7 @@
 
 #include <aip/agent.h>
 #include <aip/aip.h>
+#include <aip/redact.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -53,7 +54,8 @@ static void usage(FILE *f)
                "  --config FILE      JSON settings (snake_case keys; see README); flags override\n"
                "                     the environment, which overrides the file\n"
                "  --log-level L      error, warn, info (default), debug\n"
-               "  --check-config     print the effective settings (token hidden) and exit\n"
+               "  --check-config     print the effective settings (key and URL query values\n"
+               "                     hidden) and exit\n"
                "  --help, --version\n"
                "\n"
                "Signals: TERM/INT stop (close 1001, exit 0), HUP reloads the config file and\n"
@@ -128,6 +130,11 @@ static void log_stats(aip_agent *a)
             (unsigned long long)s.pending);
 }
 
+static bool is_wss(const agent_settings *st)
+{
+    return st->server && strncmp(st->server, "wss://", 6) == 0;
+}
+
 static int start_agent(const agent_settings *st, aip_agent **out)
 {
     const char *roots[MAX_LIST], *allow[MAX_LIST];
@@ -143,9 +150,15 @@ static int start_agent(const agent_settings *st, aip_agent **out)
         aip_agent_destroy(*out, 1000, "start failed");
         *out = NULL;
     }
-    if (!rc)
-        aip_log(AIP_LOG_INFO, LOG, "constellation-agent %s: %s as %s%s", aip_version(), st->server,
+    if (!rc) {
+        char server[1024]; /* ?token=KEY is UFO's way of passing the key: never logged */
+        aip_redact_url(st->server, server, sizeof server);
+        aip_log(AIP_LOG_INFO, LOG, "constellation-agent %s: %s as %s%s", aip_version(), server,
                 st->client_id, st->exec_enabled ? " (execute_command enabled)" : "");
+        if (st->tls_insecure && !is_wss(st))
+            aip_log(AIP_LOG_WARN, LOG, "tls_insecure is set, but %s is not wss://: no TLS at all",
+                    server);
+    }
     return rc;
 }
 
@@ -172,11 +185,6 @@ static bool same_settings(agent_settings *a, agent_settings *b, bool tls_files)
     aip_free(da);
     aip_free(db);
     return same;
-}
-
-static bool is_wss(const agent_settings *st)
-{
-    return st->server && strncmp(st->server, "wss://", 6) == 0;
 }
 
 static void reload_tls(aip_agent *a, const agent_settings *st)
@@ -247,6 +255,9 @@ int main(int argc, char **argv)
     if (check) {
         char *d = settings_describe(&st);
         printf("%s\n", d ? d : "{}");
+        if (st.tls_insecure)
+            fprintf(stderr, "constellation-agent: warning: tls_insecure is on: the server's "
+                            "certificate and host name are not verified (for tests only)\n");
         aip_free(d);
         settings_free(&st);
         return 0;

@@ -10,6 +10,7 @@
 #include "aip/agent.h"
 #include "aip/common.h"
 #include "aip/device_info.h"
+#include "aip/redact.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,7 +19,8 @@
 #define LOG_COMP "agent"
 
 struct aip_agent {
-    aip_agent_config cfg;
+    aip_agent_config cfg; /* its conn strings point to the copies below */
+    char *conn_strs[9];
     char *tags_json, *proc_root;
     aip_executor *exec;
     aip_conn *conn;
@@ -33,6 +35,8 @@ struct batch_ctx {
 
 char *aip_agent_system_info(aip_agent *a)
 {
+    if (!a)
+        return NULL;
     aip_device_info_opts o = {0};
     o.device_id = a->cfg.conn.client_id;
     o.proc_root = a->proc_root;
@@ -91,12 +95,40 @@ static void answer_refused(aip_agent *a, const aip_msg *cmd, uint64_t link, cons
     aip_msg_clear(&r);
 }
 
+/* At debug level, one line per action: tool, call_id and its parameters with every secret
+ * (an api_key, a token, a password, ... at any depth) redacted. The parameters are never
+ * logged otherwise. */
+static void log_actions(const aip_msg *m)
+{
+    if (aip_log_get_level() < AIP_LOG_DEBUG)
+        return;
+    for (size_t i = 0; i < m->n_actions; i++) {
+        const aip_command *cmd = &m->actions[i];
+        aip_buf b;
+        aip_buf_init(&b, 0);
+        const char *params = "null";
+        if (cmd->parameters) {
+            if (aip_redact_json(cmd->parameters, strlen(cmd->parameters), &b) == 0 &&
+                aip_buf_nul(&b) == 0)
+                params = (const char *)b.data;
+            else
+                params = "(not shown)";
+        }
+        aip_log(AIP_LOG_DEBUG, LOG_COMP,
+                "command %s action %zu/%zu: %s call_id %s parameters %.600s",
+                m->response_id ? m->response_id : "?", i + 1, m->n_actions,
+                cmd->tool_name ? cmd->tool_name : "?", cmd->call_id ? cmd->call_id : "-", params);
+        aip_buf_free(&b);
+    }
+}
+
 static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
 {
     (void)c;
     aip_agent *a = user;
     atomic_fetch_add(&a->batches, 1);
     atomic_fetch_add(&a->actions, m->n_actions);
+    log_actions(m);
     /* keep what a refusal needs: submit consumes the command either way */
     aip_msg keep;
     aip_msg_init(&keep, AIP_ENVELOPE_SERVER, AIP_MSG_COMMAND, m->status);
@@ -172,8 +204,36 @@ static void forward_state(aip_conn *c, const aip_conn_event *ev, void *user)
 /* ---- lifecycle --------------------------------------------------------------------------------
  */
 
+/* The header promises that config strings are copied: the connection is made later, at
+ * start, so the agent keeps its own copies of the connection's strings until then. */
+static int copy_conn_strings(aip_agent *a)
+{
+    const char **f[] = {
+        &a->cfg.conn.url,      &a->cfg.conn.client_id,     &a->cfg.conn.target_id,
+        &a->cfg.conn.token,    &a->cfg.conn.ca_file,       &a->cfg.conn.cert_file,
+        &a->cfg.conn.key_file, &a->cfg.conn.metadata_json, &a->cfg.conn.thread_name};
+    _Static_assert(sizeof f / sizeof f[0] == sizeof a->conn_strs / sizeof a->conn_strs[0],
+                   "one copy per string");
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (!*f[i])
+            continue;
+        if (!(a->conn_strs[i] = aip_strdup(*f[i])))
+            return AIP_E_NOMEM;
+        *f[i] = a->conn_strs[i];
+    }
+    return 0;
+}
+
+static void free_conn_strings(aip_agent *a)
+{
+    for (size_t i = 0; i < sizeof a->conn_strs / sizeof a->conn_strs[0]; i++)
+        aip_free(a->conn_strs[i]);
+}
+
 int aip_agent_create(const aip_agent_config *cfg, aip_agent **out)
 {
+    if (!out)
+        return AIP_E_INVAL;
     *out = NULL;
     if (!cfg || !cfg->conn.url || !cfg->conn.client_id)
         return AIP_E_INVAL;
@@ -181,7 +241,10 @@ int aip_agent_create(const aip_agent_config *cfg, aip_agent **out)
     if (!a)
         return AIP_E_NOMEM;
     a->cfg = *cfg;
-    int rc = AIP_E_NOMEM;
+    int rc = copy_conn_strings(a);
+    if (rc)
+        goto fail;
+    rc = AIP_E_NOMEM;
     if (cfg->tags_json && strlen(cfg->tags_json) > AIP_AGENT_MAX_TAGS) {
         aip_log(AIP_LOG_ERROR, LOG_COMP, "tags: %zu bytes, over the limit of %d",
                 strlen(cfg->tags_json), AIP_AGENT_MAX_TAGS);
@@ -208,6 +271,7 @@ int aip_agent_create(const aip_agent_config *cfg, aip_agent **out)
 fail:
     if (a->exec)
         aip_executor_destroy(a->exec);
+    free_conn_strings(a);
     aip_free(a->tags_json);
     aip_free(a->proc_root);
     aip_free(a);
@@ -230,8 +294,11 @@ int aip_agent_register_tool(aip_agent *a, const aip_tool_def *def)
 
 int aip_agent_start(aip_agent *a)
 {
+    if (!a)
+        return AIP_E_INVAL;
     if (a->conn)
         return AIP_E_STATE;
+    aip_free(a->features_json); /* a start that failed before may have set it */
     a->features_json = aip_executor_features_json(a->exec);
     char *si = aip_agent_system_info(a);
     if (!si)
@@ -268,7 +335,7 @@ int aip_agent_start(aip_agent *a)
 
 aip_conn *aip_agent_conn(aip_agent *a)
 {
-    return a->conn;
+    return a ? a->conn : NULL;
 }
 
 void aip_agent_destroy(aip_agent *a, int code, const char *reason)
@@ -282,6 +349,7 @@ void aip_agent_destroy(aip_agent *a, int code, const char *reason)
     aip_conn_destroy_ex(a->conn, code ? code : 1000, reason ? reason : "agent shutdown", 1500);
     aip_executor_destroy(a->exec);
     aip_free(a->features_json);
+    free_conn_strings(a);
     aip_free(a->tags_json);
     aip_free(a->proc_root);
     aip_free(a);
@@ -289,6 +357,11 @@ void aip_agent_destroy(aip_agent *a, int code, const char *reason)
 
 void aip_agent_get_stats(aip_agent *a, aip_agent_stats *s)
 {
+    if (!s)
+        return;
+    memset(s, 0, sizeof *s);
+    if (!a)
+        return;
     s->batches = atomic_load(&a->batches);
     s->batches_refused = atomic_load(&a->batches_refused);
     s->actions = atomic_load(&a->actions);

@@ -8,6 +8,8 @@
 
 int aip_encoding_parse(const char *name, aip_encoding *out)
 {
+    if (!out)
+        return AIP_E_INVAL;
     if (name && strcmp(name, "json") == 0)
         *out = AIP_ENCODING_JSON;
     else if (name && (strcmp(name, "proto") == 0 || strcmp(name, "protobuf") == 0))
@@ -21,7 +23,8 @@ static const aip_codec_limits g_default_limits = AIP_CODEC_LIMITS_DEFAULT;
 
 void aip_codec_limits_default(aip_codec_limits *l)
 {
-    *l = g_default_limits;
+    if (l)
+        *l = g_default_limits;
 }
 
 const aip_codec_limits *aip_codec_limits_or_default(const aip_codec_limits *l)
@@ -61,6 +64,7 @@ void aip_codec_keep_id(char *slot, const char *s, size_t n)
 int aip_decode(aip_encoding enc, aip_envelope env, const void *frame, size_t len,
                const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err)
 {
+    /* the NULL checks are in the two decoders */
     if (enc == AIP_ENCODING_PROTO)
         return aip_proto_decode(env, frame, len, limits, out, err);
     return aip_json_decode(env, frame, len, limits, out, err);
@@ -77,6 +81,13 @@ void aip_frame_peek(aip_encoding enc, aip_envelope env, const void *prefix, size
 
 int aip_encode_why(aip_encoding enc, const aip_msg *m, aip_buf *out, char *why, size_t why_len)
 {
+    if (!why)
+        why_len = 0;
+    if (!m || !out) {
+        if (why_len)
+            snprintf(why, why_len, "no %s", m ? "output buffer" : "message");
+        return AIP_E_INVAL;
+    }
     char r[200];
     int rc = aip_msg_validate(m, r, sizeof r);
     if (rc) {

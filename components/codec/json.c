@@ -367,7 +367,11 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_c
     const aip_codec_limits *l = aip_codec_limits_or_default(limits);
     if (err)
         memset(err, 0, sizeof *err);
+    if (!out || (!frame && len))
+        return aip_codec_fail(err, AIP_E_INVAL, "no %s", out ? "frame" : "output message");
     aip_msg_init(out, env, AIP_MSG_NONE, AIP_STATUS_NONE);
+    if (!frame)
+        frame = "";
     if (len > l->max_frame)
         return aip_codec_fail(err, AIP_E_TOO_LARGE, "frame of %zu bytes exceeds the limit of %zu",
                               len, l->max_frame);
@@ -440,6 +444,8 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_c
 int aip_json_put_string(aip_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    if (!b || (!s && n))
+        return AIP_E_INVAL;
     int rc = aip_buf_reserve(b, n + 2);
     if (rc)
         return rc;
@@ -608,6 +614,15 @@ int aip_json_validate(const char *text, size_t len, aip_json_kind kind,
                       const aip_codec_limits *limits, char *why, size_t why_len)
 {
     const aip_codec_limits *l = aip_codec_limits_or_default(limits);
+    if (!why)
+        why_len = 0;
+    if (!text && len) {
+        if (why_len)
+            snprintf(why, why_len, "no text");
+        return AIP_E_INVAL;
+    }
+    if (!text)
+        text = "";
     if (len > l->max_frame) {
         if (why_len)
             snprintf(why, why_len, "%zu bytes exceed the limit of %zu", len, l->max_frame);
@@ -626,6 +641,8 @@ static int newline(aip_buf *b, unsigned indent, unsigned level)
 
 int aip_json_pretty(const char *t, size_t len, unsigned indent, aip_buf *b)
 {
+    if (!b || (!t && len))
+        return AIP_E_INVAL;
     unsigned level = 0;
     int rc = 0;
     for (size_t i = 0; i < len && !rc; i++) {

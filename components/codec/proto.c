@@ -306,6 +306,8 @@ int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
     const aip_codec_limits *l = aip_codec_limits_or_default(limits);
     if (err)
         memset(err, 0, sizeof *err);
+    if (!out || (!frame && len))
+        return aip_codec_fail(err, AIP_E_INVAL, "no %s", out ? "frame" : "output message");
     aip_msg_init(out, env, AIP_MSG_NONE, AIP_STATUS_NONE);
     if (len == 0) /* protobuf-c accepts it as an all-default message */
         return aip_codec_fail(err, AIP_E_MALFORMED, "empty frame");

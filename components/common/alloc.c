@@ -56,6 +56,8 @@ void aip_free(void *ptr)
 
 char *aip_strndup(const char *s, size_t n)
 {
+    if (!s || n == SIZE_MAX)
+        return NULL;
     char *p = aip_malloc(n + 1);
     if (!p)
         return NULL;

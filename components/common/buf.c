@@ -7,12 +7,16 @@
 
 void aip_buf_init(aip_buf *b, size_t headroom)
 {
+    if (!b)
+        return;
     memset(b, 0, sizeof *b);
     b->headroom = headroom;
 }
 
 void aip_buf_free(aip_buf *b)
 {
+    if (!b)
+        return;
     if (b->data)
         aip_free(b->data - b->headroom);
     size_t h = b->headroom, l = b->limit;
@@ -23,11 +27,14 @@ void aip_buf_free(aip_buf *b)
 
 void aip_buf_reset(aip_buf *b)
 {
-    b->len = 0;
+    if (b)
+        b->len = 0;
 }
 
 int aip_buf_reserve(aip_buf *b, size_t extra)
 {
+    if (!b)
+        return AIP_E_INVAL;
     if (extra > SIZE_MAX - b->len - 1)
         return AIP_E_NOMEM;
     size_t need = b->len + extra;
@@ -49,6 +56,8 @@ int aip_buf_reserve(aip_buf *b, size_t extra)
 
 int aip_buf_append(aip_buf *b, const void *p, size_t n)
 {
+    if (!p && n)
+        return AIP_E_INVAL;
     int rc = aip_buf_reserve(b, n);
     if (rc)
         return rc;
@@ -60,6 +69,8 @@ int aip_buf_append(aip_buf *b, const void *p, size_t n)
 
 int aip_buf_putc(aip_buf *b, char c)
 {
+    if (!b)
+        return AIP_E_INVAL;
     if (b->len + 2 > b->cap || (b->limit && b->len + 1 > b->limit)) {
         int rc = aip_buf_reserve(b, 1);
         if (rc)
@@ -71,6 +82,8 @@ int aip_buf_putc(aip_buf *b, char c)
 
 int aip_buf_puts(aip_buf *b, const char *s)
 {
+    if (!s)
+        return AIP_E_INVAL;
     return aip_buf_append(b, s, strlen(s));
 }
 
@@ -85,6 +98,8 @@ int aip_buf_nul(aip_buf *b)
 
 uint8_t *aip_buf_steal(aip_buf *b)
 {
+    if (!b)
+        return NULL;
     uint8_t *p = b->data ? b->data - b->headroom : NULL;
     b->data = NULL;
     b->len = b->cap = 0;

@@ -2,6 +2,7 @@
 #include "aip/common.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static uint64_t sys_mono_ns(void *user)
@@ -29,12 +30,24 @@ const aip_clock *aip_clock_system(void)
 
 uint64_t aip_now_ns(const aip_clock *c)
 {
-    return c ? c->mono_ns(c->user) : sys_mono_ns(NULL);
+    return c && c->mono_ns ? c->mono_ns(c->user) : sys_mono_ns(NULL);
 }
 
 int64_t aip_wall_us(const aip_clock *c)
 {
-    return c ? c->wall_us(c->user) : sys_wall_us(NULL);
+    return c && c->wall_us ? c->wall_us(c->user) : sys_wall_us(NULL);
+}
+
+uint64_t aip_add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? AIP_NEVER : a + b;
+}
+
+uint64_t aip_deadline_ms(uint64_t now_ns, int64_t timeout_ms)
+{
+    if (timeout_ms < 0 || (uint64_t)timeout_ms > UINT64_MAX / 1000000u)
+        return AIP_NEVER;
+    return aip_add_sat(now_ns, (uint64_t)timeout_ms * 1000000u);
 }
 
 void aip_format_timestamp(int64_t wall_us, char *buf, size_t len)
@@ -45,8 +58,11 @@ void aip_format_timestamp(int64_t wall_us, char *buf, size_t len)
         usec += 1000000;
         secs -= 1;
     }
+    if (!buf || !len)
+        return;
     struct tm tm;
-    gmtime_r(&secs, &tm);
+    if (!gmtime_r(&secs, &tm))
+        memset(&tm, 0, sizeof tm); /* out of range: 1900-01-00 rather than garbage */
     snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ld+00:00", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
 }

@@ -5,6 +5,7 @@
  * interleave mid-line.
  */
 #include "aip/common.h"
+#include "aip/redact.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,9 +29,15 @@ static _Atomic bool g_hook_set;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+/* Out-of-range levels are clamped: the level indexes level_names. */
+static int clamp_level(int level)
+{
+    return level < AIP_LOG_ERROR ? AIP_LOG_ERROR : level > AIP_LOG_DEBUG ? AIP_LOG_DEBUG : level;
+}
+
 void aip_log_set_level(aip_log_level level)
 {
-    atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
+    atomic_store_explicit(&g_level, clamp_level((int)level), memory_order_relaxed);
 }
 
 aip_log_level aip_log_get_level(void)
@@ -40,6 +47,8 @@ aip_log_level aip_log_get_level(void)
 
 int aip_log_level_parse(const char *name, aip_log_level *out)
 {
+    if (!out)
+        return AIP_E_INVAL;
     for (int i = 0; i < 4; i++) {
         if (name && strcasecmp(name, level_names[i]) == 0) {
             *out = (aip_log_level)i;
@@ -64,14 +73,18 @@ void aip_log_set_hook(aip_log_hook hook, void *user)
 
 void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_list ap)
 {
-    if ((int)level > atomic_load_explicit(&g_level, memory_order_relaxed))
+    if (!fmt || (int)level > atomic_load_explicit(&g_level, memory_order_relaxed))
         return;
-    char raw[1024], msg[1024];
+    level = (aip_log_level)clamp_level((int)level);
+    char raw[1024], red[1280], msg[1024];
     vsnprintf(raw, sizeof raw, fmt, ap);
+    /* The last gate for secrets: whatever a caller, a peer's text or libwebsockets put in the
+     * line, URLs, token=..., Bearer ... and "api_key": ... come out redacted. */
+    aip_redact_text(raw, red, sizeof red);
     /* One event, one line: control bytes (a peer's id or error text may carry newlines or
      * terminal escapes) are written as \n, \r, \t or \xHH, so nobody can forge a log line. */
     size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)raw; *p && o + 5 < sizeof msg; p++) {
+    for (const unsigned char *p = (const unsigned char *)red; *p && o + 5 < sizeof msg; p++) {
         if (*p >= 0x20 && *p != 0x7f) {
             msg[o++] = (char)*p;
         } else if (*p == '\n' || *p == '\r' || *p == '\t') {

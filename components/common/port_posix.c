@@ -61,6 +61,10 @@ void aip_cond_wait(aip_cond *c, aip_mutex *m)
 
 int aip_cond_wait_until(aip_cond *c, aip_mutex *m, uint64_t deadline_ns)
 {
+    if (deadline_ns == AIP_NEVER) { /* a saturated deadline: no timespec needed */
+        pthread_cond_wait(&c->c, &m->m);
+        return 0;
+    }
     struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
                           .tv_nsec = (long)(deadline_ns % 1000000000u)};
     int rc = pthread_cond_timedwait(&c->c, &m->m, &ts);

@@ -46,7 +46,7 @@ static uint64_t splitmix64_next(void)
 
 uint64_t aip_random_u64(const aip_random *r)
 {
-    return r ? r->next(r->user) : splitmix64_next();
+    return r && r->next ? r->next(r->user) : splitmix64_next();
 }
 
 uint64_t aip_random_below(const aip_random *r, uint64_t bound)
@@ -64,6 +64,8 @@ uint64_t aip_random_below(const aip_random *r, uint64_t bound)
 
 void aip_uuid4(const aip_random *r, char *buf, size_t len)
 {
+    if (!buf || !len)
+        return;
     uint8_t b[16];
     uint64_t a = aip_random_u64(r), c = aip_random_u64(r);
     for (int i = 0; i < 8; i++) {

@@ -103,6 +103,8 @@ const char *aip_conn_state_str(aip_conn_state s)
 
 void aip_conn_config_init(aip_conn_config *c)
 {
+    if (!c)
+        return;
     memset(c, 0, sizeof *c);
     c->client_type = AIP_CLIENT_DEVICE;
     c->encoding = AIP_ENCODING_JSON;
@@ -137,6 +139,8 @@ static void emit(aip_conn *c, aip_conn_state s, const char *detail, int code, ui
 
 aip_conn_state aip_conn_get_state(aip_conn *c)
 {
+    if (!c)
+        return AIP_CONN_STOPPED;
     aip_mutex_lock(&c->lock);
     aip_conn_state s = c->state;
     aip_mutex_unlock(&c->lock);
@@ -145,6 +149,8 @@ aip_conn_state aip_conn_get_state(aip_conn *c)
 
 aip_encoding aip_conn_encoding(aip_conn *c)
 {
+    if (!c)
+        return AIP_ENCODING_JSON;
     aip_mutex_lock(&c->lock);
     aip_encoding e = c->registered ? c->enc : AIP_ENCODING_JSON;
     aip_mutex_unlock(&c->lock);
@@ -153,7 +159,7 @@ aip_encoding aip_conn_encoding(aip_conn *c)
 
 const char *aip_conn_client_id(const aip_conn *c)
 {
-    return c->client_id;
+    return c ? c->client_id : NULL;
 }
 
 /* ---- sending ------------------------------------------------------------------------------ */
@@ -262,7 +268,7 @@ static int submit(aip_conn *c, aip_pending_kind kind, const char *id, const aip_
     if (rc)
         return rc;
     int64_t timeout = o && o->timeout_ms > 0 ? o->timeout_ms : (int64_t)default_timeout_ms;
-    uint64_t deadline = aip_now_ns(NULL) + (uint64_t)timeout * 1000000u;
+    uint64_t deadline = aip_deadline_ms(aip_now_ns(NULL), timeout);
     bool wait = o && o->wait_for_link;
     aip_future *f = aip_future_create();
     if (!f) {
@@ -392,9 +398,14 @@ int aip_conn_send_task(aip_conn *c, const aip_task_opts *o, aip_future **out)
 
 int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms)
 {
-    uint64_t deadline = timeout_ms >= 0 ? aip_now_ns(NULL) + (uint64_t)timeout_ms * 1000000u : 0;
+    if (!c)
+        return AIP_E_INVAL;
+    /* inside the gate: a destroy that starts while we wait wakes us and waits for us to leave */
+    int rc = gate_enter(c);
+    if (rc)
+        return rc;
+    uint64_t deadline = aip_deadline_ms(aip_now_ns(NULL), timeout_ms);
     aip_mutex_lock(&c->lock);
-    int rc = 0;
     while (!c->registered) {
         if (c->gate_closed) {
             rc = AIP_E_SHUTDOWN;
@@ -409,6 +420,7 @@ int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms)
         }
     }
     aip_mutex_unlock(&c->lock);
+    gate_leave(c);
     return rc;
 }
 
@@ -539,7 +551,7 @@ static void registered(aip_conn *c)
             aip_client_type_str(c->cfg.client_type), aip_transport_url_redacted(c->tr),
             c->link_enc == AIP_ENCODING_PROTO ? "protobuf" : "JSON");
     emit(c, AIP_CONN_REGISTERED, "registered", 0, 0, 0, c->link_enc == AIP_ENCODING_PROTO);
-    c->next_hb_ns = aip_now_ns(NULL) + (uint64_t)c->cfg.heartbeat_ms * 1000000u;
+    c->next_hb_ns = aip_deadline_ms(aip_now_ns(NULL), c->cfg.heartbeat_ms);
     aip_timer_schedule(c->t_heartbeat, (uint64_t)c->cfg.heartbeat_ms * 1000);
 }
 
@@ -933,7 +945,7 @@ static void on_heartbeat_timer(void *user)
         return;
     uint64_t now = aip_now_ns(NULL);
     uint64_t hb = (uint64_t)c->cfg.heartbeat_ms * 1000000u;
-    uint64_t dead_at = c->last_rx_ns + 3 * hb;
+    uint64_t dead_at = aip_add_sat(c->last_rx_ns, 3 * hb);
     if (now >= dead_at) {
         stat_inc(c, S_LIVENESS_DROPS);
         aip_log(AIP_LOG_WARN, LOG_COMP, "nothing heard for %llu ms: dropping the link",
@@ -945,7 +957,7 @@ static void on_heartbeat_timer(void *user)
         aip_msg m;
         aip_msg_init(&m, AIP_ENVELOPE_CLIENT, AIP_MSG_HEARTBEAT, AIP_STATUS_OK);
         send_raw(c, c->cur_link, c->link_enc, &m);
-        c->next_hb_ns = now + hb;
+        c->next_hb_ns = aip_add_sat(now, hb);
     }
     uint64_t next = c->next_hb_ns < dead_at ? c->next_hb_ns : dead_at;
     aip_timer_schedule(c->t_heartbeat, (next - now) / 1000 + 1);
@@ -996,6 +1008,8 @@ static char *dup_opt(const char *s)
 
 int aip_conn_create(const aip_conn_config *cfg, aip_conn **out)
 {
+    if (!out)
+        return AIP_E_INVAL;
     *out = NULL;
     if (!cfg || !cfg->url || !cfg->client_id || !cfg->client_id[0] ||
         strlen(cfg->client_id) > AIP_ID_MAX)
@@ -1148,6 +1162,8 @@ void aip_conn_destroy(aip_conn *c)
 int aip_conn_reload_tls(aip_conn *c, const char *ca_file, const char *cert_file,
                         const char *key_file)
 {
+    if (!c)
+        return AIP_E_INVAL;
     int rc = gate_enter(c);
     if (rc)
         return rc;
@@ -1158,7 +1174,11 @@ int aip_conn_reload_tls(aip_conn *c, const char *ca_file, const char *cert_file,
 
 void aip_conn_get_stats(aip_conn *c, aip_conn_stats *s)
 {
+    if (!s)
+        return;
     memset(s, 0, sizeof *s);
+    if (!c)
+        return;
     aip_transport_stats ts;
     aip_transport_get_stats(c->tr, &ts);
     s->frames_sent = ts.frames_out;

@@ -1,9 +1,24 @@
+#define _GNU_SOURCE /* O_PATH */
 /*
  * Built-in tools: echo, sleep, list_tools, read_file (execute_command is in exec_cmd.c).
  *
  * They run on executor workers, concurrently, with `user` = the executor: anything they read
  * from it is either read-only after create or taken under its lock. Each honours its call's
  * deadline and the cancel flag where it can block.
+ *
+ * read_file's confinement, in two steps:
+ * 1. realpath() the requested path (every symlink resolved, wherever it points) and check the
+ *    result lies inside a read root: a symlink inside a root that stays inside is allowed, one
+ *    that leads out is refused.
+ * 2. Open that real path WITHOUT following any symlink, from the root directory down: the root
+ *    itself from "/" and the file beneath it with openat2(RESOLVE_BENEATH |
+ *    RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS) — or, on kernels without openat2 (ENOSYS, or
+ *    EPERM from a seccomp filter that predates it), openat() component by component with O_NOFOLLOW
+ * (O_DIRECTORY on the directories). The real path has no symlink in it, so a symlink found now was
+ * swapped in after step 1: the open fails (ELOOP/ENOTDIR) instead of escaping. Then, on the open
+ * file: a regular file, with one link unless the operator allows hard links (a hard link inside a
+ * root to a file outside it passes every path check: its st_nlink is the only trace), and /proc's
+ *    name for it inside the roots.
  */
 #include "aip/codec.h"
 #include "aip/common.h"
@@ -18,8 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#if defined(SYS_openat2) && __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#define HAVE_OPENAT2 1
+#endif
 
 /* Parses call->parameters (NULL = {}); on failure sets *error and returns NULL. */
 static cJSON *params_parse(const aip_tool_call *call, char **error)
@@ -208,17 +229,102 @@ int exec_tool_list_tools(const aip_tool_call *call, void *user, char **result, c
 
 /* ---- read_file ------------------------------------------------------------------------------- */
 
-static bool path_inside(const aip_executor *e, const char *real)
+/* The read root that the real path `real` lies in, or NULL. */
+static const char *root_of(const aip_executor *e, const char *real)
 {
     for (size_t i = 0; i < e->n_read_roots; i++) {
         const char *root = e->read_roots[i];
         size_t n = strlen(root);
         if (n == 1 && root[0] == '/')
-            return real[0] == '/';
+            return real[0] == '/' ? root : NULL;
         if (strncmp(real, root, n) == 0 && (real[n] == 0 || real[n] == '/'))
-            return true;
+            return root;
     }
-    return false;
+    return NULL;
+}
+
+static bool path_inside(const aip_executor *e, const char *real)
+{
+    return root_of(e, real) != NULL;
+}
+
+_Atomic int exec_test_no_openat2;
+
+/* The fallback: one openat() per component, never following a symlink. */
+static int walk_nofollow(int dirfd, const char *rel, int flags, int *out)
+{
+    char buf[PATH_MAX];
+    if (strlen(rel) >= sizeof buf)
+        return -ENAMETOOLONG;
+    snprintf(buf, sizeof buf, "%s", rel);
+    int cur = dirfd;
+    char *comp = buf;
+    for (;;) {
+        while (*comp == '/')
+            comp++;
+        char *end = comp + strcspn(comp, "/");
+        char *next = end;
+        while (*next == '/')
+            next++;
+        bool last = *next == 0;
+        *end = 0;
+        /* beneath, and only by names: never "." or ".." */
+        bool named = *comp && strcmp(comp, ".") != 0 && strcmp(comp, "..") != 0;
+        int how =
+            last ? flags | O_NOFOLLOW | O_CLOEXEC : O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+        int fd = named ? openat(cur, comp, how) : -1;
+        int err = named ? errno : EXDEV;
+        if (cur != dirfd)
+            close(cur);
+        if (fd < 0)
+            return -err;
+        if (last) {
+            *out = fd;
+            return 0;
+        }
+        cur = fd;
+        comp = next;
+    }
+}
+
+int exec_open_beneath(int dirfd, const char *rel, int flags, int *out)
+{
+    *out = -1;
+    if (!rel[0] || rel[0] == '/')
+        return -EXDEV;
+#ifdef HAVE_OPENAT2
+    if (!atomic_load_explicit(&exec_test_no_openat2, memory_order_relaxed)) {
+        struct open_how how;
+        memset(&how, 0, sizeof how);
+        how.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC);
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS;
+        long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+        if (fd >= 0) {
+            *out = (int)fd;
+            return 0;
+        }
+        /* no openat2: ENOSYS, or EPERM from a seccomp filter older than the call (the walk is
+         * as strict, and an EPERM for any other reason comes back from it too) */
+        if (errno != ENOSYS && errno != EPERM)
+            return -errno;
+    }
+#endif
+    return walk_nofollow(dirfd, rel, flags, out);
+}
+
+/* Opens the read root `root` (a real path) as a directory, following no symlink on the way. */
+static int open_root(const char *root, int *out)
+{
+    if (strcmp(root, "/") == 0) {
+        *out = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        return *out < 0 ? -errno : 0;
+    }
+    int slash = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (slash < 0)
+        return -errno;
+    int rc = exec_open_beneath(slash, root + 1, O_PATH | O_DIRECTORY, out);
+    close(slash);
+    return rc;
 }
 
 /* The path the kernel has for an open fd, when /proc tells it; NULL otherwise. */
@@ -233,18 +339,41 @@ static char *fd_path(int fd)
     return aip_strdup(buf);
 }
 
-/* Opens `real` (a realpath inside the roots) as a regular file, and checks again, on the open
- * file itself, that it is inside the roots: a directory swapped for a symlink between
- * realpath() and open() must not let the read escape. */
+/* Opens `real` (a realpath inside the roots) as a regular file without following a symlink
+ * (see the note at the top), and checks the open file: regular, a single link unless hard
+ * links are allowed, and inside the roots by /proc's name for it. */
 static int open_inside(const aip_executor *e, const char *real, const char *shown, int *fdp,
                        struct stat *st, char **error)
 {
-    int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
-    if (fd < 0)
-        return exec_fail(error, "cannot open '%.300s': %s", shown, strerror(errno));
+    const char *root = root_of(e, real);
+    size_t rn = root ? strlen(root) : 0;
+    const char *rel = !root ? "" : rn == 1 ? real + 1 : real[rn] == '/' ? real + rn + 1 : "";
+    if (!rel[0])
+        return exec_fail(error, "'%.300s' is not a regular file", shown);
+    int dirfd = -1, fd = -1;
+    int rc = open_root(root, &dirfd);
+    if (!rc)
+        rc = exec_open_beneath(dirfd, rel, O_RDONLY | O_NOCTTY | O_NONBLOCK, &fd);
+    if (dirfd >= 0)
+        close(dirfd);
+    if (rc == -ELOOP || rc == -ENOTDIR || rc == -EXDEV)
+        return exec_fail(error,
+                         "refused: '%.300s' is outside the allowed read roots (a symbolic link "
+                         "appeared on its path while it was opened)",
+                         shown);
+    if (rc)
+        return exec_fail(error, "cannot open '%.300s': %s", shown, strerror(-rc));
     if (fstat(fd, st) || !S_ISREG(st->st_mode)) {
         close(fd);
         return exec_fail(error, "'%.300s' is not a regular file", shown);
+    }
+    if (st->st_nlink > 1 && !e->read_allow_hardlinks) {
+        unsigned long links = (unsigned long)st->st_nlink;
+        close(fd);
+        return exec_fail(error,
+                         "refused: '%.300s' has %lu hard links, and a hard link can bring a file "
+                         "from outside the read roots in (tools.read_file.allow_hardlinks)",
+                         shown, links);
     }
     char *again = fd_path(fd);
     if (again && !path_inside(e, again)) {

@@ -285,7 +285,7 @@ static void run_action(aip_executor *e, aip_command *c, aip_result *r)
         .tool_name = c->tool_name,
         .parameters = c->parameters,
         .call_id = c->call_id,
-        .deadline_ns = start + (uint64_t)e->default_timeout_ms * 1000000u,
+        .deadline_ns = aip_deadline_ms(start, e->default_timeout_ms),
         .cancelled = &e->cancelled,
     };
     char *out = NULL, *err = NULL;
@@ -450,6 +450,7 @@ static int copy_config(aip_executor *e, const aip_executor_config *c)
     e->default_timeout_ms = c->default_timeout_ms ? c->default_timeout_ms : DEFAULT_TIMEOUT;
     e->max_output = c->max_output ? c->max_output : DEFAULT_OUTPUT;
     e->read_max_bytes = c->read_max_bytes ? c->read_max_bytes : DEFAULT_READ_MAX;
+    e->read_allow_hardlinks = c->read_allow_hardlinks;
     e->exec_enabled = c->exec_enabled;
     e->exec_shell = c->exec_shell;
     e->exec_timeout_ms = c->exec_timeout_ms ? c->exec_timeout_ms : DEFAULT_TIMEOUT;

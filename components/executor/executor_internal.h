@@ -44,6 +44,7 @@ struct aip_executor {
     char **read_roots; /* real paths */
     size_t n_read_roots;
     size_t read_max_bytes;
+    bool read_allow_hardlinks;
     bool exec_enabled;
     char **exec_allow;
     size_t n_exec_allow;
@@ -96,6 +97,15 @@ int exec_tool_echo(const aip_tool_call *call, void *user, char **result, char **
 int exec_tool_sleep(const aip_tool_call *call, void *user, char **result, char **error);
 int exec_tool_list_tools(const aip_tool_call *call, void *user, char **result, char **error);
 int exec_tool_read_file(const aip_tool_call *call, void *user, char **result, char **error);
+
+/* read_file's open (builtins.c): opens rel — relative to the directory dirfd, by names only
+ * (no "..", not absolute) — with flags plus O_NOFOLLOW|O_CLOEXEC, following no symlink on the
+ * way: openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS), or on ENOSYS
+ * (or EPERM: a seccomp filter that predates openat2) one openat(O_NOFOLLOW) per component. Returns
+ * 0 with *out set, or -errno (ELOOP or ENOTDIR: a symlink on the way; EXDEV: not beneath). */
+int exec_open_beneath(int dirfd, const char *rel, int flags, int *out);
+/* Tests: nonzero makes exec_open_beneath skip openat2, as on a kernel without it. */
+extern _Atomic int exec_test_no_openat2;
 int exec_tool_execute_command(const aip_tool_call *call, void *user, char **result, char **error);
 int exec_tool_get_system_info(const aip_tool_call *call, void *user, char **result, char **error);
 

@@ -54,7 +54,8 @@ aip_future *aip_future_create(void)
 
 void aip_future_retain(aip_future *f)
 {
-    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    if (f)
+        atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
 }
 
 void aip_future_release(aip_future *f)
@@ -72,11 +73,13 @@ void aip_future_release(aip_future *f)
 
 bool aip_future_done(const aip_future *f)
 {
-    return atomic_load_explicit(&f->done, memory_order_acquire);
+    return f && atomic_load_explicit(&f->done, memory_order_acquire);
 }
 
 int aip_future_status(const aip_future *f)
 {
+    if (!f)
+        return AIP_E_INVAL;
     return aip_future_done(f) ? f->status : AIP_E_STATE;
 }
 
@@ -92,11 +95,11 @@ const char *aip_future_error(const aip_future *f)
 
 int aip_future_wait(aip_future *f, int64_t timeout_ms)
 {
+    if (!f)
+        return AIP_E_INVAL;
     if (aip_future_done(f))
         return f->status;
-    uint64_t deadline = 0;
-    if (timeout_ms >= 0)
-        deadline = aip_now_ns(NULL) + (uint64_t)timeout_ms * 1000000u;
+    uint64_t deadline = aip_deadline_ms(aip_now_ns(NULL), timeout_ms);
     aip_mutex_lock(&f->lock);
     while (!atomic_load_explicit(&f->done, memory_order_relaxed)) {
         if (timeout_ms < 0) {
@@ -114,6 +117,8 @@ int aip_future_wait(aip_future *f, int64_t timeout_ms)
 
 int aip_future_set_callback(aip_future *f, aip_future_cb cb, void *user)
 {
+    if (!f)
+        return AIP_E_INVAL;
     aip_mutex_lock(&f->lock);
     if (!atomic_load_explicit(&f->done, memory_order_relaxed)) {
         f->cb = cb;
@@ -131,6 +136,11 @@ int aip_future_set_callback(aip_future *f, aip_future_cb cb, void *user)
 
 int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *error)
 {
+    if (!f) {
+        if (msg) /* ownership moves whatever happens */
+            aip_msg_clear(msg);
+        return AIP_E_INVAL;
+    }
     char *err_copy = error ? aip_strdup(error) : NULL;
     aip_future_retain(f);
     aip_mutex_lock(&f->lock);
@@ -166,5 +176,7 @@ int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *err
 
 int aip_future_cancel(aip_future *f)
 {
+    if (!f)
+        return AIP_E_INVAL;
     return aip_future_complete(f, AIP_E_CANCELLED, NULL, "cancelled by the caller");
 }

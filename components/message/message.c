@@ -50,8 +50,10 @@ static const char *name_of(const char *const *names, int count, int v)
 
 static int parse_name(const char *const *names, int count, const char *s, size_t n, int *out)
 {
+    if ((!s && n) || !out)
+        return AIP_E_INVAL;
     for (int i = 0; i < count; i++) {
-        if (names[i] && strlen(names[i]) == n && memcmp(names[i], s, n) == 0) {
+        if (names[i] && strlen(names[i]) == n && (n == 0 || memcmp(names[i], s, n) == 0)) {
             *out = i;
             return 0;
         }
@@ -59,18 +61,18 @@ static int parse_name(const char *const *names, int count, const char *s, size_t
     return AIP_E_PROTOCOL;
 }
 
-#define ENUM_FUNCS(fn_str, fn_parse, type, names, count) \
-    const char *fn_str(type v)                           \
-    {                                                    \
-        return name_of(names, count, (int)v);            \
-    }                                                    \
-    int fn_parse(const char *s, size_t n, type *out)     \
-    {                                                    \
-        int v;                                           \
-        int rc = parse_name(names, count, s, n, &v);     \
-        if (!rc)                                         \
-            *out = (type)v;                              \
-        return rc;                                       \
+#define ENUM_FUNCS(fn_str, fn_parse, type, names, count)                 \
+    const char *fn_str(type v)                                           \
+    {                                                                    \
+        return name_of(names, count, (int)v);                            \
+    }                                                                    \
+    int fn_parse(const char *s, size_t n, type *out)                     \
+    {                                                                    \
+        int v;                                                           \
+        int rc = out ? parse_name(names, count, s, n, &v) : AIP_E_INVAL; \
+        if (!rc)                                                         \
+            *out = (type)v;                                              \
+        return rc;                                                       \
     }
 
 ENUM_FUNCS(aip_msg_type_str, aip_msg_type_parse, aip_msg_type, type_names, AIP_MSG_TYPE_COUNT_)
@@ -155,6 +157,8 @@ static bool is_str_kind(aip_field_kind k)
 
 void aip_msg_init(aip_msg *m, aip_envelope env, aip_msg_type type, aip_status status)
 {
+    if (!m)
+        return;
     memset(m, 0, sizeof *m);
     m->envelope = env;
     m->type = type;
@@ -226,6 +230,8 @@ static int copy_strs(void *dst, const void *src, const aip_field *f, size_t n)
 
 int aip_msg_copy(aip_msg *dst, const aip_msg *src)
 {
+    if (!dst || !src)
+        return AIP_E_INVAL;
     memcpy(dst, src, sizeof *dst);
     /* Null every owned pointer first so a failure half-way can be cleared safely. */
     for (size_t i = 0; i < aip_n_client_fields; i++)
@@ -282,6 +288,8 @@ nomem:
 
 int aip_msg_set_str(char **field, const char *value)
 {
+    if (!field)
+        return AIP_E_INVAL;
     char *c = NULL;
     if (value) {
         size_t n = strlen(value);
@@ -317,6 +325,8 @@ int aip_json_text_check(const char *text, size_t len, aip_json_kind kind, unsign
 
 int aip_msg_set_json(char **field, const char *json_text, aip_json_kind kind)
 {
+    if (!field)
+        return AIP_E_INVAL;
     char *c = NULL;
     if (json_text) {
         size_t n = strlen(json_text);
@@ -347,6 +357,8 @@ static void *grow(void *arr, size_t n, size_t elem)
 
 aip_command *aip_msg_add_command(aip_msg *m)
 {
+    if (!m)
+        return NULL;
     aip_command *a = grow(m->actions, m->n_actions, sizeof *a);
     if (!a)
         return NULL;
@@ -358,6 +370,8 @@ aip_command *aip_msg_add_command(aip_msg *m)
 
 aip_result *aip_msg_add_result(aip_msg *m)
 {
+    if (!m)
+        return NULL;
     aip_result *r = grow(m->action_results, m->n_action_results, sizeof *r);
     if (!r)
         return NULL;
@@ -369,6 +383,8 @@ aip_result *aip_msg_add_result(aip_msg *m)
 
 int aip_msg_add_message(aip_msg *m, const char *s)
 {
+    if (!m)
+        return AIP_E_INVAL;
     char **a = grow(m->messages, m->n_messages, sizeof *a);
     if (!a)
         return AIP_E_NOMEM;
@@ -384,7 +400,8 @@ int aip_msg_add_message(aip_msg *m, const char *s)
 
 /* ---- validation ---------------------------------------------------------------------------- */
 
-#define WHY(...) (why_len ? (void)snprintf(why, why_len, __VA_ARGS__) : (void)0, AIP_E_PROTOCOL)
+#define WHY(...) \
+    (why && why_len ? (void)snprintf(why, why_len, __VA_ARGS__) : (void)0, AIP_E_PROTOCOL)
 
 static int check_str(const char *what, const char *s, aip_field_kind kind, unsigned at, char *why,
                      size_t why_len)
@@ -429,6 +446,11 @@ static bool in_table(const aip_field *f, size_t n, size_t off)
 
 int aip_msg_validate(const aip_msg *m, char *why, size_t why_len)
 {
+    if (!m) {
+        if (why && why_len)
+            snprintf(why, why_len, "no message");
+        return AIP_E_INVAL;
+    }
     if (m->envelope != AIP_ENVELOPE_CLIENT && m->envelope != AIP_ENVELOPE_SERVER)
         return WHY("invalid envelope");
     const char *env = aip_envelope_str(m->envelope);
@@ -515,6 +537,8 @@ static bool strs_eq(const void *a, const void *b, const aip_field *f, size_t n)
 
 bool aip_msg_equal(const aip_msg *a, const aip_msg *b)
 {
+    if (!a || !b)
+        return a == b;
     if (a->envelope != b->envelope || a->type != b->type || a->status != b->status)
         return false;
     if (a->envelope == AIP_ENVELOPE_CLIENT && a->client_type != b->client_type)

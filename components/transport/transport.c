@@ -13,6 +13,7 @@
 #include "aip/internal/backoff.h"
 #include "aip/internal/reassembler.h"
 #include "aip/port.h"
+#include "aip/redact.h"
 
 #include <libwebsockets.h>
 
@@ -131,7 +132,7 @@ struct aip_transport {
     bool tls;
     char *host;     /* for Host/SNI/cert check */
     char *path;     /* with ?token=... when token_mode is QUERY: never logged */
-    char *redacted; /* scheme://host:port/path without the query */
+    char *redacted; /* scheme://host:port/path?key=<redacted> (aip_redact_url) */
     int port;
     char *token, *ca_file, *cert_file, *key_file, *thread_name;
     char *bearer; /* "Bearer <token>" */
@@ -185,6 +186,11 @@ struct aip_transport {
     uint64_t qlink;      /* the open link, or 0 */
     bool reload_pending; /* aip_transport_reload_tls(): the files below, for the service thread */
     char *rl_ca, *rl_cert, *rl_key;
+
+    /* tls_insecure warnings (service thread): one per attempt, at most one per
+     * INSECURE_WARN_EVERY_NS; the next line counts the attempts in between */
+    uint64_t insecure_warned_ns;
+    unsigned insecure_quiet;
 
     /* statistics (atomics: read from any thread) */
     _Atomic uint64_t st_frames_out, st_bytes_out, st_frames_in, st_bytes_in, st_dropped, st_full,
@@ -270,7 +276,9 @@ static int parse_url(aip_transport *t, const char *url)
         p += strcspn(p, ":/?");
         host_end = p;
     }
-    if (host_end == h)
+    /* credentials in the URL (user:password@host) are not supported, and must not end up in a
+     * host name that is logged */
+    if (host_end == h || memchr(h, '@', strcspn(h, "/?#")))
         return AIP_E_CONFIG;
     t->host = aip_strndup(h, (size_t)(host_end - h));
     if (*p == ':') {
@@ -298,14 +306,19 @@ static int parse_url(aip_transport *t, const char *url)
     if (enc[0])
         snprintf(t->path + strlen(t->path), n - strlen(t->path), "%stoken=%s",
                  strchr(t->path, '?') ? "&" : "?", enc);
-    size_t qn = strcspn(t->path, "?");
-    size_t rn = strlen(t->host) + qn + 32;
-    if (!(t->redacted = aip_malloc(rn)))
+    /* what the logs show: the effective URL, every query value (the token too) redacted */
+    size_t fn = strlen(t->host) + strlen(t->path) + 32;
+    char *full = aip_malloc(fn);
+    if (!full)
         return AIP_E_NOMEM;
     bool v6 = strchr(t->host, ':') != NULL;
-    snprintf(t->redacted, rn, "%s://%s%s%s:%d%.*s", t->tls ? "wss" : "ws", v6 ? "[" : "", t->host,
-             v6 ? "]" : "", t->port, (int)qn, t->path);
-    return 0;
+    snprintf(full, fn, "%s://%s%s%s:%d%s", t->tls ? "wss" : "ws", v6 ? "[" : "", t->host,
+             v6 ? "]" : "", t->port, t->path);
+    size_t rn = aip_redact_url(full, NULL, 0) + 1;
+    if ((t->redacted = aip_malloc(rn)))
+        aip_redact_url(full, t->redacted, rn);
+    aip_free(full);
+    return t->redacted ? 0 : AIP_E_NOMEM;
 }
 
 const char *aip_transport_url_redacted(const aip_transport *t)
@@ -484,6 +497,28 @@ static void link_ended(aip_transport *t, int code, const char *reason, bool was_
     schedule_retry(t);
 }
 
+#define INSECURE_WARN_EVERY_NS (10ull * 1000000000ull)
+
+/* tls_insecure must never be silent: every connection attempt says so (rate-limited when
+ * reconnects are fast, with a count of the attempts not reported). */
+static void warn_insecure(aip_transport *t)
+{
+    uint64_t now = aip_now_ns(NULL);
+    if (t->insecure_warned_ns && now - t->insecure_warned_ns < INSECURE_WARN_EVERY_NS) {
+        t->insecure_quiet++;
+        return;
+    }
+    char more[64] = "";
+    if (t->insecure_quiet)
+        snprintf(more, sizeof more, " (and %u earlier attempts)", t->insecure_quiet);
+    aip_log(AIP_LOG_WARN, LOG_COMP,
+            "tls_insecure is on: the certificate and host name of %s are NOT verified; anyone "
+            "on the path can pose as the server and read the key%s",
+            t->redacted, more);
+    t->insecure_warned_ns = now;
+    t->insecure_quiet = 0;
+}
+
 static void connect_to(aip_transport *t, const char *address)
 {
     struct lws_client_connect_info i;
@@ -505,9 +540,11 @@ static void connect_to(aip_transport *t, const char *address)
     i.retry_and_idle_policy = &t->policy;
     if (t->tls) {
         i.ssl_connection = LCCSCF_USE_SSL;
-        if (t->cfg.tls_insecure)
+        if (t->cfg.tls_insecure) {
+            warn_insecure(t);
             i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
                                 LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+        }
     }
     t->state = L_CONNECTING;
     t->have_close = false;
@@ -955,15 +992,19 @@ static bool is_loopback(const char *host)
            strcmp(host, "::1") == 0;
 }
 
-/* "http://user@host:port/" -> host, port (credentials are not supported: refused). */
+/* "http://[user:password@]host:port/" -> "[user:password@]host" and port, the form lws takes
+ * (it sends the credentials as Basic proxy authorization, as written). Never logged as is. */
 static int parse_proxy(const char *v, char *host, size_t len, unsigned int *port)
 {
     const char *p = strstr(v, "://");
     p = p ? p + 3 : v;
-    if (strchr(p, '@'))
-        return -1;
-    size_t hl = strcspn(p, ":/");
-    if (!hl || hl >= len || p[hl] != ':')
+    size_t an = strcspn(p, "/?#"); /* the authority; its userinfo ends at the last '@' */
+    const char *h = p;
+    for (size_t i = 0; i < an; i++)
+        if (p[i] == '@')
+            h = p + i + 1;
+    size_t hl = (size_t)(h - p) + strcspn(h, ":/");
+    if (h[0] == ':' || hl >= len || p[hl] != ':')
         return -1;
     memcpy(host, p, hl);
     host[hl] = 0;
@@ -972,6 +1013,15 @@ static int parse_proxy(const char *v, char *host, size_t len, unsigned int *port
         return -1;
     *port = (unsigned int)n;
     return 0;
+}
+
+/* Says which proxy the connections of this vhost go through, never its password. */
+static void log_proxy(const char *var, const char *value)
+{
+    char shown[300];
+    aip_redact_url(value, shown, sizeof shown);
+    aip_log(AIP_LOG_INFO, LOG_COMP, "connecting through the HTTP CONNECT proxy %s (%s)", shown,
+            var);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -1024,11 +1074,13 @@ static struct lws_vhost *make_vhost(aip_transport *t, int variant)
      * loopback servers. */
     char proxy_host[256];
     const char *hp = getenv("https_proxy") ? getenv("https_proxy") : getenv("HTTPS_PROXY");
+    const char *plain = getenv("http_proxy");
     if (t->tls && hp && hp[0] && !is_loopback(t->host) &&
         parse_proxy(hp, proxy_host, sizeof proxy_host, &vi.http_proxy_port) == 0) {
         vi.http_proxy_address = proxy_host;
-        aip_log(AIP_LOG_INFO, LOG_COMP, "using the HTTPS proxy %s:%u", proxy_host,
-                vi.http_proxy_port);
+        log_proxy("https_proxy", hp);
+    } else if (plain && plain[0]) {
+        log_proxy("http_proxy", plain); /* lws reads it itself */
     }
     struct lws_vhost *vh = lws_create_vhost(t->ctx, &vi);
     if (!vh)

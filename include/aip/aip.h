@@ -17,5 +17,6 @@
 #include "aip/executor.h"
 #include "aip/future.h"
 #include "aip/message.h"
+#include "aip/redact.h"
 
 #endif /* AIP_AIP_H */

@@ -325,6 +325,15 @@ check("token file readable by others: exit 78", r.returncode == 78, r.stderr)
 os.chmod(tok, 0o600)
 r = config_rc("--token-file", tok)
 check("--check-config hides the token", r.returncode == 0 and "s3cret" not in r.stdout, r.stdout)
+r = config_rc(cfg={"tools": {"read_file": {"roots": ["/tmp"]}}})
+check("tools.read_file.allow_hardlinks: false by default",
+      r.returncode == 0 and json.loads(r.stdout).get("read_allow_hardlinks") is False, r.stdout)
+r = config_rc(cfg={"tools": {"read_file": {"roots": ["/tmp"], "allow_hardlinks": True}}})
+check("tools.read_file.allow_hardlinks: true is taken",
+      r.returncode == 0 and json.loads(r.stdout).get("read_allow_hardlinks") is True, r.stdout)
+r = config_rc(cfg={"tools": {"read_file": {"allow_hardlinks": "yes"}}})
+check("tools.read_file.allow_hardlinks: not a boolean: exit 78 naming it",
+      r.returncode == 78 and "tools.read_file.allow_hardlinks" in r.stderr, r.stderr)
 r = subprocess.run([AGENT, "--check-config"], capture_output=True, text=True,
                    env={k: v for k, v in os.environ.items() if k != "AIP_SERVER"})
 check("no server: exit 78", r.returncode == 78 and "server" in r.stderr, r.stderr)

@@ -234,6 +234,24 @@ static void test_silent_peer_times_out_and_late_answer_is_counted(void **state)
     peer_stop(&p);
 }
 
+/* A request with timeout INT64_MAX ms has no deadline (it used to wrap into the past and
+ * time out on the service thread's first look): the answer 0.6 s later completes it. */
+static void test_huge_timeout_saturates(void **state)
+{
+    (void)state;
+    peer_proc p;
+    assert_int_equal(peer_start(&p, 0, "--info-mode", "late:0.6", NULL), 0);
+    aip_conn *c = registered_constellation(&p);
+    double ms;
+    assert_int_equal(info_once(c, INT64_MAX, &ms, NULL, 0), 0);
+    assert_true(ms >= 500);
+    aip_conn_stats s;
+    aip_conn_get_stats(c, &s);
+    assert_int_equal(s.timeouts, 0);
+    aip_conn_destroy(c);
+    peer_stop(&p);
+}
+
 static void test_unknown_device_is_a_failure(void **state)
 {
     (void)state;
@@ -803,6 +821,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_correlated_error_fails_fast),
         cmocka_unit_test(test_uncorrelated_error_waits_for_timeout),
         cmocka_unit_test(test_silent_peer_times_out_and_late_answer_is_counted),
+        cmocka_unit_test(test_huge_timeout_saturates),
         cmocka_unit_test(test_unknown_device_is_a_failure),
         cmocka_unit_test(test_drop_fails_at_once_then_reconnects),
         cmocka_unit_test(test_many_pending_all_fail_on_close),

@@ -11,6 +11,9 @@ aip-test-server --tls-cert/--tls-key [--tls-ca], in JSON and in protobuf:
   mismatch"; aipctl without the CA fails;
 - mTLS: without a client certificate refused, with --cert/--key accepted, with a certificate
   from the wrong CA refused; aipctl --cert/--key works, without them it fails.
+tls_insecure (config file only): --check-config shows it (and warns); every connection attempt
+logs a warning naming the URL, at most one per 10 s with fast reconnects (the next one counts
+the attempts in between); never a warning with verification on.
 SIGHUP (config file with ca_file/cert/key): reloads while connected keep the link; then the
 server restarts with certificates from a new CA and demands client certificates from it: the
 agent is refused until its files are rotated and it gets SIGHUP, then it registers again at
@@ -156,6 +159,7 @@ def handshakes():
         good = Agent(port, "good-" + enc, "--ca-file", path("ca.crt"), "--encoding", enc)
         check(tag + "agent with --ca-file registers over wss",
               good.wait(REGISTERED % ("good-" + enc)), good.text()[-800:])
+        check(tag + "verification on: no tls_insecure warning", "tls_insecure" not in good.text())
         check(tag + "the link uses the requested encoding",
               good.count(r"with wss://\S+, %s frames" % ("JSON" if enc == "json" else "protobuf")) == 1,
               good.text()[-400:])
@@ -225,6 +229,46 @@ def handshakes():
 
     for p in (srv, whs, mtls):
         stop(p)
+
+
+# ---- tls_insecure is never silent ----------------------------------------------------------------
+
+INSECURE = r"tls_insecure is on: the certificate and host name of wss://\S+ are NOT verified"
+
+
+def insecure():
+    srv, port = server("wronghost")  # a name the agent would refuse, and no --ca-file
+    cfg = path("agent-insecure.json")
+    with open(cfg, "w") as f:
+        json.dump({"server": "wss://localhost:%d/ws" % port, "tls_insecure": True}, f)
+    r = subprocess.run([AGENT, "--config", cfg, "--check-config"], capture_output=True, text=True)
+    check("tls_insecure: --check-config shows it, with a warning",
+          r.returncode == 0 and json.loads(r.stdout).get("tls_insecure") is True and
+          "tls_insecure is on" in r.stderr, (r.returncode, r.stdout, r.stderr))
+    r = subprocess.run([AGENT, "--server", "wss://localhost:%d/ws" % port, "--check-config"],
+                       capture_output=True, text=True)
+    check("tls_insecure: off by default in --check-config",
+          r.returncode == 0 and json.loads(r.stdout).get("tls_insecure") is False, r.stdout)
+    a = Agent(port, "insecure", config=cfg)
+    check("tls_insecure: the agent registers without verification",
+          a.wait(REGISTERED % "insecure"), a.text()[-600:])
+    check("tls_insecure: the connection attempt logged the warning", a.count(INSECURE) == 1,
+          a.text()[-800:])
+    # fast reconnects (nothing listens): one warning per attempt, at most one per 10 s
+    with open(cfg, "w") as f:
+        json.dump({"server": "wss://localhost:%d/ws" % port, "tls_insecure": True,
+                   "backoff": {"base_ms": 10, "cap_ms": 40}}, f)
+    stop(srv)
+    b = Agent(port, "insecure-fast", config=cfg)
+    attempts = "cannot connect to wss://"
+    check("tls_insecure: fast reconnects", b.wait(attempts, 20), b.text()[-600:])
+    n_warn, n_att = b.count(INSECURE), b.count(attempts)
+    check("tls_insecure: rate-limited: %d warning(s) for %d attempts" % (n_warn, n_att),
+          n_warn == 1 and n_att >= 20, b.text()[-600:])
+    check("tls_insecure: 10 s later the next warning counts the attempts in between",
+          b.wait(INSECURE + r".* \(and \d+ earlier attempts\)", 1, timeout=15), b.text()[-600:])
+    for x in (a, b):
+        check("tls_insecure: agent %s exits 0" % x.log.rsplit("/", 1)[1], stop(x.p) == 0)
 
 
 # ---- SIGHUP reloads the certificates ----------------------------------------------------------
@@ -299,6 +343,7 @@ make_cert("server2", "ca2", "localhost", "DNS:localhost,IP:127.0.0.1")
 make_cert("client2", "ca2", "device-client")
 if not VALGRIND:
     handshakes()
+    insecure()
     a, rc = rotation()
     check("rotation: agent exits 0 (ASan build: no leak over the reloads)", rc == 0,
           (rc, a.text()[-1500:]))

@@ -1,11 +1,16 @@
+#define _GNU_SOURCE /* renameat2 */
 /* Unit tests: the executor — batch semantics exactly as PROTOCOL.md §3.4 says (early exit,
  * unknown tools, invalid actions, timeouts), done() exactly once per accepted batch across
  * workers and across destroy, backpressure, and the built-in tools: read_file's roots and
- * symlink escapes, execute_command's allowlist, quoting, shell, timeouts, output caps,
- * environment, and no leaked fds or zombies. */
+ * symlink escapes (symlinks that stay inside allowed, hard links refused unless allowed, a
+ * directory swapped with a symlink to outside in a loop while read_file runs: never read; the
+ * openat2 path and the O_NOFOLLOW fallback), execute_command's allowlist, quoting, shell,
+ * timeouts, output caps, environment, and no leaked fds or zombies. */
 #include <aip/aip.h>
 #include <aip/executor.h>
 #include <aip/port.h>
+
+#include "executor_internal.h" /* exec_open_beneath, exec_tool_read_file, the fallback hook */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +20,8 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -921,6 +928,257 @@ static void test_read_file(void **state)
     assert_int_equal(rmdir(base), 0);
 }
 
+/* A scratch tree: base/root (the read root) with a.txt, base/outside/secret.txt ("SECRET"). */
+typedef struct tree {
+    char base[64], root[128], outside[128], secret[160];
+} tree;
+
+static void tree_make(tree *t)
+{
+    snprintf(t->base, sizeof t->base, "/tmp/aip-rf-XXXXXX");
+    assert_non_null(mkdtemp(t->base));
+    snprintf(t->root, sizeof t->root, "%s/root", t->base);
+    snprintf(t->outside, sizeof t->outside, "%s/outside", t->base);
+    snprintf(t->secret, sizeof t->secret, "%s/secret.txt", t->outside);
+    assert_int_equal(mkdir(t->root, 0700), 0);
+    assert_int_equal(mkdir(t->outside, 0700), 0);
+    write_file(t->secret, "SECRET\n", 7);
+    char p[300];
+    snprintf(p, sizeof p, "%s/a.txt", t->root);
+    write_file(p, "inside\n", 7);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void tree_free(tree *t)
+{
+    assert_int_equal(nftw(t->base, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+/* Calls read_file directly (no batch): returns 0 or -1, with result or error (aip_free them). */
+static int read_direct(aip_executor *e, const char *path, char **result, char **error)
+{
+    char params[400];
+    snprintf(params, sizeof params, "{\"path\": \"%s\"}", path);
+    _Atomic int cancelled = 0;
+    aip_tool_call call = {"read_file", params, "c", aip_now_ns(NULL) + 10000000000ull, &cancelled};
+    *result = *error = NULL;
+    return exec_tool_read_file(&call, e, result, error) ? -1 : 0;
+}
+
+static void test_read_file_hardlinks(void **state)
+{
+    (void)state;
+    tree t;
+    tree_make(&t);
+    char hl[300], twin[300], a[300];
+    snprintf(hl, sizeof hl, "%s/hl", t.root);
+    snprintf(twin, sizeof twin, "%s/twin", t.root);
+    snprintf(a, sizeof a, "%s/a.txt", t.root);
+    assert_int_equal(link(t.secret, hl), 0); /* inside the root, the file outside */
+    assert_int_equal(link(a, twin), 0);      /* two names inside: refused too (nlink 2) */
+    const char *roots[] = {t.root};
+    for (int allow = 0; allow < 2; allow++) {
+        aip_executor_config cfg = {
+            .read_roots = roots, .n_read_roots = 1, .read_allow_hardlinks = allow != 0};
+        aip_executor *e = make(&cfg);
+        char *res, *err;
+        int rc = read_direct(e, hl, &res, &err);
+        if (allow) {
+            assert_int_equal(rc, 0);
+            assert_true(has(res, "SECRET")); /* the operator allowed it */
+        } else {
+            assert_int_equal(rc, -1);
+            assert_true(has(err, "2 hard links"));
+            assert_true(has(err, "tools.read_file.allow_hardlinks"));
+            assert_null(res);
+        }
+        aip_free(res);
+        aip_free(err);
+        rc = read_direct(e, twin, &res, &err);
+        assert_int_equal(rc, allow ? 0 : -1);
+        aip_free(res);
+        aip_free(err);
+        assert_int_equal(unlink(twin), 0); /* back to one link: readable again */
+        assert_int_equal(read_direct(e, a, &res, &err), 0);
+        assert_true(has(res, "inside"));
+        aip_free(res);
+        aip_free(err);
+        assert_int_equal(link(a, twin), 0);
+        aip_executor_destroy(e);
+    }
+    tree_free(&t);
+}
+
+/* Symlinks inside the root that stay inside (relative, absolute, to a directory) are read;
+ * one that leads out is refused; the same with openat2 and with the O_NOFOLLOW walk. */
+static void test_read_file_symlinks_inside(void **state)
+{
+    (void)state;
+    tree t;
+    tree_make(&t);
+    char p[300], target[300];
+    snprintf(p, sizeof p, "%s/sub", t.root);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/sub/b.txt", t.root);
+    write_file(p, "deeper\n", 7);
+    snprintf(p, sizeof p, "%s/rel", t.root);
+    assert_int_equal(symlink("a.txt", p), 0);
+    snprintf(p, sizeof p, "%s/abs", t.root);
+    snprintf(target, sizeof target, "%s/a.txt", t.root);
+    assert_int_equal(symlink(target, p), 0);
+    snprintf(p, sizeof p, "%s/dirlink", t.root);
+    assert_int_equal(symlink("sub", p), 0);
+    snprintf(p, sizeof p, "%s/out", t.root);
+    assert_int_equal(symlink(t.outside, p), 0);
+    const char *roots[] = {t.root};
+    aip_executor_config cfg = {.read_roots = roots, .n_read_roots = 1};
+    aip_executor *e = make(&cfg);
+    for (int fallback = 0; fallback < 2; fallback++) {
+        atomic_store(&exec_test_no_openat2, fallback);
+        static const char *const ok[] = {"rel", "abs", "dirlink/b.txt", "sub/../a.txt"};
+        for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+            char *res, *err;
+            snprintf(p, sizeof p, "%s/%s", t.root, ok[i]);
+            if (read_direct(e, p, &res, &err) != 0)
+                fail_msg("%s (fallback %d): %s", ok[i], fallback, err);
+            assert_true(has(res, "inside") || has(res, "deeper"));
+            aip_free(res);
+            aip_free(err);
+        }
+        char *res, *err;
+        snprintf(p, sizeof p, "%s/out/secret.txt", t.root);
+        assert_int_equal(read_direct(e, p, &res, &err), -1);
+        assert_true(has(err, "outside the allowed read roots"));
+        aip_free(res);
+        aip_free(err);
+    }
+    atomic_store(&exec_test_no_openat2, 0);
+    aip_executor_destroy(e);
+    tree_free(&t);
+}
+
+/* The open itself, as after a swap: the check passed, and now a symlink sits on the path.
+ * Neither openat2 nor the fallback walk follows it; their errors tell which one ran. */
+static void test_open_beneath_follows_no_symlink(void **state)
+{
+    (void)state;
+    tree t;
+    tree_make(&t);
+    char p[300];
+    snprintf(p, sizeof p, "%s/d", t.root);
+    assert_int_equal(symlink(t.outside, p), 0);
+    snprintf(p, sizeof p, "%s/f", t.root);
+    assert_int_equal(symlink(t.secret, p), 0);
+    snprintf(p, sizeof p, "%s/real", t.root);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/real/x.txt", t.root);
+    write_file(p, "x", 1);
+    int dirfd = open(t.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dirfd >= 0);
+    for (int fallback = 0; fallback < 2; fallback++) {
+        atomic_store(&exec_test_no_openat2, fallback);
+        int fd;
+        /* a directory symlink on the way: openat2 says ELOOP, the walk ENOTDIR (O_DIRECTORY) */
+        assert_int_equal(exec_open_beneath(dirfd, "d/secret.txt", O_RDONLY, &fd),
+                         fallback ? -ENOTDIR : -ELOOP);
+        assert_int_equal(fd, -1);
+        assert_int_equal(exec_open_beneath(dirfd, "f", O_RDONLY, &fd), -ELOOP);
+        assert_int_equal(exec_open_beneath(dirfd, "../outside/secret.txt", O_RDONLY, &fd), -EXDEV);
+        assert_int_equal(exec_open_beneath(dirfd, "real/../a.txt", O_RDONLY, &fd),
+                         fallback ? -EXDEV : 0); /* openat2 allows ".." that stays beneath */
+        if (fd >= 0)
+            close(fd);
+        assert_int_equal(exec_open_beneath(dirfd, t.secret, O_RDONLY, &fd), -EXDEV);
+        assert_int_equal(exec_open_beneath(dirfd, "", O_RDONLY, &fd), -EXDEV);
+        assert_int_equal(exec_open_beneath(dirfd, "real//x.txt", O_RDONLY, &fd), 0);
+        char c = 0;
+        assert_int_equal(read(fd, &c, 1), 1);
+        assert_int_equal(c, 'x');
+        close(fd);
+    }
+    atomic_store(&exec_test_no_openat2, 0);
+    close(dirfd);
+    tree_free(&t);
+}
+
+typedef struct swapper {
+    char a[300], b[300];
+    _Atomic bool stop;
+    _Atomic unsigned long swaps;
+} swapper;
+
+static void *swap_main(void *arg)
+{
+    swapper *s = arg;
+    while (!atomic_load(&s->stop))
+        if (renameat2(AT_FDCWD, s->a, AT_FDCWD, s->b, RENAME_EXCHANGE) == 0)
+            atomic_fetch_add(&s->swaps, 1);
+    return NULL;
+}
+
+/* root/d is a real directory holding f ("inside"); root/x a symlink to the outside directory,
+ * which holds an f with SECRET in it. A thread exchanges the two names as fast as it can
+ * while read_file reads root/d/f in a loop: it reads "inside" or fails, never SECRET. */
+static void test_read_file_symlink_swap_race(void **state)
+{
+    (void)state;
+    tree t;
+    tree_make(&t);
+    char p[300];
+    snprintf(p, sizeof p, "%s/f", t.outside);
+    write_file(p, "SECRET\n", 7);
+    swapper s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.a, sizeof s.a, "%s/d", t.root);
+    snprintf(s.b, sizeof s.b, "%s/x", t.root);
+    assert_int_equal(mkdir(s.a, 0700), 0);
+    snprintf(p, sizeof p, "%s/d/f", t.root);
+    write_file(p, "inside\n", 7);
+    assert_int_equal(symlink(t.outside, s.b), 0);
+    const char *roots[] = {t.root};
+    aip_executor_config cfg = {.read_roots = roots, .n_read_roots = 1};
+    aip_executor *e = make(&cfg);
+    snprintf(p, sizeof p, "%s/d/f", t.root);
+    for (int fallback = 0; fallback < 2; fallback++) {
+        atomic_store(&exec_test_no_openat2, fallback);
+        atomic_store(&s.stop, false);
+        aip_thread th;
+        assert_int_equal(aip_thread_start(&th, "swapper", swap_main, &s), 0);
+        int inside = 0, refused = 0, raced = 0;
+        for (int i = 0; i < 3000; i++) {
+            char *res, *err;
+            if (read_direct(e, p, &res, &err) == 0) {
+                if (has(res, "SECRET"))
+                    fail_msg("read outside the root (fallback %d): %s", fallback, res);
+                assert_true(has(res, "inside"));
+                inside++;
+            } else {
+                refused++;
+                raced += has(err, "appeared on its path");
+            }
+            aip_free(res);
+            aip_free(err);
+        }
+        atomic_store(&s.stop, true);
+        aip_thread_join(&th);
+        printf("swap race (%s): %d reads inside, %d refused (%d caught at the open), %lu swaps\n",
+               fallback ? "O_NOFOLLOW walk" : "openat2", inside, refused, raced,
+               atomic_load(&s.swaps));
+        assert_int_equal(inside + refused, 3000);
+        assert_true(atomic_load(&s.swaps) > 0);
+    }
+    atomic_store(&exec_test_no_openat2, 0);
+    aip_executor_destroy(e);
+    tree_free(&t);
+}
+
 /* ---- execute_command ---------------------------------------------------------------------------
  */
 
@@ -1564,6 +1822,10 @@ int main(void)
         cmocka_unit_test(test_features_and_list_tools),
         cmocka_unit_test(test_register_ex),
         cmocka_unit_test(test_read_file),
+        cmocka_unit_test(test_read_file_hardlinks),
+        cmocka_unit_test(test_read_file_symlinks_inside),
+        cmocka_unit_test(test_open_beneath_follows_no_symlink),
+        cmocka_unit_test(test_read_file_symlink_swap_race),
         cmocka_unit_test(test_exec_refusals),
         cmocka_unit_test(test_exec_runs),
         cmocka_unit_test(test_exec_ufo_params),

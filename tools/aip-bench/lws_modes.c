@@ -211,7 +211,9 @@ int bench_run_raw(const char *server, uint64_t requests, double seconds, int inf
     ci.local_protocol_name = "raw-echo";
     uint64_t t0 = bench_now_ns();
     if (!lws_client_connect_via_info(&ci)) {
-        fprintf(stderr, "aip-bench: cannot start a connection to %s\n", server);
+        char shown[512];
+        aip_redact_url(server, shown, sizeof shown); /* ?token= must not be printed */
+        fprintf(stderr, "aip-bench: cannot start a connection to %s\n", shown);
         r->failed = r->done = true;
     }
     uint64_t first_ns = 0, deadline = 0;

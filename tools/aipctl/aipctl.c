@@ -10,13 +10,18 @@
  * GET /api/clients. Answers up to --max-frame (default 100 MiB, UFO's own limit) are read; a
  * larger one is skipped without breaking the link, and its request fails at once with
  * "too large" when its first bytes name it. Exit: 0 success; 1 remote failure, timeout, lost
- * connection or an answer over --max-frame (reason on stderr); 2 usage.
+ * connection or an answer over --max-frame (reason on stderr); 2 usage. Secrets are never
+ * printed: the key, URL query values (aip_redact_url in the library's log lines) and the secret
+ * parameters of the actions a task result echoes.
  */
 #include <aip/aip.h>
 
 #include "http_get.h"
 #include "reg_wait.h"
 #include "size_arg.h"
+
+#include <aip/internal/jscan.h>
+#include <cjson/cJSON.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -47,7 +52,8 @@ static void usage(FILE *f)
             "\n"
             "options:\n"
             "  --server URL        server WebSocket URL (default %s)\n"
-            "  --token T           the server's key (default: env AIP_TOKEN); never printed\n"
+            "  --token T           the server's key (default: env AIP_TOKEN, or ?token= in the\n"
+            "                      server URL); never printed, nor are URL query values\n"
             "  --encoding E        json (default) or proto (falls back to JSON if refused)\n"
             "  --timeout SECONDS   give up after this long (default 30)\n"
             "  --max-frame BYTES   largest answer read (default 100M, UFO's limit; suffixes\n"
@@ -76,6 +82,55 @@ static int print_json(const char *text)
     return 0;
 }
 
+/* UFO's task result echoes each batch's request text ([{"request": "<the actions>", ...}]):
+ * the actions' parameters are shown with their secrets (api_key, token, ...) redacted. The
+ * rest of the result is copied byte for byte. */
+struct spans {
+    size_t off[64], len[64], n;
+    const char *base;
+};
+
+static void request_visit(void *user, const aip_jscan_path *p, const char *v, size_t n)
+{
+    struct spans *s = user;
+    /* key[i] leads from level i to level i + 1: [ (index) { "request": <here> } ] */
+    if (p->depth == 2 && !p->key[0] && p->key[1] &&
+        aip_jscan_key_eq(p->key[1], p->key_len[1], "request") && n && v[0] == '"' && s->n < 64) {
+        s->off[s->n] = (size_t)(v - s->base);
+        s->len[s->n++] = n;
+    }
+}
+
+static void put_result_redacted(aip_buf *b, const char *result)
+{
+    size_t len = strlen(result);
+    struct spans s = {.n = 0, .base = result};
+    aip_jscan js = {0};
+    js.visit = request_visit;
+    js.user = &s;
+    js.visit_depth = 2;
+    if (aip_jscan_run(&js, result, len)) {
+        aip_buf_puts(b, result); /* not ours to judge: printed as it came */
+        return;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        aip_buf_append(b, result + at, s.off[i] - at);
+        at = s.off[i] + s.len[i];
+        cJSON *str = cJSON_ParseWithLength(result + s.off[i], s.len[i]);
+        const char *text = cJSON_GetStringValue(str);
+        aip_buf red;
+        aip_buf_init(&red, 0);
+        if (text && aip_redact_json(text, strlen(text), &red) == 0)
+            aip_json_put_string(b, (const char *)red.data, red.len);
+        else
+            aip_buf_append(b, result + s.off[i], s.len[i]); /* not JSON: no parameters in it */
+        aip_buf_free(&red);
+        cJSON_Delete(str);
+    }
+    aip_buf_puts(b, result + at);
+}
+
 /* {"status": ..., "result": ..., "error": ...} for a task's outcome. */
 static int print_task(const aip_future *f)
 {
@@ -89,7 +144,10 @@ static int print_task(const aip_future *f)
     aip_buf_puts(&b, "{\"status\":");
     aip_json_put_string(&b, status, strlen(status));
     aip_buf_puts(&b, ",\"result\":");
-    aip_buf_puts(&b, m && m->result ? m->result : "null");
+    if (m && m->result)
+        put_result_redacted(&b, m->result);
+    else
+        aip_buf_puts(&b, "null");
     aip_buf_puts(&b, ",\"error\":");
     const char *err = m && m->error ? m->error : aip_future_error(f);
     if (err)
@@ -103,9 +161,48 @@ static int print_task(const aip_future *f)
     return rc;
 }
 
+static int hexv(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* UFO passes the key as ?token= in the URL: the HTTP API (devices) sends it as X-API-Key.
+ * Returns the percent-decoded value in buf, or NULL when the URL has none. */
+static const char *url_token(const char *url, char *buf, size_t n)
+{
+    const char *q = strchr(url, '?');
+    for (const char *p = q; p && *p && *p != '#'; p = strpbrk(p + 1, "&#")) {
+        if (strncmp(p + 1, "token=", 6) != 0)
+            continue;
+        size_t o = 0;
+        for (const char *v = p + 7; *v && *v != '&' && *v != '#' && o + 1 < n; v++) {
+            if (*v == '%' && hexv(v[1]) >= 0 && hexv(v[2]) >= 0) {
+                buf[o++] = (char)(hexv(v[1]) * 16 + hexv(v[2]));
+                v += 2;
+            } else {
+                buf[o++] = *v;
+                if (*v == '+')
+                    buf[o - 1] = ' ';
+            }
+        }
+        buf[o] = 0;
+        for (size_t i = 0; i < o; i++)
+            if ((unsigned char)buf[i] < 0x20) /* no header injection through %0d%0a */
+                return NULL;
+        return buf;
+    }
+    return NULL;
+}
+
 static int cmd_devices(const char *server, const char *token, const char *ca_file, const char *cert,
                        const char *key, double timeout_s)
 {
+    char from_url[512];
+    if (!token)
+        token = url_token(server, from_url, sizeof from_url);
     char *body = NULL;
     int status = 0;
     char err[256];

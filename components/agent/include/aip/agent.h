@@ -11,7 +11,11 @@
  *   server tasks are disabled: then an `error`).
  *
  * Threads: create/start/destroy from one thread (not from a callback); register_tool before
- * start; everything else from any thread. Ownership: config strings are copied.
+ * start; everything else from any thread. Ownership: config strings are copied (at create:
+ * the caller may free them right after).
+ *
+ * NULL: a NULL agent, config or out is AIP_E_INVAL; conn(NULL) and system_info(NULL) are NULL;
+ * destroy(NULL) does nothing; get_stats(NULL, s) zeroes s and get_stats(a, NULL) does nothing.
  */
 #ifndef AIP_AGENT_H
 #define AIP_AGENT_H

@@ -16,6 +16,10 @@
  *   copied verbatim.
  *
  * Threads: no shared state; any thread, concurrently.
+ *
+ * NULL: a NULL message, output buffer, output message or encoding out is AIP_E_INVAL (a
+ * decoder also sets err->code and reason); a NULL frame or text is AIP_E_INVAL unless its
+ * length is 0; limits, err and why may be NULL (defaults / not reported).
  */
 #ifndef AIP_CODEC_H
 #define AIP_CODEC_H

@@ -4,6 +4,9 @@
  * Encoders write into an aip_buf. `headroom` bytes are reserved in front of `data` so a frame
  * can be handed to libwebsockets (which needs LWS_PRE bytes before the payload) without a copy:
  * the allocation starts at data - headroom. Not thread-safe; one owner at a time.
+ *
+ * NULL: a NULL b makes the int functions return AIP_E_INVAL, steal() NULL, and init/free/reset
+ * do nothing; a NULL p with n > 0 (or a NULL s) is AIP_E_INVAL.
  */
 #ifndef AIP_BUF_H
 #define AIP_BUF_H

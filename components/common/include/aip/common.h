@@ -7,6 +7,14 @@
  *
  * Threads: everything here may be called from any thread, except the setters marked
  * "before any other call" (allocator), which configure process-wide state once.
+ *
+ * NULL, here and in every installed libaip header (each states its own cases): a NULL where an
+ * object or an output is expected never crashes. A function returning int returns AIP_E_INVAL,
+ * one returning a pointer returns NULL, a void one does nothing; "NULL means default" is said
+ * where it applies. Here: aip_strdup/strndup(NULL) give NULL, aip_free(NULL) and
+ * aip_log(..., NULL fmt) do nothing, aip_log_level_parse(.., NULL) is AIP_E_INVAL, a NULL
+ * aip_clock or aip_random (or a NULL member) is the system one, aip_format_timestamp and
+ * aip_uuid4 write nothing to a NULL buffer. Log levels out of range are clamped.
  */
 #ifndef AIP_COMMON_H
 #define AIP_COMMON_H
@@ -57,7 +65,8 @@ const char *aip_version(void);
  * receives every line instead of stderr, from any libaip thread, one line at a time (calls are
  * serialised). It must not call back into libaip and should return quickly. Once
  * aip_log_set_hook() returns, the previous hook is no longer running or called, so its user
- * data may be freed. Secrets are never passed to it. */
+ * data may be freed. Secrets are never passed to it: callers redact what they know to be
+ * secret, and every line then passes aip_redact_text() (aip/redact.h) as a last gate. */
 typedef enum aip_log_level {
     AIP_LOG_ERROR = 0,
     AIP_LOG_WARN = 1,
@@ -108,10 +117,20 @@ typedef struct aip_clock {
 } aip_clock;
 
 const aip_clock *aip_clock_system(void);
-uint64_t aip_now_ns(const aip_clock *c); /* c == NULL: system */
+uint64_t aip_now_ns(const aip_clock *c); /* c (or its member) NULL: system */
 int64_t aip_wall_us(const aip_clock *c);
-/* Formats wall time as UFO does: "2026-11-22T06:30:12.512337+00:00". buf >= 33 bytes. */
+/* Formats wall time as UFO does: "2026-11-22T06:30:12.512337+00:00". buf >= 33 bytes
+ * (NULL buf or len 0: nothing written). */
 void aip_format_timestamp(int64_t wall_us, char *buf, size_t len);
+
+/* Deadlines are monotonic nanoseconds; AIP_NEVER (UINT64_MAX) means "no deadline". Every
+ * "now + timeout" in libaip goes through these, which saturate instead of wrapping: a timeout
+ * of INT64_MAX ms waits (practically) forever rather than ending in the past. */
+#define AIP_NEVER UINT64_MAX
+/* a + b, or AIP_NEVER when the sum does not fit. */
+uint64_t aip_add_sat(uint64_t a, uint64_t b);
+/* now_ns + timeout_ms, saturated; timeout_ms < 0 gives AIP_NEVER. */
+uint64_t aip_deadline_ms(uint64_t now_ns, int64_t timeout_ms);
 
 /* ---- random ------------------------------------------------------------------------------------
  * Not cryptographic: ids and jitter. Objects that draw randomness take an aip_random so tests can

@@ -4,6 +4,10 @@
  * The core components (message, codec, future, transport, message_processor,
  * connection_manager) use only these, never pthreads directly, so a FreeRTOS port replaces
  * port_posix.c and nothing else. Condition variables wait against the monotonic clock.
+ *
+ * NULL arguments: not installed, called by libaip only; like pthreads, the pointers must be
+ * valid and are not checked (a NULL here is a bug inside libaip, and a lock call that quietly
+ * did nothing would turn it into a data race instead of a crash).
  */
 #ifndef AIP_PORT_H
 #define AIP_PORT_H
@@ -38,8 +42,9 @@ void aip_cond_destroy(aip_cond *c);
 void aip_cond_signal(aip_cond *c);
 void aip_cond_broadcast(aip_cond *c);
 void aip_cond_wait(aip_cond *c, aip_mutex *m);
-/* Waits until woken or the monotonic clock (system clock, ns) reaches deadline_ns.
- * Returns 0 when woken (possibly spuriously), AIP_E_TIMEOUT at the deadline. */
+/* Waits until woken or the monotonic clock (system clock, ns) reaches deadline_ns
+ * (AIP_NEVER: no deadline). Returns 0 when woken (possibly spuriously), AIP_E_TIMEOUT at the
+ * deadline. */
 int aip_cond_wait_until(aip_cond *c, aip_mutex *m, uint64_t deadline_ns);
 
 /* name is shown in ps/top (at most 15 characters used). */

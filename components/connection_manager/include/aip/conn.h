@@ -32,6 +32,12 @@
  *
  * Ownership: config strings are copied at create. Futures returned to the caller carry one
  * reference the caller must release (aip_future_release).
+ *
+ * NULL and out-of-range arguments: a NULL conn, config, options or out pointer is AIP_E_INVAL
+ * (never a crash): aip_conn_create(&cfg, NULL) and aip_conn_wait_registered(NULL, t) included;
+ * destroy(NULL) and config_init(NULL) do nothing; get_state(NULL) is AIP_CONN_STOPPED,
+ * client_id(NULL) NULL, encoding(NULL) JSON, get_stats(NULL, s) zeroes s. Timeouts may be any
+ * int64_t: deadlines saturate, so INT64_MAX ms means "no deadline", never one in the past.
  */
 #ifndef AIP_CONN_H
 #define AIP_CONN_H
@@ -83,7 +89,8 @@ typedef enum aip_token_placement {
 } aip_token_placement;
 
 typedef struct aip_conn_config {
-    const char *url;       /* ws://host:port/ws or wss://... (required) */
+    const char *url;       /* ws://host:port/ws or wss://... (required; ?token=KEY works and
+                              is logged as ?token=<redacted>; user:password@ is AIP_E_CONFIG) */
     const char *client_id; /* required */
     aip_client_type client_type;
     const char *target_id; /* constellation: the device it drives */
@@ -92,7 +99,8 @@ typedef struct aip_conn_config {
     aip_encoding encoding; /* PROTO: offer aip.v1.proto, fall back to JSON if not selected */
     const char *ca_file;   /* wss: CA bundle; NULL = the system store. Verification is on. */
     const char *cert_file, *key_file; /* wss client certificate (mTLS) */
-    bool tls_insecure;                /* tests only: skip certificate and host-name checks */
+    bool tls_insecure; /* tests only: skip certificate and host-name checks (logged as a
+                          warning on every connection attempt, at most one per 10 s) */
     /* Registration metadata, a JSON object. The library adds "aip_extensions" (and, for a
      * constellation without one, "type": "constellation_client"). */
     const char *metadata_json;
@@ -128,7 +136,8 @@ typedef struct aip_request_opts {
     /* Device info: the request_id to use (NULL: generated); a live duplicate is refused with
      * AIP_E_DUPLICATE. Tasks take aip_task_opts.session_id instead. */
     const char *id;
-    int64_t timeout_ms;     /* 0: the config's default for this request type */
+    int64_t timeout_ms;     /* <= 0: the config's default for this request type; huge values
+                               saturate (INT64_MAX: no deadline) */
     bool wait_for_link;     /* wait for registration instead of AIP_E_NOT_CONNECTED */
     aip_future_cb callback; /* optional, runs on the service thread (must not block) */
     void *user;
@@ -162,7 +171,8 @@ int aip_conn_send_task(aip_conn *c, const aip_task_opts *o, aip_future **out);
 int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m);
 int aip_conn_send(aip_conn *c, const aip_msg *m);
 
-/* Waits until registered (0), the timeout (AIP_E_TIMEOUT) or shutdown. timeout_ms < 0: none. */
+/* Waits until registered (0), the timeout (AIP_E_TIMEOUT) or shutdown (AIP_E_SHUTDOWN).
+ * timeout_ms < 0 or INT64_MAX: none. AIP_E_INVAL for a NULL c. */
 int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms);
 
 /* Any thread, wss:// only: use these TLS files (CA bundle, NULL = the system store; client

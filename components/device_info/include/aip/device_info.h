@@ -19,6 +19,8 @@
  * - Reads are bounded (64 KiB per /proc file).
  *
  * Threads: no shared state; any thread, concurrently.
+ *
+ * NULL: every NULL that is not documented as "default" below is AIP_E_INVAL.
  */
 #ifndef AIP_DEVICE_INFO_H
 #define AIP_DEVICE_INFO_H

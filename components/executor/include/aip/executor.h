@@ -33,6 +33,9 @@
  *
  * Ownership: config strings and tool names/descriptions are copied; tool user data is
  * borrowed. submit takes the contents of *command; done() takes ownership of *results.
+ *
+ * NULL: a NULL executor, out, tool definition, command or done is AIP_E_INVAL (submit still
+ * frees a non-NULL command); features_json(NULL) is NULL; stop/destroy(NULL) do nothing.
  */
 #ifndef AIP_EXECUTOR_H
 #define AIP_EXECUTOR_H
@@ -107,13 +110,19 @@ typedef struct aip_executor_config {
     unsigned max_queued;         /* 0 -> 64 batches waiting; then submit fails AIP_E_FULL */
     uint32_t default_timeout_ms; /* 0 -> 60000, per command */
     size_t max_output;           /* 0 -> 65536 bytes per result (tool output), tail kept */
-    /* read_file: a path is readable only when its real path (symlinks resolved, checked again
-     * on the opened file) lies inside one of these directories. Every root must exist
-     * (else create fails with AIP_E_CONFIG). None: read_file refuses everything. Relative
-     * paths are taken relative to the first root. read_max_bytes 0 -> 65536. */
+    /* read_file: a path is readable only when its real path (symlinks resolved) lies inside one
+     * of these directories; it is then opened from its root down without following any
+     * symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or openat O_NOFOLLOW per component
+     * where the kernel has no openat2), so a symlink swapped in after the check fails the
+     * read instead of escaping. Symlinks inside a root that stay inside are fine. Every root
+     * must exist (else create fails with AIP_E_CONFIG). None: read_file refuses everything.
+     * Relative paths are taken relative to the first root. read_max_bytes 0 -> 65536.
+     * A regular file with more than one hard link is refused (a hard link inside a root may
+     * name a file outside it) unless read_allow_hardlinks. */
     const char *const *read_roots;
     size_t n_read_roots;
     size_t read_max_bytes;
+    bool read_allow_hardlinks;
     /* execute_command exists only when exec_enabled. The program (argv[0]) must match an
      * allowlist entry: an entry with a '/' matches that exact path; a bare name matches the
      * program found under that name on the child's PATH (/usr/local/bin:/usr/bin:/bin), given

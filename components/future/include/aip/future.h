@@ -16,6 +16,9 @@
  * block (no waiting on other futures, no sleeping, no blocking I/O) and must return quickly.
  * If the future is already complete when the callback is set, it runs at once on the setting
  * thread. A callback never runs twice and never runs for a request that failed synchronously.
+ *
+ * NULL: every function accepts a NULL future: the int ones return AIP_E_INVAL (complete()
+ * still clears msg), done() is false, msg()/error() are NULL, retain()/release() do nothing.
  */
 #ifndef AIP_FUTURE_H
 #define AIP_FUTURE_H
@@ -38,7 +41,8 @@ aip_future *aip_future_create(void);
 void aip_future_retain(aip_future *f);
 void aip_future_release(aip_future *f); /* NULL is fine */
 
-/* Waits until the future completes or timeout_ms passes (timeout_ms < 0: no limit).
+/* Waits until the future completes or timeout_ms passes (timeout_ms < 0: no limit; the
+ * deadline saturates, so INT64_MAX is no limit too, not an immediate timeout).
  * Returns the future's status once complete (0 or an AIP_E* code), or AIP_E_TIMEOUT when the
  * wait timed out and the future is still pending (this wait's timeout only: the request keeps
  * its own deadline and may still complete). */

@@ -16,6 +16,11 @@
  *
  * Threads: an aip_msg has one owner at a time; the functions here keep no global state and may
  * run on any thread.
+ *
+ * NULL: init/clear(NULL) do nothing; copy, set_str/set_json (NULL field), add_message and
+ * validate with a NULL message return AIP_E_INVAL; add_command/add_result(NULL) return NULL;
+ * equal() is true only when both are NULL; the *_parse functions return AIP_E_INVAL for a NULL
+ * out (or NULL text with n > 0); why may be NULL wherever it is taken.
  */
 #ifndef AIP_MESSAGE_H
 #define AIP_MESSAGE_H

@@ -46,7 +46,7 @@ typedef enum aip_token_mode {
 } aip_token_mode;
 
 typedef struct aip_transport_config {
-    const char *url; /* ws://host[:port]/path or wss://... */
+    const char *url; /* ws://host[:port]/path or wss://... (no user:password@: AIP_E_CONFIG) */
     const char *token;
     aip_token_mode token_mode;
     bool offer_proto; /* offer subprotocol aip.v1.proto */
@@ -141,7 +141,8 @@ void aip_timer_cancel(aip_timer *tm);
 void aip_timer_destroy(aip_timer *tm);
 
 void aip_transport_get_stats(aip_transport *t, aip_transport_stats *out); /* any thread */
-/* The URL with any token removed, for logs. */
+/* The effective URL (the token appended too) through aip_redact_url: query values shown as
+ * <redacted>, for logs. */
 const char *aip_transport_url_redacted(const aip_transport *t);
 
 #endif /* AIP_INTERNAL_TRANSPORT_H */
