@@ -535,11 +535,11 @@ int exec_tool_execute_command(const aip_tool_call *call, void *user, char **resu
         goto out;
     }
     int code = exec_run_exit_code(&rs);
+    uint64_t limit_ran_ms = (kill_at - start + MS / 2) / MS; /* whole ms, as UFO's whole s */
     if (rs.cancelled)
         rc = exec_fail(error, "cancelled: the executor is stopping (exit_code %d)", code);
     else if (rs.timed_out)
-        rc = ufo_error(result, error, "Timeout after %gs.",
-                       (double)((kill_at - start) / MS) / 1000.0);
+        rc = ufo_error(result, error, "Timeout after %gs.", (double)limit_ran_ms / 1000.0);
     else if (!rs.reaped)
         rc = ufo_error(result, error, "exit status unknown (the process ignores SIGCHLD)");
     else if (build_result(&rs, code, result))

@@ -299,7 +299,7 @@ static void sh_close_other_fds(int *keep, int n)
     for (int fd = 0; fd < 3; fd++)
         if (nul != fd)
             dup2(nul, fd);
-    int sorted[8], m = 0;
+    int sorted[8] = {0}, m = 0;
     for (int i = 0; i < n && m < 8; i++) {
         if (keep[i] < 3)
             continue;
