@@ -15,7 +15,8 @@ is exactly what a browser, or an attacker, would send) checks:
     --token-file readable by group or others is refused, 0600 works; AIP_TOKEN works and stays
     out of /proc/PID/cmdline; without a key the server makes a random one, refuses what comes
     without it (HTTP 401, WebSocket 403) and prints a dashboard URL whose key works;
-    --no-token is open and says so.
+    --no-token is open and says so;
+  - over TLS only HTTP/1.1 is offered (under h2 the server would not see X-API-Key).
 (The key is compared in constant time: key_equal() in tools/aip-test-server/guard.c; reviewed,
 not timed.)
 
@@ -26,6 +27,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -71,8 +73,11 @@ class Srv:
 
 def start_fails(*args, env=None):
     """Runs the server expecting it to refuse to start: (exit code, stdout, stderr)."""
-    p = subprocess.run([SERVER, "--port", "0"] + list(args), capture_output=True, text=True,
-                       env=ENV if env is None else env, timeout=10)
+    try:
+        p = subprocess.run([SERVER, "--port", "0"] + list(args), capture_output=True, text=True,
+                           env=ENV if env is None else env, timeout=10)
+    except subprocess.TimeoutExpired as e:  # it started and served instead
+        return None, e.stdout, e.stderr
     return p.returncode, p.stdout, p.stderr
 
 
@@ -383,8 +388,40 @@ def keys():
     s.stop()
 
 
+def tls_http11():
+    """Over TLS only HTTP/1.1 is offered: under h2, lws 4.1.6 would hide X-API-Key and
+    Sec-Fetch-Site from the server (the dashboard's key and the cross-site check)."""
+    crt, key = os.path.join(TMP, "srv.crt"), os.path.join(TMP, "srv.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", crt, "-days", "1", "-subj", "/CN=localhost"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.chmod(key, 0o600)
+    s = Srv("--token", "tls-key", "--tls-cert", crt, "--tls-key", key)
+    ctx = ssl.create_default_context(cafile=crt)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+
+    def get(headers):
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as raw_sock:
+            with ctx.wrap_socket(raw_sock, server_hostname="localhost") as t:
+                t.sendall(("GET /api/health HTTP/1.1\r\nHost: localhost:%d\r\n%sConnection: close\r\n\r\n"
+                           % (s.port, "".join(h + "\r\n" for h in headers))).encode())
+                data = b""
+                while True:
+                    chunk = t.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                return t.selected_alpn_protocol(), data.split(b" ", 2)[1]
+    alpn, st = get(["X-API-Key: tls-key"])
+    check("TLS: a client offering h2 gets HTTP/1.1 (ALPN %s), and X-API-Key works (%s)"
+          % (alpn, st.decode()), alpn == "http/1.1" and st == b"200", (alpn, st))
+    _, st = get(["X-API-Key: tls-key", "Sec-Fetch-Site: cross-site"])
+    check("TLS: Sec-Fetch-Site is seen (403)", st == b"403", st)
+    s.stop()
+
+
 def main():
-    for part in (cross_site, headers_everywhere, keys):
+    for part in (cross_site, headers_everywhere, keys, tls_http11):
         try:
             part()
         except Exception as e:  # noqa: BLE001 - a harness crash is a failure, with its reason
