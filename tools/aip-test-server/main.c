@@ -402,6 +402,10 @@ int main(int argc, char **argv)
         aip_log(AIP_LOG_INFO, "server",
                 "no key given: made a random one, in the dashboard URL printed on stdout; "
                 "devices and aipctl need it (AIP_TOKEN, or --token-file)");
+    if ((!cfg->host[0] || strcmp(cfg->host, "0.0.0.0") == 0) && !cfg->n_allow_host)
+        aip_log(AIP_LOG_INFO, "server",
+                "listening on every interface: requests that name this machine by another name "
+                "or address (Host) are refused until --allow-host names it");
     if (no_token && env)
         aip_log(AIP_LOG_INFO, "server", "AIP_TOKEN is set but ignored (--no-token)");
     aip_log(AIP_LOG_INFO, "server", "aip-test-server %s on %s://%s:%d (device info: %s)",
