@@ -135,7 +135,10 @@ static int read_key_file(const char *path, char *key, size_t n)
     const char *why = key_problem(buf);
     if (why)
         return refuse_start("the key in --token-file %s %s", path, why);
-    snprintf(key, n, "%s", buf);
+    size_t len = strlen(buf); /* <= KEY_MAX: key_problem() said so */
+    if (len >= n)
+        return refuse_start("the key in --token-file %s is too long", path);
+    memcpy(key, buf, len + 1);
     return 0;
 }
 
