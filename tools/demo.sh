@@ -55,16 +55,23 @@ trap cleanup EXIT
 trap 'echo; bold "stopping"; exit 0' INT TERM
 
 bold "==> aip-test-server on 127.0.0.1"
-"$bin/aip-test-server" --port 0 >"$work/server.out" 2>"$work/server.log" &
+# no key given (and none from the environment): the server makes a random one and prints the
+# dashboard URL carrying it; the agent and aipctl get it through AIP_TOKEN
+env -u AIP_TOKEN "$bin/aip-test-server" --port 0 >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 100); do
-    grep -q "listening on" "$work/server.out" 2>/dev/null && break
+    grep -q "^dashboard: " "$work/server.out" 2>/dev/null && break
     sleep 0.05
 done
 port=$(sed -n 's/^listening on 127.0.0.1://p' "$work/server.out")
-[[ -n "$port" ]] || { echo "the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+dashboard=$(sed -n 's/^dashboard: //p' "$work/server.out")
+[[ -n "$port" && "$dashboard" == *"?token="* ]] ||
+    { echo "the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+AIP_TOKEN=${dashboard#*\?token=}
+export AIP_TOKEN
 url="ws://127.0.0.1:$port/ws"
 echo "listening on $url"
+echo "dashboard: $dashboard"
 
 bold "==> constellation-agent (device id demo-device)"
 mkdir -p "$work/files"
@@ -147,11 +154,12 @@ fi
 # api METHOD PATH [JSON]: the test server's HTTP API (no curl needed)
 api() {
     /usr/bin/python3 - "$port" "$@" <<'PY'
-import sys, urllib.request
+import os, sys, urllib.request
 port, method, path = sys.argv[1], sys.argv[2], sys.argv[3]
 data = sys.argv[4].encode() if len(sys.argv) > 4 else None
 req = urllib.request.Request("http://127.0.0.1:%s%s" % (port, path), data=data, method=method,
-                             headers={"Content-Type": "application/json"})
+                             headers={"Content-Type": "application/json",
+                                      "X-API-Key": os.environ["AIP_TOKEN"]})
 print(urllib.request.urlopen(req, timeout=10).read().decode())
 PY
 }
@@ -160,7 +168,7 @@ echo
 bold "--- 5. break the link on purpose (POST /api/faults) and watch the agent come back"
 since() { api GET /api/clients/demo-device | sed -n 's/.*"connected_since":"\([^"]*\)".*/\1/p'; }
 before=$(since)
-echo "\$ curl -X POST http://127.0.0.1:\$PORT/api/faults -d '{\"client_id\":\"demo-device\",\"fault\":\"drop\"}'"
+echo "\$ curl -X POST http://127.0.0.1:\$PORT/api/faults -H \"X-API-Key: \$AIP_TOKEN\" -H 'Content-Type: application/json' -d '{\"client_id\":\"demo-device\",\"fault\":\"drop\"}'"
 api POST /api/faults '{"client_id":"demo-device","fault":"drop"}' || failures=$((failures + 1))
 back=""
 for _ in $(seq 100); do
@@ -196,15 +204,16 @@ fi
 echo
 bold "Both are still running. Try, in another terminal:"
 cat <<EOF
-  URL=$url
+  open $dashboard
+       in a browser: the dashboard (live events, device view, actions)
+  export AIP_TOKEN=$AIP_TOKEN URL=$url
   build/tools/aipctl --server \$URL devices
   build/tools/aipctl --server \$URL info demo-device
   build/tools/aipctl --server \$URL task demo-device '{"actions":[{"tool_name":"list_tools"}]}'
   build/tools/aipctl --server \$URL task demo-device '{"actions":[{"tool_name":"sleep","parameters":{"seconds":2}}]}'
-  open http://127.0.0.1:$port/ in a browser: the dashboard (live events, device view, actions)
-  curl -s http://127.0.0.1:$port/api/clients/details
-  curl -s http://127.0.0.1:$port/metrics
-  curl -s -X POST http://127.0.0.1:$port/api/faults -d '{"client_id":"demo-device","fault":"stall","seconds":30}'
+  curl -s -H "X-API-Key: \$AIP_TOKEN" http://127.0.0.1:$port/api/clients/details
+  curl -s -H "X-API-Key: \$AIP_TOKEN" http://127.0.0.1:$port/metrics
+  curl -s -H "X-API-Key: \$AIP_TOKEN" -H 'Content-Type: application/json' -X POST http://127.0.0.1:$port/api/faults -d '{"client_id":"demo-device","fault":"stall","seconds":30}'
   kill -USR1 $agent_pid     # the agent logs its statistics
 Logs: $work/server.log and $work/agent.log. Ctrl-C stops both.
 EOF

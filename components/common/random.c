@@ -2,10 +2,11 @@
  * The default random source: splitmix64 over an atomic counter seeded once from getrandom().
  * Each call is one atomic add and a few multiplies, safe from any thread, and every output is
  * distinct for 2^64 calls (splitmix64 is a bijection of its counter). Not cryptographic: it
- * makes ids and jitter, never keys.
+ * makes ids and jitter, never keys. Keys come from aip_random_secret(): the kernel's CSPRNG.
  */
 #include "aip/common.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/random.h>
@@ -77,4 +78,24 @@ void aip_uuid4(const aip_random *r, char *buf, size_t len)
     snprintf(buf, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
              b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
              b[14], b[15]);
+}
+
+int aip_random_secret(void *buf, size_t len)
+{
+    if (!buf && len)
+        return AIP_E_INVAL;
+    uint8_t *p = buf;
+    while (len) {
+        /* blocking, no fallback: before the pool is initialised (early boot) it waits, and a
+         * failure is an error, never a weaker key */
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return AIP_E_IO;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }

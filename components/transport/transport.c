@@ -531,7 +531,8 @@ static void connect_to(aip_transport *t, const char *address)
     i.port = t->port;
     i.path = t->path;
     i.host = t->host;
-    i.origin = t->host;
+    /* no origin: Origin is a browser's header (lws would send "http://<host>", without the
+     * port); servers that guard against cross-site pages (aip-test-server) refuse foreign ones */
     i.ietf_version_or_minus_one = -1;
     i.protocol = t->cfg.offer_proto ? PROTO_NAME : NULL;
     i.local_protocol_name = "aip";

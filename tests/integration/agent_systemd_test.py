@@ -36,7 +36,7 @@ check = checks.check
 
 
 def start_server():
-    return aiptest.listen([SERVER, "--port", "0"],
+    return aiptest.listen([SERVER, "--port", "0", "--no-token"],
                           stderr=open(os.path.join(TMP, "server.log"), "w"))
 
 

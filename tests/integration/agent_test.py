@@ -188,7 +188,7 @@ pp.terminate()
 
 # ---- against aip-test-server, driven with aipctl ------------------------------------------------
 
-sp, sport = listen([SERVER, "--port", "0"], stderr=subprocess.DEVNULL)
+sp, sport = listen([SERVER, "--port", "0", "--no-token"], stderr=subprocess.DEVNULL)
 url = "ws://127.0.0.1:%d/ws" % sport
 os.makedirs(os.path.join(TMP, "root"), exist_ok=True)
 with open(os.path.join(TMP, "root", "f.txt"), "w") as f:

@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 out=$(mktemp -d)
-"$build/tools/aip-test-server" --port 0 --device-info cache --log-level warn >"$out/srv" 2>&1 &
+"$build/tools/aip-test-server" --port 0 --no-token --device-info cache --log-level warn >"$out/srv" 2>&1 &
 srv=$!
 pids+=("$srv")
 for _ in $(seq 100); do grep -q '^listening on' "$out/srv" && break; sleep 0.05; done

@@ -8,7 +8,9 @@ the Chrome DevTools Protocol (tests/integration/cdp.py, python3-websockets only)
   - the page lists the connected device (type, address, encoding) and the server's facts;
   - live events arrive: heartbeats, a device that registers (proto) and one that leaves
     (close 1001) while the page is open; the log's text and heartbeat filters and Pause work;
-  - device-supplied text is shown as text (a client id full of HTML runs no script);
+  - device-supplied text is shown as text: a client id full of HTML (an agent), and a raw
+    WebSocket device whose client id, system_info keys and values and error text are HTML
+    payloads: no element, no script comes from them;
   - the device view shows the registration's system_info; "Ask the device" shows live info;
   - a task typed into the page reaches the device and its result shows up, on the page (one
     row per action) and in GET /api/task_result; bad JSON is refused by the page;
@@ -20,6 +22,8 @@ the Chrome DevTools Protocol (tests/integration/cdp.py, python3-websockets only)
     in sanitizer builds, where LeakSanitizer at exit is), no script error in the page;
   - the server stops (exit 0) and comes back on the same port: the page says so, reconnects
     and shows the new server's clients;
+  - started without a key: the URL it prints (/?token=<48 hex digits>) opens the live page,
+    whose API calls carry the key, and the key leaves the address bar;
   - with --token (a key that needs URL and header encoding): the page works from
     /?token=..., takes the key out of the address bar, keeps it across a reload, and without
     it asks for the key (a wrong key is refused, the right one works);
@@ -91,6 +95,9 @@ wait_for = aiptest.wait_for
 # ---- processes ---------------------------------------------------------------------------
 
 class Server:
+    """--token K: that key; --no-token: none; neither: the server makes one and prints it in
+    the dashboard URL (self.dashboard), which is where self.token then comes from."""
+
     def __init__(self, *extra):
         self.extra = list(extra)
         self.token = extra[extra.index("--token") + 1] if "--token" in extra else None
@@ -99,8 +106,9 @@ class Server:
     def _start(self, port):
         self.err_path = os.path.join(TMP, "server-%d.err" % len(procs))
         self.err = open(self.err_path, "w")
+        env = {k: v for k, v in os.environ.items() if k != "AIP_TOKEN"}
         self.proc = subprocess.Popen([SERVER, "--host", "127.0.0.1", "--port", str(port)] + self.extra,
-                                     stdout=subprocess.PIPE, stderr=self.err, text=True)
+                                     stdout=subprocess.PIPE, stderr=self.err, text=True, env=env)
         procs.append(self.proc)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on (\S+):(\d+)", line)
@@ -108,6 +116,13 @@ class Server:
             raise RuntimeError("aip-test-server did not start: %r (see %s)" % (line, self.err_path))
         self.port = int(m.group(2))
         self.base = "http://127.0.0.1:%d" % self.port
+        line = self.proc.stdout.readline()
+        m = re.match(r"dashboard: (\S+)$", line.strip())
+        if not m:
+            raise RuntimeError("aip-test-server printed no dashboard URL: %r" % line)
+        self.dashboard = m.group(1)
+        if "--token" not in self.extra and "--no-token" not in self.extra:
+            self.token = urllib.parse.parse_qs(urllib.parse.urlsplit(self.dashboard).query)["token"][0]
 
     def stop(self):
         """SIGTERM; returns the exit code."""
@@ -260,6 +275,51 @@ def not_ours(urls, servers):
 
 # ---- the test ----------------------------------------------------------------------------
 
+XSS_SI_ID = '<img src=x onerror="window.__xss_si=1">si'
+XSS_VALUES = ['<img src=x onerror="window.__xss_si=2">', '<script>window.__xss_si=3</script>',
+              '<svg onload="window.__xss_si=4">', '"><iframe srcdoc="<script>parent.__xss_si=5</script>">']
+
+
+async def hostile_device(b, srv):
+    """A device (raw WebSocket, as any program could be) whose client_id, every system_info key
+    and value, and an error it sends are HTML: the page shows them as text and runs none."""
+    import websockets
+    si = {"device_id": XSS_SI_ID, "hostname": XSS_VALUES[0], "os_version": XSS_VALUES[1],
+          XSS_VALUES[2]: XSS_VALUES[3], "supported_features": XSS_VALUES,
+          "custom_metadata": {XSS_VALUES[0]: XSS_VALUES[2]}}
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    ws = await websockets.connect("ws://127.0.0.1:%d/ws" % srv.port)
+    try:
+        await ws.send(json.dumps({"type": "register", "status": "ok", "client_type": "device",
+                                  "client_id": XSS_SI_ID, "timestamp": ts,
+                                  "metadata": {"system_info": si}}))
+        reg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        check("hostile device: registered", reg.get("status") == "ok", reg)
+        await ws.send(json.dumps({"type": "error", "status": "error", "client_id": XSS_SI_ID,
+                                  "timestamp": ts, "error": XSS_VALUES[3]}))
+        shown = await b.wait_js(js_has_client(XSS_SI_ID), 10)
+        if shown:
+            await b.eval("(function(){var r=Array.from(document.querySelectorAll('#clients-body tr'))"
+                         ".find(function(r){return r.dataset.id===%s});r.click()})()" % json.dumps(XSS_SI_ID))
+        kv = await b.wait_js("(function(){var o=%s;return o[%s] === %s && o}())"
+                             % (js_kv("device-sysinfo"), json.dumps(XSS_VALUES[2]), json.dumps(XSS_VALUES[3])), 5)
+        check("hostile device: its system_info keys and values are shown as text",
+              shown and kv and kv.get("hostname") == XSS_VALUES[0] and kv.get("os_version") == XSS_VALUES[1]
+              and kv.get("device_id") == XSS_SI_ID and all(v in kv.get("supported_features", "") for v in XSS_VALUES)
+              and json.loads(kv.get("custom_metadata") or "null") == si["custom_metadata"], kv)
+        check("hostile device: its error text is logged as text",
+              await b.wait_js(js_log_has("error", XSS_SI_ID, XSS_VALUES[3]), 5),
+              [e for e in await b.eval(JS_LOG) if e["kind"] == "error"][:3])
+        await asyncio.sleep(0.5)
+        check("hostile device: no element and no script came from it",
+              await b.eval("document.querySelectorAll('img, svg, iframe').length === 0 && "
+                           "document.scripts.length === 1 && window.__xss_si === undefined"),
+              await b.eval("[document.querySelectorAll('img, svg, iframe').length, document.scripts.length,"
+                           " String(window.__xss_si)]"))
+    finally:
+        await ws.close()
+
+
 async def main_srv(b, srv):
     a1 = agent(srv, "dash-dev-1")
     check("agent dash-dev-1 registers", wait_for(lambda: "dash-dev-1" in srv.online(), 15), srv.online())
@@ -345,6 +405,7 @@ async def main_srv(b, srv):
           and (await b.eval(js_text("device-title"))).startswith(XSS_ID),
           await b.eval(js_text("device-title")))
     stop(ax)
+    await hostile_device(b, srv)
 
     # the device view
     await b.click('#clients-body tr[data-id="dash-dev-1"]')
@@ -579,6 +640,31 @@ async def main_token(b, srv):
     stop(a)
 
 
+async def main_generated(b, srv):
+    """Started without a key: the server made one and printed the dashboard URL with it."""
+    check("generated key: the printed URL carries it (%d hex digits)" % len(srv.token or ""),
+          srv.token and re.fullmatch(r"[0-9a-f]{48}", srv.token)
+          and srv.dashboard == "%s/?token=%s" % (srv.base, srv.token), srv.dashboard)
+    st, _ = srv.api("GET", "/api/clients", token=False)
+    check("generated key: the API wants it (401)", st == 401, st)
+    a = agent(srv, "dash-gen-1")
+    check("generated key: an agent given it registers", wait_for(lambda: "dash-gen-1" in srv.online(), 15),
+          srv.online())
+    await b.eval("sessionStorage.clear()")
+    await b.navigate(srv.dashboard)
+    check("generated key: the printed URL opens the live page listing the device",
+          await b.wait_js("%s === 'live' && %s" % (js_text("conn-text"), js_has_client("dash-gen-1")), 10),
+          (await b.eval(js_text("conn-text")), await b.eval(JS_CLIENT_IDS)))
+    check("generated key: the page took the key out of the address bar",
+          await b.eval("location.href") == srv.base + "/", await b.eval("location.href"))
+    await b.click('#clients-body tr[data-id="dash-gen-1"]')
+    await b.click("#btn-info")
+    check("generated key: the page's API calls carry it ('Ask the device' answered)",
+          await b.wait_js("%s.indexOf('answered') === 0" % js_text("info-status"), 10),
+          await b.eval(js_text("info-status")))
+    stop(a)
+
+
 async def main_slow(b, srv):
     """A page that stops reading (paused in the debugger) while events pour in: the server
     closes it with 1013 instead of buffering, and the page says so and comes back."""
@@ -619,15 +705,17 @@ async def main_slow(b, srv):
 
 
 async def main():
-    srv = Server("--log-level", "info")
+    srv = Server("--log-level", "info", "--no-token")
     tsrv = Server("--log-level", "info", "--token", TOKEN)
-    ssrv = Server("--log-level", "info", "--max-viewer-queue", "65536")
+    ssrv = Server("--log-level", "info", "--max-viewer-queue", "65536", "--no-token")
+    gsrv = Server("--log-level", "info")  # no key given: it makes one
     b = await cdp.Browser(CHROMIUM, log_path=os.path.join(TMP, "chromium.log")).start()
     try:
         await main_srv(b, srv)
         await main_token(b, tsrv)
+        await main_generated(b, gsrv)
         await main_slow(b, ssrv)
-        stray = not_ours(b.requests, (srv, tsrv, ssrv))
+        stray = not_ours(b.requests, (srv, tsrv, ssrv, gsrv))
         check("the page requested nothing but its own server (%d requests)" % len(b.requests),
               not stray and len(b.requests) > 50, stray[:10])
         check("no uncaught script error in the page", not b.exceptions, b.exceptions[:5])
@@ -643,7 +731,7 @@ async def main():
         check("no error from the browser (CSP, failed loads)", not blog, blog[:5])
     finally:
         await b.close()
-    for s in (srv, tsrv, ssrv):
+    for s in (srv, tsrv, ssrv, gsrv):
         rc = s.stop()
         check("server on port %d stops cleanly (exit 0)" % s.port, rc == 0, rc)
 

@@ -60,7 +60,7 @@ def proxy(target):
 
 
 def server(port=0):
-    return listen([SERVER, "--port", str(port)])
+    return listen([SERVER, "--port", str(port), "--no-token"])
 
 
 def count(log, event, **match):

@@ -209,10 +209,10 @@ static int start_server(peer_proc *s, int port)
     memset(s, 0, sizeof *s);
     snprintf(s->errlog, sizeof s->errlog, "/tmp/aip-storm-server-%d.err", (int)getpid());
     static char bin[] = AIP_TOOLS_DIR "/aip-test-server";
-    static char portf[] = "--port";
+    static char portf[] = "--port", nokey[] = "--no-token";
     char num[16];
     snprintf(num, sizeof num, "%d", port);
-    char *argv[] = {bin, portf, num, NULL};
+    char *argv[] = {bin, portf, num, nokey, NULL};
     return proc_start_listener(s, argv);
 }
 

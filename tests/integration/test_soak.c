@@ -213,8 +213,9 @@ int main(int argc, char **argv)
     peer_proc srv, px;
     memset(&srv, 0, sizeof srv);
     snprintf(srv.errlog, sizeof srv.errlog, "/tmp/aip-soak-%d-server.err", (int)getpid());
-    static char srv_bin[] = AIP_TOOLS_DIR "/aip-test-server", portf[] = "--port", zero[] = "0";
-    char *sargv[] = {srv_bin, portf, zero, NULL};
+    static char srv_bin[] = AIP_TOOLS_DIR "/aip-test-server", portf[] = "--port", zero[] = "0",
+                nokey[] = "--no-token";
+    char *sargv[] = {srv_bin, portf, zero, nokey, NULL};
     if (proc_start_listener(&srv, sargv) || proxy_start(&px, srv.port)) {
         fprintf(stderr, "test_soak: cannot start the server or the proxy\n");
         return 1;

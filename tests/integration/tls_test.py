@@ -74,8 +74,8 @@ def make_cert(name, ca, cn, san=None):
 
 
 def server(cert, ca=None, port=0):
-    cmd = [SERVER, "--port", str(port), "--tls-cert", path(cert + ".crt"), "--tls-key",
-           path(cert + ".key")]
+    cmd = [SERVER, "--port", str(port), "--no-token", "--tls-cert", path(cert + ".crt"),
+           "--tls-key", path(cert + ".key")]
     if ca:
         cmd += ["--tls-ca", path(ca + ".crt")]
     err = open(path("server-%d.err" % len(procs)), "w")

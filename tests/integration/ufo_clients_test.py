@@ -1184,7 +1184,7 @@ async def amain(tools_dir):
         C.check("aip-test-server exists", False, binary + " is not an executable")
         return
     token = "tok-" + uuid.uuid4().hex
-    main = ServerProc(binary, ["--device-info", "cache"], "main")
+    main = ServerProc(binary, ["--device-info", "cache", "--no-token"], "main")
     tok = ServerProc(binary, ["--token", token], "token")
     servers = [main, tok]
     try:

@@ -95,6 +95,21 @@ static void test_uuid4_format_and_distinct(void **state)
     assert_true(strchr("89ab", a[19]) != NULL);
 }
 
+static void test_random_secret_fills_and_differs(void **state)
+{
+    (void)state;
+    uint8_t a[64], b[64], zero[64] = {0};
+    memset(a, 0, sizeof a);
+    memset(b, 0, sizeof b);
+    assert_int_equal(aip_random_secret(a, sizeof a), 0);
+    assert_int_equal(aip_random_secret(b, sizeof b), 0);
+    /* 512 random bits: all zero, or twice the same, would mean nothing was drawn */
+    assert_memory_not_equal(a, zero, sizeof a);
+    assert_memory_not_equal(a, b, sizeof a);
+    assert_int_equal(aip_random_secret(NULL, 0), 0);
+    assert_int_equal(aip_random_secret(NULL, 1), AIP_E_INVAL);
+}
+
 static void test_timestamp_format(void **state)
 {
     (void)state;
@@ -167,6 +182,7 @@ int main(void)
         cmocka_unit_test(test_buf_headroom_limit_steal),
         cmocka_unit_test(test_random_below_unbiased_and_injectable),
         cmocka_unit_test(test_uuid4_format_and_distinct),
+        cmocka_unit_test(test_random_secret_fills_and_differs),
         cmocka_unit_test(test_timestamp_format),
         cmocka_unit_test(test_log_level_and_hook),
         cmocka_unit_test(test_cond_deadline_is_monotonic),

@@ -206,8 +206,7 @@ int bench_run_raw(const char *server, uint64_t requests, double seconds, int inf
     ci.address = u.host;
     ci.port = u.port;
     ci.path = u.path;
-    ci.host = u.host;
-    ci.origin = u.host;
+    ci.host = u.host; /* no origin: not a browser */
     ci.local_protocol_name = "raw-echo";
     uint64_t t0 = bench_now_ns();
     if (!lws_client_connect_via_info(&ci)) {
@@ -497,8 +496,7 @@ static void fleet_connect(struct fleet *fl, struct device *d)
     else
         snprintf(path, sizeof path, "%s", fl->u.path);
     ci.path = path;
-    ci.host = fl->u.host;
-    ci.origin = fl->u.host;
+    ci.host = fl->u.host; /* no origin: not a browser */
     ci.protocol = fl->proto ? AIP_PROTO_SUBPROTOCOL : NULL;
     ci.local_protocol_name = "fleet";
     ci.opaque_user_data = d;

@@ -1734,14 +1734,20 @@ too_big:
 
 /* Refuses a WebSocket upgrade with an HTTP status. Written by hand: at this point lws has not
  * recorded the request's HTTP version, and lws_return_http_status() would answer "HTTP/1.0",
- * which WebSocket clients (Python's websockets among them) refuse to parse. */
-static int reject_upgrade(struct lws *wsi, int code, const char *status, const char *text)
+ * which WebSocket clients (Python's websockets among them) refuse to parse. It carries the
+ * security headers lws puts on its own answers. */
+static int reject_upgrade(struct lws *wsi, unsigned code, const char *text)
 {
-    char buf[LWS_PRE + 320];
+    char buf[LWS_PRE + 1024];
     int n = snprintf(buf + LWS_PRE, sizeof buf - LWS_PRE,
-                     "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
+                     "HTTP/1.1 %u %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s"
                      "connection: close\r\n\r\n%s",
-                     code, status, strlen(text), text);
+                     code,
+                     code == 404   ? "Not Found"
+                     : code == 503 ? "Service Unavailable"
+                                   : "Forbidden",
+                     strlen(text),
+                     guard_security_headers, text);
     if (n > 0 && (size_t)n < sizeof buf - LWS_PRE)
         lws_write(wsi, (unsigned char *)buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
     return 1; /* rejected: lws finishes the transaction */
@@ -1756,14 +1762,17 @@ int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         char uri[128] = "";
         lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
         if (strcmp(uri, "/ws") != 0 && strcmp(uri, "/echo") != 0 && strcmp(uri, "/events") != 0)
-            return reject_upgrade(wsi, 404, "Not Found", "no WebSocket endpoint here");
-        if (!auth_ok(wsi, false))
-            return reject_upgrade(wsi, 403, "Forbidden", "bad or missing token");
+            return reject_upgrade(wsi, 404, "no WebSocket endpoint here");
+        refuse_reason why;
+        if (guard_refuse(wsi, REQ_UPGRADE, &why))
+            return reject_upgrade(wsi, refuse_status(why, REQ_UPGRADE), refuse_text(why));
+        if (guard_refuse_key(wsi, REQ_UPGRADE))
+            return reject_upgrade(wsi, 403, "bad or missing token");
         if (g_srv.nsessions >= g_srv.cfg.max_connections) { /* --max-connections */
             g_srv.m.refused_connections++;
             aip_log(AIP_LOG_INFO, LOG, "%zu WebSocket connections open: refusing one more (503)",
                     g_srv.nsessions);
-            return reject_upgrade(wsi, 503, "Service Unavailable",
+            return reject_upgrade(wsi, 503,
                                   "too many connections (aip-test-server --max-connections)");
         }
         return 0;

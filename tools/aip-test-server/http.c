@@ -5,9 +5,11 @@
  *   debugging:   GET /api/clients/details, GET /api/clients/{id}, GET /api/device_info/{id},
  *                POST /api/faults, GET /metrics (Prometheus)
  *   dashboard:   GET / and its assets, embedded in the binary (dashboard_assets.c, generated)
- * With --token, everything but the dashboard's static files needs X-API-Key (or
- * Authorization: Bearer) — 401 otherwise — and WebSocket upgrades need ?token= (or the bearer
- * header) — 403 otherwise (checked in LWS_CALLBACK_HTTP_CONFIRM_UPGRADE).
+ * Before an endpoint sees a request, guard.c checks Host, Origin, Sec-Fetch-Site, the method and
+ * a POST's Content-Type (403/405/415). Then, unless started with --no-token, everything but the
+ * dashboard's static files needs the key as X-API-Key (or Authorization: Bearer) — 401
+ * otherwise — and WebSocket upgrades need ?token= (or the bearer header) — 403 otherwise (both
+ * checked in LWS_CALLBACK_HTTP_CONFIRM_UPGRADE).
  *
  * An answer is built whole, then written from HTTP_WRITEABLE. POST bodies are read up to
  * MAX_POST_BODY (413 beyond). GET /api/device_info/{id} may answer later, when the device does.
@@ -25,17 +27,6 @@
 #include <string.h>
 
 #define MAX_POST_BODY (1u << 20)
-
-static bool token_eq(const char *given)
-{
-    /* length-independent compare: do not leak the token through timing */
-    const char *want = g_srv.cfg.token;
-    size_t wl = strlen(want), gl = strlen(given);
-    unsigned char diff = (unsigned char)(wl != gl);
-    for (size_t i = 0; i < wl; i++)
-        diff |= (unsigned char)(want[i] ^ (i < gl ? given[i] : 0));
-    return diff == 0;
-}
 
 /* A refused key is exactly when an operator wants to see what was sent, and must not see it:
  * the request (its query values redacted) and the forms the key came in (values redacted). */
@@ -66,15 +57,17 @@ bool auth_ok(struct lws *wsi, bool http_api)
     if (!g_srv.cfg.token)
         return true;
     char buf[512];
+    const char *want = g_srv.cfg.token;
     if (http_api && lws_hdr_custom_copy(wsi, buf, sizeof buf, "x-api-key:", 10) > 0 &&
-        token_eq(buf))
+        key_equal(want, buf))
         return true;
     if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
-        strncmp(buf, "Bearer ", 7) == 0 && token_eq(buf + 7))
+        strncmp(buf, "Bearer ", 7) == 0 && key_equal(want, buf + 7))
         return true;
     /* lws 4.1.6 copies "token=<value>" into buf and returns a pointer to the value */
     const char *v;
-    if (!http_api && (v = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf)) && token_eq(v))
+    if (!http_api && (v = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf)) &&
+        key_equal(want, v))
         return true;
     log_refused(wsi, http_api);
     return false;
@@ -215,7 +208,9 @@ static void error_body(aip_buf *b, const char *text)
     aip_buf_putc(b, '}');
 }
 
-/* Writes the status line and headers now and keeps the body for HTTP_WRITEABLE. */
+/* Writes the status line and headers now and keeps the body for HTTP_WRITEABLE. lws adds the
+ * security headers (CSP, nosniff, referrer-policy, x-frame-options) to every answer: main.c
+ * sets LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE. */
 static int respond_as(struct lws *wsi, unsigned status, const char *type, aip_buf *body)
 {
     pss *ps = lws_wsi_user(wsi);
@@ -223,6 +218,9 @@ static int respond_as(struct lws *wsi, unsigned status, const char *type, aip_bu
     if (lws_add_http_common_headers(wsi, status, type, body->len, &p, end) ||
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        (status == HTTP_STATUS_METHOD_NOT_ALLOWED &&
+         lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+                                     (const unsigned char *)"GET, POST", 9, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end)) {
         aip_buf_free(body);
         return 1;
@@ -284,42 +282,45 @@ int http_handle(struct lws *wsi, const char *uri)
     pss *ps = lws_wsi_user(wsi);
     aip_buf b;
     aip_buf_init(&b, LWS_PRE);
+    bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
     bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     bool api = strncmp(uri, "/api/", 5) == 0 || strcmp(uri, "/metrics") == 0;
-    if (!api && !post) {
-        if (serve_asset(wsi, uri) >= 0)
-            return 0;
-        aip_buf_puts(&b, "{\"error\":\"not found\"}");
-        return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
-    }
-    bool authorized = auth_ok(wsi, true);
-    if (post) {
+    req_kind kind = get && !api ? REQ_PAGE : REQ_API;
+    refuse_reason why = REFUSE_KEY;
+    bool refused =
+        guard_refuse(wsi, kind, &why) || (kind != REQ_PAGE && guard_refuse_key(wsi, kind));
+    char cl[32];
+    unsigned long n = 0;
+    if (!get && lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+        n = strtoul(cl, NULL, 10);
+    if (n > 0 && ps) {
         /* the body is read even when the answer is an error: answering before it has arrived
          * makes lws drop the connection under the answer */
-        char cl[32];
-        unsigned long n = 0;
-        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
-            n = strtoul(cl, NULL, 10);
-        if (!ps || n == 0) {
-            error_body(&b, authorized ? "a JSON body (with Content-Length) is required"
-                                      : "unauthorized: send the server key as X-API-Key");
-            return respond(wsi, authorized ? HTTP_STATUS_BAD_REQUEST : HTTP_STATUS_UNAUTHORIZED,
-                           &b);
-        }
         if (n > MAX_POST_BODY) { /* not read: the connection closes after the answer */
-            error_body(&b, "body too large (1 MiB at most)");
+            error_body(&b, refused ? refuse_text(why) : "body too large (1 MiB at most)");
             ps->close_after = true;
-            return respond(wsi, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, &b);
+            return respond(
+                wsi, refused ? refuse_status(why, kind) : HTTP_STATUS_REQ_ENTITY_TOO_LARGE, &b);
         }
         snprintf(ps->post_uri, sizeof ps->post_uri, "%s", uri);
-        ps->post_authorized = authorized;
+        ps->post_refused = refused ? (uint8_t)(why + 1) : 0;
         aip_buf_init(&ps->post_body, 0);
         aip_buf_free(&b);
         return 0; /* the body arrives in HTTP_BODY */
     }
-    if (!authorized) {
-        aip_buf_puts(&b, "{\"error\":\"unauthorized: send the server key as X-API-Key\"}");
-        return respond(wsi, HTTP_STATUS_UNAUTHORIZED, &b);
+    if (refused) {
+        error_body(&b, refuse_text(why));
+        return respond(wsi, refuse_status(why, kind), &b);
+    }
+    if (post) {
+        error_body(&b, "a JSON body (with Content-Length) is required");
+        return respond(wsi, HTTP_STATUS_BAD_REQUEST, &b);
+    }
+    if (kind == REQ_PAGE) {
+        if (serve_asset(wsi, uri) >= 0)
+            return 0;
+        aip_buf_puts(&b, "{\"error\":\"not found\"}");
+        return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
     }
     char arg[AIP_ID_MAX + 1];
     if (strcmp(uri, "/api/clients") == 0) {
@@ -396,9 +397,10 @@ int http_body_done(struct lws *wsi)
     scan.max_depth = 32;
     scan.max_values = 100000;
     const char *text = ps->post_body.data ? (const char *)ps->post_body.data : "";
-    if (!ps->post_authorized) {
-        error_body(&b, "unauthorized: send the server key as X-API-Key");
-        st = HTTP_STATUS_UNAUTHORIZED;
+    if (ps->post_refused) {
+        refuse_reason why = (refuse_reason)(ps->post_refused - 1);
+        error_body(&b, refuse_text(why));
+        st = refuse_status(why, REQ_API);
     } else if (!dispatch && strcmp(ps->post_uri, "/api/faults") != 0) {
         error_body(&b, "no such POST endpoint: POST /api/dispatch or /api/faults");
         st = HTTP_STATUS_NOT_FOUND;
@@ -441,6 +443,7 @@ int http_body_done(struct lws *wsi)
     cJSON_Delete(root);
     aip_buf_free(&ps->post_body);
     ps->post_uri[0] = 0;
+    ps->post_refused = 0;
     return respond(wsi, st, &b);
 }
 

@@ -9,20 +9,27 @@
 
 #include <aip/internal/transport.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 server g_srv;
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: aip-test-server [--host H] [--port P] [--token T]\n"
+            "usage: aip-test-server [--host H] [--port P]\n"
+            "                       [--token T | --token-file F | --no-token]\n"
+            "                       [--allow-host NAME]... [--allow-origin ORIGIN]...\n"
             "                       [--tls-cert F --tls-key F [--tls-ca F]]\n"
             "                       [--device-info auto|cache|live] [--reply-jitter-ms N]\n"
             "                       [--max-frame BYTES] [--max-viewer-queue BYTES]\n"
@@ -34,8 +41,17 @@ static void usage(FILE *f)
             "A UFO-compatible AIP orchestrator for debugging and tests (not a production server).\n"
             "  --host H              address to listen on (default 127.0.0.1)\n"
             "  --port P              port (default 5000; 0 picks a free one)\n"
-            "  --token T             require this key: ?token= or Authorization: Bearer on\n"
-            "                        /ws, X-API-Key (or Bearer) on /api/\n"
+            "  --token T             the key: ?token= or Authorization: Bearer on the\n"
+            "                        WebSockets, X-API-Key (or Bearer) on /api/ and /metrics\n"
+            "  --token-file F        read the key from F (not readable by group or others)\n"
+            "                        Without either: the key in $AIP_TOKEN, else a random one,\n"
+            "                        printed in the dashboard URL (\"dashboard: URL\" on stdout)\n"
+            "  --no-token            no key at all: anyone on this machine can use the server\n"
+            "  --allow-host NAME     also answer requests for Host NAME (a reverse proxy's name;\n"
+            "                        repeatable); localhost, 127.0.0.1, [::1] and the --host\n"
+            "                        address always are\n"
+            "  --allow-origin O      also accept browser requests from origin O (scheme://host\n"
+            "                        [:port]; repeatable)\n"
             "  --tls-cert F, --tls-key F   serve wss:// and https://\n"
             "  --tls-ca F            also require client certificates signed by this CA (mTLS)\n"
             "  --device-info M       cache: answer from the registration (UFO); live: ask the\n"
@@ -58,7 +74,7 @@ static void usage(FILE *f)
             "  --help, --version\n"
             "\n"
             "Endpoints (README.md \"aip-test-server\" has them all):\n"
-            "  GET /                 the dashboard (embedded; ?token= when --token is set)\n"
+            "  GET /                 the dashboard (embedded; open it as /?token=KEY)\n"
             "  ws  /ws               AIP (JSON, or protobuf with subprotocol aip.v1.proto)\n"
             "  ws  /echo             raw echo, for transport measurements\n"
             "  ws  /events           the live event feed the dashboard shows\n"
@@ -67,7 +83,90 @@ static void usage(FILE *f)
             "  POST /api/dispatch {client_id, request, task_name}\n"
             "  POST /api/faults {client_id, fault, seconds}: drop, stall, delay, garbage,\n"
             "      refuse_next_registration, mute_heartbeats\n"
-            "Prints \"listening on <host>:<port>\" once listening.\n");
+            "  (POSTs need Content-Type: application/json; requests naming another Host, or\n"
+            "  coming from another site's page, are refused with 403)\n"
+            "Prints \"listening on <host>:<port>\", then \"dashboard: <URL>\", once listening.\n");
+}
+
+/* A one-line start-up refusal: exit 2. */
+static int refuse_start(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int refuse_start(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("aip-test-server: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+#define KEY_MAX 256
+
+/* A key must not be empty (that would let anyone in while looking protected), and must fit in
+ * the headers that carry it. Returns NULL or the reason. */
+static const char *key_problem(const char *k)
+{
+    if (!k[0])
+        return "is empty: an empty key would let anyone in (--no-token runs without a key, "
+               "explicitly)";
+    if (strlen(k) > KEY_MAX)
+        return "is longer than 256 bytes";
+    for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return "holds a control character (no header can carry it)";
+    return NULL;
+}
+
+/* Reads the key from a file that only its owner may read or write (up to the first line end). */
+static int read_key_file(const char *path, char *key, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return refuse_start("--token-file %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return refuse_start("--token-file %s: not a regular file", path);
+    }
+    if (st.st_mode & 0077) {
+        close(fd);
+        return refuse_start("--token-file %s: readable or writable by group or others (mode "
+                            "%04o): chmod 600 it",
+                            path, (unsigned)(st.st_mode & 07777));
+    }
+    char buf[KEY_MAX + 4];
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got < 0)
+        return refuse_start("--token-file %s: %s", path, strerror(errno));
+    buf[got] = 0;
+    buf[strcspn(buf, "\r\n")] = 0;
+    if ((size_t)got == sizeof buf - 1 && strlen(buf) == (size_t)got)
+        return refuse_start("--token-file %s: the key is longer than %d bytes", path, KEY_MAX);
+    const char *why = key_problem(buf);
+    if (why)
+        return refuse_start("the key in --token-file %s %s", path, why);
+    size_t len = strlen(buf); /* <= KEY_MAX: key_problem() said so */
+    if (len >= n)
+        return refuse_start("the key in --token-file %s is too long", path);
+    memcpy(key, buf, len + 1);
+    return 0;
+}
+
+/* "dashboard: http://127.0.0.1:PORT/" (with ?token= when the key was made here: it is the only
+ * way to learn it, as Jupyter does). A wildcard address is shown as 127.0.0.1. */
+static void print_dashboard_url(int port)
+{
+    const server_config *cfg = &g_srv.cfg;
+    const char *h = cfg->host;
+    if (!h[0] || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0)
+        h = "127.0.0.1";
+    struct in6_addr a6;
+    bool v6 = inet_pton(AF_INET6, h, &a6) == 1;
+    printf("dashboard: %s://%s%s%s:%d/%s%s\n", cfg->tls_cert ? "https" : "http", v6 ? "[" : "", h,
+           v6 ? "]" : "", port, cfg->token_generated ? "?token=" : "",
+           cfg->token_generated ? cfg->token : "");
 }
 
 static void on_signal(int sig)
@@ -108,13 +207,24 @@ static int parse_size(const char *s, size_t *out)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"host", required_argument, 0, 'H'},        {"port", required_argument, 0, 'p'},
-        {"token", required_argument, 0, 't'},       {"tls-cert", required_argument, 0, 'c'},
-        {"tls-key", required_argument, 0, 'k'},     {"tls-ca", required_argument, 0, 'a'},
-        {"device-info", required_argument, 0, 'd'}, {"reply-jitter-ms", required_argument, 0, 'j'},
-        {"max-frame", required_argument, 0, 'm'},   {"max-viewer-queue", required_argument, 0, 'q'},
-        {"log-level", required_argument, 0, 'l'},   {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
+        {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'p'},
+        {"token", required_argument, 0, 't'},
+        {"token-file", required_argument, 0, 'T'},
+        {"no-token", no_argument, 0, 'n'},
+        {"allow-host", required_argument, 0, 'A'},
+        {"allow-origin", required_argument, 0, 'O'},
+        {"tls-cert", required_argument, 0, 'c'},
+        {"tls-key", required_argument, 0, 'k'},
+        {"tls-ca", required_argument, 0, 'a'},
+        {"device-info", required_argument, 0, 'd'},
+        {"reply-jitter-ms", required_argument, 0, 'j'},
+        {"max-frame", required_argument, 0, 'm'},
+        {"max-viewer-queue", required_argument, 0, 'q'},
+        {"log-level", required_argument, 0, 'l'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
     };
     /* the budgets (docs/security.md), parsed by the same loop */
     static const struct option budget_opts[] = {
@@ -129,6 +239,9 @@ int main(int argc, char **argv)
         all_opts[sizeof opts / sizeof opts[0] + sizeof budget_opts / sizeof budget_opts[0]];
     memcpy(all_opts, budget_opts, sizeof budget_opts);
     memcpy(all_opts + sizeof budget_opts / sizeof budget_opts[0], opts, sizeof opts);
+    const char *token_file = NULL;
+    bool no_token = false;
+    int key_sources = 0;
     server_config *cfg = &g_srv.cfg;
     cfg->host = "127.0.0.1";
     cfg->port = 5000;
@@ -154,7 +267,28 @@ int main(int argc, char **argv)
             cfg->port = (int)v;
             break;
         }
-        case 't': cfg->token = optarg; break;
+        case 't':
+            cfg->token = optarg;
+            key_sources++;
+            break;
+        case 'T':
+            token_file = optarg;
+            key_sources++;
+            break;
+        case 'n':
+            no_token = true;
+            key_sources++;
+            break;
+        case 'A':
+            if (cfg->n_allow_host == MAX_ALLOWED)
+                return refuse_start("at most %d --allow-host", MAX_ALLOWED);
+            cfg->allow_host[cfg->n_allow_host++] = optarg;
+            break;
+        case 'O':
+            if (cfg->n_allow_origin == MAX_ALLOWED)
+                return refuse_start("at most %d --allow-origin", MAX_ALLOWED);
+            cfg->allow_origin[cfg->n_allow_origin++] = optarg;
+            break;
         case 'c': cfg->tls_cert = optarg; break;
         case 'k': cfg->tls_key = optarg; break;
         case 'a': cfg->tls_ca = optarg; break;
@@ -210,6 +344,36 @@ int main(int argc, char **argv)
     }
     if (optind != argc || (!cfg->tls_cert != !cfg->tls_key) || (cfg->tls_ca && !cfg->tls_cert))
         goto bad;
+    if (key_sources > 1)
+        return refuse_start("give one of --token, --token-file and --no-token");
+    char why[200];
+    if (guard_config(why, sizeof why))
+        return refuse_start("%s", why);
+    /* the key: --token, --token-file, $AIP_TOKEN, else a random one; --no-token: none */
+    static char key[KEY_MAX + 1];
+    const char *env = getenv("AIP_TOKEN");
+    const char *problem;
+    if (cfg->token && (problem = key_problem(cfg->token)))
+        return refuse_start("--token %s", problem);
+    if (token_file && read_key_file(token_file, key, sizeof key))
+        return 2;
+    if (token_file)
+        cfg->token = key;
+    if (!key_sources && env) {
+        if ((problem = key_problem(env)))
+            return refuse_start("the key in AIP_TOKEN %s", problem);
+        cfg->token = env;
+    }
+    if (!key_sources && !env) {
+        uint8_t raw[24]; /* 192 bits */
+        if (aip_random_secret(raw, sizeof raw))
+            return refuse_start("cannot draw a random key (getrandom failed); give one with "
+                                "--token-file");
+        for (size_t i = 0; i < sizeof raw; i++)
+            snprintf(key + 2 * i, 3, "%02x", raw[i]);
+        cfg->token = key;
+        cfg->token_generated = true;
+    }
 
     raise_nofile();
     struct sigaction sa = {0};
@@ -247,10 +411,17 @@ int main(int argc, char **argv)
     info.iface = cfg->host;
     info.protocols = protocols;
     info.pt_serv_buf_size = 16384; /* = rx_buffer_size (see the client transport) */
+    /* the security headers (CSP without inline script and with frame-ancestors 'none',
+     * nosniff, referrer-policy: no-referrer, x-frame-options) on every HTTP answer lws writes,
+     * error pages included; reject_upgrade() in aip.c writes the same by hand */
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
     if (cfg->tls_cert) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        /* HTTP/1.1 only: over h2 (which lws would offer) lws 4.1.6 gives no access to the
+         * headers it does not know (X-API-Key, Sec-Fetch-Site), so the dashboard's key and the
+         * cross-site check would silently not work on https:// */
+        info.alpn = "http/1.1";
         info.ssl_cert_filepath = cfg->tls_cert;
         info.ssl_private_key_filepath = cfg->tls_key;
         if (cfg->tls_ca) {
@@ -266,8 +437,23 @@ int main(int argc, char **argv)
     g_srv.vh = lws_get_vhost_by_name(g_srv.ctx, "default");
     int port = g_srv.vh ? lws_get_vhost_listen_port(g_srv.vh) : cfg->port;
     printf("listening on %s:%d\n", cfg->host, port);
-    if (fflush(stdout)) /* tests and scripts wait for this line */
+    print_dashboard_url(port);
+    if (fflush(stdout)) /* tests and scripts wait for these lines */
         aip_log(AIP_LOG_WARN, "server", "cannot write the listening line to stdout");
+    if (no_token)
+        aip_log(AIP_LOG_WARN, "server",
+                "--no-token: no key; anyone who can reach this port (any user of this machine) "
+                "can drive the server and its devices");
+    else if (cfg->token_generated)
+        aip_log(AIP_LOG_INFO, "server",
+                "no key given: made a random one, in the dashboard URL printed on stdout; "
+                "devices and aipctl need it (AIP_TOKEN, or --token-file)");
+    if ((!cfg->host[0] || strcmp(cfg->host, "0.0.0.0") == 0) && !cfg->n_allow_host)
+        aip_log(AIP_LOG_INFO, "server",
+                "listening on every interface: requests that name this machine by another name "
+                "or address (Host) are refused until --allow-host names it");
+    if (no_token && env)
+        aip_log(AIP_LOG_INFO, "server", "AIP_TOKEN is set but ignored (--no-token)");
     aip_log(AIP_LOG_INFO, "server", "aip-test-server %s on %s://%s:%d (device info: %s)",
             aip_version(), cfg->tls_cert ? "wss" : "ws", cfg->host, port,
             cfg->di_mode == DI_LIVE    ? "live"

@@ -115,6 +115,12 @@ void metrics_render(aip_buf *b)
     bputf(b, "aip_registrations_refused_total{reason=\"server_full\"} %llu\n",
           (unsigned long long)m->refused_full);
 
+    head(b, "aip_requests_refused_total", "counter",
+         "HTTP requests and WebSocket handshakes refused before any endpoint, by reason.");
+    for (int r = 0; r < REFUSE_COUNT_; r++)
+        bputf(b, "aip_requests_refused_total{reason=\"%s\"} %llu\n", refuse_name((refuse_reason)r),
+              (unsigned long long)m->refused[r]);
+
     head(b, "aip_faults_total", "counter", "Faults injected through POST /api/faults.");
     for (int f = 0; f < FAULT_COUNT_; f++)
         bputf(b, "aip_faults_total{fault=\"%s\"} %llu\n", fault_name((fault_kind)f),

@@ -16,10 +16,15 @@
 
 typedef enum device_info_mode { DI_AUTO, DI_CACHE, DI_LIVE } device_info_mode;
 
+#define MAX_ALLOWED 16 /* --allow-host / --allow-origin, each */
+
 typedef struct server_config {
     const char *host;
     int port;
-    const char *token;
+    const char *token;    /* the key; NULL only with --no-token */
+    bool token_generated; /* made at start-up (no key given): printed in the dashboard URL */
+    const char *allow_host[MAX_ALLOWED], *allow_origin[MAX_ALLOWED];
+    size_t n_allow_host, n_allow_origin;
     const char *tls_cert, *tls_key, *tls_ca;
     device_info_mode di_mode;
     unsigned reply_jitter_ms;
@@ -101,12 +106,23 @@ typedef struct pss {
     session *s;
     uint8_t *http_body; /* an HTTP answer waiting for HTTP_WRITEABLE: [LWS_PRE | body] */
     size_t http_len;
-    char post_uri[128]; /* a POST whose body is being read */
-    bool post_authorized;
-    bool close_after; /* close once the answer is out (a body we did not read) */
+    char post_uri[128];   /* a POST whose body is being read */
+    uint8_t post_refused; /* 0, or 1 + the refuse_reason answered once the body is read */
+    bool close_after;     /* close once the answer is out (a body we did not read) */
     aip_buf post_body;
     struct live_req *live; /* GET /api/device_info/{id} waiting for the device */
 } pss;
+
+/* Why a request was refused before it reached an endpoint (guard.c; aip_requests_refused_total). */
+typedef enum refuse_reason {
+    REFUSE_HOST,         /* 403: Host is not a name of this server (DNS rebinding) */
+    REFUSE_ORIGIN,       /* 403: Origin is another site's, or null */
+    REFUSE_FETCH_SITE,   /* 403: Sec-Fetch-Site is same-site or cross-site */
+    REFUSE_METHOD,       /* 405: neither GET nor POST */
+    REFUSE_CONTENT_TYPE, /* 415: a POST that is not application/json */
+    REFUSE_KEY,          /* 401 (HTTP) or 403 (WebSocket): no key or a wrong one */
+    REFUSE_COUNT_
+} refuse_reason;
 
 /* Counters for GET /metrics. Everything runs on the service thread: plain integers. */
 #define RTT_BUCKETS 14
@@ -123,6 +139,7 @@ typedef struct metrics {
     uint64_t faults[FAULT_COUNT_];
     uint64_t tasks_completed, tasks_failed, echo_frames;
     uint64_t viewer_drops, events;
+    uint64_t refused[REFUSE_COUNT_];
     uint64_t rtt_bucket[RTT_BUCKETS + 1]; /* non-cumulative; last = +Inf */
     uint64_t rtt_count;
     double rtt_sum_s;
@@ -182,6 +199,26 @@ unsigned admin_fault(const char *client_id, const char *fault, double seconds, a
 unsigned admin_device_info(struct lws *wsi, const char *client_id, aip_buf *out);
 void admin_live_cancel(struct live_req *l);
 const char *fault_name(fault_kind f);
+
+/* guard.c: who may talk to the server (Host, Origin, Sec-Fetch-Site, method, Content-Type)
+ * and the key. Each check returns true when the request is refused, after counting it and
+ * logging it (at most one line a second). */
+typedef enum req_kind {
+    REQ_PAGE,    /* GET of a dashboard file (public: no key) */
+    REQ_API,     /* any other HTTP request */
+    REQ_UPGRADE, /* a WebSocket handshake */
+} req_kind;
+/* Normalises and checks --allow-host / --allow-origin values; 0, or -1 with a reason in why. */
+int guard_config(char *why, size_t n);
+bool guard_refuse(struct lws *wsi, req_kind kind, refuse_reason *why);
+bool guard_refuse_key(struct lws *wsi, req_kind kind);
+void guard_count(struct lws *wsi, refuse_reason r, const char *detail);
+unsigned refuse_status(refuse_reason r, req_kind kind);
+const char *refuse_text(refuse_reason r);
+const char *refuse_name(refuse_reason r);
+/* The headers every answer carries (also the hand-written ones): CSP, nosniff, referrer. */
+extern const char guard_security_headers[];
+bool key_equal(const char *want, const char *given);
 
 /* http.c */
 int http_handle(struct lws *wsi, const char *uri);

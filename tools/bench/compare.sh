@@ -51,7 +51,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$server_bin" --port 0 --device-info cache --log-level warn >"$OUT/server.out" 2>"$OUT/server.err" &
+"$server_bin" --port 0 --no-token --device-info cache --log-level warn >"$OUT/server.out" 2>"$OUT/server.err" &
 srv=$!
 pids+=("$srv")
 for _ in $(seq 100); do

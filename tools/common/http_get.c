@@ -157,8 +157,7 @@ int aip_http_get_tls(const char *ws_url, const char *path, const char *token, co
     i.address = host;
     i.port = port;
     i.path = path;
-    i.host = host;
-    i.origin = host;
+    i.host = host; /* no origin: not a browser (see the transport) */
     i.method = "GET";
     i.protocol = "http";
     i.ssl_connection = tls ? LCCSCF_USE_SSL : 0;

@@ -49,6 +49,10 @@
     } catch (e) { /* storage disabled: the key lives in this page only */ }
   }
 
+  // The key arrives in the URL the server printed at start ("dashboard: http://.../?token=..."),
+  // is kept in sessionStorage for this tab, and goes out as X-API-Key on API calls and as
+  // ?token= on the /events WebSocket (a browser cannot set headers there). Never in a Referer:
+  // every answer says Referrer-Policy: no-referrer, and the page links nowhere.
   var token = (function () {
     var url = new URL(window.location.href);
     var t = url.searchParams.get('token');

@@ -146,6 +146,11 @@ uint64_t aip_random_u64(const aip_random *r);
 uint64_t aip_random_below(const aip_random *r, uint64_t bound);
 /* A uuid4-formatted id ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"); buf >= 37 bytes. */
 void aip_uuid4(const aip_random *r, char *buf, size_t len);
+/* Fills buf with len bytes from the kernel's cryptographic random source (getrandom(2)), for
+ * keys and other secrets: unlike the stream above, an output says nothing about the others.
+ * Blocks only until the kernel's pool is first initialised. Returns 0, AIP_E_INVAL (buf NULL
+ * with len > 0) or AIP_E_IO. Any thread. */
+int aip_random_secret(void *buf, size_t len);
 
 #ifdef __cplusplus
 }
