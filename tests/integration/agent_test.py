@@ -249,7 +249,7 @@ def agent_log(p):
         return f.read()
 
 
-sp, sport = listen([SERVER, "--port", "0"], stderr=subprocess.DEVNULL)
+sp, sport = listen([SERVER, "--port", "0", "--no-token"], stderr=subprocess.DEVNULL)
 url = "ws://127.0.0.1:%d/ws" % sport
 cfg = write_config("big.json", {"tools": {"max_output": 8 << 20, "command_timeout_s": 60,
                                           "execute_command": {"enabled": True, "allow": ["seq"]}}})

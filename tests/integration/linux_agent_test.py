@@ -45,7 +45,7 @@ aiptest.kill_at_exit(remove=TMP)
 checks = aiptest.Checks()
 check = checks.check
 
-sp, port = aiptest.listen([SERVER, "--port", "0"], stderr=subprocess.DEVNULL)
+sp, port = aiptest.listen([SERVER, "--port", "0", "--no-token"], stderr=subprocess.DEVNULL)
 url = "ws://127.0.0.1:%d/ws" % port
 key_file = os.path.join(TMP, "api_key")
 with open(key_file, "w") as f:

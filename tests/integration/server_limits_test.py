@@ -55,7 +55,7 @@ aiptest.kill_at_exit(remove=TMP)
 
 def start_server(*flags):
     log = os.path.join(TMP, "server-%d.log" % len(aiptest.procs))
-    p, port = aiptest.listen([SERVER, "--port", "0", "--log-level", "warn"] + list(flags),
+    p, port = aiptest.listen([SERVER, "--port", "0", "--no-token", "--log-level", "warn"] + list(flags),
                              stderr=open(log, "w"))
     p.log = log
     return p, port
