@@ -1746,8 +1746,7 @@ static int reject_upgrade(struct lws *wsi, unsigned code, const char *text)
                      code == 404   ? "Not Found"
                      : code == 503 ? "Service Unavailable"
                                    : "Forbidden",
-                     strlen(text),
-                     guard_security_headers, text);
+                     strlen(text), guard_security_headers, text);
     if (n > 0 && (size_t)n < sizeof buf - LWS_PRE)
         lws_write(wsi, (unsigned char *)buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
     return 1; /* rejected: lws finishes the transaction */
