@@ -21,6 +21,7 @@ struct aip_agent {
     aip_agent_config cfg;
     char *tags_json, *proc_root;
     aip_executor *exec;
+    aip_mcp_host *mcp;
     aip_conn *conn;
     char *features_json;
     _Atomic uint64_t batches, batches_refused, actions, info_requests, server_tasks;
@@ -203,6 +204,11 @@ int aip_agent_create(const aip_agent_config *cfg, aip_agent **out)
                               .annotations = "{\"readOnlyHint\":true}"};
     if ((rc = aip_executor_register_ex(a->exec, &gdi, &gdi_info)))
         goto fail;
+    if (cfg->n_mcp_servers &&
+        (rc = aip_mcp_host_create(a->exec, cfg->mcp_servers, cfg->n_mcp_servers, &a->mcp)))
+        goto fail;
+    a->cfg.mcp_servers = NULL; /* copied by the host */
+    a->cfg.n_mcp_servers = 0;
     *out = a;
     return 0;
 fail:
@@ -232,6 +238,9 @@ int aip_agent_start(aip_agent *a)
 {
     if (a->conn)
         return AIP_E_STATE;
+    if (a->mcp && a->cfg.mcp_start_wait_ms)
+        aip_mcp_host_wait_started(a->mcp, a->cfg.mcp_start_wait_ms);
+    aip_free(a->features_json);
     a->features_json = aip_executor_features_json(a->exec);
     char *si = aip_agent_system_info(a);
     if (!si)
@@ -275,12 +284,16 @@ void aip_agent_destroy(aip_agent *a, int code, const char *reason)
 {
     if (!a)
         return;
-    /* 1. stop the executor: running batches finish (their done() still finds the connection)
-     * and later submits are refused; 2. destroy the connection, whose service thread may still
-     * submit until it is joined (and is then answered "shutting down"); 3. free the executor. */
+    /* 0. stop the MCP servers: their calls in flight fail at once, their tools leave the
+     * registry, their children end; 1. stop the executor: running batches finish (their done()
+     * still finds the connection) and later submits are refused; 2. destroy the connection,
+     * whose service thread may still submit until it is joined (and is then answered
+     * "shutting down"); 3. free the executor, then the MCP host its tools pointed at. */
+    aip_mcp_host_stop(a->mcp);
     aip_executor_stop(a->exec);
     aip_conn_destroy_ex(a->conn, code ? code : 1000, reason ? reason : "agent shutdown", 1500);
     aip_executor_destroy(a->exec);
+    aip_mcp_host_destroy(a->mcp);
     aip_free(a->features_json);
     aip_free(a->tags_json);
     aip_free(a->proc_root);
