@@ -41,9 +41,11 @@
  *   live sets plus the entries of calls in flight, however many refreshes happen.
  * - Entries of providers (aip_executor_set_tools: MCP servers) and permanent ones
  *   (aip_executor_register: built-ins, embedders' tools; provider 0) may share a key. The key
- *   resolves to the entry of the lowest-numbered provider, else the permanent one
- *   (exec_tool_visible); the others stay in the array, shadowed, and come back when the
- *   winner's set is replaced without it. Lookups and list_tools see only the winners.
+ *   resolves to the entry of the lowest-numbered provider, else the permanent one, else a
+ *   hidden one (aip_executor_hide_tools: a provider that is down keeps its set, unlisted, so
+ *   a call still reaches its tool and fails with the provider's reason); the others stay in
+ *   the array, shadowed, and come back when the winner's set is replaced without it. Lookups
+ *   see only the winners; list_tools and features_json never show a hidden entry.
  */
 #include "aip/codec.h"
 #include "aip/common.h"
@@ -252,15 +254,18 @@ out:
 
 /* ---- running one action ------------------------------------------------------------------ */
 
-/* A key's winner ranks first: providers by number, then the permanent entries (provider 0). */
+/* A key's winner ranks first: providers by number, then the permanent entries (provider 0),
+ * then hidden ones. */
 static unsigned tool_rank(const exec_tool *t)
 {
-    return t->provider ? t->provider : UINT_MAX;
+    return t->hidden ? UINT_MAX : t->provider ? t->provider : UINT_MAX - 1;
 }
 
 bool exec_tool_visible(const aip_executor *e, size_t i)
 {
     const exec_tool *t = e->tools[i];
+    if (t->hidden)
+        return false;
     for (size_t j = 0; j < e->n_tools; j++) {
         const exec_tool *o = e->tools[j];
         if (j != i && o->type == t->type && tool_rank(o) < tool_rank(t) &&
@@ -805,7 +810,7 @@ static void log_collisions(aip_executor *e, unsigned provider, exec_tool **old, 
             known = old[k]->type == t->type && strcmp(old[k]->name, t->name) == 0;
         for (size_t j = 0; j < e->n_tools && !known; j++) {
             const exec_tool *o = e->tools[j];
-            if (o == t || o->type != t->type || strcmp(o->name, t->name) != 0)
+            if (o == t || o->hidden || o->type != t->type || strcmp(o->name, t->name) != 0)
                 continue;
             bool wins = tool_rank(t) < tool_rank(o);
             aip_log(AIP_LOG_WARN, AIP_EXEC_COMPONENT,
@@ -814,6 +819,18 @@ static void log_collisions(aip_executor *e, unsigned provider, exec_tool **old, 
                     wins ? "replaces" : "is shadowed by", o->ns);
         }
     }
+}
+
+int aip_executor_hide_tools(aip_executor *e, unsigned provider, bool hidden)
+{
+    if (!e || provider == 0 || provider > AIP_EXECUTOR_MAX_PROVIDERS)
+        return AIP_E_INVAL;
+    aip_mutex_lock(&e->lock);
+    for (size_t i = 0; i < e->n_tools; i++)
+        if (e->tools[i]->provider == provider)
+            e->tools[i]->hidden = hidden;
+    aip_mutex_unlock(&e->lock);
+    return 0;
 }
 
 int aip_executor_set_tools(aip_executor *e, unsigned provider, const aip_tool_def *defs,
@@ -1005,7 +1022,7 @@ char *aip_executor_features_json(aip_executor *e)
     aip_mutex_lock(&e->lock);
     for (size_t i = 0; !rc && i < e->n_tools; i++) {
         const char *name = e->tools[i]->name;
-        bool seen = false; /* a name registered under both tool types (or shadowed) once */
+        bool seen = e->tools[i]->hidden; /* a name under both tool types (or shadowed) once */
         for (size_t j = 0; j < i && !seen; j++)
             seen = strcmp(e->tools[j]->name, name) == 0;
         if (seen)

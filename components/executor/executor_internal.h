@@ -28,6 +28,7 @@ typedef struct exec_tool {
     bool own_deadline; /* enforces its deadline itself: a late result is still its answer */
     unsigned provider; /* 0: registered for good; else the aip_executor_set_tools provider */
     unsigned refs;     /* under the executor's lock: 1 for the registry + 1 per running call */
+    bool hidden;       /* aip_executor_hide_tools: found last, never listed */
 } exec_tool;
 
 typedef struct exec_batch {

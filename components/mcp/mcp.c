@@ -385,6 +385,11 @@ void mcp_remove_tools(mcp_server *s)
     aip_mutex_unlock(&s->lock);
 }
 
+void mcp_hide_tools(mcp_server *s)
+{
+    aip_executor_hide_tools(s->host->exec, s->provider, true);
+}
+
 uint64_t mcp_backoff_ns(mcp_server *s)
 {
     aip_mutex_lock(&s->lock);
@@ -472,7 +477,7 @@ void mcp_first_attempt_done(mcp_server *s)
 bool mcp_wait_until(mcp_server *s, uint64_t deadline_ns)
 {
     aip_mutex_lock(&s->lock);
-    while (!atomic_load(&s->stopping) && !s->recheck_wanted && aip_now_ns(NULL) < deadline_ns)
+    while (!atomic_load(&s->stopping) && aip_now_ns(NULL) < deadline_ns)
         aip_cond_wait_until(&s->cond, &s->lock, deadline_ns);
     bool stop = atomic_load(&s->stopping);
     aip_mutex_unlock(&s->lock);

@@ -600,6 +600,12 @@ static int rpc(mcp_server *s, const char *method, const cJSON *params, uint64_t 
         cJSON_Delete(o.reply);
         if (!why[0] || (o.status >= 200 && o.status < 300))
             snprintf(why, why_len, "HTTP %ld without an answer to %s", o.status, method);
+        /* not the answer MCP promises (e.g. a 400 for a session a restarted server does not
+         * know): the server's thread checks it, and starts a new session if need be */
+        aip_mutex_lock(&s->lock);
+        s->recheck_wanted = true;
+        aip_cond_broadcast(&s->cond);
+        aip_mutex_unlock(&s->lock);
         rc = -1;
         break;
     }
@@ -760,7 +766,7 @@ void *mcp_http_main(void *arg)
         aip_mutex_lock(&s->lock);
         s->state = MCP_DOWN;
         aip_mutex_unlock(&s->lock);
-        mcp_remove_tools(s);
+        mcp_hide_tools(s);
         uint64_t delay = mcp_backoff_ns(s);
         aip_log(AIP_LOG_WARN, MCP_LOG, "[%s] unavailable: %s; trying again in %llu ms", s->ns,
                 s->why, (unsigned long long)(delay / 1000000u));

@@ -117,8 +117,10 @@ int mcp_check_initialize(mcp_server *s, const cJSON *reply);
 int mcp_collect_tools(mcp_server *s, const cJSON *reply, cJSON **acc, char **cursor);
 /* Checks the whole list and installs it in the executor. 0 or -1 with why. */
 int mcp_install_tools(mcp_server *s, const cJSON *tools);
-/* Removes the server's tools from the executor. */
+/* Removes the server's tools from the executor (at stop). */
 void mcp_remove_tools(mcp_server *s);
+/* Hides them (the server is down): unlisted, and a call fails with the server's reason. */
+void mcp_hide_tools(mcp_server *s);
 /* Backoff before the next start: full jitter in [d/2, d], d = min(30 s, 250 ms * 2^failures). */
 uint64_t mcp_backoff_ns(mcp_server *s);
 /* Fails every pending request of s with `why` (under s->lock). */

@@ -632,7 +632,7 @@ void *mcp_stdio_main(void *arg)
         if (rc == P_STOP || atomic_load(&s->stopping))
             break;
         set_state(s, MCP_DOWN);
-        mcp_remove_tools(s);
+        mcp_hide_tools(s);
         end_child(s, 0);
         uint64_t delay = mcp_backoff_ns(s);
         aip_log(AIP_LOG_WARN, MCP_LOG, "[%s] unavailable: %s; starting it again in %llu ms", s->ns,

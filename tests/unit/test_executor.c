@@ -867,6 +867,20 @@ static void test_set_tools(void **state)
     assert_string_equal(r.action_results[1].result, "\"p2-probe\"");
     aip_msg_clear(&r);
 
+    /* hidden (its server is down): not listed, loses its key to the built-in, but a call of a
+     * key nobody else has still reaches it (and fails with the provider's own reason) */
+    assert_int_equal(aip_executor_hide_tools(e, 2, true), 0);
+    expect_names(e, NULL, "echo,sleep,read_file");
+    f = aip_executor_features_json(e);
+    assert_string_equal(f, "[\"echo\",\"sleep\",\"list_tools\",\"read_file\"]");
+    aip_free(f);
+    run(e, a, 2, &r);
+    assert_string_equal(r.action_results[0].result, "\"x\"");
+    assert_string_equal(r.action_results[1].result, "\"p2-probe\"");
+    aip_msg_clear(&r);
+    assert_int_equal(aip_executor_hide_tools(e, 2, false), 0);
+    expect_names(e, NULL, "sleep,read_file,echo,probe");
+
     /* a lower-numbered provider wins over provider 2 */
     aip_tool_def d1 = {"probe", AIP_TOOL_ACTION, tool_whoami, "p1-probe", NULL};
     aip_tool_info in1 = {.size = sizeof in1, .tool_namespace = "NsOne"};

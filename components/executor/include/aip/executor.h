@@ -186,6 +186,11 @@ int aip_executor_register_ex(aip_executor *e, const aip_tool_def *def, const aip
  * kept, hidden (from lookups, list_tools and features_json), until the winner's set drops the
  * key. Each new collision is logged once (warn). A call already running a replaced tool
  * finishes with it; its memory is freed when the last such call returns. Any thread. */
+/* Hides (or shows again) every tool of a provider: a hidden tool is in no list_tools answer
+ * nor features_json, and is found by a call only when no other tool has its key — so a
+ * provider that is down can keep its set and fail its calls with its own reason. A set given
+ * by aip_executor_set_tools is shown. AIP_E_INVAL for a bad provider. Any thread. */
+int aip_executor_hide_tools(aip_executor *e, unsigned provider, bool hidden);
 #define AIP_EXECUTOR_MAX_PROVIDERS 1024
 #define AIP_EXECUTOR_MAX_SET       4096
 int aip_executor_set_tools(aip_executor *e, unsigned provider, const aip_tool_def *defs,

@@ -14,9 +14,9 @@
  * - streamable HTTP (libcurl): POSTs with Accept: application/json, text/event-stream, the
  *   session id and MCP-Protocol-Version after initialize, answers as JSON or SSE, the session
  *   re-initialized once on a 404, DELETEd at stop.
- * A server whose tools are not known (not started, crashed, a bad handshake or tool list) has
- * no tools in the registry: list_tools does not show them and their calls fail "unknown
- * tool"; a call that finds its server gone fails naming the reason. docs/ufo.md says how a
+ * A server that is down (not started, crashed, a bad handshake or tool list) has no tools in
+ * list_tools (nor in features_json); its last known tools are kept hidden, so their calls
+ * fail naming the reason (a tool it never listed is an "unknown tool"). docs/ufo.md says how a
  * CallToolResult becomes a Result.
  *
  * Threads: one thread per server (supervision, handshake, tool list); tools/call runs on the
