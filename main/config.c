@@ -252,8 +252,8 @@ static int load_mcp(agent_settings *s, const cJSON *t, bool *secrets, char *why,
         FAIL("\"tools.mcp.servers\" must be a list of at most %d servers", AIP_MCP_MAX_SERVERS);
     size_t n = (size_t)cJSON_GetArraySize(list);
     s->n_mcp = 0;
-    s->mcp = n ? keep(s, aip_calloc(n, sizeof *s->mcp)) : NULL;
-    if (n && !s->mcp)
+    s->mcp = keep(s, aip_calloc(n + 1, sizeof *s->mcp));
+    if (!s->mcp)
         FAIL("out of memory");
     size_t i = 0;
     for (const cJSON *srv = list->child; srv; srv = srv->next, i++) {

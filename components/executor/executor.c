@@ -858,7 +858,7 @@ int aip_executor_set_tools(aip_executor *e, unsigned provider, const aip_tool_de
             have += e->tools[i]->provider == provider;
         if (e->stopping)
             rc = AIP_E_SHUTDOWN;
-        else if (have && !(old = aip_calloc(have, sizeof *old)))
+        else if (!(old = aip_calloc(have + 1, sizeof *old)))
             rc = AIP_E_NOMEM;
         else
             rc = tools_reserve(e, n);

@@ -295,10 +295,10 @@ int mcp_tool_call(const aip_tool_call *call, void *user, char **result, char **e
 int mcp_install_tools(mcp_server *s, const cJSON *tools)
 {
     size_t n = (size_t)cJSON_GetArraySize(tools);
-    aip_tool_def *defs = n ? aip_calloc(n, sizeof *defs) : NULL;
-    aip_tool_info *infos = n ? aip_calloc(n, sizeof *infos) : NULL;
+    aip_tool_def *defs = aip_calloc(n + 1, sizeof *defs);
+    aip_tool_info *infos = aip_calloc(n + 1, sizeof *infos);
     int rc = 0;
-    if (n && (!defs || !infos)) {
+    if (!defs || !infos) {
         mcp_set_why(s, "out of memory");
         rc = -1;
     }
@@ -306,7 +306,7 @@ int mcp_install_tools(mcp_server *s, const cJSON *tools)
     const cJSON *t;
     cJSON_ArrayForEach(t, tools)
     {
-        if (rc)
+        if (rc || i >= n)
             break;
         bool bad = false;
         const char *name = cJSON_IsObject(t) ? opt_string(t, "name", &bad) : NULL;
@@ -363,7 +363,7 @@ int mcp_install_tools(mcp_server *s, const cJSON *tools)
             aip_mutex_unlock(&s->lock);
         }
     }
-    for (size_t k = 0; k < i; k++) {
+    for (size_t k = 0; infos && k < i; k++) {
         aip_free((char *)infos[k].input_schema);
         aip_free((char *)infos[k].output_schema);
         aip_free((char *)infos[k].annotations);
@@ -850,7 +850,7 @@ int aip_mcp_host_create(aip_executor *e, const aip_mcp_server_config *servers, s
         return AIP_E_NOMEM;
     }
     int rc = 0;
-    if (n && !(h->servers = aip_calloc(n, sizeof *h->servers)))
+    if (!(h->servers = aip_calloc(n + 1, sizeof *h->servers)))
         rc = AIP_E_NOMEM;
     for (size_t i = 0; !rc && i < n; i++) {
         rc = server_new(h, &servers[i], (unsigned)i, &h->servers[i]);
@@ -895,7 +895,7 @@ void aip_mcp_host_stop(aip_mcp_host *h)
     if (!h || h->stopped)
         return;
     h->stopped = true;
-    for (size_t i = 0; i < h->n; i++) {
+    for (size_t i = 0; h->servers && i < h->n; i++) {
         mcp_server *s = h->servers[i];
         aip_mutex_lock(&s->lock);
         atomic_store(&s->stopping, 1);
@@ -906,7 +906,7 @@ void aip_mcp_host_stop(aip_mcp_host *h)
             mcp_stdio_wake(s);
     }
     /* every thread ends its own server at once (in parallel), then it is joined */
-    for (size_t i = 0; i < h->n; i++) {
+    for (size_t i = 0; h->servers && i < h->n; i++) {
         mcp_server *s = h->servers[i];
         if (s->thread_started)
             aip_thread_join(&s->thread);
@@ -920,7 +920,7 @@ void aip_mcp_host_destroy(aip_mcp_host *h)
     if (!h)
         return;
     aip_mcp_host_stop(h);
-    for (size_t i = 0; i < h->n; i++)
+    for (size_t i = 0; h->servers && i < h->n; i++)
         server_free(h->servers[i]);
     aip_free(h->servers);
     aip_cond_destroy(&h->started);

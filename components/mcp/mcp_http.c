@@ -409,7 +409,7 @@ static int post(mcp_server *s, const char *text, int64_t want_id, const char *se
         cr == CURLE_OK && !on_message(&x, (const char *)x.body.data, x.body.len) && !x.reply)
         cr = CURLE_WRITE_ERROR; /* garbage: x.why says what */
     if (x.reply) {
-        cr = CURLE_OK; /* we cut the stream once our answer came */
+        /* ours came: a transfer we cut there is no error */
     } else if (x.why[0]) {
         snprintf(why, why_len, "%s", x.why);
         rc = -1;
@@ -476,7 +476,7 @@ static int initialize(mcp_server *s)
         mcp_set_why(s, "out of memory");
         return -1;
     }
-    post_out o;
+    post_out o = {0};
     char why[300] = "";
     int rc = post(s, text, id, NULL, NULL, deadline, NULL, &o, why, sizeof why);
     aip_free(text);
@@ -492,7 +492,7 @@ static int initialize(mcp_server *s)
     if (rc)
         return -1;
     char *note = mcp_request_text(-1, "notifications/initialized", NULL);
-    post_out n;
+    post_out n = {0};
     rc = note ? post(s, note, -1, o.session, s->version, deadline, NULL, &n, why, sizeof why) : -1;
     aip_free(note);
     if (rc || n.status < 200 || n.status >= 300) {
@@ -551,7 +551,7 @@ static int rpc(mcp_server *s, const char *method, const cJSON *params, uint64_t 
         snprintf(version, sizeof version, "%s", s->version);
         uint64_t gen = s->session_gen;
         aip_mutex_unlock(&s->lock);
-        post_out o;
+        post_out o = {0};
         rc = post(s, text, id, session, version, deadline_ns, cancelled, &o, why, why_len);
         if (rc) {
             if (o.timed_out) {
@@ -562,7 +562,7 @@ static int rpc(mcp_server *s, const char *method, const cJSON *params, uint64_t 
                     cJSON_AddStringToObject(cp, "reason", "timeout");
                 }
                 char *note = cp ? mcp_request_text(-1, "notifications/cancelled", cp) : NULL;
-                post_out n;
+                post_out n = {0};
                 char nw[64];
                 if (note)
                     post(s, note, -1, session, version,
@@ -755,7 +755,8 @@ void *mcp_http_main(void *arg)
                 if (atomic_load(&s->stopping) || !refresh)
                     break;
                 /* a fresh list: also the health check after a failed call */
-                if ((rc = list_tools(s)) != 0)
+                rc = list_tools(s);
+                if (rc)
                     break;
                 aip_log(AIP_LOG_INFO, MCP_LOG, "[%s] tool list refreshed: %u tools", s->ns,
                         s->n_tools);

@@ -132,7 +132,7 @@ static int spawn(mcp_server *s)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL); /* the agent blocks its signals in every thread */
-        signal(SIGPIPE, SIG_DFL);
+        (void)signal(SIGPIPE, SIG_DFL);
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
@@ -208,7 +208,10 @@ static void err_line(mcp_server *s, const char *p, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n && k < ERR_LINE_MAX; i++) {
         unsigned char c = (unsigned char)p[i];
-        buf[k++] = (c < 0x20 || c == 0x7f || c >= 0x80) ? '?' : (char)c;
+        char ch = p[i];
+        if (c < 0x20 || c == 0x7f || c >= 0x80)
+            ch = '?';
+        buf[k++] = ch;
     }
     buf[k] = 0;
     if (k)
@@ -314,8 +317,12 @@ static pump_rc on_line(mcp_server *s, const char *p, size_t n)
     if (!kind) {
         char head[81];
         size_t k = 0;
-        for (size_t i = 0; i < n && k < 80; i++)
-            head[k++] = ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] >= 0x7f) ? '?' : p[i];
+        for (size_t i = 0; i < n && k < 80; i++) {
+            char ch = p[i];
+            if ((unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f)
+                ch = '?';
+            head[k++] = ch;
+        }
         head[k] = 0;
         mcp_set_why(s, "the server wrote something that is not a JSON-RPC message (%s): %s%s",
                     msg ? "not a request, response or notification" : why, head,
