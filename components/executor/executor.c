@@ -1102,7 +1102,7 @@ int aip_executor_cgroup_detect(char *buf, size_t len)
             line[strcspn(line, "\n")] = 0;
             snprintf(own, sizeof own, "%s", line + 3);
         }
-    fclose(f);
+    (void)fclose(f); /* read-only: nothing to flush */
     if (!own[0] || strcmp(own, "/") == 0)
         return AIP_E_NOT_FOUND; /* no v2 membership, or the root cgroup (no cgroup.kill there) */
     if (!(f = fopen("/proc/self/mountinfo", "re")))
@@ -1117,7 +1117,7 @@ int aip_executor_cgroup_detect(char *buf, size_t len)
             break;
         }
     }
-    fclose(f);
+    (void)fclose(f); /* read-only: nothing to flush */
     if (!mnt[0])
         return AIP_E_NOT_FOUND;
     int n = snprintf(buf, len, "%s%s", mnt, own);
