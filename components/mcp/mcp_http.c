@@ -37,6 +37,9 @@
 #define ANSWER_MS     2000u /* answering the server's request from inside a stream */
 #define DELETE_MS     1000u
 #define CONNECT_MAXMS 10000u
+/* After our answer, the server should end the stream (the spec's SHOULD); reading to its end
+ * keeps the connection for the next call. One that does not is cut this much later. */
+#define REPLY_GRACE_NS 200000000ull
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_rc;
@@ -114,6 +117,7 @@ typedef struct xfer {
     aip_buf data; /* the SSE event's data */
     bool last_cr;
     cJSON *reply;
+    uint64_t reply_ns; /* when it came: the stream then has REPLY_GRACE_NS to end */
     char why[300];
     char new_session[SESSION_MAX + 1];
     char ctype[128];
@@ -204,8 +208,9 @@ static bool on_message(xfer *x, const char *text, size_t n)
     }
     if (kind == 'r') {
         if (x->want_id > 0 && mcp_response_id(msg) == x->want_id && !x->reply) {
-            x->reply = msg;
-            return false; /* ours: done */
+            x->reply = msg; /* ours: done, once the stream ends (or the grace runs out) */
+            x->reply_ns = aip_now_ns(NULL);
+            return true;
         }
         aip_log(AIP_LOG_DEBUG, MCP_LOG, "[%s] a response to no request of this stream", x->s->ns);
     } else if (kind == 'q') {
@@ -338,8 +343,10 @@ static int on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, 
     (void)ut;
     (void)un;
     xfer *x = user;
-    return (aip_now_ns(NULL) >= x->deadline_ns || atomic_load(&x->s->stopping) ||
-            (x->cancelled && atomic_load(x->cancelled)))
+    uint64_t now = aip_now_ns(NULL);
+    return (now >= x->deadline_ns || atomic_load(&x->s->stopping) ||
+            (x->cancelled && atomic_load(x->cancelled)) ||
+            (x->reply && now - x->reply_ns >= REPLY_GRACE_NS))
                ? 1
                : 0;
 }
