@@ -199,7 +199,7 @@ stage_tsan() {
     quiet "$logdir/tsan-configure.log" cmake -S "$root" -B build-tsan \
         -DCMAKE_C_COMPILER=clang "${san_build_type[@]}" -DAIP_SANITIZE=thread
     local n
-    n="$(ctest_count build-tsan -L concurrency "${ctest_labels[@]}")"
+    n="$(ctest_count build-tsan -L concurrency "${san_labels[@]}")"
     if [[ "${n:-0}" -eq 0 ]]; then
         say "tsan: no test carries label 'concurrency' yet: nothing to run (pass)"
         return 0
@@ -216,7 +216,7 @@ stage_tsan() {
     fi
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         "${pre[@]}" ctest --test-dir build-tsan --output-on-failure --no-tests=error -j "$JOBS" \
-        -L concurrency "${ctest_labels[@]}"
+        -L concurrency "${san_labels[@]}"
 }
 
 stage_soak() {

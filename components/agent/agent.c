@@ -29,6 +29,7 @@ struct aip_agent {
 
 struct batch_ctx {
     aip_agent *a;
+    aip_conn *conn; /* the hook's own argument: a->conn is written by the creating thread */
     uint64_t link;
 };
 
@@ -63,7 +64,7 @@ static int tool_get_device_info(const aip_tool_call *call, void *user, char **re
 static void batch_done(aip_msg *results, void *user)
 {
     struct batch_ctx *bc = user;
-    int rc = aip_conn_send_on(bc->a->conn, bc->link, results);
+    int rc = aip_conn_send_on(bc->conn, bc->link, results);
     if (rc)
         aip_log(AIP_LOG_INFO, LOG_COMP, "command_results for %s not sent: %s",
                 results->prev_response_id ? results->prev_response_id : "?", aip_strerror(rc));
@@ -73,7 +74,7 @@ static void batch_done(aip_msg *results, void *user)
 
 /* A batch the executor cannot take: still answered, every action a failure (a device must
  * always answer, PROTOCOL.md §3.4). */
-static void answer_refused(aip_agent *a, const aip_msg *cmd, uint64_t link, const char *why)
+static void answer_refused(aip_conn *c, const aip_msg *cmd, uint64_t link, const char *why)
 {
     aip_msg r;
     aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_COMMAND_RESULTS, cmd->status);
@@ -88,13 +89,12 @@ static void answer_refused(aip_agent *a, const aip_msg *cmd, uint64_t link, cons
         aip_msg_set_str(&res->error, why);
         aip_msg_set_str(&res->call_id, cmd->actions ? cmd->actions[i].call_id : NULL);
     }
-    aip_conn_send_on(a->conn, link, &r);
+    aip_conn_send_on(c, link, &r);
     aip_msg_clear(&r);
 }
 
 static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
 {
-    (void)c;
     aip_agent *a = user;
     atomic_fetch_add(&a->batches, 1);
     atomic_fetch_add(&a->actions, m->n_actions);
@@ -113,6 +113,7 @@ static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
     int rc = AIP_E_NOMEM;
     if (bc) {
         bc->a = a;
+        bc->conn = c;
         bc->link = link;
         rc = aip_executor_submit(a->exec, m, batch_done, bc);
     }
@@ -121,7 +122,7 @@ static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
         atomic_fetch_add(&a->batches_refused, 1);
         aip_log(AIP_LOG_WARN, LOG_COMP, "command %s refused: %s",
                 keep.response_id ? keep.response_id : "?", aip_strerror(rc));
-        answer_refused(a, &keep, link,
+        answer_refused(c, &keep, link,
                        rc == AIP_E_FULL ? "the agent is busy: too many batches queued"
                                         : "the agent is shutting down");
     }
