@@ -294,6 +294,8 @@ static void end_child(mcp_server *s, int grace_ms)
 
 static void describe_exit(mcp_server *s)
 {
+    /* stdout closes a moment before the exit status is there: wait for it a little */
+    wait_exit(s, 500);
     siginfo_t si = {0};
     if (waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT) || !si.si_pid)
         mcp_set_why(s, "the server closed its stdout");
