@@ -158,6 +158,8 @@ void mcp_on_notification(mcp_server *s, const cJSON *msg)
         s->refresh_wanted = true;
         aip_cond_broadcast(&s->cond);
         aip_mutex_unlock(&s->lock);
+        if (s->http)
+            mcp_http_wake(s);
         aip_log(AIP_LOG_DEBUG, MCP_LOG, "[%s] tools/list_changed: refreshing", s->ns);
     }
     /* progress, logging, resources/..., cancelled: nothing to do */
@@ -902,7 +904,9 @@ void aip_mcp_host_stop(aip_mcp_host *h)
         mcp_fail_pending_locked(s, "the agent is stopping");
         aip_cond_broadcast(&s->cond);
         aip_mutex_unlock(&s->lock);
-        if (!s->http)
+        if (s->http)
+            mcp_http_wake(s);
+        else
             mcp_stdio_wake(s);
     }
     /* every thread ends its own server at once (in parallel), then it is joined */

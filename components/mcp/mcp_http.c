@@ -19,10 +19,12 @@
  * ends it on cancel or stop). Redirects are not followed (the headers may hold a key); only
  * http and https; TLS verified (libcurl's defaults).
  *
- * Threads: the server's thread initializes the session, lists the tools, refreshes them when
- * asked and DELETEs the session at stop; a tools/call is POSTed by the executor worker that
- * runs it, on its own easy handle. The handles of one server share a connection cache (a
- * curl share, locked with share_locks), so calls reuse kept-alive connections.
+ * Threads: the server's thread initializes the session, lists the tools, then holds the
+ * standalone GET stream open (get_stream; a server that answers 405 has none) and leaves it to
+ * refresh the list when asked (tools/list_changed, a failed call's recheck), and DELETEs the
+ * session at stop (curl_multi_wakeup gets it out of the stream at once); a tools/call is POSTed by
+ * the executor worker that runs it, on its own easy handle. The handles of one server share a
+ * connection cache (a curl share, locked with share_locks), so calls reuse kept-alive connections.
  */
 #include "aip/mcp.h"
 #include "mcp_internal.h"
@@ -94,6 +96,14 @@ int mcp_http_server_init(mcp_server *s)
     return 0;
 }
 
+void mcp_http_wake(mcp_server *s)
+{
+    aip_mutex_lock(&s->lock);
+    if (s->get_multi)
+        curl_multi_wakeup(s->get_multi);
+    aip_mutex_unlock(&s->lock);
+}
+
 void mcp_http_server_free(mcp_server *s)
 {
     if (!s->curl_share)
@@ -108,7 +118,8 @@ void mcp_http_server_free(mcp_server *s)
 
 typedef struct xfer {
     mcp_server *s;
-    int64_t want_id; /* the response we wait for; -1: none */
+    bool watch_flags; /* the standalone GET stream: end on refresh or recheck too */
+    int64_t want_id;  /* the response we wait for; -1: none */
     uint64_t deadline_ns;
     const _Atomic int *cancelled;
     const char *session; /* sent, for answering the server's requests in the stream */
@@ -344,6 +355,13 @@ static int on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, 
     (void)un;
     xfer *x = user;
     uint64_t now = aip_now_ns(NULL);
+    if (x->watch_flags) {
+        aip_mutex_lock(&x->s->lock);
+        bool wanted = x->s->refresh_wanted || x->s->recheck_wanted;
+        aip_mutex_unlock(&x->s->lock);
+        if (wanted)
+            return 1;
+    }
     return (now >= x->deadline_ns || atomic_load(&x->s->stopping) ||
             (x->cancelled && atomic_load(x->cancelled)) ||
             (x->reply && now - x->reply_ns >= REPLY_GRACE_NS))
@@ -685,6 +703,70 @@ static int list_tools(mcp_server *s)
     return rc;
 }
 
+/* The standalone GET stream (MCP's MAY): the server's notifications and requests outside any
+ * request of ours (tools/list_changed, ping). Runs in the server's thread until a refresh or
+ * recheck is wanted, the agent stops, or the stream ends. Returns false when the server does not
+ * offer one (405, or any answer that is not an event stream): the thread then just waits. */
+static bool get_stream(mcp_server *s)
+{
+    aip_mutex_lock(&s->lock);
+    char session[SESSION_MAX + 1], version[16];
+    snprintf(session, sizeof session, "%s", s->session_id ? s->session_id : "");
+    snprintf(version, sizeof version, "%s", s->version);
+    aip_mutex_unlock(&s->lock);
+    xfer x = {.s = s, .want_id = -1, .session = session, .watch_flags = true};
+    aip_buf_init(&x.body, 0);
+    aip_buf_init(&x.data, 0);
+    CURL *c = make_easy(s, &x, UINT64_MAX);
+    struct curl_slist *h = make_headers(s, session, version);
+    bool offered = false;
+    CURLM *m = curl_multi_init();
+    if (c && h && m && curl_multi_add_handle(m, c) == CURLM_OK) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 0L); /* as long as it lasts; the flags end it */
+        /* the multi interface only so that stop can wake this thread at once */
+        aip_mutex_lock(&s->lock);
+        s->get_multi = m;
+        aip_mutex_unlock(&s->lock);
+        CURLcode rc = CURLE_OK;
+        for (;;) {
+            int running = 0;
+            if (curl_multi_perform(m, &running) != CURLM_OK || !running)
+                break;
+            aip_mutex_lock(&s->lock);
+            bool end = atomic_load(&s->stopping) || s->refresh_wanted || s->recheck_wanted;
+            aip_mutex_unlock(&s->lock);
+            if (end)
+                break;
+            curl_multi_poll(m, NULL, 0, 1000, NULL);
+        }
+        int left;
+        for (CURLMsg *msg; (msg = curl_multi_info_read(m, &left));)
+            if (msg->msg == CURLMSG_DONE)
+                rc = msg->data.result;
+        aip_mutex_lock(&s->lock);
+        s->get_multi = NULL;
+        aip_mutex_unlock(&s->lock);
+        curl_multi_remove_handle(m, c);
+        long status = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        offered = status == 200 && x.sse;
+        if (x.why[0])
+            aip_log(AIP_LOG_WARN, MCP_LOG, "[%s] GET stream: %s", s->ns, x.why);
+        aip_log(AIP_LOG_DEBUG, MCP_LOG, "[%s] GET stream ended: %s (HTTP %ld)", s->ns,
+                curl_easy_strerror(rc), status);
+    }
+    curl_slist_free_all(h);
+    if (c)
+        curl_easy_cleanup(c);
+    if (m)
+        curl_multi_cleanup(m);
+    aip_buf_free(&x.body);
+    aip_buf_free(&x.data);
+    return offered;
+}
+
 static void set_state(mcp_server *s, mcp_state st)
 {
     aip_mutex_lock(&s->lock);
@@ -752,15 +834,25 @@ void *mcp_http_main(void *arg)
             aip_log(AIP_LOG_INFO, MCP_LOG, "[%s] ready: %u tools (streamable HTTP, protocol %s%s)",
                     s->ns, s->n_tools, s->version, s->session_id ? ", session" : "");
             mcp_first_attempt_done(s);
+            bool has_stream = true;
             for (;;) {
+                if (has_stream) {
+                    uint64_t t0 = aip_now_ns(NULL);
+                    has_stream = get_stream(s);
+                    if (has_stream && aip_now_ns(NULL) - t0 < 1000000000u)
+                        mcp_wait_until(s, t0 + 1000000000u); /* a stream that ends at once */
+                }
                 aip_mutex_lock(&s->lock);
-                while (!atomic_load(&s->stopping) && !s->refresh_wanted && !s->recheck_wanted)
+                while (!has_stream && !atomic_load(&s->stopping) && !s->refresh_wanted &&
+                       !s->recheck_wanted)
                     aip_cond_wait(&s->cond, &s->lock);
                 bool refresh = s->refresh_wanted || s->recheck_wanted;
                 s->refresh_wanted = s->recheck_wanted = false;
                 aip_mutex_unlock(&s->lock);
-                if (atomic_load(&s->stopping) || !refresh)
+                if (atomic_load(&s->stopping))
                     break;
+                if (!refresh)
+                    continue; /* the stream ended: open it again */
                 /* a fresh list: also the health check after a failed call */
                 rc = list_tools(s);
                 if (rc)

@@ -89,6 +89,7 @@ struct mcp_server {
     aip_mutex share_locks[8];
     aip_mutex session_lock; /* serialises (re)initialisation */
     char *session_id;       /* under lock */
+    void *get_multi;        /* under lock: the standalone GET stream's multi handle, or NULL */
     uint64_t session_gen;   /* under lock */
 };
 
@@ -149,6 +150,8 @@ int mcp_http_global_init(void);
 int mcp_http_server_init(mcp_server *s);
 void mcp_http_server_free(mcp_server *s);
 void *mcp_http_main(void *arg);
+/* Wakes the server's thread out of its GET stream (stop, refresh). */
+void mcp_http_wake(mcp_server *s);
 int mcp_http_request(mcp_server *s, const char *method, const cJSON *params, uint64_t deadline_ns,
                      const _Atomic int *cancelled, cJSON **reply, char *why, size_t why_len);
 

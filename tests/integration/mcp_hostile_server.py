@@ -25,8 +25,9 @@ http MODE:
               request lacks it or MCP-Protocol-Version; 404 for a session it dropped; initialize
               and the `ping_me` call answered as SSE (ping_me first sends the client a ping
               in the stream and waits for its answer); tools whoami (the session and the
-              X-Api-Key header it got), drop_session (forgets every session), ping_me; 202 for
-              notifications; DELETE logged; GET 405.
+              X-Api-Key header it got), drop_session (forgets every session), ping_me,
+              notify_changed (adds `extra_http` and sends tools/list_changed on every open GET
+              stream); 202 for notifications; DELETE logged; GET opens the standalone stream.
 Every event goes to LOG as one JSON object per line (start, request, cancelled, answer, ...).
 """
 import http.server
@@ -202,7 +203,10 @@ answers = {}  # our request id -> the client's answer
 answer_cv = threading.Condition()
 HTTP_TOOLS = [{"name": "whoami", "inputSchema": schema()},
               {"name": "drop_session", "inputSchema": schema()},
-              {"name": "ping_me", "inputSchema": schema()}]
+              {"name": "ping_me", "inputSchema": schema()},
+              {"name": "notify_changed", "inputSchema": schema()}]
+streams = []  # queues of the open GET streams
+streams_cv = threading.Condition()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -239,8 +243,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def do_GET(self):
-        log(event="GET")
-        self.reply(405, {"error": "no standalone stream here"})
+        sid = self.headers.get("Mcp-Session-Id")
+        log(event="GET", session=sid, accept=self.headers.get("Accept"))
+        if sid not in sessions or "text/event-stream" not in self.headers.get("Accept", ""):
+            return self.reply(405 if sid in sessions else 400, {"error": "no stream"})
+        self.sse_start()
+        q = []
+        with streams_cv:
+            streams.append(q)
+        try:
+            while True:
+                with streams_cv:
+                    streams_cv.wait_for(lambda: q, timeout=1)
+                    msgs, q[:] = list(q), []
+                for m in msgs:
+                    self.sse_event(m)
+                if not msgs:
+                    self.wfile.write(b": idle\n\n")
+                    self.wfile.flush()
+        except OSError:
+            log(event="GET closed", session=sid)
+        finally:
+            with streams_cv:
+                streams.remove(q)
 
     def do_DELETE(self):
         sid = self.headers.get("Mcp-Session-Id")
@@ -298,6 +323,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                        "structuredContent": {"session": sid,
                                              "api_key": self.headers.get("X-Api-Key")}}
                 return self.reply(200, {"jsonrpc": "2.0", "id": mid, "result": res})
+            if name == "notify_changed":
+                if not any(t["name"] == "extra_http" for t in HTTP_TOOLS):
+                    HTTP_TOOLS.append({"name": "extra_http", "inputSchema": schema()})
+                with streams_cv:
+                    n = len(streams)
+                    for q in streams:
+                        q.append({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+                    streams_cv.notify_all()
+                return self.reply(200, {"jsonrpc": "2.0", "id": mid, "result": {
+                    "content": [{"type": "text", "text": "notified %d streams" % n}]}})
+            if name == "extra_http":
+                return self.reply(200, {"jsonrpc": "2.0", "id": mid, "result": {
+                    "content": [{"type": "text", "text": "extra_http ran"}]}})
             if name == "drop_session":
                 sessions.clear()
                 return self.reply(200, {"jsonrpc": "2.0", "id": mid, "result": {

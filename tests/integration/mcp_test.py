@@ -360,6 +360,18 @@ check("HTTP: a ping inside the SSE answer is answered {} (by another POST), then
       isinstance(pa, dict) and pa.get("result") == {} and str(pa.get("id", "")).startswith("srv-"),
       res)
 
+check("HTTP: the standalone GET stream is open (Accept: text/event-stream, session id)",
+      aiptest.wait_for(lambda: any(e.get("event") == "GET" and e.get("session")
+                                   and "text/event-stream" in (e.get("accept") or "")
+                                   for e in aiptest.json_lines(hlog)), 10))
+res = step([{"tool_name": "notify_changed", "tool_type": "action"}])
+check("HTTP: tools/list_changed on the GET stream: the new tool appears and runs",
+      res and res[0]["status"] == "success" and "notified 0" not in str(res[0]["result"])
+      and aiptest.wait_for(lambda: "extra_http" in {t["tool_name"] for t in
+                                                    tools(namespace="HostileHttp") or []}, 10)
+      and (step([{"tool_name": "extra_http", "tool_type": "action"}]) or [{}])[0].get("result")
+      == "extra_http ran", res)
+
 # ---- hostile stdio servers ----------------------------------------------------------------------
 reasons = {
     "Silent": "no answer to initialize within 2000 ms",
@@ -449,12 +461,16 @@ check("restarts and refreshes did not log the collisions again", len(collision_l
 
 # ---- stop: nothing left behind -------------------------------------------------------------------
 mcp_children = [p for p in child_pids(agent.pid)]
+t0 = time.monotonic()
 agent.send_signal(signal.SIGTERM)
 try:
     rc = agent.wait(10)
 except subprocess.TimeoutExpired:
     rc = None
-check("SIGTERM: the agent stops (exit 0)", rc == 0, rc)
+took = time.monotonic() - t0
+print("     (the agent stopped in %.2f s with %d MCP servers)" % (took, len(servers)), flush=True)
+check("SIGTERM: the agent stops (exit 0) within 5 s, its servers ended", rc == 0 and took < 5,
+      (rc, took))
 left = [p for p in mcp_children if os.path.exists("/proc/%d" % p) and cmdline(p)]
 check("no MCP server process is left after the agent stops", mcp_children and not left,
       (mcp_children, [cmdline(p) for p in left]))

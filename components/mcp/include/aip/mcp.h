@@ -12,8 +12,9 @@
  *   limited. It is restarted with backoff when it exits, and killed when the host stops (and
  *   with PR_SET_PDEATHSIG when the agent is killed);
  * - streamable HTTP (libcurl): POSTs with Accept: application/json, text/event-stream, the
- *   session id and MCP-Protocol-Version after initialize, answers as JSON or SSE, the session
- *   re-initialized once on a 404, DELETEd at stop.
+ *   session id and MCP-Protocol-Version after initialize, answers as JSON or SSE, the
+ *   standalone GET stream kept open when the server offers one, the session re-initialized
+ *   once on a 404, DELETEd at stop.
  * A server that is down (not started, crashed, a bad handshake or tool list) has no tools in
  * list_tools (nor in features_json); its last known tools are kept hidden, so their calls
  * fail naming the reason (a tool it never listed is an "unknown tool"). docs/ufo.md says how a
