@@ -164,6 +164,173 @@ static int parse_encoding(const char *s, aip_encoding *e, char *why, size_t why_
     return 0;
 }
 
+/* ---- tools.mcp ---------------------------------------------------------------------------- */
+
+/* Keeps an allocation for settings_free; NULL (out of memory) is passed through. */
+static void *keep(agent_settings *s, void *p)
+{
+    if (!p)
+        return NULL;
+    if (s->n_mcp_blocks == s->cap_mcp_blocks) {
+        size_t ncap = s->cap_mcp_blocks ? 2 * s->cap_mcp_blocks : 32;
+        void **nb = aip_realloc(s->mcp_blocks, s->cap_mcp_blocks * sizeof *nb, ncap * sizeof *nb);
+        if (!nb) {
+            aip_free(p);
+            return NULL;
+        }
+        s->mcp_blocks = nb;
+        s->cap_mcp_blocks = ncap;
+    }
+    s->mcp_blocks[s->n_mcp_blocks++] = p;
+    return p;
+}
+
+static char *keep_str(agent_settings *s, const char *v)
+{
+    return keep(s, aip_strdup(v));
+}
+
+#define MCP_MAX_ARGS 64
+#define MCP_MAX_KV   64
+
+/* A {"NAME": "value", ...} object of tools.mcp.servers[i] as kv pairs. */
+static int get_kv(agent_settings *s, const cJSON *srv, const char *key, const char *where,
+                  bool header, const aip_mcp_kv **out, size_t *n, char *why, size_t why_len)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(srv, key);
+    *out = NULL;
+    *n = 0;
+    if (!o || cJSON_IsNull(o))
+        return 0;
+    if (!cJSON_IsObject(o) || cJSON_GetArraySize(o) > MCP_MAX_KV)
+        FAIL("\"%s.%s\" must be an object of at most %d strings", where, key, MCP_MAX_KV);
+    size_t cnt = (size_t)cJSON_GetArraySize(o);
+    aip_mcp_kv *kv = keep(s, aip_calloc(cnt ? cnt : 1, sizeof *kv));
+    if (!kv)
+        FAIL("out of memory");
+    for (const cJSON *e = o->child; e; e = e->next) {
+        const char *k = e->string;
+        bool name_ok = k[0] != 0;
+        for (const char *p = k; *p && name_ok; p++)
+            name_ok = header ? (*p > ' ' && *p < 127 && !strchr("()<>@,;:\\\"/[]?={}", *p))
+                             : ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
+                                (p != k && *p >= '0' && *p <= '9'));
+        if (!name_ok)
+            FAIL("\"%s.%s\": \"%.100s\" is not a valid %s name", where, key, k,
+                 header ? "header" : "environment variable");
+        if (!cJSON_IsString(e) || strpbrk(e->valuestring, "\r\n") ||
+            (!header && strchr(e->valuestring, '\0') != e->valuestring + strlen(e->valuestring)))
+            FAIL("\"%s.%s.%.100s\" must be a string without line breaks", where, key, k);
+        kv[*n].name = keep_str(s, k);
+        kv[*n].value = keep_str(s, e->valuestring);
+        if (!kv[*n].name || !kv[*n].value)
+            FAIL("out of memory");
+        (*n)++;
+    }
+    *out = kv;
+    return 0;
+}
+
+static int load_mcp(agent_settings *s, const cJSON *t, bool *secrets, char *why, size_t why_len)
+{
+    static const char *const mcp_keys[] = {"servers", NULL};
+    static const char *const srv_keys[] = {"namespace", "tool_type", "command",   "url",
+                                           "env",       "headers",   "timeout_s", NULL};
+    int rc;
+    const cJSON *m = get_obj(t, "mcp", "tools", why, why_len, &rc);
+    if (rc || !m)
+        return rc;
+    if ((rc = check_keys(m, "tools.mcp", mcp_keys, why, why_len)))
+        return rc;
+    char *text = cJSON_PrintUnformatted(m);
+    set_str(&s->mcp_json, text);
+    cJSON_free(text);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(m, "servers");
+    if (!list || cJSON_IsNull(list))
+        return 0;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > AIP_MCP_MAX_SERVERS)
+        FAIL("\"tools.mcp.servers\" must be a list of at most %d servers", AIP_MCP_MAX_SERVERS);
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    s->n_mcp = 0;
+    s->mcp = keep(s, aip_calloc(n + 1, sizeof *s->mcp));
+    if (!s->mcp)
+        FAIL("out of memory");
+    size_t i = 0;
+    for (const cJSON *srv = list->child; srv; srv = srv->next, i++) {
+        char where[48];
+        snprintf(where, sizeof where, "tools.mcp.servers[%zu]", i);
+        if (!cJSON_IsObject(srv))
+            FAIL("\"%s\" must be an object", where);
+        if ((rc = check_keys(srv, where, srv_keys, why, why_len)))
+            return rc;
+        aip_mcp_server_config *c = &s->mcp[i];
+        const cJSON *ns = cJSON_GetObjectItemCaseSensitive(srv, "namespace");
+        if (!cJSON_IsString(ns) || !ns->valuestring[0] || strlen(ns->valuestring) > 128)
+            FAIL("\"%s.namespace\" must be a string of 1 to 128 bytes", where);
+        const cJSON *tt = cJSON_GetObjectItemCaseSensitive(srv, "tool_type");
+        if (cJSON_IsString(tt) && strcmp(tt->valuestring, "action") == 0)
+            c->tool_type = AIP_TOOL_ACTION;
+        else if (cJSON_IsString(tt) && strcmp(tt->valuestring, "data_collection") == 0)
+            c->tool_type = AIP_TOOL_DATA_COLLECTION;
+        else
+            FAIL("\"%s.tool_type\" must be \"action\" or \"data_collection\"", where);
+        if (!(c->tool_namespace = keep_str(s, ns->valuestring)))
+            FAIL("out of memory");
+        for (size_t j = 0; j < i; j++)
+            if (s->mcp[j].tool_type == c->tool_type &&
+                strcmp(s->mcp[j].tool_namespace, c->tool_namespace) == 0)
+                FAIL("\"%s\": namespace \"%s\" with tool_type \"%s\" is configured twice", where,
+                     c->tool_namespace, tt->valuestring);
+        const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(srv, "command");
+        const cJSON *url = cJSON_GetObjectItemCaseSensitive(srv, "url");
+        bool has_cmd = cmd && !cJSON_IsNull(cmd), has_url = url && !cJSON_IsNull(url);
+        if (has_cmd == has_url)
+            FAIL("\"%s\" needs either \"command\" (stdio) or \"url\" (streamable HTTP)%s", where,
+                 has_cmd ? ", not both" : "");
+        if (has_cmd) {
+            int argc = cJSON_GetArraySize(cmd);
+            if (!cJSON_IsArray(cmd) || argc < 1 || argc > MCP_MAX_ARGS)
+                FAIL("\"%s.command\" must be a list of 1 to %d strings (the program and its "
+                     "arguments)",
+                     where, MCP_MAX_ARGS);
+            char **argv = keep(s, aip_calloc((size_t)argc + 1, sizeof *argv));
+            if (!argv)
+                FAIL("out of memory");
+            size_t k = 0;
+            for (const cJSON *a = cmd->child; a; a = a->next, k++) {
+                if (!cJSON_IsString(a) || (k == 0 && !a->valuestring[0]))
+                    FAIL("\"%s.command\" must hold strings, the first one not empty", where);
+                if (!(argv[k] = keep_str(s, a->valuestring)))
+                    FAIL("out of memory");
+            }
+            c->argv = (const char *const *)argv;
+            c->argc = (size_t)argc;
+        } else {
+            if (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) != 0 &&
+                                         strncmp(url->valuestring, "https://", 8) != 0))
+                FAIL("\"%s.url\" must be an http:// or https:// URL", where);
+            if (!(c->url = keep_str(s, url->valuestring)))
+                FAIL("out of memory");
+        }
+        const cJSON *env = cJSON_GetObjectItemCaseSensitive(srv, "env");
+        const cJSON *hdr = cJSON_GetObjectItemCaseSensitive(srv, "headers");
+        if (has_url && env && !cJSON_IsNull(env))
+            FAIL("\"%s.env\" is for a stdio server (\"command\")", where);
+        if (has_cmd && hdr && !cJSON_IsNull(hdr))
+            FAIL("\"%s.headers\" is for a streamable HTTP server (\"url\")", where);
+        if ((rc = get_kv(s, srv, "env", where, false, &c->env, &c->n_env, why, why_len)) ||
+            (rc = get_kv(s, srv, "headers", where, true, &c->headers, &c->n_headers, why, why_len)))
+            return rc;
+        *secrets |= c->n_env || c->n_headers;
+        unsigned timeout_s = 0;
+        if ((rc = get_unsigned(srv, "timeout_s", where, 1, 3600, &timeout_s, why, why_len)))
+            return rc;
+        c->timeout_ms = timeout_s * 1000;
+        s->n_mcp = i + 1;
+    }
+    return 0;
+}
+
 static int load_file(agent_settings *s, const char *path, char *why, size_t why_len)
 {
     char *text;
@@ -192,8 +359,8 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
         "server_tasks", "limits",    "backoff",   "tools",      "tls_insecure",    NULL};
     static const char *const limits[] = {"max_frame", "max_pending", "max_queued_bytes", NULL};
     static const char *const backoff[] = {"base_ms", "cap_ms", "stable_s", NULL};
-    static const char *const tools[] = {"workers",   "command_timeout_s", "max_output",
-                                        "read_file", "execute_command",   NULL};
+    static const char *const tools[] = {
+        "workers", "command_timeout_s", "max_output", "read_file", "execute_command", "mcp", NULL};
     static const char *const rf[] = {"roots", "max_bytes", "allow_hardlinks", NULL};
     static const char *const ec[] = {"enabled", "allow",        "shell",  "timeout_s",
                                      "policy",  "api_key_file", "cgroup", NULL};
@@ -285,6 +452,20 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
                            why_len)) ||
              (rc = get_str(o, "cgroup", "tools.execute_command", &s->exec_cgroup, why, why_len))))
             goto out;
+        if (rc)
+            goto out;
+        bool secrets = false;
+        if ((rc = load_mcp(s, t, &secrets, why, why_len)))
+            goto out;
+        struct stat st;
+        if (secrets && stat(path, &st) == 0 && (st.st_mode & 0007)) {
+            snprintf(why, why_len,
+                     "%s holds MCP env or headers (often keys) but is readable by others (mode "
+                     "%04o): chmod o-rwx it",
+                     path, (unsigned)(st.st_mode & 07777));
+            rc = EXIT_CONFIG;
+            goto out;
+        }
     }
     if (enc && (rc = parse_encoding(enc, &s->encoding, why, why_len)))
         goto out;
@@ -469,6 +650,22 @@ void settings_free(agent_settings *s)
     for (size_t i = 0; i < s->n_exec_allow; i++)
         aip_free(s->exec_allow[i]);
     s->n_read_roots = s->n_exec_allow = 0;
+    for (size_t i = 0; i < s->n_mcp; i++) { /* env and header values may be keys */
+        for (size_t k = 0; k < s->mcp[i].n_env; k++)
+            explicit_bzero((char *)s->mcp[i].env[k].value, strlen(s->mcp[i].env[k].value));
+        for (size_t k = 0; k < s->mcp[i].n_headers; k++)
+            explicit_bzero((char *)s->mcp[i].headers[k].value, strlen(s->mcp[i].headers[k].value));
+    }
+    for (size_t i = 0; i < s->n_mcp_blocks; i++)
+        aip_free(s->mcp_blocks[i]);
+    aip_free(s->mcp_blocks);
+    s->mcp_blocks = NULL;
+    s->mcp = NULL;
+    s->n_mcp = s->n_mcp_blocks = s->cap_mcp_blocks = 0;
+    if (s->mcp_json)
+        explicit_bzero(s->mcp_json, strlen(s->mcp_json));
+    aip_free(s->mcp_json);
+    s->mcp_json = NULL;
 }
 
 static void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
@@ -481,6 +678,47 @@ static void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
         aip_json_put_string(b, v, strlen(v));
     else
         aip_buf_puts(b, "null");
+}
+
+/* tools.mcp.servers for --check-config: env and header values hidden. */
+static void put_mcp(aip_buf *b, const agent_settings *s)
+{
+    aip_buf_puts(b, ",\"mcp_servers\":[");
+    for (size_t i = 0; i < s->n_mcp; i++) {
+        const aip_mcp_server_config *c = &s->mcp[i];
+        bool first = true;
+        aip_buf_puts(b, i ? "," : "");
+        put_kv_str(b, "namespace", c->tool_namespace, &first);
+        put_kv_str(b, "tool_type", aip_tool_type_str(c->tool_type), &first);
+        if (c->url) {
+            put_kv_str(b, "url", c->url, &first);
+        } else {
+            aip_buf_puts(b, ",\"command\":[");
+            for (size_t k = 0; k < c->argc; k++) {
+                aip_buf_puts(b, k ? "," : "");
+                aip_json_put_string(b, c->argv[k], strlen(c->argv[k]));
+            }
+            aip_buf_puts(b, "]");
+        }
+        const char *what[2] = {"env", "headers"};
+        const aip_mcp_kv *kv[2] = {c->env, c->headers};
+        size_t nkv[2] = {c->n_env, c->n_headers};
+        for (int w = 0; w < 2; w++) {
+            if (!nkv[w])
+                continue;
+            bool f2 = true;
+            aip_buf_puts(b, ",");
+            aip_json_put_string(b, what[w], strlen(what[w]));
+            aip_buf_puts(b, ":");
+            for (size_t k = 0; k < nkv[w]; k++)
+                put_kv_str(b, kv[w][k].name, "(set, not shown)", &f2);
+            aip_buf_puts(b, "}");
+        }
+        char num[48];
+        snprintf(num, sizeof num, ",\"timeout_s\":%u}", c->timeout_ms ? c->timeout_ms / 1000 : 60);
+        aip_buf_puts(b, num);
+    }
+    aip_buf_puts(b, "]");
 }
 
 char *settings_describe(const agent_settings *s)
@@ -513,7 +751,10 @@ char *settings_describe(const agent_settings *s)
              s->n_read_roots, s->read_allow_hardlinks ? "true" : "false",
              s->workers ? s->workers : 2, s->tls_insecure ? "true" : "false",
              s->max_frame ? s->max_frame : defaults.max_frame_in);
+    n[strlen(n) - 1] = 0; /* the servers go before the closing brace */
     aip_buf_puts(&b, n);
+    put_mcp(&b, s);
+    aip_buf_puts(&b, "}");
     aip_buf_nul(&b);
     return (char *)aip_buf_steal(&b);
 }
@@ -567,4 +808,8 @@ void settings_to_agent(const agent_settings *s, aip_agent_config *a, const char 
     a->exec.exec_policy = s->exec_policy;
     a->exec.api_key = s->exec_api_key;
     a->exec.exec_cgroup = s->exec_cgroup_dir;
+    a->mcp_servers = s->mcp;
+    a->n_mcp_servers = s->n_mcp;
+    /* their tools in the registration's supported_features, unless they are slow to start */
+    a->mcp_start_wait_ms = s->n_mcp ? 3000 : 0;
 }

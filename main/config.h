@@ -39,6 +39,12 @@ typedef struct agent_settings {
     char *exec_api_key;      /* its content; never logged */
     char *exec_cgroup;       /* tools.execute_command.cgroup: "auto" (default), "off" or a path */
     char *exec_cgroup_dir;   /* what it resolved to, or NULL */
+    /* tools.mcp.servers, as the agent takes them (strings owned by mcp_strings) */
+    aip_mcp_server_config *mcp;
+    size_t n_mcp;
+    void **mcp_blocks; /* every allocation the configs point into (freed by settings_free) */
+    size_t n_mcp_blocks, cap_mcp_blocks;
+    char *mcp_json; /* tools.mcp as given (compared on SIGHUP: values hidden in describe) */
 } agent_settings;
 
 /* Command-line values (NULL/0 when not given). */

@@ -181,7 +181,7 @@ static bool same_settings(agent_settings *a, agent_settings *b, bool tls_files)
     b->cert = saved[1];
     b->key = saved[2];
     bool same = da && db && strcmp(da, db) == 0 && same_str(a->token, b->token) &&
-                same_str(a->tags_json, b->tags_json);
+                same_str(a->tags_json, b->tags_json) && same_str(a->mcp_json, b->mcp_json);
     aip_free(da);
     aip_free(db);
     return same;

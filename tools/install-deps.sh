@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages needed to build and test libaip + constellation-agent.
+# Install the Debian packages needed to build and test libaip + constellation-agent, and the
+# MCP servers the MCP tests run (npm packages, pinned, into .deps/npm, which git ignores).
 #
 # Idempotent: asks dpkg-query what is installed and calls apt-get (update + install) only when
 # something is missing, so a second run costs well under a second and needs no network.
@@ -7,6 +8,7 @@
 # usage: tools/install-deps.sh [--check] [PACKAGE...]
 #   PACKAGE...        extra Debian packages to install as well (e.g. chromium chromium-driver)
 #   --check           install nothing: list what is missing and exit 1 if anything is
+#   --no-npm          skip the npm packages (the MCP tests then fail, naming this script)
 #   AIP_EXTRA_PACKAGES  environment variable, more extra packages (space separated)
 #   AIP_CLANG_VERSION   clang major version whose libFuzzer/sanitizer runtime to install
 #                       (default: the installed clang's, else 14 as on Debian 12)
@@ -16,10 +18,12 @@
 set -euo pipefail
 
 check_only=0
+no_npm=0
 extra=()
 for arg in "$@"; do
     case "$arg" in
     --check) check_only=1 ;;
+    --no-npm) no_npm=1 ;;
     -h | --help)
         awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
         exit 0
@@ -62,7 +66,14 @@ packages=(
     chromium                 # headless browser for the dashboard test (driven over CDP)
     valgrind                 # leak/soak checks
     openssl                  # makes throwaway TLS certificates for wss:// tests
+    libcurl4-openssl-dev     # the MCP host's streamable HTTP client (components/mcp)
+    iproute2                 # `ip link set lo up` in the MCP test's own network namespace
 )
+# Node.js and npm run the MCP servers of the tests; a machine that has a node already (e.g.
+# from another source) keeps it.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+fi
 packages+=("${extra[@]}")
 
 missing=()
@@ -122,4 +133,41 @@ if ((!check_only)); then
         exit 1
     fi
     rm -rf "$tmp"
+fi
+
+# The MCP servers of the MCP tests (tests/integration/mcp_test.py), pinned. No lockfile is
+# written; the versions below are the pin. Skipped when present at these versions.
+npm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.deps/npm"
+npm_pkgs=(
+    "@modelcontextprotocol/server-everything@2026.8.31" # stdio + streamable HTTP reference
+    "@modelcontextprotocol/server-filesystem@2026.8.31" # read_text_file under a root
+)
+if ((!no_npm)); then
+    npm_missing=()
+    for spec in "${npm_pkgs[@]}"; do
+        name="${spec%@*}"
+        want="${spec##*@}"
+        have="$(sed -n 's/^  "version": "\(.*\)",$/\1/p' \
+            "$npm_dir/node_modules/$name/package.json" 2>/dev/null || true)"
+        [[ "$have" == "$want" ]] || npm_missing+=("$spec")
+    done
+    if ((${#npm_missing[@]} == 0)); then
+        echo "install-deps: npm MCP servers present (${#npm_pkgs[@]})"
+    elif ((check_only)); then
+        echo "install-deps: missing npm packages: ${npm_missing[*]}" >&2
+        exit 1
+    else
+        mkdir -p "$npm_dir"
+        [[ -f "$npm_dir/package.json" ]] || echo '{"private": true}' >"$npm_dir/package.json"
+        log="$(mktemp -t aip-install-npm.XXXXXX)"
+        if ! (cd "$npm_dir" && npm install --no-audit --no-fund --no-package-lock \
+            --loglevel=error "${npm_pkgs[@]}") >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            echo "install-deps: npm install failed" >&2
+            exit 1
+        fi
+        rm -f "$log"
+        echo "install-deps: installed npm ${npm_missing[*]} into .deps/npm"
+    fi
 fi

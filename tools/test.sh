@@ -6,7 +6,9 @@
 # Stages, in order (each prints its name and wall time; a table closes the run):
 #   deps        tools/install-deps.sh (installs only what is missing)
 #   build       configure (if needed) + build in build/ (RelWithDebInfo, gcc)
-#   ctest       ctest in build/, all labels but 'slow'
+#   ctest       ctest in build/, all labels but 'slow' and 'mcp'
+#   mcp         ctest -L mcp in build/: the agent as an MCP host against real MCP servers
+#               (npm's server-everything and server-filesystem from .deps/npm, a hostile one)
 #   asan        build-asan/ with -DAIP_SANITIZE=address (ASan+UBSan), ctest as above
 #               (sanitizer and fuzz builds: -O1 -g, asserts on)
 #   tsan        build-tsan/ with clang -DAIP_SANITIZE=thread, ctest -L concurrency
@@ -36,7 +38,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_stages=(deps build ctest asan tsan soak fuzz cppcheck clang-tidy format)
+all_stages=(deps build ctest mcp asan tsan soak fuzz cppcheck clang-tidy format)
 mode=default
 no_deps=0
 selected=()
@@ -91,8 +93,11 @@ elif [[ "$mode" == full ]]; then
 else
     fuzz_time=30
 fi
-ctest_labels=(-LE slow)
-[[ "$mode" == full ]] && ctest_labels=()
+# The ctest stage leaves label mcp to its own stage (the asan stage runs it too).
+ctest_labels=(-LE 'slow|mcp')
+[[ "$mode" == full ]] && ctest_labels=(-LE mcp)
+san_labels=(-LE slow)
+[[ "$mode" == full ]] && san_labels=()
 
 logdir="$root/build-logs"
 mkdir -p "$logdir"
@@ -176,12 +181,17 @@ stage_ctest() {
     ctest --test-dir build --output-on-failure --no-tests=error -j "$JOBS" "${ctest_labels[@]}"
 }
 
+stage_mcp() {
+    main_build
+    ctest --test-dir build --output-on-failure --no-tests=error -j "$JOBS" -L mcp
+}
+
 stage_asan() {
     cmake_build build-asan asan "${san_build_type[@]}" -DAIP_SANITIZE=address
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --test-dir build-asan --output-on-failure --no-tests=error -j "$JOBS" \
-        "${ctest_labels[@]}"
+        "${san_labels[@]}"
 }
 
 stage_tsan() {
@@ -189,7 +199,7 @@ stage_tsan() {
     quiet "$logdir/tsan-configure.log" cmake -S "$root" -B build-tsan \
         -DCMAKE_C_COMPILER=clang "${san_build_type[@]}" -DAIP_SANITIZE=thread
     local n
-    n="$(ctest_count build-tsan -L concurrency "${ctest_labels[@]}")"
+    n="$(ctest_count build-tsan -L concurrency "${san_labels[@]}")"
     if [[ "${n:-0}" -eq 0 ]]; then
         say "tsan: no test carries label 'concurrency' yet: nothing to run (pass)"
         return 0
@@ -206,7 +216,7 @@ stage_tsan() {
     fi
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         "${pre[@]}" ctest --test-dir build-tsan --output-on-failure --no-tests=error -j "$JOBS" \
-        -L concurrency "${ctest_labels[@]}"
+        -L concurrency "${san_labels[@]}"
 }
 
 stage_soak() {

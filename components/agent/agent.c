@@ -23,6 +23,7 @@ struct aip_agent {
     char *conn_strs[9];
     char *tags_json, *proc_root;
     aip_executor *exec;
+    aip_mcp_host *mcp;
     aip_conn *conn;
     char *features_json;
     _Atomic uint64_t batches, batches_refused, actions, info_requests, server_tasks;
@@ -30,6 +31,7 @@ struct aip_agent {
 
 struct batch_ctx {
     aip_agent *a;
+    aip_conn *conn; /* the hook's own argument: a->conn is written by the creating thread */
     uint64_t link;
 };
 
@@ -66,7 +68,7 @@ static int tool_get_device_info(const aip_tool_call *call, void *user, char **re
 static void batch_done(aip_msg *results, void *user)
 {
     struct batch_ctx *bc = user;
-    int rc = aip_conn_send_on(bc->a->conn, bc->link, results);
+    int rc = aip_conn_send_on(bc->conn, bc->link, results);
     if (rc)
         aip_log(AIP_LOG_INFO, LOG_COMP, "command_results for %s not sent: %s",
                 results->prev_response_id ? results->prev_response_id : "?", aip_strerror(rc));
@@ -76,7 +78,7 @@ static void batch_done(aip_msg *results, void *user)
 
 /* A batch the executor cannot take: still answered, every action a failure (a device must
  * always answer, PROTOCOL.md §3.4). */
-static void answer_refused(aip_agent *a, const aip_msg *cmd, uint64_t link, const char *why)
+static void answer_refused(aip_conn *c, const aip_msg *cmd, uint64_t link, const char *why)
 {
     aip_msg r;
     aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_COMMAND_RESULTS, cmd->status);
@@ -91,7 +93,7 @@ static void answer_refused(aip_agent *a, const aip_msg *cmd, uint64_t link, cons
         aip_msg_set_str(&res->error, why);
         aip_msg_set_str(&res->call_id, cmd->actions ? cmd->actions[i].call_id : NULL);
     }
-    aip_conn_send_on(a->conn, link, &r);
+    aip_conn_send_on(c, link, &r);
     aip_msg_clear(&r);
 }
 
@@ -124,7 +126,6 @@ static void log_actions(const aip_msg *m)
 
 static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
 {
-    (void)c;
     aip_agent *a = user;
     atomic_fetch_add(&a->batches, 1);
     atomic_fetch_add(&a->actions, m->n_actions);
@@ -144,6 +145,7 @@ static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
     int rc = AIP_E_NOMEM;
     if (bc) {
         bc->a = a;
+        bc->conn = c;
         bc->link = link;
         rc = aip_executor_submit(a->exec, m, batch_done, bc);
     }
@@ -152,7 +154,7 @@ static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
         atomic_fetch_add(&a->batches_refused, 1);
         aip_log(AIP_LOG_WARN, LOG_COMP, "command %s refused: %s",
                 keep.response_id ? keep.response_id : "?", aip_strerror(rc));
-        answer_refused(a, &keep, link,
+        answer_refused(c, &keep, link,
                        rc == AIP_E_FULL ? "the agent is busy: too many batches queued"
                                         : "the agent is shutting down");
     }
@@ -266,6 +268,11 @@ int aip_agent_create(const aip_agent_config *cfg, aip_agent **out)
                               .annotations = "{\"readOnlyHint\":true}"};
     if ((rc = aip_executor_register_ex(a->exec, &gdi, &gdi_info)))
         goto fail;
+    if (cfg->n_mcp_servers &&
+        (rc = aip_mcp_host_create(a->exec, cfg->mcp_servers, cfg->n_mcp_servers, &a->mcp)))
+        goto fail;
+    a->cfg.mcp_servers = NULL; /* copied by the host */
+    a->cfg.n_mcp_servers = 0;
     *out = a;
     return 0;
 fail:
@@ -298,7 +305,9 @@ int aip_agent_start(aip_agent *a)
         return AIP_E_INVAL;
     if (a->conn)
         return AIP_E_STATE;
-    aip_free(a->features_json); /* a start that failed before may have set it */
+    if (a->mcp && a->cfg.mcp_start_wait_ms)
+        aip_mcp_host_wait_started(a->mcp, a->cfg.mcp_start_wait_ms);
+    aip_free(a->features_json);
     a->features_json = aip_executor_features_json(a->exec);
     char *si = aip_agent_system_info(a);
     if (!si)
@@ -342,12 +351,16 @@ void aip_agent_destroy(aip_agent *a, int code, const char *reason)
 {
     if (!a)
         return;
-    /* 1. stop the executor: running batches finish (their done() still finds the connection)
-     * and later submits are refused; 2. destroy the connection, whose service thread may still
-     * submit until it is joined (and is then answered "shutting down"); 3. free the executor. */
+    /* 0. stop the MCP servers: their calls in flight fail at once, their tools leave the
+     * registry, their children end; 1. stop the executor: running batches finish (their done()
+     * still finds the connection) and later submits are refused; 2. destroy the connection,
+     * whose service thread may still submit until it is joined (and is then answered
+     * "shutting down"); 3. free the executor, then the MCP host its tools pointed at. */
+    aip_mcp_host_stop(a->mcp);
     aip_executor_stop(a->exec);
     aip_conn_destroy_ex(a->conn, code ? code : 1000, reason ? reason : "agent shutdown", 1500);
     aip_executor_destroy(a->exec);
+    aip_mcp_host_destroy(a->mcp);
     aip_free(a->features_json);
     free_conn_strings(a);
     aip_free(a->tags_json);

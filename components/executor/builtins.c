@@ -205,9 +205,9 @@ int exec_tool_list_tools(const aip_tool_call *call, void *user, char **result, c
     bool first = true;
     aip_mutex_lock(&e->lock);
     for (size_t i = 0; !rc && i < e->n_tools; i++) {
-        const exec_tool *t = &e->tools[i];
+        const exec_tool *t = e->tools[i];
         const char *type = aip_tool_type_str(t->type);
-        if ((want_type && strcmp(want_type, type) != 0) ||
+        if (!exec_tool_visible(e, i) || (want_type && strcmp(want_type, type) != 0) ||
             (want_ns && strcmp(want_ns, t->ns) != 0) || (remove_meta && t->is_meta))
             continue; /* an unknown filter value matches nothing: [] */
         if (!first)

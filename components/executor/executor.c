@@ -24,11 +24,28 @@
  *   empty, so every accepted batch is answered, also across destroy (with `cancelled` set, a
  *   queued batch's first action fails at once and the rest are skipped).
  * - Rejected submissions (AIP_E_FULL/_SHUTDOWN/_INVAL) free the command and never call done().
- * - The registry only grows and is read under `lock`; a lookup copies the entry's fn/user out,
- *   so registering (which may move the array) never invalidates a running call.
+ * - The registry (see below) is read and changed under `lock` only; a running call holds a
+ *   reference to its entry, so replacing or removing tools never frees one in use.
  * - The error text we put in a Result is always valid UTF-8 and its `result` always validated
  *   JSON, so the encoder never refuses a command_results frame we built (ids are the
  *   decoder's, copied as they came).
+ *
+ * The registry
+ * - `tools` is an array of pointers to entries, in registration order. Each entry is
+ *   immutable once inserted and carries `refs`, counted under `lock`: one reference for being
+ *   in the array, one for every call running it (tool_lookup takes it, tool_release drops it).
+ *   An entry leaves the array only under `lock` (aip_executor_set_tools replacing its
+ *   provider's set, or executor_free); whoever drops the last reference frees it, outside the
+ *   lock. So a call never sees its strings or user data freed while it runs, and a refresh
+ *   frees the old set as soon as the last call using it returns: memory stays bounded by the
+ *   live sets plus the entries of calls in flight, however many refreshes happen.
+ * - Entries of providers (aip_executor_set_tools: MCP servers) and permanent ones
+ *   (aip_executor_register: built-ins, embedders' tools; provider 0) may share a key. The key
+ *   resolves to the entry of the lowest-numbered provider, else the permanent one, else a
+ *   hidden one (aip_executor_hide_tools: a provider that is down keeps its set, unlisted, so
+ *   a call still reaches its tool and fails with the provider's reason); the others stay in
+ *   the array, shadowed, and come back when the winner's set is replaced without it. Lookups
+ *   see only the winners; list_tools and features_json never show a hidden entry.
  */
 #include "aip/codec.h"
 #include "aip/common.h"
@@ -237,27 +254,68 @@ out:
 
 /* ---- running one action ------------------------------------------------------------------ */
 
-/* UFO's command2tool: the exact key, else (no type given) data_collection then action; unlike
- * UFO, a typed action whose key is missing falls back to the name under the other type. */
-static bool tool_lookup(aip_executor *e, const char *name, aip_tool_type type, exec_tool *out)
+/* A key's winner ranks first: providers by number, then the permanent entries (provider 0),
+ * then hidden ones. */
+static unsigned tool_rank(const exec_tool *t)
 {
-    const exec_tool *exact = NULL, *other = NULL;
+    return t->hidden ? UINT_MAX : t->provider ? t->provider : UINT_MAX - 1;
+}
+
+bool exec_tool_visible(const aip_executor *e, size_t i)
+{
+    const exec_tool *t = e->tools[i];
+    if (t->hidden)
+        return false;
+    for (size_t j = 0; j < e->n_tools; j++) {
+        const exec_tool *o = e->tools[j];
+        if (j != i && o->type == t->type && tool_rank(o) < tool_rank(t) &&
+            strcmp(o->name, t->name) == 0)
+            return false;
+    }
+    return true;
+}
+
+static void tool_free(exec_tool *t);
+
+/* Drops one reference; the last one frees the entry (outside the lock). */
+static void tool_release(aip_executor *e, exec_tool *t)
+{
     aip_mutex_lock(&e->lock);
-    for (size_t i = 0; i < e->n_tools && !exact; i++) {
-        const exec_tool *t = &e->tools[i];
+    bool last = --t->refs == 0;
+    aip_mutex_unlock(&e->lock);
+    if (last)
+        tool_free(t);
+}
+
+/* UFO's command2tool: the exact key, else (no type given) data_collection then action; unlike
+ * UFO, a typed action whose key is missing falls back to the name under the other type. Only
+ * a key's winner is found. Returns the entry with a reference taken (tool_release it), or NULL. */
+static exec_tool *tool_lookup(aip_executor *e, const char *name, aip_tool_type type)
+{
+    exec_tool *exact = NULL, *other = NULL;
+    aip_mutex_lock(&e->lock);
+    for (size_t i = 0; i < e->n_tools; i++) {
+        exec_tool *t = e->tools[i];
         if (strcmp(t->name, name) != 0)
             continue;
-        if (t->type == type)
-            exact = t;
-        else if (!other || (type == AIP_TOOL_NONE && t->type == AIP_TOOL_DATA_COLLECTION))
+        if (t->type == type) {
+            if (!exact || tool_rank(t) < tool_rank(exact))
+                exact = t;
+        } else if (!other ||
+                   (type == AIP_TOOL_NONE && t->type == AIP_TOOL_DATA_COLLECTION &&
+                    other->type != AIP_TOOL_DATA_COLLECTION) ||
+                   (t->type == other->type && tool_rank(t) < tool_rank(other))) {
             other = t;
+        }
     }
-    const exec_tool *t = exact ? exact : other;
+    exec_tool *t = exact ? exact : other;
     if (t)
-        *out = *t; /* strings are never freed before destroy, so the copies stay valid */
+        t->refs++;
     aip_mutex_unlock(&e->lock);
-    return t != NULL;
+    return t;
 }
+
+static void run_tool(aip_executor *e, const exec_tool *t, aip_command *c, aip_result *r);
 
 static void run_action(aip_executor *e, aip_command *c, aip_result *r)
 {
@@ -269,17 +327,24 @@ static void run_action(aip_executor *e, aip_command *c, aip_result *r)
         result_set(r, AIP_RESULT_FAILURE, utf8_copy(c->invalid, strlen(c->invalid), ERROR_MAX));
         return;
     }
-    exec_tool t;
     if (!c->tool_name) {
         result_fail(r, "invalid action: missing tool_name");
         return;
     }
-    if (!tool_lookup(e, c->tool_name, c->tool_type, &t)) {
+    exec_tool *t = tool_lookup(e, c->tool_name, c->tool_type);
+    if (!t) {
         result_fail(r, "unknown tool '%.200s'", c->tool_name);
         return;
     }
+    run_tool(e, t, c, r);
+    tool_release(e, t);
+}
+
+/* Runs one action with its tool (a reference held by the caller). */
+static void run_tool(aip_executor *e, const exec_tool *t, aip_command *c, aip_result *r)
+{
     aip_free(r->ns);
-    r->ns = aip_strdup(t.ns); /* NULL on out of memory: the Result is still valid */
+    r->ns = aip_strdup(t->ns); /* NULL on out of memory: the Result is still valid */
     uint64_t start = aip_now_ns(NULL);
     aip_tool_call call = {
         .tool_name = c->tool_name,
@@ -289,8 +354,8 @@ static void run_action(aip_executor *e, aip_command *c, aip_result *r)
         .cancelled = &e->cancelled,
     };
     char *out = NULL, *err = NULL;
-    int rc = t.fn(&call, t.user, &out, &err);
-    bool late = !t.own_deadline && aip_now_ns(NULL) > call.deadline_ns;
+    int rc = t->fn(&call, t->user, &out, &err);
+    bool late = !t->own_deadline && aip_now_ns(NULL) > call.deadline_ns;
     char why[256];
 
     if (rc == 0) {
@@ -412,6 +477,8 @@ static void stop_workers(aip_executor *e)
 
 static void tool_free(exec_tool *t)
 {
+    if (!t)
+        return;
     aip_free(t->name);
     aip_free(t->description);
     aip_free(t->ns);
@@ -420,12 +487,13 @@ static void tool_free(exec_tool *t)
     aip_free(t->output_schema);
     aip_free(t->annotations);
     aip_free(t->meta);
+    aip_free(t);
 }
 
 static void executor_free(aip_executor *e)
 {
     for (size_t i = 0; i < e->n_tools; i++)
-        tool_free(&e->tools[i]);
+        tool_free(e->tools[i]); /* the workers are joined: no call holds a reference */
     aip_free(e->tools);
     if (e->api_key) {
         explicit_bzero(e->api_key, strlen(e->api_key));
@@ -642,10 +710,12 @@ static bool utf8_ok(const char *s)
     return !s || aip_utf8_valid(s, strlen(s), NULL);
 }
 
-int exec_register(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info, bool is_meta,
-                  bool own_deadline)
+/* A new entry (refs 1) from a definition, everything validated and copied. */
+static int tool_build(const aip_tool_def *def, const aip_tool_info *info, bool is_meta,
+                      bool own_deadline, unsigned provider, exec_tool **out)
 {
-    if (!e || !def || !def->name || !def->name[0] || !def->fn || def->type == AIP_TOOL_NONE ||
+    *out = NULL;
+    if (!def || !def->name || !def->name[0] || !def->fn || def->type == AIP_TOOL_NONE ||
         (unsigned)def->type >= AIP_TOOL_TYPE_COUNT_ || (info && info->size < sizeof info->size))
         return AIP_E_INVAL;
     const char *ns = INFO_FIELD(info, tool_namespace);
@@ -653,50 +723,172 @@ int exec_register(aip_executor *e, const aip_tool_def *def, const aip_tool_info 
     if (!utf8_ok(def->name) || !utf8_ok(def->description) || !utf8_ok(ns) || !utf8_ok(title) ||
         (ns && !ns[0]))
         return AIP_E_INVAL;
-    exec_tool t = {.type = def->type, .fn = def->fn, .user = def->user};
-    t.is_meta = is_meta;
-    t.own_deadline = own_deadline;
+    exec_tool *t = aip_calloc(1, sizeof *t);
+    if (!t)
+        return AIP_E_NOMEM;
+    t->type = def->type;
+    t->fn = def->fn;
+    t->user = def->user;
+    t->is_meta = is_meta;
+    t->own_deadline = own_deadline;
+    t->provider = provider;
+    t->refs = 1;
     const char *schema = INFO_FIELD(info, input_schema);
-    int rc = json_object_dup(schema ? schema : "{\"type\":\"object\"}", &t.input_schema);
+    int rc = json_object_dup(schema ? schema : "{\"type\":\"object\"}", &t->input_schema);
     if (!rc)
-        rc = json_object_dup(INFO_FIELD(info, output_schema), &t.output_schema);
+        rc = json_object_dup(INFO_FIELD(info, output_schema), &t->output_schema);
     if (!rc)
-        rc = json_object_dup(INFO_FIELD(info, annotations), &t.annotations);
+        rc = json_object_dup(INFO_FIELD(info, annotations), &t->annotations);
     if (!rc)
-        rc = json_object_dup(INFO_FIELD(info, meta), &t.meta);
+        rc = json_object_dup(INFO_FIELD(info, meta), &t->meta);
     if (!rc) {
-        t.name = aip_strdup(def->name);
-        t.description = def->description ? aip_strdup(def->description) : NULL;
-        t.ns = aip_strdup(ns ? ns : AIP_TOOL_NAMESPACE_DEFAULT);
-        t.title = title ? aip_strdup(title) : NULL;
-        if (!t.name || !t.ns || (def->description && !t.description) || (title && !t.title))
+        t->name = aip_strdup(def->name);
+        t->description = def->description ? aip_strdup(def->description) : NULL;
+        t->ns = aip_strdup(ns ? ns : AIP_TOOL_NAMESPACE_DEFAULT);
+        t->title = title ? aip_strdup(title) : NULL;
+        if (!t->name || !t->ns || (def->description && !t->description) || (title && !t->title))
             rc = AIP_E_NOMEM;
     }
     if (rc) {
-        tool_free(&t);
+        tool_free(t);
         return rc;
     }
+    *out = t;
+    return 0;
+}
+
+/* Room for `more` entries in e->tools. Under lock. */
+static int tools_reserve(aip_executor *e, size_t more)
+{
+    if (e->n_tools + more <= e->cap_tools)
+        return 0;
+    size_t ncap = e->cap_tools ? e->cap_tools : 8;
+    while (ncap < e->n_tools + more)
+        ncap *= 2;
+    exec_tool **nt = aip_realloc(e->tools, e->cap_tools * sizeof *nt, ncap * sizeof *nt);
+    if (!nt)
+        return AIP_E_NOMEM;
+    e->tools = nt;
+    e->cap_tools = ncap;
+    return 0;
+}
+
+int exec_register(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info, bool is_meta,
+                  bool own_deadline)
+{
+    if (!e)
+        return AIP_E_INVAL;
+    exec_tool *t;
+    int rc = tool_build(def, info, is_meta, own_deadline, 0, &t);
+    if (rc)
+        return rc;
     aip_mutex_lock(&e->lock);
     if (e->stopping)
         rc = AIP_E_SHUTDOWN;
     for (size_t i = 0; !rc && i < e->n_tools; i++)
-        if (e->tools[i].type == t.type && strcmp(e->tools[i].name, t.name) == 0)
+        if (!e->tools[i]->provider && e->tools[i]->type == t->type &&
+            strcmp(e->tools[i]->name, t->name) == 0)
             rc = AIP_E_DUPLICATE;
-    if (!rc && e->n_tools == e->cap_tools) {
-        size_t ncap = e->cap_tools ? 2 * e->cap_tools : 8;
-        exec_tool *nt = aip_realloc(e->tools, e->cap_tools * sizeof *nt, ncap * sizeof *nt);
-        if (nt) {
-            e->tools = nt;
-            e->cap_tools = ncap;
-        } else {
-            rc = AIP_E_NOMEM;
-        }
-    }
+    if (!rc)
+        rc = tools_reserve(e, 1);
     if (!rc)
         e->tools[e->n_tools++] = t;
     aip_mutex_unlock(&e->lock);
     if (rc)
-        tool_free(&t);
+        tool_free(t);
+    return rc;
+}
+
+/* Logs, once per new key of a provider's set, who wins a key shared with another entry. */
+static void log_collisions(aip_executor *e, unsigned provider, exec_tool **old, size_t n_old)
+{
+    for (size_t i = 0; i < e->n_tools; i++) {
+        const exec_tool *t = e->tools[i];
+        if (t->provider != provider)
+            continue;
+        bool known = false; /* the key was in the provider's previous set: logged then */
+        for (size_t k = 0; k < n_old && !known; k++)
+            known = old[k]->type == t->type && strcmp(old[k]->name, t->name) == 0;
+        for (size_t j = 0; j < e->n_tools && !known; j++) {
+            const exec_tool *o = e->tools[j];
+            if (o == t || o->hidden || o->type != t->type || strcmp(o->name, t->name) != 0)
+                continue;
+            bool wins = tool_rank(t) < tool_rank(o);
+            aip_log(AIP_LOG_WARN, AIP_EXEC_COMPONENT,
+                    "tool %s::%.200s of namespace '%.200s' %s the one of namespace '%.200s'",
+                    aip_tool_type_str(t->type), t->name, t->ns,
+                    wins ? "replaces" : "is shadowed by", o->ns);
+        }
+    }
+}
+
+int aip_executor_hide_tools(aip_executor *e, unsigned provider, bool hidden)
+{
+    if (!e || provider == 0 || provider > AIP_EXECUTOR_MAX_PROVIDERS)
+        return AIP_E_INVAL;
+    aip_mutex_lock(&e->lock);
+    for (size_t i = 0; i < e->n_tools; i++)
+        if (e->tools[i]->provider == provider)
+            e->tools[i]->hidden = hidden;
+    aip_mutex_unlock(&e->lock);
+    return 0;
+}
+
+int aip_executor_set_tools(aip_executor *e, unsigned provider, const aip_tool_def *defs,
+                           const aip_tool_info *infos, size_t n)
+{
+    if (!e || provider == 0 || provider > AIP_EXECUTOR_MAX_PROVIDERS || (n && !defs) ||
+        n > AIP_EXECUTOR_MAX_SET)
+        return AIP_E_INVAL;
+    exec_tool **fresh = n ? aip_calloc(n, sizeof *fresh) : NULL;
+    if (n && !fresh)
+        return AIP_E_NOMEM;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = tool_build(&defs[i], infos ? &infos[i] : NULL, false, false, provider, &fresh[i]);
+        for (size_t j = 0; !rc && j < i; j++)
+            if (fresh[j]->type == fresh[i]->type && strcmp(fresh[j]->name, fresh[i]->name) == 0)
+                rc = AIP_E_DUPLICATE;
+    }
+    exec_tool **old = NULL;
+    size_t n_old = 0;
+    if (!rc) {
+        aip_mutex_lock(&e->lock);
+        size_t have = 0;
+        for (size_t i = 0; i < e->n_tools; i++)
+            have += e->tools[i]->provider == provider;
+        if (e->stopping)
+            rc = AIP_E_SHUTDOWN;
+        else if (!(old = aip_calloc(have + 1, sizeof *old)))
+            rc = AIP_E_NOMEM;
+        else
+            rc = tools_reserve(e, n);
+        if (!rc) {
+            size_t w = 0;
+            for (size_t i = 0; i < e->n_tools; i++) {
+                if (e->tools[i]->provider == provider)
+                    old[n_old++] = e->tools[i];
+                else
+                    e->tools[w++] = e->tools[i];
+            }
+            e->n_tools = w;
+            for (size_t i = 0; i < n; i++)
+                e->tools[e->n_tools++] = fresh[i];
+            log_collisions(e, provider, old, n_old);
+            for (size_t i = 0; i < n_old; i++)
+                if (--old[i]->refs) /* a call still runs it: its tool_release frees it */
+                    old[i] = NULL;
+        }
+        aip_mutex_unlock(&e->lock);
+    }
+    if (rc) {
+        for (size_t i = 0; i < n; i++)
+            tool_free(fresh[i]);
+    }
+    for (size_t i = 0; i < n_old; i++)
+        tool_free(old[i]);
+    aip_free(old);
+    aip_free(fresh);
     return rc;
 }
 
@@ -830,16 +1022,17 @@ char *aip_executor_features_json(aip_executor *e)
     bool first = true;
     aip_mutex_lock(&e->lock);
     for (size_t i = 0; !rc && i < e->n_tools; i++) {
-        bool seen = false; /* a name registered under both tool types is listed once */
+        const char *name = e->tools[i]->name;
+        bool seen = e->tools[i]->hidden; /* a name under both tool types (or shadowed) once */
         for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(e->tools[j].name, e->tools[i].name) == 0;
+            seen = strcmp(e->tools[j]->name, name) == 0;
         if (seen)
             continue;
         if (!first)
             rc = aip_buf_putc(&b, ',');
         first = false;
         if (!rc)
-            rc = aip_json_put_string(&b, e->tools[i].name, strlen(e->tools[i].name));
+            rc = aip_json_put_string(&b, name, strlen(name));
     }
     aip_mutex_unlock(&e->lock);
     if (!rc)
@@ -910,7 +1103,7 @@ int aip_executor_cgroup_detect(char *buf, size_t len)
             line[strcspn(line, "\n")] = 0;
             snprintf(own, sizeof own, "%s", line + 3);
         }
-    (void)fclose(f);
+    (void)fclose(f); /* read-only: nothing to flush */
     if (!own[0] || strcmp(own, "/") == 0)
         return AIP_E_NOT_FOUND; /* no v2 membership, or the root cgroup (no cgroup.kill there) */
     if (!(f = fopen("/proc/self/mountinfo", "re")))
@@ -925,7 +1118,7 @@ int aip_executor_cgroup_detect(char *buf, size_t len)
             break;
         }
     }
-    (void)fclose(f);
+    (void)fclose(f); /* read-only: nothing to flush */
     if (!mnt[0])
         return AIP_E_NOT_FOUND;
     int n = snprintf(buf, len, "%s%s", mnt, own);

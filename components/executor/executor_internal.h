@@ -26,6 +26,9 @@ typedef struct exec_tool {
     char *ns, *title, *input_schema, *output_schema, *annotations, *meta;
     bool is_meta;      /* list_tools: hidden by its remove_meta */
     bool own_deadline; /* enforces its deadline itself: a late result is still its answer */
+    unsigned provider; /* 0: registered for good; else the aip_executor_set_tools provider */
+    unsigned refs;     /* under the executor's lock: 1 for the registry + 1 per running call */
+    bool hidden;       /* aip_executor_hide_tools: found last, never listed */
 } exec_tool;
 
 typedef struct exec_batch {
@@ -67,7 +70,7 @@ struct aip_executor {
     bool stopping;
     exec_batch *head, *tail;
     size_t queued;
-    exec_tool *tools;
+    exec_tool **tools; /* registration order; see "The registry" in executor.c */
     size_t n_tools, cap_tools;
 };
 
@@ -148,6 +151,10 @@ void exec_run_free(exec_run *rs);
 
 /* UFO's read-only program list (exec_policy "ufo-readonly"), NULL-terminated. */
 extern const char *const exec_ufo_readonly[];
+
+/* Is tools[i] the one its key resolves to (no entry of the same key ranks above it)? Under
+ * the executor's lock. */
+bool exec_tool_visible(const aip_executor *e, size_t i);
 
 /* Registers a tool with internal flags (builtins). */
 int exec_register(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info, bool is_meta,

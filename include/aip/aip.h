@@ -16,6 +16,7 @@
 #include "aip/device_info.h"
 #include "aip/executor.h"
 #include "aip/future.h"
+#include "aip/mcp.h"
 #include "aip/message.h"
 #include "aip/redact.h"
 

@@ -832,6 +832,110 @@ static void test_register_ex(void **state)
 /* ---- read_file ---------------------------------------------------------------------------------
  */
 
+/* A tool whose result names its user data: which provider's entry ran. */
+static int tool_whoami(const aip_tool_call *call, void *user, char **result, char **error)
+{
+    (void)call;
+    (void)error;
+    char buf[64];
+    snprintf(buf, sizeof buf, "\"%s\"", (const char *)user);
+    *result = aip_strdup(buf);
+    return 0;
+}
+
+/* aip_executor_set_tools: replace/remove a provider's set, collisions resolved by rank, a
+ * running call keeps its replaced entry alive, memory freed after many refreshes (ASan). */
+static void test_set_tools(void **state)
+{
+    (void)state;
+    aip_executor_config cfg = {.workers = 2};
+    aip_executor *e = make(&cfg);
+    aip_tool_def d[3] = {{"echo", AIP_TOOL_DATA_COLLECTION, tool_whoami, "p2-echo", "mcp echo"},
+                         {"probe", AIP_TOOL_ACTION, tool_whoami, "p2-probe", NULL},
+                         {"probe", AIP_TOOL_ACTION, tool_whoami, "dup", NULL}};
+    aip_tool_info in[3] = {{.size = sizeof(aip_tool_info), .tool_namespace = "NsTwo"},
+                           {.size = sizeof(aip_tool_info), .tool_namespace = "NsTwo"},
+                           {.size = sizeof(aip_tool_info), .tool_namespace = "NsTwo"}};
+    assert_int_equal(aip_executor_set_tools(e, 0, d, in, 1), AIP_E_INVAL);
+    assert_int_equal(aip_executor_set_tools(e, 2, d, in, 3), AIP_E_DUPLICATE);
+    expect_names(e, "{\"namespace\": \"NsTwo\"}", ""); /* all or nothing */
+    assert_int_equal(aip_executor_set_tools(e, 2, d, in, 2), 0);
+    /* the provider's echo replaces the built-in one, which is hidden, not listed twice */
+    expect_names(e, NULL, "sleep,read_file,echo,probe");
+    expect_names(e, "{\"namespace\": \"AgentTools\"}", "sleep,read_file");
+    char *f = aip_executor_features_json(e);
+    assert_string_equal(f, "[\"echo\",\"sleep\",\"list_tools\",\"read_file\",\"probe\"]");
+    aip_free(f);
+    aip_msg r;
+    const action a[] = {{"echo", "{\"text\": \"x\"}", "c1", NULL}, {"probe", NULL, "c2", NULL}};
+    run(e, a, 2, &r);
+    assert_string_equal(r.action_results[0].result, "\"p2-echo\"");
+    assert_string_equal(r.action_results[0].ns, "NsTwo");
+    assert_string_equal(r.action_results[1].result, "\"p2-probe\"");
+    aip_msg_clear(&r);
+
+    /* hidden (its server is down): not listed, loses its key to the built-in, but a call of a
+     * key nobody else has still reaches it (and fails with the provider's own reason) */
+    assert_int_equal(aip_executor_hide_tools(e, 2, true), 0);
+    expect_names(e, NULL, "echo,sleep,read_file");
+    f = aip_executor_features_json(e);
+    assert_string_equal(f, "[\"echo\",\"sleep\",\"list_tools\",\"read_file\"]");
+    aip_free(f);
+    run(e, a, 2, &r);
+    assert_string_equal(r.action_results[0].result, "\"x\"");
+    assert_string_equal(r.action_results[1].result, "\"p2-probe\"");
+    aip_msg_clear(&r);
+    assert_int_equal(aip_executor_hide_tools(e, 2, false), 0);
+    expect_names(e, NULL, "sleep,read_file,echo,probe");
+
+    /* a lower-numbered provider wins over provider 2 */
+    aip_tool_def d1 = {"probe", AIP_TOOL_ACTION, tool_whoami, "p1-probe", NULL};
+    aip_tool_info in1 = {.size = sizeof in1, .tool_namespace = "NsOne"};
+    assert_int_equal(aip_executor_set_tools(e, 1, &d1, &in1, 1), 0);
+    expect_names(e, "{\"tool_type\": \"action\"}", "sleep,probe");
+    run(e, a + 1, 1, &r);
+    assert_string_equal(r.action_results[0].result, "\"p1-probe\"");
+    aip_msg_clear(&r);
+
+    /* removing sets brings the shadowed entries back */
+    assert_int_equal(aip_executor_set_tools(e, 1, NULL, NULL, 0), 0);
+    run(e, a + 1, 1, &r);
+    assert_string_equal(r.action_results[0].result, "\"p2-probe\"");
+    aip_msg_clear(&r);
+    assert_int_equal(aip_executor_set_tools(e, 2, NULL, NULL, 0), 0);
+    run(e, a, 1, &r);
+    assert_string_equal(r.action_results[0].result, "\"x\""); /* the built-in echo again */
+    assert_string_equal(r.action_results[0].ns, "AgentTools");
+    aip_msg_clear(&r);
+
+    /* a call running a tool whose set is replaced finishes with it */
+    gate g = {0};
+    aip_mutex_init(&g.m);
+    aip_cond_init(&g.c);
+    aip_tool_def dg = {"held", AIP_TOOL_ACTION, tool_gate, &g, "blocks until opened"};
+    assert_int_equal(aip_executor_set_tools(e, 3, &dg, NULL, 1), 0);
+    sink s;
+    sink_init(&s);
+    const action ah[] = {{"held", NULL, "c1", NULL}};
+    aip_msg cmd = make_cmd("held-1", ah, 1);
+    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, &s), 0);
+    gate_wait_started(&g);
+    for (int i = 0; i < 200; i++) /* many refreshes while it runs: nothing leaks (ASan) */
+        assert_int_equal(aip_executor_set_tools(e, 3, d, in, 2), 0);
+    assert_int_equal(aip_executor_set_tools(e, 3, NULL, NULL, 0), 0);
+    gate_open(&g);
+    assert_int_equal(sink_wait(&s, 20000), 1);
+    assert_int_equal(s.msg.action_results[0].status, AIP_RESULT_SUCCESS);
+    sink_free(&s);
+    run(e, ah, 1, &r); /* gone now */
+    assert_int_equal(r.action_results[0].status, AIP_RESULT_FAILURE);
+    assert_true(has(r.action_results[0].error, "unknown tool"));
+    aip_msg_clear(&r);
+    aip_executor_destroy(e);
+    aip_cond_destroy(&g.c);
+    aip_mutex_destroy(&g.m);
+}
+
 static void write_file(const char *path, const void *data, size_t n)
 {
     FILE *fp = fopen(path, "wb");
@@ -1821,6 +1925,7 @@ int main(void)
         cmocka_unit_test(test_queue_full_and_invalid),
         cmocka_unit_test(test_features_and_list_tools),
         cmocka_unit_test(test_register_ex),
+        cmocka_unit_test(test_set_tools),
         cmocka_unit_test(test_read_file),
         cmocka_unit_test(test_read_file_hardlinks),
         cmocka_unit_test(test_read_file_symlinks_inside),

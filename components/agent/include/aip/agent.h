@@ -22,6 +22,7 @@
 
 #include "aip/conn.h"
 #include "aip/executor.h"
+#include "aip/mcp.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,9 +40,17 @@ typedef struct aip_agent_config {
                                   at most AIP_AGENT_MAX_TAGS bytes, else AIP_E_TOO_LARGE */
     bool disable_server_tasks; /* answer server `task` frames with an error instead */
     const char *proc_root;     /* tests: a fixture /proc; NULL = "/proc" */
+    /* MCP servers whose tools the agent hosts (aip/mcp.h), in priority order: copied. They
+     * start (in the background) in aip_agent_create and stop first in aip_agent_destroy. */
+    const aip_mcp_server_config *mcp_servers;
+    size_t n_mcp_servers;
+    /* aip_agent_start waits up to this long for the MCP servers' first start, so that their
+     * tools are in system_info.supported_features of the registration (0: does not wait). */
+    uint32_t mcp_start_wait_ms;
 } aip_agent_config;
 
-/* Creates the executor with the built-in tools plus get_device_info. Does not connect. */
+/* Creates the executor with the built-in tools plus get_device_info, and starts the MCP
+ * servers (aip_mcp_host_create's errors). Does not connect. */
 int aip_agent_create(const aip_agent_config *cfg, aip_agent **out);
 /* Adds an embedder's tool (before aip_agent_start, so it is listed in supported_features),
  * keyed "<tool_type>::<name>". _ex adds what list_tools shows of it in UFO's MCPToolInfo shape

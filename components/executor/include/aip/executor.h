@@ -32,7 +32,9 @@
  * the action), so a server that mislabels a tool's type still reaches it.
  *
  * Ownership: config strings and tool names/descriptions are copied; tool user data is
- * borrowed. submit takes the contents of *command; done() takes ownership of *results.
+ * borrowed (for aip_executor_set_tools: until the set is replaced AND the calls running it
+ * have returned — or simply until destroy). submit takes the contents of *command; done() takes
+ * ownership of *results.
  *
  * NULL: a NULL executor, out, tool definition, command or done is AIP_E_INVAL (submit still
  * frees a non-NULL command); features_json(NULL) is NULL; stop/destroy(NULL) do nothing.
@@ -181,6 +183,27 @@ int aip_executor_create(const aip_executor_config *cfg, aip_executor **out);
  * namespace AIP_TOOL_NAMESPACE_DEFAULT, input_schema {"type":"object"}, the rest null. */
 int aip_executor_register(aip_executor *e, const aip_tool_def *def);
 int aip_executor_register_ex(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info);
+
+/* Tool sets that change at run time (the agent's MCP servers use this): replaces every tool
+ * of `provider` (1..AIP_EXECUTOR_MAX_PROVIDERS) with defs[0..n) (infos: NULL, or n entries
+ * parallel to defs, as register_ex takes them; n 0 removes the provider's tools). All or
+ * nothing: AIP_E_INVAL (a bad definition, as register_ex; provider out of range; n over
+ * AIP_EXECUTOR_MAX_SET), AIP_E_DUPLICATE (one key twice in defs), AIP_E_NOMEM, AIP_E_SHUTDOWN
+ * leave the provider's previous set in place.
+ * A key may be held by several providers and by a tool registered with aip_executor_register:
+ * it resolves to the lowest-numbered provider's tool, else the registered one; the others are
+ * kept, hidden (from lookups, list_tools and features_json), until the winner's set drops the
+ * key. Each new collision is logged once (warn). A call already running a replaced tool
+ * finishes with it; its memory is freed when the last such call returns. Any thread. */
+/* Hides (or shows again) every tool of a provider: a hidden tool is in no list_tools answer
+ * nor features_json, and is found by a call only when no other tool has its key — so a
+ * provider that is down can keep its set and fail its calls with its own reason. A set given
+ * by aip_executor_set_tools is shown. AIP_E_INVAL for a bad provider. Any thread. */
+int aip_executor_hide_tools(aip_executor *e, unsigned provider, bool hidden);
+#define AIP_EXECUTOR_MAX_PROVIDERS 1024
+#define AIP_EXECUTOR_MAX_SET       4096
+int aip_executor_set_tools(aip_executor *e, unsigned provider, const aip_tool_def *defs,
+                           const aip_tool_info *infos, size_t n);
 
 /* Registers the built-in tools (docs/ufo.md has their schemas and UFO's behaviour beside ours).
  * Namespace AIP_TOOL_NAMESPACE_DEFAULT unless said otherwise:
