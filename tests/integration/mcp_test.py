@@ -97,7 +97,7 @@ def start_everything_http(port):
     return p, aiptest.wait_for(up, 20)
 
 
-sp, sport = aiptest.listen([SERVER, "--port", "0"], stderr=subprocess.DEVNULL)
+sp, sport = aiptest.listen([SERVER, "--port", "0", "--no-token"], stderr=subprocess.DEVNULL)
 url = "ws://127.0.0.1:%d/ws" % sport
 http_port = free_port()
 ehttp, ok = start_everything_http(http_port)

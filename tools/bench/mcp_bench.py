@@ -60,7 +60,7 @@ def free_port():
 
 
 try:
-    srv = subprocess.Popen([os.path.join(B, "tools", "aip-test-server"), "--port", "0",
+    srv = subprocess.Popen([os.path.join(B, "tools", "aip-test-server"), "--port", "0", "--no-token",
                             "--log-level", "warn"], stdout=subprocess.PIPE, text=True)
     procs.append(srv)
     port = int(srv.stdout.readline().rsplit(":", 1)[1])
