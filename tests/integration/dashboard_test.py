@@ -12,6 +12,8 @@ the Chrome DevTools Protocol (tests/integration/cdp.py, python3-websockets only)
     WebSocket device whose client id, system_info keys and values and error text are HTML
     payloads: no element, no script comes from them;
   - the device view shows the registration's system_info; "Ask the device" shows live info;
+  - "List the device's tools" shows its list_tools (namespace, tool key, parameters from the
+    schema) and the task form offers them ("Add action" with the required parameters);
   - a task typed into the page reaches the device and its result shows up, on the page (one
     row per action) and in GET /api/task_result; bad JSON is refused by the page;
   - faults injected from the page: drop (logged, the device comes back), mute_heartbeats
@@ -432,6 +434,31 @@ async def main_srv(b, srv):
         info = {}
     check("... it is this device's info", isinstance(info, dict) and info.get("device_id") == "dash-dev-1"
           and info.get("hostname") == socket.gethostname(), info)
+
+    # the device's tools, from its list_tools, offered to the task form
+    await b.click("#btn-tools")
+    ok = await b.wait_js("document.getElementById('tools-status').className === 'status ok'", 20)
+    check("'List the device's tools': list_tools answered", ok, await b.eval(js_text("tools-status")))
+    tools = await b.eval("Array.from(document.querySelectorAll('#tools-body tr')).map(function(r){"
+                         "return Array.from(r.cells).map(function(c){return c.textContent})})") or []
+    by_key = {row[1]: row for row in tools if len(row) == 4}
+    check("... a row per tool: namespace, UFO's tool key, parameters from its schema",
+          by_key.get("data_collection::echo", [""])[0] == "AgentTools"
+          and by_key.get("data_collection::echo", ["", "", ""])[2] == "text: string"
+          and by_key.get("data_collection::read_file", ["", "", ""])[2] == "path*: string"
+          and "action::list_tools" not in by_key, tools)
+    opts = await b.eval("Array.from(document.getElementById('task-tool').options).map(function(o){"
+                        "return o.textContent})")
+    check("... the task form offers them", sorted(opts or []) == sorted(by_key), opts)
+    await b.set_value("#task-json", '{"actions": []}')
+    await b.eval("(function(){var s=document.getElementById('task-tool');"
+                 "s.value=String(Array.from(s.options).findIndex(function(o){"
+                 "return o.textContent==='data_collection::read_file'}));})()")
+    await b.click("#btn-task-add")
+    added = json.loads(await b.eval("document.getElementById('task-json').value"))
+    check("... 'Add action' puts the tool in the task with its required parameters",
+          added == {"actions": [{"tool_name": "read_file", "tool_type": "data_collection",
+                                 "parameters": {"path": ""}}]}, added)
 
     # a task from the page
     js_tasks = "(%s).filter(function(e){return e.kind === 'task'}).length" % JS_LOG

@@ -396,6 +396,9 @@
       $('info-out').hidden = true;
       setStatus('info-status', '', '');
       setStatus('fault-status', '', '');
+      setStatus('tools-status', '', '');
+      deviceTools = [];
+      $('tools-table').hidden = $('task-tool').hidden = $('btn-task-add').hidden = true;
     }
     try { window.history.replaceState(null, '', '#c=' + encodeURIComponent(id)); } catch (e) {}
     lastClientsDraw = 0; // show the selection now
@@ -473,7 +476,7 @@
       kvRows($('device-sysinfo'), [['(none)', 'the device sent no system_info']]);
     }
     // a fault can be armed for a device that is away (refuse_next_registration)
-    ['btn-info', 'btn-task'].forEach(function (b) { $(b).disabled = !online; });
+    ['btn-info', 'btn-task', 'btn-tools'].forEach(function (b) { $(b).disabled = !online; });
   }
 
   function setStatus(id, kind, text) {
@@ -504,6 +507,107 @@
       if (id !== selected) return;
       setStatus('info-status', 'bad', e.message);
     });
+  });
+
+  /* ---- the device's tools (list_tools, UFO's MCPToolInfo list) ---------------------------- */
+
+  var toolsGen = 0;
+  var deviceTools = [];  // MCPToolInfo objects of the selected device, from its list_tools
+
+  function schemaParams(t) {
+    var s = t && t.input_schema && typeof t.input_schema === 'object' ? t.input_schema : {};
+    var props = s.properties && typeof s.properties === 'object' ? s.properties : {};
+    var req = Array.isArray(s.required) ? s.required : [];
+    return Object.keys(props).map(function (k) {
+      var p = props[k] && typeof props[k] === 'object' ? props[k] : {};
+      var type = Array.isArray(p.type) ? p.type[0] : p.type;
+      return {name: k, type: typeof type === 'string' ? type : '', required: req.indexOf(k) >= 0};
+    });
+  }
+
+  function renderTools(tools) {
+    var body = $('tools-body');
+    clear(body);
+    var sel = $('task-tool');
+    clear(sel);
+    tools.forEach(function (t, i) {
+      if (!t || typeof t !== 'object') return;
+      var tr = el('tr');
+      tr.appendChild(el('td', null, String(t.namespace || '')));
+      var key = el('td', null, String(t.tool_key || ''));
+      key.title = JSON.stringify(t.input_schema || {}, null, 2);  // the schema, as text
+      tr.appendChild(key);
+      tr.appendChild(el('td', null, schemaParams(t).map(function (p) {
+        return p.name + (p.required ? '*' : '') + (p.type ? ': ' + p.type : '');
+      }).join(', ')));
+      tr.appendChild(el('td', null, clip(String(t.description || t.title || ''), 160)));
+      body.appendChild(tr);
+      var o = el('option', null, String(t.tool_key || t.tool_name));
+      o.value = String(i);
+      sel.appendChild(o);
+    });
+    $('tools-table').hidden = false;
+    sel.hidden = $('btn-task-add').hidden = tools.length === 0;
+  }
+
+  $('btn-tools').addEventListener('click', function () {
+    if (selected === null) return;
+    var id = selected, gen = ++toolsGen;
+    var name = 'tools-' + Date.now().toString(36) + '-' + Math.floor(Math.random() * 1e6).toString(36);
+    var request = {actions: [{tool_name: 'list_tools', tool_type: 'action', parameters: {}}]};
+    setStatus('tools-status', '', 'asking\u2026');
+    var t0 = performance.now();
+    function poll(delay) {
+      window.setTimeout(function () {
+        if (gen !== toolsGen || id !== selected) return;
+        api('GET', '/api/task_result/' + encodeURIComponent(name)).then(function (r) {
+          if (gen !== toolsGen || id !== selected) return;
+          if (r && r.status === 'pending' && performance.now() - t0 < TASK_POLL_LIMIT_MS) {
+            poll(Math.min(delay * 1.5, 1000));
+            return;
+          }
+          var first = r && Array.isArray(r.result) && r.result[0] && Array.isArray(r.result[0].result)
+            ? r.result[0].result[0] : null;
+          if (!first || first.status !== 'success' || !Array.isArray(first.result)) {
+            setStatus('tools-status', 'bad', 'list_tools: ' + ((first && first.error) ||
+              (r && r.error) || (r && r.status) || 'no answer'));
+            return;
+          }
+          deviceTools = first.result;
+          setStatus('tools-status', 'ok', deviceTools.length + ' tool(s) in ' +
+            Math.round(performance.now() - t0) + ' ms');
+          renderTools(deviceTools);
+        }, function (e) {
+          if (gen === toolsGen) setStatus('tools-status', 'bad', e.message);
+        });
+      }, delay);
+    }
+    api('POST', '/api/dispatch', {client_id: id, request: request, task_name: name}).then(function () {
+      poll(100);
+    }, function (e) {
+      if (gen === toolsGen) setStatus('tools-status', 'bad', e.message);
+    });
+  });
+
+  // Adds the chosen tool to the task's actions, its required parameters filled with blanks.
+  $('btn-task-add').addEventListener('click', function () {
+    var t = deviceTools[Number($('task-tool').value)];
+    if (!t) return;
+    var req;
+    try {
+      req = JSON.parse($('task-json').value);
+    } catch (e) {
+      req = null;
+    }
+    if (!req || typeof req !== 'object' || !Array.isArray(req.actions)) req = {actions: []};
+    var params = {};
+    schemaParams(t).forEach(function (p) {
+      if (!p.required) return;
+      params[p.name] = p.type === 'integer' || p.type === 'number' ? 0 : p.type === 'boolean' ? false
+        : p.type === 'object' ? {} : p.type === 'array' ? [] : '';
+    });
+    req.actions.push({tool_name: t.tool_name, tool_type: t.tool_type, parameters: params});
+    $('task-json').value = JSON.stringify(req, null, 2);
   });
 
   var taskGen = 0;
