@@ -220,11 +220,7 @@ int exec_tool_list_tools(const aip_tool_call *call, void *user, char **result, c
     cJSON_Delete(o);
     if (!rc)
         rc = aip_buf_putc(&b, ']');
-    if (rc || !(*result = exec_buf_take(&b))) {
-        aip_buf_free(&b);
-        return exec_fail(error, "out of memory");
-    }
-    return 0;
+    return exec_finish_result(rc, &b, result, error);
 }
 
 /* ---- read_file ------------------------------------------------------------------------------- */

@@ -309,11 +309,7 @@ static int ufo_error(char **result, char **error, const char *fmt, ...)
         rc = exec_json_put_text(&b, msg, strlen(msg));
     if (!rc)
         rc = aip_buf_putc(&b, '}');
-    if (rc || !(*result = exec_buf_take(&b))) {
-        aip_buf_free(&b);
-        return exec_fail(error, "out of memory");
-    }
-    return 0;
+    return exec_finish_result(rc, &b, result, error);
 }
 
 static int build_result(const exec_run *rs, int exit_code, char **result)
@@ -633,9 +629,5 @@ int exec_tool_get_system_info(const aip_tool_call *call, void *user, char **resu
     }
     if (!rc)
         rc = aip_buf_putc(&b, '}');
-    if (rc || !(*result = exec_buf_take(&b))) {
-        aip_buf_free(&b);
-        return exec_fail(error, "out of memory");
-    }
-    return 0;
+    return exec_finish_result(rc, &b, result, error);
 }

@@ -118,6 +118,15 @@ char *exec_buf_take(aip_buf *b)
     return (char *)aip_buf_steal(b);
 }
 
+int exec_finish_result(int rc, aip_buf *b, char **result, char **error)
+{
+    if (rc || !(*result = exec_buf_take(b))) {
+        aip_buf_free(b);
+        return exec_fail(error, "out of memory");
+    }
+    return 0;
+}
+
 /* A copy of s[0..n) as valid UTF-8, at most max bytes (cut at a character boundary). */
 static char *utf8_copy(const char *s, size_t n, size_t max)
 {
@@ -971,14 +980,7 @@ int aip_executor_register_builtins(aip_executor *e)
           "one tool_type and/or namespace."},
          {sizeof(aip_tool_info), NULL, "list_tools", schema_list_tools, NULL, ro, NULL},
          false,
-         true,
-         false},
-        {{"list_tools", AIP_TOOL_DATA_COLLECTION, exec_tool_list_tools, e,
-          "Lists the tools of this device as UFO's MCPToolInfo objects, optionally only those of "
-          "one tool_type and/or namespace."},
-         {sizeof(aip_tool_info), NULL, "list_tools", schema_list_tools, NULL, ro, NULL},
-         false,
-         true,
+         true, /* UFO's meta tool: under both tool types, as UFO registers it for each */
          false},
         {{"read_file", AIP_TOOL_DATA_COLLECTION, exec_tool_read_file, e,
           "Reads the UTF-8 text file parameters.path inside the configured read roots."},
@@ -1006,6 +1008,11 @@ int aip_executor_register_builtins(aip_executor *e)
         if (b[i].exec && !e->exec_enabled)
             continue;
         int rc = exec_register(e, &b[i].def, &b[i].info, b[i].meta, b[i].own_deadline);
+        if (!rc && b[i].meta) { /* and the same meta tool under data_collection */
+            aip_tool_def dc = b[i].def;
+            dc.type = AIP_TOOL_DATA_COLLECTION;
+            rc = exec_register(e, &dc, &b[i].info, true, b[i].own_deadline);
+        }
         if (rc)
             return rc;
     }

@@ -89,6 +89,9 @@ int exec_utf8_sanitize(aip_buf *out, const char *s, size_t n);
 int exec_json_put_text(aip_buf *out, const char *s, size_t n);
 /* Takes the NUL-terminated text out of b (b is left empty); NULL on out of memory. */
 char *exec_buf_take(aip_buf *b);
+/* Ends a tool that built its result in b: with rc 0, *result = the text and returns 0; else
+ * (or out of memory) frees b, sets *error to "out of memory" and returns -1. */
+int exec_finish_result(int rc, aip_buf *b, char **result, char **error);
 
 /* Sleeps until deadline_ns (aip_now_ns clock) or until the executor is stopping.
  * Returns 0 at the deadline, AIP_E_CANCELLED when woken by destroy. */
