@@ -720,7 +720,10 @@ static void h_malformed(void *user, const aip_decode_error *e, bool binary)
         r.session_id = e->session_id[0] ? (char *)(uintptr_t)e->session_id : NULL;
         r.error = why;
         r.has_action_results = true;
-        send_raw(c, c->cur_link, c->link_enc, &r);
+        int rc = send_raw(c, c->cur_link, c->link_enc, &r);
+        if (rc)
+            aip_log(AIP_LOG_WARN, LOG_COMP, "the answer to malformed command %s was not sent: %s",
+                    e->response_id, aip_strerror(rc));
         return;
     }
     char why[260];

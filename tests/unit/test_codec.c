@@ -2,6 +2,7 @@
  * form, key order, free-form fidelity, correlation on errors, invalid actions, limits,
  * encoder refusals, pretty-printing. The vector corpus is exercised by test_vectors. */
 #include <aip/aip.h>
+#include <aip/internal/jscan.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,6 +174,117 @@ static void test_invalid_action_keeps_batch(void **state)
     assert_int_equal(b.len, 0);
     aip_buf_free(&b);
     aip_msg_clear(&m);
+}
+
+/* What Python's json.dumps writes (\u0000, a lone surrogate) and nesting past 64, inside one
+ * action: that action fails alone, with its call_id; the rest of the batch decodes. */
+static void test_defect_in_one_action_keeps_batch(void **state)
+{
+    (void)state;
+    aip_msg m;
+    aip_decode_error e;
+    char deep[400] = "";
+    for (int i = 0; i < 70; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 70; i++)
+        strcat(deep, "]");
+    char f[1200];
+    snprintf(f, sizeof f,
+             "{\"type\":\"command\",\"status\":\"continue\",\"session_id\":\"s\","
+             "\"actions\":[{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"call_id\":\"a\","
+             "\"parameters\":{\"text\":\"x\\u0000y\"}},"
+             "{\"call_id\":\"b\",\"tool_name\":\"echo\",\"tool_type\":\"action\","
+             "\"parameters\":{\"text\":\"\\ud800\"}},"
+             "{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"parameters\":{\"d\":%s},"
+             "\"call_id\":\"c\"},"
+             "{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"parameters\":{\"text\":\"ok "
+             "\\ud83d\\ude00\"},\"call_id\":\"d\"}],\"response_id\":\"r-d\"}",
+             deep);
+    assert_int_equal(dec(AIP_ENVELOPE_SERVER, f, &m, &e), 0);
+    assert_string_equal(m.response_id, "r-d"); /* after the actions: the frame was read whole */
+    assert_string_equal(m.session_id, "s");
+    assert_int_equal(m.n_actions, 4);
+    assert_string_equal(m.actions[0].call_id, "a");
+    assert_non_null(strstr(m.actions[0].invalid, "field \"parameters\": \\u0000 in string"));
+    assert_null(m.actions[0].parameters);
+    assert_string_equal(m.actions[1].call_id, "b");
+    assert_non_null(strstr(m.actions[1].invalid, "field \"parameters\": unpaired UTF-16"));
+    assert_string_equal(m.actions[2].call_id, "c");
+    assert_string_equal(m.actions[2].invalid,
+                        "field \"parameters\": nesting deeper than 64 levels");
+    assert_null(m.actions[3].invalid);
+    assert_string_equal(m.actions[3].call_id, "d");
+    assert_string_equal(m.actions[3].parameters, "{\"text\":\"ok \\ud83d\\ude00\"}");
+    assert_string_equal(m.actions[3].tool_name, "echo");
+    aip_msg_clear(&m);
+
+    /* a big frame (the skeleton path) with a defect: the same */
+    size_t big = 64 * 1024;
+    char *bf = malloc(big + 1024);
+    int n = snprintf(bf, big + 1024,
+                     "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":\"r-big\","
+                     "\"actions\":[{\"tool_name\":\"echo\",\"tool_type\":\"action\","
+                     "\"call_id\":\"p\",\"parameters\":{\"text\":\"");
+    memset(bf + n, 'x', big);
+    snprintf(bf + n + big, 1024 - (size_t)n,
+             "\"}},{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"call_id\":\"q\","
+             "\"parameters\":{\"t\":\"\\udfff\",\"pad\":\"%0300d\"}}]}",
+             0);
+    assert_int_equal(dec(AIP_ENVELOPE_SERVER, bf, &m, &e), 0);
+    assert_null(m.actions[0].invalid);
+    assert_int_equal(strlen(m.actions[0].parameters), big + 11);
+    assert_string_equal(m.actions[1].call_id, "q");
+    assert_non_null(strstr(m.actions[1].invalid, "unpaired UTF-16 surrogate"));
+    aip_msg_clear(&m);
+    free(bf);
+}
+
+/* A frame refused whole still names the command it was, from the members read before the
+ * failure; an id that is not UTF-8 (protobuf) is not read (it could not be answered with). */
+static void test_refused_frame_keeps_correlation(void **state)
+{
+    (void)state;
+    aip_msg m;
+    aip_decode_error e;
+    /* a grammar error after response_id */
+    int rc = dec(AIP_ENVELOPE_SERVER,
+                 "{\"type\":\"command\",\"status\":\"continue\",\"session_id\":\"s-7\","
+                 "\"response_id\":\"r-7\",\"actions\":[{\"tool_name\":\"a\\x\"}]}",
+                 &m, &e);
+    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_non_null(strstr(e.reason, "invalid escape"));
+    assert_int_equal(e.type, AIP_MSG_COMMAND);
+    assert_string_equal(e.response_id, "r-7");
+    assert_string_equal(e.session_id, "s-7");
+    /* the defect is in the envelope itself, before response_id: nothing to answer to */
+    rc = dec(AIP_ENVELOPE_SERVER,
+             "{\"type\":\"command\",\"status\":\"continue\",\"error\":\"\\u0000\","
+             "\"response_id\":\"r-8\",\"actions\":[]}",
+             &m, &e);
+    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_int_equal(e.type, AIP_MSG_COMMAND);
+    assert_string_equal(e.response_id, "");
+    /* protobuf: a command whose response_id is not UTF-8 */
+    const uint8_t bad_rid[] = {0x08, 4, 0x10, 1, 0x6a, 2, 'r', 0xff};
+    rc = aip_proto_decode(AIP_ENVELOPE_SERVER, bad_rid, sizeof bad_rid, NULL, &m, &e);
+    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_int_equal(e.type, AIP_MSG_COMMAND);
+    assert_string_equal(e.response_id, "");
+    /* ... and one whose messages are not UTF-8 but whose response_id is fine */
+    const uint8_t bad_msg[] = {0x08, 4, 0x10, 1, 0x42, 3, 0x0a, 1, 0xff, 0x6a, 2, 'r', '1'};
+    rc = aip_proto_decode(AIP_ENVELOPE_SERVER, bad_msg, sizeof bad_msg, NULL, &m, &e);
+    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_int_equal(e.type, AIP_MSG_COMMAND);
+    assert_string_equal(e.response_id, "r1");
+    /* a reason quoting the frame, cut at a byte count, stays UTF-8: it goes back to the peer */
+    char st[200] = "{\"type\":\"command\",\"response_id\":\"r-u\",\"status\":\"a";
+    for (int i = 0; i < 40; i++)
+        strcat(st, "\xc3\xa9");
+    strcat(st, "\"}");
+    assert_int_equal(dec(AIP_ENVELOPE_SERVER, st, &m, &e), AIP_E_PROTOCOL);
+    assert_non_null(strstr(e.reason, "unknown status \"a\xc3\xa9"));
+    assert_true(aip_utf8_valid(e.reason, strlen(e.reason), NULL));
+    assert_string_equal(e.response_id, "r-u");
 }
 
 static void test_proto_round_trip_and_presence(void **state)
@@ -514,6 +626,8 @@ int main(void)
         cmocka_unit_test(test_escapes_and_unicode_out),
         cmocka_unit_test(test_correlation_survives_errors),
         cmocka_unit_test(test_invalid_action_keeps_batch),
+        cmocka_unit_test(test_defect_in_one_action_keeps_batch),
+        cmocka_unit_test(test_refused_frame_keeps_correlation),
         cmocka_unit_test(test_proto_round_trip_and_presence),
         cmocka_unit_test(test_proto_rejections),
         cmocka_unit_test(test_frame_limit),
