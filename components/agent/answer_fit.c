@@ -278,7 +278,8 @@ static int drop_results(aip_msg *m, size_t limit, aip_fit_measure measure, void 
         if (sz > rl + 16 && !dropped) /* replacing it must save something */
             c[nc++] = (drop_cand){i, sz - rl};
     }
-    qsort(c, nc, sizeof *c, gain_cmp);
+    if (nc)
+        qsort(c, nc, sizeof *c, gain_cmp);
     int rc = 0;
     size_t next = 0;
     for (int round = 0; !rc && next < nc && rep->after > limit; round++) {

@@ -58,8 +58,11 @@ static char *file_result(size_t n, char fill)
 {
     char *t = malloc(n + 128);
     int k = sprintf(t, "{\"path\":\"/r/f\",\"size\":%zu,\"content\":\"", n);
-    for (size_t i = 0; i < n; i++)
-        t[k + i] = (i % 64 == 63) ? '|' : fill;
+    for (size_t i = 0; i < n; i++) {
+        t[k + i] = fill;
+        if (i % 64 == 63)
+            t[k + i] = '|';
+    }
     sprintf(t + k + n, "\",\"truncated\":false}");
     return t;
 }
@@ -113,7 +116,12 @@ static char *content_of(const char *result)
                 p += 5;
                 continue;
             }
-            *o++ = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+            char ch = *p;
+            if (ch == 'n')
+                ch = '\n';
+            else if (ch == 't')
+                ch = '\t';
+            *o++ = ch;
             p++;
             continue;
         }
@@ -249,7 +257,8 @@ static void test_whole_results_dropped_largest_first(void **state)
     *p++ = '[';
     for (int i = 0; i < 6000; i++)
         p += sprintf(p, "%s%d", i ? "," : "", 10000 + i);
-    strcpy(p, "]");
+    p[0] = ']';
+    p[1] = 0;
     add(&m, AIP_RESULT_SUCCESS, nums, "c-nums");
     free(nums);
     add(&m, AIP_RESULT_SKIPPED, NULL, "c-skip");

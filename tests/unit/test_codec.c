@@ -183,11 +183,10 @@ static void test_defect_in_one_action_keeps_batch(void **state)
     (void)state;
     aip_msg m;
     aip_decode_error e;
-    char deep[400] = "";
-    for (int i = 0; i < 70; i++)
-        strcat(deep, "[");
-    for (int i = 0; i < 70; i++)
-        strcat(deep, "]");
+    char deep[141];
+    memset(deep, '[', 70);
+    memset(deep + 70, ']', 70);
+    deep[140] = 0;
     char f[1200];
     snprintf(f, sizeof f,
              "{\"type\":\"command\",\"status\":\"continue\",\"session_id\":\"s\","
@@ -277,10 +276,12 @@ static void test_refused_frame_keeps_correlation(void **state)
     assert_int_equal(e.type, AIP_MSG_COMMAND);
     assert_string_equal(e.response_id, "r1");
     /* a reason quoting the frame, cut at a byte count, stays UTF-8: it goes back to the peer */
-    char st[200] = "{\"type\":\"command\",\"response_id\":\"r-u\",\"status\":\"a";
+    char st[200];
+    int sl =
+        snprintf(st, sizeof st, "{\"type\":\"command\",\"response_id\":\"r-u\",\"status\":\"a");
     for (int i = 0; i < 40; i++)
-        strcat(st, "\xc3\xa9");
-    strcat(st, "\"}");
+        sl += snprintf(st + sl, sizeof st - (size_t)sl, "\xc3\xa9");
+    snprintf(st + sl, sizeof st - (size_t)sl, "\"}");
     assert_int_equal(dec(AIP_ENVELOPE_SERVER, st, &m, &e), AIP_E_PROTOCOL);
     assert_non_null(strstr(e.reason, "unknown status \"a\xc3\xa9"));
     assert_true(aip_utf8_valid(e.reason, strlen(e.reason), NULL));
