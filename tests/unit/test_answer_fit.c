@@ -159,7 +159,7 @@ static void test_long_strings_keep_tails(void **state)
         answer_init(&m);
         char *orig[20];
         for (int i = 0; i < 20; i++) {
-            char cid[16];
+            char cid[24];
             snprintf(cid, sizeof cid, "c%d", i);
             orig[i] = file_result(65536, (char)('a' + i));
             add(&m, AIP_RESULT_SUCCESS, orig[i], cid);
@@ -246,7 +246,7 @@ static void test_whole_results_dropped_largest_first(void **state)
     aip_msg m;
     answer_init(&m);
     for (int i = 0; i < 100; i++) {
-        char cid[16];
+        char cid[24];
         snprintf(cid, sizeof cid, "c%d", i);
         char *t = file_result(i == 7 ? 9000 : 4000, 'q');
         add(&m, AIP_RESULT_SUCCESS, t, cid);
@@ -284,7 +284,7 @@ static void test_whole_results_dropped_largest_first(void **state)
     size_t dropped = 0;
     for (int i = 0; i < 100; i++) {
         const aip_result *r = &m.action_results[i];
-        char cid[16];
+        char cid[24];
         snprintf(cid, sizeof cid, "c%d", i);
         assert_string_equal(r->call_id, cid);
         if (r->status == AIP_RESULT_FAILURE) {
@@ -310,7 +310,7 @@ static void test_minimal_answer(void **state)
         aip_msg m;
         answer_init(&m);
         for (int i = 0; i < 2000; i++) {
-            char cid[40];
+            char cid[64];
             snprintf(cid, sizeof cid, "call-%d-with-a-long-id-0123456789", i);
             add(&m, AIP_RESULT_SUCCESS, "\"ok\"", cid);
         }
