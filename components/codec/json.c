@@ -919,6 +919,8 @@ void aip_json_peek(aip_envelope env, const char *prefix, size_t len, aip_frame_i
     s.visit = peek_visit;
     s.user = &pc;
     s.visit_depth = 1;
+    /* as the decoder: a defect inside one action does not stop the scan */
+    s.isolate_key = env == AIP_ENVELOPE_SERVER ? "actions" : NULL;
     /* The scan stops with an error where the prefix ends (or at the first byte that is not
      * JSON); every member completed before that point has been visited. */
     (void)aip_jscan_run(&s, prefix, len);
