@@ -116,18 +116,20 @@ static void log_stats(aip_agent *a)
     aip_log(AIP_LOG_INFO, LOG,
             "stats: state %s; frames out %llu in %llu; registrations %llu (failed %llu); "
             "reconnects %llu; liveness drops %llu; malformed %llu; batches %llu (refused %llu, "
-            "actions %llu); device-info answers %llu; requests %llu ok %llu errors %llu "
-            "timeouts %llu lost %llu; pending %llu",
+            "actions %llu; answers cut to fit %llu, results dropped %llu, answers unsent %llu); "
+            "device-info answers %llu; requests %llu ok %llu errors %llu timeouts %llu lost "
+            "%llu; pending %llu",
             aip_conn_state_str(aip_conn_get_state(aip_agent_conn(a))),
             (unsigned long long)s.frames_sent, (unsigned long long)s.frames_received,
             (unsigned long long)s.registrations, (unsigned long long)s.registration_failures,
             (unsigned long long)s.reconnects, (unsigned long long)s.liveness_drops,
             (unsigned long long)s.malformed, (unsigned long long)as.batches,
             (unsigned long long)as.batches_refused, (unsigned long long)as.actions,
-            (unsigned long long)as.info_requests, (unsigned long long)s.requests,
-            (unsigned long long)s.completed, (unsigned long long)s.remote_errors,
-            (unsigned long long)s.timeouts, (unsigned long long)s.conn_lost,
-            (unsigned long long)s.pending);
+            (unsigned long long)as.answers_cut, (unsigned long long)as.results_dropped,
+            (unsigned long long)as.answers_unsent, (unsigned long long)as.info_requests,
+            (unsigned long long)s.requests, (unsigned long long)s.completed,
+            (unsigned long long)s.remote_errors, (unsigned long long)s.timeouts,
+            (unsigned long long)s.conn_lost, (unsigned long long)s.pending);
 }
 
 static bool is_wss(const agent_settings *st)

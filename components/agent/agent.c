@@ -6,17 +6,34 @@
  * back; batches run on executor workers, whose done() callback sends the command_results from
  * that worker (aip_conn_send_on is safe from any thread) on the link the command came in on, so
  * an answer never crosses to a newer connection.
+ *
+ * Every batch is answered (PROTOCOL.md §3.4), also when its Results add up to more than the
+ * connection can ever queue: the answer is cut to fit (aip/internal/answer_fit.h: long strings
+ * keep shorter tails, then whole Results become failures naming the limit, at worst the batch
+ * is answered failed with no Result), counted and logged at warn. When the queue is full of
+ * other traffic at that moment, the worker waits for room, bounded (ANSWER_WAIT_MS for the
+ * whole answer, then cut to the room there is, until ANSWER_GIVE_UP_MS): waiting holds one
+ * executor worker, while cutting at once would lose output that a draining queue would carry a
+ * moment later; a queue that stays full that long belongs to a server that is not reading, whose
+ * link the heartbeat and ping checks are about to drop. An answer that cannot be sent (the link
+ * gone, the queue still full, the agent stopping) is counted (answers_unsent) and logged at warn.
  */
 #include "aip/agent.h"
 #include "aip/common.h"
 #include "aip/device_info.h"
+#include "aip/internal/answer_fit.h"
+#include "aip/internal/conn_out.h"
 #include "aip/redact.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define LOG_COMP "agent"
+
+#define ANSWER_WAIT_MS    5000  /* a full queue: wait this long for room for the whole answer */
+#define ANSWER_GIVE_UP_MS 15000 /* then cut it to the room there is, and give up after this */
 
 struct aip_agent {
     aip_agent_config cfg; /* its conn strings point to the copies below */
@@ -27,6 +44,8 @@ struct aip_agent {
     aip_conn *conn;
     char *features_json;
     _Atomic uint64_t batches, batches_refused, actions, info_requests, server_tasks;
+    _Atomic uint64_t answers_cut, results_dropped, answers_unsent;
+    _Atomic int stopping; /* destroy has begun: answers stop waiting for room */
 };
 
 struct batch_ctx {
@@ -65,20 +84,102 @@ static int tool_get_device_info(const aip_tool_call *call, void *user, char **re
 
 /* ---- hooks (service thread) ----------------------------------------------------------------- */
 
+/* ---- answers that fit (any thread) ---------------------------------------------------------- */
+
+struct measure_ctx {
+    aip_conn *c;
+    uint64_t link;
+};
+
+static int measure_on_link(const aip_msg *m, void *user, size_t *size)
+{
+    const struct measure_ctx *mc = user;
+    return aip_conn_encoded_size(mc->c, mc->link, m, size);
+}
+
+/* Cuts r to at most limit bytes as the link would encode it; counts and logs what was cut.
+ * Returns 0, AIP_E_TOO_LARGE (r is the minimal answer and still over), or the link's error. */
+static int fit_answer(aip_agent *a, aip_conn *c, uint64_t link, aip_msg *r, size_t limit,
+                      const char *what)
+{
+    struct measure_ctx mc = {c, link};
+    aip_fit_report rep;
+    size_t n = r->n_action_results;
+    int rc = aip_answer_fit(r, limit, measure_on_link, &mc, &rep);
+    if (rep.strings_cut || rep.results_dropped || rep.minimal) {
+        atomic_fetch_add(&a->answers_cut, 1);
+        atomic_fetch_add(&a->results_dropped, rep.results_dropped);
+        aip_log(AIP_LOG_WARN, LOG_COMP,
+                "command_results for %s: %zu bytes for %zu results, over %s (%zu bytes): "
+                "%zu strings cut to their last %zu bytes, %zu results dropped%s; now %zu bytes",
+                r->prev_response_id ? r->prev_response_id : "?", rep.before, n, what, limit,
+                rep.strings_cut, rep.tail, rep.results_dropped,
+                rep.minimal ? " (the batch answered as failed)" : "", rep.after);
+    }
+    return rc;
+}
+
+static void nap_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Sends a batch's answer on its link, cut to fit the connection's outbound limit, waiting for
+ * room (bounded) when the queue is full of other traffic. Executor worker thread. */
+static void send_answer(aip_agent *a, aip_conn *c, uint64_t link, aip_msg *r)
+{
+    char rid[AIP_ID_MAX + 1];
+    snprintf(rid, sizeof rid, "%s", r->prev_response_id ? r->prev_response_id : "?");
+    size_t cap = aip_conn_max_frame_out(c);
+    int rc = fit_answer(a, c, link, r, cap, "the outbound limit (limits.max_queued_bytes)");
+    uint64_t start = aip_now_ns(NULL), last_fit = start;
+    unsigned nap = 5;
+    while (!rc) {
+        rc = aip_conn_send_on(c, link, r);
+        if (rc != AIP_E_FULL)
+            break;
+        uint64_t now = aip_now_ns(NULL);
+        if (nap == 5) /* the first wait */
+            aip_log(AIP_LOG_INFO, LOG_COMP,
+                    "command_results for %s: the outbound queue is full, waiting for room", rid);
+        if (now - start >= (uint64_t)ANSWER_GIVE_UP_MS * 1000000u || atomic_load(&a->stopping))
+            break;
+        if (now - last_fit >= (uint64_t)ANSWER_WAIT_MS * 1000000u) {
+            /* still no room: cut it to the room there is now (if even the minimal answer is
+             * larger, r is that answer and waits for room for it) */
+            last_fit = now;
+            size_t room = aip_conn_queue_room(c);
+            rc = fit_answer(a, c, link, r, room < cap ? room : cap,
+                            "the room left in a full outbound queue");
+            if (rc && rc != AIP_E_TOO_LARGE)
+                break;
+            rc = 0;
+            continue;
+        }
+        nap_ms(nap);
+        nap = nap < 100 ? nap * 2 : 100;
+        rc = 0;
+    }
+    if (rc) {
+        atomic_fetch_add(&a->answers_unsent, 1);
+        aip_log(AIP_LOG_WARN, LOG_COMP, "command_results for %s not sent: %s%s", rid,
+                aip_strerror(rc), rc == AIP_E_FULL ? " (the outbound queue stayed full)" : "");
+    }
+}
+
 static void batch_done(aip_msg *results, void *user)
 {
     struct batch_ctx *bc = user;
-    int rc = aip_conn_send_on(bc->conn, bc->link, results);
-    if (rc)
-        aip_log(AIP_LOG_INFO, LOG_COMP, "command_results for %s not sent: %s",
-                results->prev_response_id ? results->prev_response_id : "?", aip_strerror(rc));
+    send_answer(bc->a, bc->conn, bc->link, results);
     aip_msg_clear(results);
     aip_free(bc);
 }
 
 /* A batch the executor cannot take: still answered, every action a failure (a device must
  * always answer, PROTOCOL.md §3.4). */
-static void answer_refused(aip_conn *c, const aip_msg *cmd, uint64_t link, const char *why)
+static void answer_refused(aip_agent *a, aip_conn *c, const aip_msg *cmd, uint64_t link,
+                           const char *why)
 {
     aip_msg r;
     aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_COMMAND_RESULTS, cmd->status);
@@ -93,7 +194,16 @@ static void answer_refused(aip_conn *c, const aip_msg *cmd, uint64_t link, const
         aip_msg_set_str(&res->error, why);
         aip_msg_set_str(&res->call_id, cmd->actions ? cmd->actions[i].call_id : NULL);
     }
-    aip_conn_send_on(c, link, &r);
+    /* the service thread cannot wait for room: cut to what fits now, then try once */
+    size_t cap = aip_conn_max_frame_out(c), room = aip_conn_queue_room(c);
+    int rc = fit_answer(a, c, link, &r, room < cap ? room : cap, "the outbound room");
+    if (!rc)
+        rc = aip_conn_send_on(c, link, &r);
+    if (rc) {
+        atomic_fetch_add(&a->answers_unsent, 1);
+        aip_log(AIP_LOG_WARN, LOG_COMP, "the refusal of command %s was not sent: %s",
+                cmd->response_id ? cmd->response_id : "?", aip_strerror(rc));
+    }
     aip_msg_clear(&r);
 }
 
@@ -154,7 +264,7 @@ static void on_command(aip_conn *c, aip_msg *m, uint64_t link, void *user)
         atomic_fetch_add(&a->batches_refused, 1);
         aip_log(AIP_LOG_WARN, LOG_COMP, "command %s refused: %s",
                 keep.response_id ? keep.response_id : "?", aip_strerror(rc));
-        answer_refused(c, &keep, link,
+        answer_refused(a, c, &keep, link,
                        rc == AIP_E_FULL ? "the agent is busy: too many batches queued"
                                         : "the agent is shutting down");
     }
@@ -356,6 +466,7 @@ void aip_agent_destroy(aip_agent *a, int code, const char *reason)
      * still finds the connection) and later submits are refused; 2. destroy the connection,
      * whose service thread may still submit until it is joined (and is then answered
      * "shutting down"); 3. free the executor, then the MCP host its tools pointed at. */
+    atomic_store(&a->stopping, 1);
     aip_mcp_host_stop(a->mcp);
     aip_executor_stop(a->exec);
     aip_conn_destroy_ex(a->conn, code ? code : 1000, reason ? reason : "agent shutdown", 1500);
@@ -380,4 +491,7 @@ void aip_agent_get_stats(aip_agent *a, aip_agent_stats *s)
     s->actions = atomic_load(&a->actions);
     s->info_requests = atomic_load(&a->info_requests);
     s->server_tasks = atomic_load(&a->server_tasks);
+    s->answers_cut = atomic_load(&a->answers_cut);
+    s->results_dropped = atomic_load(&a->results_dropped);
+    s->answers_unsent = atomic_load(&a->answers_unsent);
 }

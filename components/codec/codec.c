@@ -1,6 +1,7 @@
 /* Encoding dispatch, limits and error helpers shared by the JSON and protobuf codecs. */
 #include "aip/codec.h"
 #include "aip/common.h"
+#include "aip/internal/jscan.h"
 #include "codec_util.h"
 
 #include <stdio.h>
@@ -47,14 +48,22 @@ int aip_codec_fail(aip_decode_error *err, int code, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->reason, sizeof err->reason, fmt, ap);
         va_end(ap);
+        /* A reason may quote the frame's bytes, cut at a byte count: it is kept UTF-8 (each bad
+         * byte becomes '?'), since it may be sent back to the peer in an answer's text. */
+        char *r = err->reason;
+        size_t n = strlen(r), bad;
+        for (size_t i = 0; i < n && !aip_utf8_valid(r + i, n - i, &bad); i += bad + 1)
+            r[i + bad] = '?';
     }
     return code;
 }
 
 void aip_codec_keep_id(char *slot, const char *s, size_t n)
 {
-    /* n == 0 may come with s == NULL (empty protobuf string): memchr/memcpy must not see it. */
-    if (n <= AIP_ID_MAX && (n == 0 || !memchr(s, 0, n))) {
+    /* n == 0 may come with s == NULL (empty protobuf string): memchr/memcpy must not see it.
+     * Not UTF-8 (a protobuf id): unusable, as the decoder would refuse it — an answer carrying
+     * it could not be encoded, so the frame is answered uncorrelated instead of not at all. */
+    if (n <= AIP_ID_MAX && (n == 0 || (!memchr(s, 0, n) && aip_utf8_valid(s, n, NULL)))) {
         if (n)
             memcpy(slot, s, n);
         slot[n] = 0;

@@ -10,7 +10,7 @@
 int aip_codec_fail(aip_decode_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Copies an id into a correlation slot of err if it is short enough and has no NUL. */
+/* Copies an id into a correlation slot of err if it is short enough, has no NUL and is UTF-8. */
 void aip_codec_keep_id(char *slot, const char *s, size_t n);
 
 /* The effective limits (defaults when l is NULL) and the decode memory budget for a frame. */

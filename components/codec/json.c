@@ -7,6 +7,16 @@
  * mapped onto the model through the field tables, free-form values taken from the recorded
  * text, so `32.0` stays `32.0`.
  *
+ * One action, not the frame (server frames): a string defect (\u0000, an unpaired surrogate,
+ * a raw control character, invalid UTF-8), a duplicate key or nesting past max_depth inside one
+ * element of `actions` — what Python's json.dumps happily writes — makes only that action
+ * invalid (the scanner's isolate_key). Its element is replaced by {} in the text cJSON parses
+ * (the skeleton below), so cJSON never sees the defect, and the action keeps its call_id when
+ * that member itself was sound. The envelope, and the grammar everywhere, stay strict: a frame
+ * whose structure cannot be read is refused whole, with whatever correlation the members read
+ * before the failure give (aip_json_peek), so a command whose response_id came first is still
+ * answered.
+ *
  * Encode: written straight into the output buffer, keys in UFO's order (the field tables),
  * no cJSON tree (which would re-print numbers and cost a malloc per value).
  */
@@ -33,11 +43,27 @@ typedef struct span_list {
     size_t n;
 } span_list;
 
+/* An element of `actions` with a defect (the scanner's isolation): refused alone. */
+typedef struct bad_action {
+    size_t index;
+    span text; /* the element's text: replaced by {} for cJSON */
+    char *why; /* the action's `invalid` reason */
+} bad_action;
+
 typedef struct spans {
     span result, metadata;     /* top level */
     span_list params, results; /* actions[i].parameters, action_results[i].result */
+    span_list call_ids;        /* actions[i].call_id (p NULL, n 1: given twice) */
+    bad_action *bad;           /* in index order */
+    size_t n_bad, cap_bad;
+    char member[80]; /* the member of the element being scanned where its first defect is */
     bool nomem;
 } spans;
+
+static span span_at(const span_list *l, size_t i)
+{
+    return i < l->n ? l->v[i] : (span){NULL, 0};
+}
 
 static void span_list_set(spans *sp, span_list *l, size_t i, const char *p, size_t n)
 {
@@ -55,6 +81,43 @@ static void span_list_set(spans *sp, span_list *l, size_t i, const char *p, size
     l->v[i] = (span){p, n};
 }
 
+/* The raw text of a key (valid UTF-8: a key with a defect is never reported), at most 64
+ * bytes, cut at a character boundary. */
+static void member_name(char *dst, size_t cap, const char *k, size_t n)
+{
+    size_t m = n > 64 ? 64 : n;
+    while (m < n && m > 0 && ((unsigned char)k[m] & 0xC0) == 0x80)
+        m--;
+    snprintf(dst, cap, "%.*s", (int)m, k);
+}
+
+static void add_bad_action(spans *sp, const aip_jscan_path *path, const char *v, size_t n)
+{
+    if (sp->n_bad == sp->cap_bad) {
+        size_t nc = sp->cap_bad ? 2 * sp->cap_bad : 4;
+        bad_action *b = aip_realloc(sp->bad, sp->cap_bad * sizeof *b, nc * sizeof *b);
+        if (!b) {
+            sp->nomem = true;
+            return;
+        }
+        sp->bad = b;
+        sp->cap_bad = nc;
+    }
+    char why[300];
+    if (sp->member[0])
+        snprintf(why, sizeof why, "field \"%s\": %s", sp->member, path->fault);
+    else
+        snprintf(why, sizeof why, "%s", path->fault);
+    bad_action *b = &sp->bad[sp->n_bad];
+    if (!(b->why = aip_strdup(why))) {
+        sp->nomem = true;
+        return;
+    }
+    b->index = path->index[1];
+    b->text = (span){v, n};
+    sp->n_bad++;
+}
+
 static void visit(void *user, const aip_jscan_path *path, const char *v, size_t n)
 {
     spans *sp = user;
@@ -63,19 +126,28 @@ static void visit(void *user, const aip_jscan_path *path, const char *v, size_t 
             sp->result = (span){v, n};
         else if (aip_jscan_key_eq(path->key[0], path->key_len[0], "metadata"))
             sp->metadata = (span){v, n};
+    } else if (path->depth == 2 && path->key[0] && !path->key[1] && path->fault) {
+        /* only the actions' elements are isolated, so only they can carry a fault */
+        add_bad_action(sp, path, v, n);
+        sp->member[0] = 0;
     } else if (path->depth == 3 && path->key[0] && !path->key[1] && path->key[2]) {
-        if (aip_jscan_key_eq(path->key[0], path->key_len[0], "actions") &&
-            aip_jscan_key_eq(path->key[2], path->key_len[2], "parameters"))
-            span_list_set(sp, &sp->params, path->index[1], v, n);
-        else if (aip_jscan_key_eq(path->key[0], path->key_len[0], "action_results") &&
-                 aip_jscan_key_eq(path->key[2], path->key_len[2], "result"))
+        if (aip_jscan_key_eq(path->key[0], path->key_len[0], "actions")) {
+            if (aip_jscan_key_eq(path->key[2], path->key_len[2], "parameters")) {
+                span_list_set(sp, &sp->params, path->index[1], v, n);
+            } else if (aip_jscan_key_eq(path->key[2], path->key_len[2], "call_id")) {
+                /* unusable (p NULL, n 1) when it holds a defect or comes twice (then the
+                 * action is invalid for the duplicate key: keep neither) */
+                span prev = span_at(&sp->call_ids, path->index[1]);
+                bool bad = path->fault || prev.p || prev.n;
+                span_list_set(sp, &sp->call_ids, path->index[1], bad ? NULL : v, bad ? 1 : n);
+            }
+            if (path->fault && !sp->member[0])
+                member_name(sp->member, sizeof sp->member, path->key[2], path->key_len[2]);
+        } else if (aip_jscan_key_eq(path->key[0], path->key_len[0], "action_results") &&
+                   aip_jscan_key_eq(path->key[2], path->key_len[2], "result")) {
             span_list_set(sp, &sp->results, path->index[1], v, n);
+        }
     }
-}
-
-static span span_at(const span_list *l, size_t i)
-{
-    return i < l->n ? l->v[i] : (span){NULL, 0};
 }
 
 /* ---- the skeleton: free-form containers emptied before cJSON sees the frame ----------------
@@ -85,58 +157,95 @@ static span span_at(const span_list *l, size_t i)
  * value, then a free per value) was most of a large frame's decode cost: when they hold enough
  * bytes, a copy of the frame with each such object/array replaced by {} / [] is parsed
  * instead. The spans are disjoint (none is inside another) and the frame is already proven
- * valid, so the copy is valid JSON with the same keys. */
+ * valid, so the copy is valid JSON with the same keys.
+ *
+ * An action with a defect is always replaced, by {} (whatever it was), and its parameters are
+ * not listed apart (they are inside it): cJSON must never see the defect. */
 
 #define SKELETON_MIN 128 /* bytes saved below which the copy is not worth it */
 
-static int span_ptr_cmp(const void *a, const void *b)
+typedef struct skel_span {
+    span s;
+    bool bad; /* an action with a defect: always "{}" */
+} skel_span;
+
+static int skel_ptr_cmp(const void *a, const void *b)
 {
-    const span *x = a, *y = b;
-    return x->p < y->p ? -1 : x->p > y->p;
+    const skel_span *x = a, *y = b;
+    return x->s.p < y->s.p ? -1 : x->s.p > y->s.p;
 }
 
-static void skel_add(span *v, size_t *n, size_t cap, span s, size_t *saved)
+static void skel_add(skel_span *v, size_t *n, size_t cap, span s, size_t *saved)
 {
     if (s.p && s.n > 2 && (s.p[0] == '{' || s.p[0] == '[') && *n < cap) {
-        v[(*n)++] = s;
+        v[(*n)++] = (skel_span){s, false};
         *saved += s.n - 2;
     }
 }
 
-/* Returns the skeleton (its length in *out_len) or NULL to parse the frame itself. */
-static char *skeleton(const spans *sp, const char *frame, size_t len, size_t *out_len)
+static bool is_bad_action(const spans *sp, size_t i)
 {
-    span local[16];
-    size_t cap = 2 + sp->params.n + sp->results.n, n = 0, saved = 0;
-    span *v = cap <= 16 ? local : aip_malloc(cap * sizeof *v);
+    size_t lo = 0, hi = sp->n_bad;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sp->bad[mid].index == i)
+            return true;
+        if (sp->bad[mid].index < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Sets *out to the skeleton (its length in *out_len), or to NULL to parse the frame itself.
+ * Returns 0 or AIP_E_NOMEM (only when the frame must not be parsed as it is). */
+static int skeleton(const spans *sp, const char *frame, size_t len, char **out, size_t *out_len)
+{
+    *out = NULL;
+    skel_span local[16];
+    size_t cap = 2 + sp->params.n + sp->results.n + sp->n_bad, n = 0, saved = 0;
+    skel_span *v = cap <= 16 ? local : aip_malloc(cap * sizeof *v);
     if (!v)
-        return NULL;
+        return sp->n_bad ? AIP_E_NOMEM : 0;
     skel_add(v, &n, cap, sp->result, &saved);
     skel_add(v, &n, cap, sp->metadata, &saved);
     for (size_t i = 0; i < sp->params.n; i++)
-        skel_add(v, &n, cap, sp->params.v[i], &saved);
+        if (!is_bad_action(sp, i))
+            skel_add(v, &n, cap, sp->params.v[i], &saved);
     for (size_t i = 0; i < sp->results.n; i++)
         skel_add(v, &n, cap, sp->results.v[i], &saved);
-    char *out = NULL;
-    if (saved >= SKELETON_MIN && (out = aip_malloc(len - saved + 1))) {
-        qsort(v, n, sizeof *v, span_ptr_cmp);
+    size_t out_len_max = len - saved;
+    for (size_t i = 0; i < sp->n_bad; i++) { /* "{}" for whatever it was (even 2 bytes) */
+        v[n++] = (skel_span){sp->bad[i].text, true};
+        out_len_max += 2;
+    }
+    int rc = 0;
+    char *o = NULL;
+    if ((sp->n_bad || saved >= SKELETON_MIN) && !(o = aip_malloc(out_len_max + 1)))
+        rc = sp->n_bad ? AIP_E_NOMEM : 0;
+    if (o) {
+        qsort(v, n, sizeof *v, skel_ptr_cmp);
         const char *from = frame;
-        char *to = out;
+        char *to = o;
         for (size_t i = 0; i < n; i++) {
-            memcpy(to, from, (size_t)(v[i].p - from));
-            to += v[i].p - from;
-            *to++ = v[i].p[0];
-            *to++ = v[i].p[0] == '{' ? '}' : ']';
-            from = v[i].p + v[i].n;
+            const span *x = &v[i].s;
+            memcpy(to, from, (size_t)(x->p - from));
+            to += x->p - from;
+            bool list = !v[i].bad && x->p[0] == '[';
+            *to++ = list ? '[' : '{';
+            *to++ = list ? ']' : '}';
+            from = x->p + x->n;
         }
         memcpy(to, from, (size_t)(frame + len - from));
         to += frame + len - from;
         *to = 0;
-        *out_len = (size_t)(to - out);
+        *out_len = (size_t)(to - o);
+        *out = o;
     }
     if (v != local)
         aip_free(v);
-    return out;
+    return rc;
 }
 
 /* ---- tree -> model ----------------------------------------------------------------------------
@@ -241,10 +350,38 @@ static const aip_field *find_field(const aip_field *t, size_t n, const char *key
 
 /* A Command. A malformed action never fails the frame: it is marked invalid, keeping what
  * could be read (call_id above all, so its failure Result can be matched). */
+static void peek_keep(char *slot, const char *v, size_t n);
+
+/* An action with a defect (its element was {} for cJSON): the scanner's reason, and the
+ * call_id when that member was a sound string given once. */
+static int take_bad_command(dctx *c, size_t i, aip_command *cmd)
+{
+    const bad_action *b = NULL;
+    for (size_t lo = 0, hi = c->sp.n_bad; lo < hi && !b;) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->sp.bad[mid].index == i)
+            b = &c->sp.bad[mid];
+        else if (c->sp.bad[mid].index < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    span cid = span_at(&c->sp.call_ids, i);
+    if (cid.p && cid.n >= 2 && cid.p[0] == '"') {
+        char id[AIP_ID_MAX + 1] = "";
+        peek_keep(id, cid.p, cid.n);
+        if ((id[0] || cid.n == 2) && !(cmd->call_id = aip_strdup(id)))
+            return AIP_E_NOMEM;
+    }
+    return (cmd->invalid = aip_strdup(b ? b->why : "invalid action")) ? 0 : AIP_E_NOMEM;
+}
+
 static int take_command(dctx *c, const cJSON *o, size_t i, aip_command *cmd)
 {
     char why[160] = "";
     int rc = 0;
+    if (c->sp.n_bad && is_bad_action(&c->sp, i))
+        return take_bad_command(c, i, cmd);
     if (!cJSON_IsObject(o)) {
         snprintf(why, sizeof why, "action is not an object");
     } else {
@@ -342,6 +479,20 @@ static int take_list(dctx *c, const aip_field *f, const cJSON *v, aip_msg *m)
     }
 }
 
+/* A frame the scanner refused: the type and ids of the members read before the failure
+ * (a command whose response_id came before the broken part can still be answered). */
+static void peek_correlation(aip_envelope env, const char *frame, size_t len, aip_decode_error *err)
+{
+    if (!err)
+        return;
+    aip_frame_ids ids;
+    aip_json_peek(env, frame, len, &ids);
+    err->type = ids.type;
+    memcpy(err->session_id, ids.session_id, sizeof err->session_id);
+    memcpy(err->request_id, ids.request_id, sizeof err->request_id);
+    memcpy(err->response_id, ids.response_id, sizeof err->response_id);
+}
+
 /* Best-effort correlation, read before anything can fail. */
 static void read_correlation(const cJSON *root, aip_envelope env, aip_decode_error *err)
 {
@@ -384,22 +535,28 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_c
     s.visit = visit;
     s.user = &c.sp;
     s.visit_depth = 3;
+    /* a server command's actions fail one by one (see the top of this file) */
+    s.isolate_key = env == AIP_ENVELOPE_SERVER ? "actions" : NULL;
     int rc = aip_jscan_run(&s, frame, len);
-    if (!rc && c.sp.nomem)
+    if (!rc && c.sp.nomem) {
         rc = aip_codec_fail(err, AIP_E_NOMEM, "out of memory");
-    else if (rc)
+    } else if (rc) {
         aip_codec_fail(err, rc, "%s", s.why);
-    else if (s.root != '{')
+        peek_correlation(env, frame, len, err);
+    } else if (s.root != '{') {
         rc = aip_codec_fail(err, AIP_E_PROTOCOL, "frame is not a JSON object");
+    }
     cJSON *root = NULL;
     if (!rc) {
         const char *end = NULL;
         size_t plen = len;
-        char *skel = skeleton(&c.sp, frame, len, &plen);
-        root = cJSON_ParseWithLengthOpts(skel ? skel : frame, plen, &end, 0);
-        aip_free(skel);
-        if (!root) /* the scan proved it valid: only memory can fail here */
+        char *skel = NULL;
+        if (skeleton(&c.sp, frame, len, &skel, &plen))
+            rc = aip_codec_fail(err, AIP_E_NOMEM, "out of memory");
+        else if (!(root = cJSON_ParseWithLengthOpts(skel ? skel : frame, plen, &end, 0)))
+            /* the scan proved it valid: only memory can fail here */
             rc = aip_codec_fail(err, AIP_E_NOMEM, "out of memory while parsing");
+        aip_free(skel);
     }
     if (!rc && root) {
         read_correlation(root, env, err);
@@ -431,6 +588,10 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_c
     cJSON_Delete(root);
     aip_free(c.sp.params.v);
     aip_free(c.sp.results.v);
+    aip_free(c.sp.call_ids.v);
+    for (size_t i = 0; i < c.sp.n_bad; i++)
+        aip_free(c.sp.bad[i].why);
+    aip_free(c.sp.bad);
     if (rc) {
         aip_msg_clear(out);
         out->envelope = env;
@@ -758,6 +919,8 @@ void aip_json_peek(aip_envelope env, const char *prefix, size_t len, aip_frame_i
     s.visit = peek_visit;
     s.user = &pc;
     s.visit_depth = 1;
+    /* as the decoder: a defect inside one action does not stop the scan */
+    s.isolate_key = env == AIP_ENVELOPE_SERVER ? "actions" : NULL;
     /* The scan stops with an error where the prefix ends (or at the first byte that is not
      * JSON); every member completed before that point has been visited. */
     (void)aip_jscan_run(&s, prefix, len);

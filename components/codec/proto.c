@@ -530,11 +530,12 @@ void aip_proto_peek(aip_envelope env, const uint8_t *prefix, size_t len, aip_fra
     size_t i = 0;
     while (prefix && i < len) {
         uint64_t key, v;
-        if (!peek_varint(prefix, len, &i, &key))
+        /* protobuf-c 1.4.1 refuses a key whose first byte has no field bits (tag 0 in one
+         * byte) but takes a longer key that still says field 0 (0x80 0x00) as an unknown
+         * field: the peek does the same, or it would stop short of what the decoder reads */
+        if ((prefix[i] & 0xF8) == 0 || !peek_varint(prefix, len, &i, &key))
             return;
         uint64_t field = key >> 3;
-        if (field == 0)
-            return; /* not protobuf */
         switch (key & 7) {
         case 0: /* varint */
             if (!peek_varint(prefix, len, &i, &v))

@@ -8,6 +8,13 @@
  * The parse-memory estimate mirrors what cJSON 1.7.15 allocates: one 64-byte node per value
  * plus a copy of every string and key; malloc rounds to 16 bytes with an 8-byte header and a
  * 32-byte minimum chunk.
+ *
+ * Isolation (see the header): `isolated` is true while an element of the isolate_key array is
+ * scanned. Every defect goes through defect(), which fails the scan outside an isolated element
+ * and inside one only counts it (the first reason kept in fault_why) so the scan goes on: each
+ * defect site knows where the token it is in ends. A container nested past max_depth inside an
+ * isolated element is handed to skim(), which checks its grammar with an explicit stack (a bit
+ * per level, on the heap) instead of recursion, so the stack cost stays fixed.
  */
 #include "aip/common.h"
 #include "aip/internal/jscan.h"
@@ -35,6 +42,10 @@ typedef struct scanner {
     aip_jscan_path path;
     struct keyspan *keys;
     size_t nkeys, capkeys;
+    bool isolated;       /* inside an element of the isolate_key array */
+    char fault_why[160]; /* the first defect of the current isolated element */
+    uint8_t *skim;       /* skim(): one bit per open level, 1 = object */
+    size_t skim_cap;     /* bytes */
 } scanner;
 
 static size_t str_cost(size_t n)
@@ -43,19 +54,45 @@ static size_t str_cost(size_t n)
     return c < 32 ? 32 : c;
 }
 
-__attribute__((format(printf, 4, 5))) static int fail(scanner *sc, int code, const char *at,
-                                                      const char *fmt, ...)
+__attribute__((format(printf, 4, 0))) static int vfail(scanner *sc, int code, const char *at,
+                                                       const char *fmt, va_list ap)
 {
     aip_jscan *s = sc->s;
     if (s->code)
         return s->code;
     s->code = code;
     s->err_offset = (size_t)(at - sc->base);
+    vsnprintf(s->why, sizeof s->why, fmt, ap);
+    return code;
+}
+
+__attribute__((format(printf, 4, 5))) static int fail(scanner *sc, int code, const char *at,
+                                                      const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->why, sizeof s->why, fmt, ap);
+    int rc = vfail(sc, code, at, fmt, ap);
     va_end(ap);
-    return code;
+    return rc;
+}
+
+/* A defect that leaves the structure readable: fails the scan (returns the code), or inside an
+ * isolated element is counted and remembered (returns 0: the caller steps over it). */
+__attribute__((format(printf, 4, 5))) static int defect(scanner *sc, int code, const char *at,
+                                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = 0;
+    if (!sc->isolated) {
+        rc = vfail(sc, code, at, fmt, ap);
+    } else {
+        sc->s->faults++;
+        if (!sc->fault_why[0])
+            vsnprintf(sc->fault_why, sizeof sc->fault_why, fmt, ap);
+    }
+    va_end(ap);
+    return rc;
 }
 
 /* Length of the valid UTF-8 sequence at p, or 0 when it is invalid. */
@@ -152,9 +189,13 @@ static int scan_string(scanner *sc, bool *escaped)
         unsigned char c = (unsigned char)*p;
         if (c == '"')
             break;
-        if (c < 0x20)
-            return fail(sc, AIP_E_MALFORMED, p, "control character in string at offset %zu",
-                        (size_t)(p - sc->base));
+        if (c < 0x20) {
+            if (defect(sc, AIP_E_MALFORMED, p, "control character in string at offset %zu",
+                       (size_t)(p - sc->base)))
+                return sc->s->code;
+            p++;
+            continue;
+        }
         if (c == '\\') {
             esc = true;
             if (p + 1 >= e)
@@ -174,18 +215,25 @@ static int scan_string(scanner *sc, bool *escaped)
                 if (cp < 0)
                     return fail(sc, AIP_E_MALFORMED, p, "invalid \\u escape at offset %zu",
                                 (size_t)(p - sc->base));
-                if (cp == 0)
-                    return fail(sc, AIP_E_MALFORMED, p, "\\u0000 in string at offset %zu",
-                                (size_t)(p - sc->base));
-                if (cp >= 0xDC00 && cp <= 0xDFFF)
-                    return fail(sc, AIP_E_MALFORMED, p, "unpaired UTF-16 surrogate at offset %zu",
-                                (size_t)(p - sc->base));
+                if (cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
+                    if (defect(sc, AIP_E_MALFORMED, p,
+                               cp ? "unpaired UTF-16 surrogate at offset %zu"
+                                  : "\\u0000 in string at offset %zu",
+                               (size_t)(p - sc->base)))
+                        return sc->s->code;
+                    p += 6;
+                    continue;
+                }
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     long lo = (e - p >= 12 && p[6] == '\\' && p[7] == 'u') ? hex4(p + 8, e) : -1;
-                    if (lo < 0xDC00 || lo > 0xDFFF)
-                        return fail(sc, AIP_E_MALFORMED, p,
-                                    "unpaired UTF-16 surrogate at offset %zu",
-                                    (size_t)(p - sc->base));
+                    if (lo < 0xDC00 || lo > 0xDFFF) {
+                        if (defect(sc, AIP_E_MALFORMED, p,
+                                   "unpaired UTF-16 surrogate at offset %zu",
+                                   (size_t)(p - sc->base)))
+                            return sc->s->code;
+                        p += 6; /* what follows is scanned on its own */
+                        continue;
+                    }
                     p += 12;
                 } else {
                     p += 6;
@@ -198,9 +246,12 @@ static int scan_string(scanner *sc, bool *escaped)
             }
         }
         size_t l = utf8_seq((const unsigned char *)p, (const unsigned char *)e);
-        if (!l)
-            return fail(sc, AIP_E_MALFORMED, p, "invalid UTF-8 at offset %zu",
-                        (size_t)(p - sc->base));
+        if (!l) {
+            if (defect(sc, AIP_E_MALFORMED, p, "invalid UTF-8 at offset %zu",
+                       (size_t)(p - sc->base)))
+                return sc->s->code;
+            l = 1; /* '"' and '\\' are ASCII: the string's end is still found */
+        }
         p += l;
     }
     sc->p = p + 1;
@@ -361,8 +412,8 @@ static int check_dups(scanner *sc, size_t base, const char *obj_start)
             }
     }
     if (dup)
-        return fail(sc, AIP_E_MALFORMED, obj_start, "duplicate key \"%.*s\"",
-                    (int)(dup->n > 64 ? 64 : dup->n), dup->p);
+        return defect(sc, AIP_E_MALFORMED, obj_start, "duplicate key \"%.*s\"",
+                      (int)(dup->n > 64 ? 64 : dup->n), dup->p);
     return 0;
 }
 
@@ -432,16 +483,139 @@ static int charge(scanner *sc, size_t bytes, const char *at)
     return 0;
 }
 
+/* A string, number or literal at sc->p (start); charges a string's copy. */
+static int scan_scalar(scanner *sc, const char *start)
+{
+    switch (*sc->p) {
+    case '"': {
+        int rc = scan_string(sc, NULL);
+        return rc ? rc : charge(sc, str_cost((size_t)(sc->p - start) - 2), start);
+    }
+    case 't': return scan_literal(sc, "true", 4);
+    case 'f': return scan_literal(sc, "false", 5);
+    case 'n': return scan_literal(sc, "null", 4);
+    default:
+        if (*sc->p == '-' || (*sc->p >= '0' && *sc->p <= '9'))
+            return scan_number(sc);
+        return fail(sc, AIP_E_MALFORMED, sc->p, "unexpected character at offset %zu",
+                    (size_t)(sc->p - sc->base));
+    }
+}
+
+/* One more value: the value count and its node's memory. */
+static int count_value(scanner *sc)
+{
+    aip_jscan *s = sc->s;
+    if (s->max_values && s->values >= s->max_values)
+        return fail(sc, AIP_E_TOO_COMPLEX, sc->p, "more than %zu values", s->max_values);
+    s->values++;
+    return charge(sc, NODE_COST, sc->p);
+}
+
+static int skim_push(scanner *sc, size_t level, bool is_object)
+{
+    if (level / 8 >= sc->skim_cap) {
+        size_t ncap = sc->skim_cap ? sc->skim_cap * 2 : 64;
+        uint8_t *n = aip_realloc(sc->skim, sc->skim_cap, ncap);
+        if (!n)
+            return fail(sc, AIP_E_NOMEM, sc->p, "out of memory");
+        sc->skim = n;
+        sc->skim_cap = ncap;
+    }
+    uint8_t bit = (uint8_t)(1u << (level % 8));
+    if (is_object)
+        sc->skim[level / 8] |= bit;
+    else
+        sc->skim[level / 8] &= (uint8_t)~bit;
+    return 0;
+}
+
+/* Inside an isolated element: the container at sc->p, nested past max_depth (a defect already
+ * counted). Its grammar is checked as scan_value would, without recursion; nothing in it is
+ * visited or checked for duplicate keys (the element is unusable anyway). */
+static int skim(scanner *sc)
+{
+    enum { OPENED, ELEMENT, AFTER } st = OPENED;
+    size_t n = 0; /* open levels */
+    if (skim_push(sc, n++, *sc->p == '{'))
+        return sc->s->code;
+    sc->p++;
+    for (;;) {
+        skip_ws(sc);
+        if (sc->p >= sc->end)
+            return fail(sc, AIP_E_MALFORMED, sc->p, "unexpected end of input at offset %zu",
+                        (size_t)(sc->p - sc->base));
+        bool obj = (sc->skim[(n - 1) / 8] >> ((n - 1) % 8)) & 1;
+        char close = obj ? '}' : ']';
+        if (st == AFTER && *sc->p == ',') {
+            sc->p++;
+            st = ELEMENT;
+            continue;
+        }
+        if (st == AFTER || (st == OPENED && *sc->p == close)) {
+            if (*sc->p != close)
+                return fail(sc, AIP_E_MALFORMED, sc->p, "expected ',' or '%c' at offset %zu", close,
+                            (size_t)(sc->p - sc->base));
+            sc->p++;
+            if (--n == 0)
+                return 0;
+            st = AFTER;
+            continue;
+        }
+        if (obj) {
+            const char *k = sc->p;
+            if (*sc->p != '"')
+                return fail(sc, AIP_E_MALFORMED, sc->p, "expected a string key at offset %zu",
+                            (size_t)(sc->p - sc->base));
+            if (scan_string(sc, NULL) || charge(sc, str_cost((size_t)(sc->p - k) - 2), k))
+                return sc->s->code;
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p != ':')
+                return fail(sc, AIP_E_MALFORMED, sc->p, "expected ':' at offset %zu",
+                            (size_t)(sc->p - sc->base));
+            sc->p++;
+            skip_ws(sc);
+            if (sc->p >= sc->end)
+                return fail(sc, AIP_E_MALFORMED, sc->p, "unexpected end of input at offset %zu",
+                            (size_t)(sc->p - sc->base));
+        }
+        if (count_value(sc))
+            return sc->s->code;
+        if (*sc->p == '{' || *sc->p == '[') {
+            if (skim_push(sc, n++, *sc->p == '{'))
+                return sc->s->code;
+            sc->p++;
+            st = OPENED;
+            continue;
+        }
+        if (scan_scalar(sc, sc->p))
+            return sc->s->code;
+        st = AFTER;
+    }
+}
+
 static int scan_value(scanner *sc, unsigned depth);
+
+/* Is the container at depth `depth` the isolate_key array (the root object's member)? */
+static bool is_isolate_array(const scanner *sc, unsigned depth, bool is_object)
+{
+    const aip_jscan *s = sc->s;
+    return s->isolate_key && !is_object && depth == 1 && s->root == '{' && sc->path.key[0] &&
+           aip_jscan_key_eq(sc->path.key[0], sc->path.key_len[0], s->isolate_key);
+}
 
 static int scan_container(scanner *sc, unsigned depth, bool is_object)
 {
     const char *start = sc->p;
     char close = is_object ? '}' : ']';
-    if (depth + 1 > sc->max_depth)
-        return fail(sc, AIP_E_TOO_COMPLEX, start, "nesting deeper than %u levels", sc->max_depth);
+    if (depth + 1 > sc->max_depth) {
+        if (defect(sc, AIP_E_TOO_COMPLEX, start, "nesting deeper than %u levels", sc->max_depth))
+            return sc->s->code;
+        return skim(sc);
+    }
     if (depth + 1 > sc->s->depth_seen)
         sc->s->depth_seen = depth + 1;
+    bool isolate = is_isolate_array(sc, depth, is_object);
     sc->p++;
     skip_ws(sc);
     if (sc->p < sc->end && *sc->p == close) {
@@ -457,14 +631,18 @@ static int scan_container(scanner *sc, unsigned depth, bool is_object)
                             (size_t)(sc->p - sc->base));
             const char *k = sc->p;
             bool esc = false;
+            size_t f0 = sc->s->faults;
             if (scan_string(sc, &esc))
                 return sc->s->code;
             size_t klen = (size_t)(sc->p - k) - 2;
-            if (push_key(sc, k + 1, klen, esc) || charge(sc, str_cost(klen), k))
+            /* a key with a defect is never compared or decoded: only its object's element
+             * is refused for it */
+            bool bad_key = sc->s->faults != f0;
+            if ((!bad_key && push_key(sc, k + 1, klen, esc)) || charge(sc, str_cost(klen), k))
                 return sc->s->code;
             if (depth < AIP_JSCAN_MAX_PATH) {
-                sc->path.key[depth] = k + 1;
-                sc->path.key_len[depth] = klen;
+                sc->path.key[depth] = bad_key ? NULL : k + 1;
+                sc->path.key_len[depth] = bad_key ? 0 : klen;
             }
             skip_ws(sc);
             if (sc->p >= sc->end || *sc->p != ':')
@@ -476,7 +654,14 @@ static int scan_container(scanner *sc, unsigned depth, bool is_object)
             sc->path.key_len[depth] = 0;
             sc->path.index[depth] = idx;
         }
-        if (scan_value(sc, depth + 1))
+        if (isolate) {
+            sc->isolated = true;
+            sc->fault_why[0] = 0;
+        }
+        int rc = scan_value(sc, depth + 1);
+        if (isolate)
+            sc->isolated = false;
+        if (rc)
             return sc->s->code;
         skip_ws(sc);
         if (sc->p < sc->end && *sc->p == ',') {
@@ -505,36 +690,20 @@ static int scan_value(scanner *sc, unsigned depth)
     if (sc->p >= sc->end)
         return fail(sc, AIP_E_MALFORMED, sc->p, "unexpected end of input at offset %zu",
                     (size_t)(sc->p - sc->base));
-    if (s->max_values && s->values >= s->max_values)
-        return fail(sc, AIP_E_TOO_COMPLEX, sc->p, "more than %zu values", s->max_values);
-    s->values++;
-    const char *start = sc->p;
-    if (charge(sc, NODE_COST, start))
+    if (count_value(sc))
         return s->code;
+    const char *start = sc->p;
+    size_t f0 = s->faults;
     int rc;
-    switch (*sc->p) {
-    case '{': rc = scan_container(sc, depth, true); break;
-    case '[': rc = scan_container(sc, depth, false); break;
-    case '"':
-        rc = scan_string(sc, NULL);
-        if (!rc)
-            rc = charge(sc, str_cost((size_t)(sc->p - start) - 2), start);
-        break;
-    case 't': rc = scan_literal(sc, "true", 4); break;
-    case 'f': rc = scan_literal(sc, "false", 5); break;
-    case 'n': rc = scan_literal(sc, "null", 4); break;
-    default:
-        if (*sc->p == '-' || (*sc->p >= '0' && *sc->p <= '9')) {
-            rc = scan_number(sc);
-        } else {
-            rc = fail(sc, AIP_E_MALFORMED, sc->p, "unexpected character at offset %zu",
-                      (size_t)(sc->p - sc->base));
-        }
-    }
+    if (*sc->p == '{' || *sc->p == '[')
+        rc = scan_container(sc, depth, *sc->p == '{');
+    else
+        rc = scan_scalar(sc, start);
     if (rc)
         return rc;
     if (s->visit && depth <= s->visit_depth) {
         sc->path.depth = depth;
+        sc->path.fault = s->faults != f0 ? sc->fault_why : NULL;
         s->visit(s->user, &sc->path, start, (size_t)(sc->p - start));
     }
     return 0;
@@ -552,6 +721,7 @@ int aip_jscan_run(aip_jscan *s, const char *text, size_t len)
     s->values = 0;
     s->depth_seen = 0;
     s->mem_estimate = 0;
+    s->faults = 0;
     s->code = 0;
     s->err_offset = 0;
     s->why[0] = 0;
@@ -570,5 +740,6 @@ int aip_jscan_run(aip_jscan *s, const char *text, size_t len)
         }
     }
     aip_free(sc.keys);
+    aip_free(sc.skim);
     return s->code;
 }

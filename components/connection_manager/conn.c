@@ -15,6 +15,7 @@
  */
 #include "aip/conn.h"
 #include "aip/common.h"
+#include "aip/internal/conn_out.h"
 #include "aip/internal/jscan.h"
 #include "aip/internal/pending.h"
 #include "aip/internal/processor.h"
@@ -256,6 +257,38 @@ int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m)
 int aip_conn_send(aip_conn *c, const aip_msg *m)
 {
     return aip_conn_send_on(c, 0, m);
+}
+
+/* ---- outbound limits (aip/internal/conn_out.h) ------------------------------------------- */
+
+size_t aip_conn_max_frame_out(const aip_conn *c)
+{
+    return c->cfg.max_queued_bytes;
+}
+
+size_t aip_conn_queue_room(aip_conn *c)
+{
+    return aip_transport_queue_room(c->tr);
+}
+
+int aip_conn_encoded_size(aip_conn *c, uint64_t link, const aip_msg *m, size_t *size)
+{
+    int rc = gate_enter(c);
+    if (rc)
+        return rc;
+    aip_mutex_lock(&c->lock);
+    bool ok = c->registered && (link == 0 || link == c->link);
+    aip_encoding enc = c->enc;
+    aip_mutex_unlock(&c->lock);
+    aip_buf b;
+    if (!ok)
+        rc = link ? AIP_E_CONN_LOST : AIP_E_NOT_CONNECTED;
+    else if (!(rc = encode_for(c, m, enc, &b))) {
+        *size = b.len;
+        aip_buf_free(&b);
+    }
+    gate_leave(c);
+    return rc;
 }
 
 /* ---- requests ----------------------------------------------------------------------------- */
@@ -720,7 +753,10 @@ static void h_malformed(void *user, const aip_decode_error *e, bool binary)
         r.session_id = e->session_id[0] ? (char *)(uintptr_t)e->session_id : NULL;
         r.error = why;
         r.has_action_results = true;
-        send_raw(c, c->cur_link, c->link_enc, &r);
+        int rc = send_raw(c, c->cur_link, c->link_enc, &r);
+        if (rc)
+            aip_log(AIP_LOG_WARN, LOG_COMP, "the answer to malformed command %s was not sent: %s",
+                    e->response_id, aip_strerror(rc));
         return;
     }
     char why[260];

@@ -389,6 +389,16 @@ int aip_transport_send(aip_transport *t, uint64_t link, aip_buf *b, bool binary)
     return 0;
 }
 
+size_t aip_transport_queue_room(aip_transport *t)
+{
+    if (!t->cfg.max_queue_bytes)
+        return SIZE_MAX;
+    aip_mutex_lock(&t->qlock);
+    size_t used = t->qbytes;
+    aip_mutex_unlock(&t->qlock);
+    return used < t->cfg.max_queue_bytes ? t->cfg.max_queue_bytes - used : 0;
+}
+
 void aip_transport_wake(aip_transport *t)
 {
     lws_cancel_service(t->ctx);

@@ -358,7 +358,8 @@ class Conn:
             parsed = json.loads(raw)
         except ValueError:
             parsed = None
-        self.ev({"dir": "in", "frame": raw if parsed is None else parsed})
+        self.ev({"dir": "in", "frame": raw if parsed is None else parsed,
+                 "bytes": len(raw.encode("utf-8", "surrogatepass"))})
         return raw, parsed
 
     def frame_limit_hit(self):
@@ -526,6 +527,17 @@ class Conn:
                 if isinstance(frame.get("response_id"), str):
                     self.commands[frame["response_id"]] = i
                 await self.send(frame, note="command {}".format(i + 1))
+        if self.args.raw_command and (target == "any" or target == self.client_type):
+            for i, text in enumerate(self.args.raw_command):
+                await asyncio.sleep(self.args.command_interval)
+                await self.send(text, note="raw command {}".format(i + 1))
+        if self.args.read_pause and (self.args.command or self.args.raw_command):
+            self.ws.transport.pause_reading()
+            self.ev({"event": "read_pause", "secs": self.args.read_pause})
+            await asyncio.sleep(self.args.read_pause)
+            if not self.ws.closed:
+                self.ws.transport.resume_reading()
+            self.ev({"event": "read_resume"})
 
     async def hostile(self):
         """--big-frame / --bad-utf8 / --unfinished-message, on the first registered
@@ -768,7 +780,11 @@ def build_parser():
     p.add_argument("--garbage", action="store_true")
     p.add_argument("--command", type=parse_command, action="append", default=[],
                    metavar="JSON", help="server command frame to send (repeatable)")
+    p.add_argument("--raw-command", action="append", default=[], metavar="TEXT",
+                   help="text frame sent verbatim after the --command frames (repeatable)")
     p.add_argument("--command-interval", type=float, default=0.1, metavar="SECS")
+    p.add_argument("--read-pause", type=float, default=0.0, metavar="SECS",
+                   help="after the commands, read nothing for SECS, then read again")
     p.add_argument("--command-target", choices=("device", "constellation", "any"),
                    default="device",
                    help="which registered client types get --command frames")

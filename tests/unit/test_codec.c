@@ -2,6 +2,7 @@
  * form, key order, free-form fidelity, correlation on errors, invalid actions, limits,
  * encoder refusals, pretty-printing. The vector corpus is exercised by test_vectors. */
 #include <aip/aip.h>
+#include <aip/internal/jscan.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,6 +174,122 @@ static void test_invalid_action_keeps_batch(void **state)
     assert_int_equal(b.len, 0);
     aip_buf_free(&b);
     aip_msg_clear(&m);
+}
+
+/* What Python's json.dumps writes (\u0000, a lone surrogate) and nesting past 64, inside one
+ * action: that action fails alone, with its call_id; the rest of the batch decodes. */
+static void test_defect_in_one_action_keeps_batch(void **state)
+{
+    (void)state;
+    aip_msg m;
+    aip_decode_error e;
+    char deep[141];
+    memset(deep, '[', 70);
+    memset(deep + 70, ']', 70);
+    deep[140] = 0;
+    char f[1200];
+    snprintf(f, sizeof f,
+             "{\"type\":\"command\",\"status\":\"continue\",\"session_id\":\"s\","
+             "\"actions\":[{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"call_id\":\"a\","
+             "\"parameters\":{\"text\":\"x\\u0000y\"}},"
+             "{\"call_id\":\"b\",\"tool_name\":\"echo\",\"tool_type\":\"action\","
+             "\"parameters\":{\"text\":\"\\ud800\"}},"
+             "{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"parameters\":{\"d\":%s},"
+             "\"call_id\":\"c\"},"
+             "{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"parameters\":{\"text\":\"ok "
+             "\\ud83d\\ude00\"},\"call_id\":\"d\"}],\"response_id\":\"r-d\"}",
+             deep);
+    assert_int_equal(dec(AIP_ENVELOPE_SERVER, f, &m, &e), 0);
+    assert_string_equal(m.response_id, "r-d"); /* after the actions: the frame was read whole */
+    aip_frame_ids ids; /* the peek reads what the decoder reads, past the defects */
+    aip_frame_peek(AIP_ENCODING_JSON, AIP_ENVELOPE_SERVER, f, strlen(f), &ids);
+    assert_string_equal(ids.response_id, "r-d");
+    assert_int_equal(ids.type, AIP_MSG_COMMAND);
+    assert_string_equal(m.session_id, "s");
+    assert_int_equal(m.n_actions, 4);
+    assert_string_equal(m.actions[0].call_id, "a");
+    assert_non_null(strstr(m.actions[0].invalid, "field \"parameters\": \\u0000 in string"));
+    assert_null(m.actions[0].parameters);
+    assert_string_equal(m.actions[1].call_id, "b");
+    assert_non_null(strstr(m.actions[1].invalid, "field \"parameters\": unpaired UTF-16"));
+    assert_string_equal(m.actions[2].call_id, "c");
+    assert_string_equal(m.actions[2].invalid,
+                        "field \"parameters\": nesting deeper than 64 levels");
+    assert_null(m.actions[3].invalid);
+    assert_string_equal(m.actions[3].call_id, "d");
+    assert_string_equal(m.actions[3].parameters, "{\"text\":\"ok \\ud83d\\ude00\"}");
+    assert_string_equal(m.actions[3].tool_name, "echo");
+    aip_msg_clear(&m);
+
+    /* a big frame (the skeleton path) with a defect: the same */
+    size_t big = 64 * 1024;
+    char *bf = malloc(big + 1024);
+    int n = snprintf(bf, big + 1024,
+                     "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":\"r-big\","
+                     "\"actions\":[{\"tool_name\":\"echo\",\"tool_type\":\"action\","
+                     "\"call_id\":\"p\",\"parameters\":{\"text\":\"");
+    memset(bf + n, 'x', big);
+    snprintf(bf + n + big, 1024 - (size_t)n,
+             "\"}},{\"tool_name\":\"echo\",\"tool_type\":\"action\",\"call_id\":\"q\","
+             "\"parameters\":{\"t\":\"\\udfff\",\"pad\":\"%0300d\"}}]}",
+             0);
+    assert_int_equal(dec(AIP_ENVELOPE_SERVER, bf, &m, &e), 0);
+    assert_null(m.actions[0].invalid);
+    assert_int_equal(strlen(m.actions[0].parameters), big + 11);
+    assert_string_equal(m.actions[1].call_id, "q");
+    assert_non_null(strstr(m.actions[1].invalid, "unpaired UTF-16 surrogate"));
+    aip_msg_clear(&m);
+    free(bf);
+}
+
+/* A frame refused whole still names the command it was, from the members read before the
+ * failure; an id that is not UTF-8 (protobuf) is not read (it could not be answered with). */
+static void test_refused_frame_keeps_correlation(void **state)
+{
+    (void)state;
+    aip_msg m;
+    aip_decode_error e;
+    /* a grammar error after response_id */
+    int rc = dec(AIP_ENVELOPE_SERVER,
+                 "{\"type\":\"command\",\"status\":\"continue\",\"session_id\":\"s-7\","
+                 "\"response_id\":\"r-7\",\"actions\":[{\"tool_name\":\"a\\x\"}]}",
+                 &m, &e);
+    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_non_null(strstr(e.reason, "invalid escape"));
+    assert_int_equal(e.type, AIP_MSG_COMMAND);
+    assert_string_equal(e.response_id, "r-7");
+    assert_string_equal(e.session_id, "s-7");
+    /* the defect is in the envelope itself, before response_id: nothing to answer to */
+    rc = dec(AIP_ENVELOPE_SERVER,
+             "{\"type\":\"command\",\"status\":\"continue\",\"error\":\"\\u0000\","
+             "\"response_id\":\"r-8\",\"actions\":[]}",
+             &m, &e);
+    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_int_equal(e.type, AIP_MSG_COMMAND);
+    assert_string_equal(e.response_id, "");
+    /* protobuf: a command whose response_id is not UTF-8 */
+    const uint8_t bad_rid[] = {0x08, 4, 0x10, 1, 0x6a, 2, 'r', 0xff};
+    rc = aip_proto_decode(AIP_ENVELOPE_SERVER, bad_rid, sizeof bad_rid, NULL, &m, &e);
+    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_int_equal(e.type, AIP_MSG_COMMAND);
+    assert_string_equal(e.response_id, "");
+    /* ... and one whose messages are not UTF-8 but whose response_id is fine */
+    const uint8_t bad_msg[] = {0x08, 4, 0x10, 1, 0x42, 3, 0x0a, 1, 0xff, 0x6a, 2, 'r', '1'};
+    rc = aip_proto_decode(AIP_ENVELOPE_SERVER, bad_msg, sizeof bad_msg, NULL, &m, &e);
+    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_int_equal(e.type, AIP_MSG_COMMAND);
+    assert_string_equal(e.response_id, "r1");
+    /* a reason quoting the frame, cut at a byte count, stays UTF-8: it goes back to the peer */
+    char st[200];
+    int sl =
+        snprintf(st, sizeof st, "{\"type\":\"command\",\"response_id\":\"r-u\",\"status\":\"a");
+    for (int i = 0; i < 40; i++)
+        sl += snprintf(st + sl, sizeof st - (size_t)sl, "\xc3\xa9");
+    snprintf(st + sl, sizeof st - (size_t)sl, "\"}");
+    assert_int_equal(dec(AIP_ENVELOPE_SERVER, st, &m, &e), AIP_E_PROTOCOL);
+    assert_non_null(strstr(e.reason, "unknown status \"a\xc3\xa9"));
+    assert_true(aip_utf8_valid(e.reason, strlen(e.reason), NULL));
+    assert_string_equal(e.response_id, "r-u");
 }
 
 static void test_proto_round_trip_and_presence(void **state)
@@ -502,6 +619,10 @@ static void test_peek_proto_prefix(void **state)
     aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, twice, sizeof twice, &ids);
     assert_string_equal(ids.session_id, "b"); /* as protobuf: the last one counts */
     assert_int_equal(ids.type, AIP_MSG_NONE); /* register is not a server message */
+    /* a key saying field 0 in two bytes: protobuf-c skips it as unknown, so does the peek */
+    static const uint8_t zero2[] = {0x08, 0x02, 0x80, 0x00, 0x00, 0x52, 0x01, 'z'};
+    aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, zero2, sizeof zero2, &ids);
+    assert_string_equal(ids.session_id, "z");
     aip_frame_peek(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, NULL, 0, &ids);
     assert_int_equal(ids.type, AIP_MSG_NONE);
 }
@@ -514,6 +635,8 @@ int main(void)
         cmocka_unit_test(test_escapes_and_unicode_out),
         cmocka_unit_test(test_correlation_survives_errors),
         cmocka_unit_test(test_invalid_action_keeps_batch),
+        cmocka_unit_test(test_defect_in_one_action_keeps_batch),
+        cmocka_unit_test(test_refused_frame_keeps_correlation),
         cmocka_unit_test(test_proto_round_trip_and_presence),
         cmocka_unit_test(test_proto_rejections),
         cmocka_unit_test(test_frame_limit),

@@ -215,6 +215,148 @@ static void test_utf8_valid(void **state)
     assert_false(aip_utf8_valid("\xe0\x80\x80", 3, NULL)); /* overlong */
 }
 
+/* ---- isolation (isolate_key): defects inside one element of the root's "actions" ---------- */
+
+struct faults_seen {
+    int n;
+    size_t index[8];
+    char why[8][160];
+};
+
+static void rec_faults(void *u, const aip_jscan_path *p, const char *v, size_t n)
+{
+    (void)v;
+    (void)n;
+    struct faults_seen *f = u;
+    if (p->depth == 2 && p->fault && f->n < 8) {
+        f->index[f->n] = p->index[1];
+        snprintf(f->why[f->n++], 160, "%s", p->fault);
+    }
+}
+
+static int scan_isolated(const char *t, size_t n, aip_jscan *s, struct faults_seen *f)
+{
+    memset(s, 0, sizeof *s);
+    memset(f, 0, sizeof *f);
+    s->isolate_key = "actions";
+    s->visit = rec_faults;
+    s->user = f;
+    s->visit_depth = 2;
+    return aip_jscan_run(s, t, n);
+}
+
+static void test_isolated_defects_are_reported_not_fatal(void **state)
+{
+    (void)state;
+    aip_jscan s;
+    struct faults_seen f;
+    const char *t = "{\"type\":\"command\",\"actions\":[{\"a\":\"ok\"},{\"a\":\"x\\u0000\"},"
+                    "{\"a\":\"\\ud800\"},{\"a\":\"\\udc00\"},{\"\\u0000\":1,\"\\u0000\":2},"
+                    "{\"a\":1,\"a\":2},\"tab\there\",{\"a\":\"\xff\"},{\"b\":\"ok\"}]}";
+    assert_int_equal(scan_isolated(t, strlen(t), &s, &f), 0);
+    assert_int_equal(s.faults, 8); /* the two bad keys are two defects; their duplicate is not */
+    assert_int_equal(f.n, 7);
+    static const size_t idx[] = {1, 2, 3, 4, 5, 6, 7};
+    static const char *why[] = {
+        "\\u0000 in string", "unpaired UTF-16 surrogate", "unpaired UTF-16 surrogate",
+        "\\u0000 in string", "duplicate key \"a\"",       "control character in string",
+        "invalid UTF-8"};
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(f.index[i], idx[i]);
+        assert_non_null(strstr(f.why[i], why[i]));
+    }
+    /* the same text without isolation fails at the first defect */
+    assert_int_equal(scan(t, strlen(t), &s), AIP_E_MALFORMED);
+    assert_non_null(strstr(s.why, "\\u0000 in string"));
+}
+
+static void test_isolation_is_only_the_root_actions_elements(void **state)
+{
+    (void)state;
+    aip_jscan s;
+    struct faults_seen f;
+    static const char *strict[] = {
+        "{\"response_id\":\"\\u0000\",\"actions\":[]}", /* the envelope */
+        "{\"result\":{\"actions\":[\"\\u0000\"]}}",     /* not the root's member */
+        "[{\"actions\":[\"\\u0000\"]}]",                /* the root is not an object */
+        "{\"actions\":{\"a\":\"\\u0000\"}}",            /* not a list */
+        "{\"other\":[\"\\u0000\"]}",
+        "{\"actions\":[\"\\u0000\"],\"actions\":[]}", /* duplicate at the root: fatal */
+    };
+    for (size_t i = 0; i < sizeof strict / sizeof *strict; i++) {
+        assert_int_not_equal(scan_isolated(strict[i], strlen(strict[i]), &s, &f), 0);
+        assert_int_equal(s.faults, i == 5 ? 1 : 0);
+    }
+    /* grammar errors inside an element stay fatal: nothing says where it would end */
+    static const char *grammar[] = {
+        "{\"actions\":[{\"a\":\"\\x\"}]}", "{\"actions\":[{\"a\":\"\\u12\"}]}",
+        "{\"actions\":[{\"a\" 1}]}",       "{\"actions\":[{\"a\":01}]}",
+        "{\"actions\":[{\"a\":tru}]}",     "{\"actions\":[{\"a\":\"x}]}",
+        "{\"actions\":[{\"a\":[1,]}]}",    "{\"actions\":[{\"a\":1,}]}",
+    };
+    for (size_t i = 0; i < sizeof grammar / sizeof *grammar; i++)
+        assert_int_equal(scan_isolated(grammar[i], strlen(grammar[i]), &s, &f), AIP_E_MALFORMED);
+}
+
+/* "{"actions":[{"p":<depth levels of [ ]>}, {"q":1}]}" with `inner` in the middle */
+static char *deep_action(unsigned depth, const char *inner)
+{
+    size_t n = 2 * depth + strlen(inner) + 64;
+    char *b = malloc(n);
+    char *p = b + sprintf(b, "{\"actions\":[{\"p\":");
+    memset(p, '[', depth);
+    p += depth;
+    p += sprintf(p, "%s", inner);
+    memset(p, ']', depth);
+    p += depth;
+    sprintf(p, "},{\"q\":1}]}");
+    return b;
+}
+
+static void test_isolated_depth_is_skimmed_without_recursion(void **state)
+{
+    (void)state;
+    aip_jscan s;
+    struct faults_seen f;
+    /* 64 levels in all is the limit: the element's object is level 3 */
+    char *ok = deep_action(61, "");
+    assert_int_equal(scan_isolated(ok, strlen(ok), &s, &f), 0);
+    assert_int_equal(s.faults, 0);
+    free(ok);
+    char *over = deep_action(62, "");
+    assert_int_equal(scan_isolated(over, strlen(over), &s, &f), 0);
+    assert_int_equal(f.n, 1);
+    assert_int_equal(f.index[0], 0);
+    assert_non_null(strstr(f.why[0], "nesting deeper than 64 levels"));
+    free(over);
+    /* far past the hard recursion limit, with objects, strings and defects inside: skimmed */
+    char *deep = deep_action(300000, "{\"k\":\"\\ud800\",\"l\":[true,null,-1.5e3,{}]}");
+    assert_int_equal(scan_isolated(deep, strlen(deep), &s, &f), 0);
+    assert_int_equal(f.n, 1);
+    assert_non_null(strstr(f.why[0], "nesting deeper than 64 levels")); /* the first defect */
+    assert_true(s.faults >= 2);
+    free(deep);
+    /* the skimmed part is still held to the grammar */
+    static const char *bad[] = {"1 2", "{\"k\" 1}", "{\"k\":1,}", "[1,]", "{1:2}", "\"x", "]"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *t = deep_action(100, bad[i]);
+        assert_int_equal(scan_isolated(t, strlen(t), &s, &f), AIP_E_MALFORMED);
+        free(t);
+    }
+    char *cut = deep_action(100, "");
+    cut[strlen(cut) / 2 + 10] = 0; /* ends inside the skimmed part */
+    assert_int_equal(scan_isolated(cut, strlen(cut), &s, &f), AIP_E_MALFORMED);
+    assert_non_null(strstr(s.why, "unexpected end of input"));
+    free(cut);
+    /* the value count still holds inside a skimmed part */
+    char *many = deep_action(70, "1,1,1,1,1,1,1,1,1,1");
+    memset(&s, 0, sizeof s);
+    s.isolate_key = "actions";
+    s.max_values = 60;
+    assert_int_equal(aip_jscan_run(&s, many, strlen(many)), AIP_E_TOO_COMPLEX);
+    free(many);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +367,9 @@ int main(void)
         cmocka_unit_test(test_value_limit_and_memory_budget),
         cmocka_unit_test(test_spans_are_exact_text),
         cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_isolated_defects_are_reported_not_fatal),
+        cmocka_unit_test(test_isolation_is_only_the_root_actions_elements),
+        cmocka_unit_test(test_isolated_depth_is_skimmed_without_recursion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,6 +208,20 @@ INVALID_ACTIONS = {
         command("execute_command", None, 0, "c7"),  # tool_type 0 = unset
         command("get_system_info", None, DATA_COLLECTION, "c8"),  # valid
     ),
+    # what json.dumps writes into parameters, and worse: each fails that action only (as in JSON)
+    "proto_command_parameter_defects.bin": server_head(COMMAND, CONTINUE)
+    + f_bytes(S_SESSION_ID, "s-proto-defects") + f_bytes(S_RESPONSE_ID, "r-proto-defects")
+    + f_msg(
+        S_ACTIONS,
+        command("echo", '{"text":"ok"}', DATA_COLLECTION, "d0"),  # valid
+        command("echo", '{"text":"a\\u0000b"}', DATA_COLLECTION, "d1"),  # \u0000 escape
+        command("echo", '{"text":"\\ud800"}', DATA_COLLECTION, "d2"),  # lone surrogate escape
+        command("echo", b'{"text":"a\xffb"}', DATA_COLLECTION, "d3"),  # not UTF-8
+        command("echo", nested(70), DATA_COLLECTION, "d4"),  # nesting past 64
+        command("echo", '{"a":1,"a":2}', DATA_COLLECTION, "d5"),  # duplicate key
+        command("echo", '{"text":"ok"}', DATA_COLLECTION, b"d\xff6"),  # call_id not UTF-8: lost
+        command("echo", '{"text":"ok"}', DATA_COLLECTION, "d7"),  # valid
+    ),
 }
 
 VALID = {

@@ -5,7 +5,9 @@
  * - Registers as a device with metadata {system_info, registration_time, platform} (system_info:
  *   UFO's eleven fields, supported_features from the enabled tools, custom_metadata from tags).
  * - A server `command` batch goes to the executor (worker threads, never the service thread);
- *   its one `command_results` goes back on the link the command came from.
+ *   its one `command_results` goes back on the link the command came from, cut to fit the
+ *   connection's outbound limit when its Results are larger (long strings keep a shorter tail,
+ *   then whole Results become failures naming the limit; see aip_agent_stats).
  * - A server `device_info_request` [ext] is answered with fresh system info.
  * - A server `task` is mirrored as UFO's device does: a client `task` with that text (unless
  *   server tasks are disabled: then an `error`).
@@ -71,6 +73,11 @@ void aip_agent_destroy(aip_agent *a, int code, const char *reason);
 
 typedef struct aip_agent_stats {
     uint64_t batches, batches_refused, actions, info_requests, server_tasks;
+    /* Answers that had to be cut to fit the connection's outbound limit (max_queued_bytes, or
+     * the room left in a queue that stayed full), and the Results they lost (replaced by
+     * failure Results naming the limit); answers that could not be sent at all (the link gone,
+     * the queue still full after 15 s, the agent stopping). Each is also logged at warn. */
+    uint64_t answers_cut, results_dropped, answers_unsent;
 } aip_agent_stats;
 void aip_agent_get_stats(aip_agent *a, aip_agent_stats *s);
 

@@ -10,7 +10,15 @@
  * - A decode error names the problem in `reason` and carries what correlation could still be
  *   read (type, session_id, request_id, response_id), so a broken `command` can be answered.
  * - A `command` whose envelope is sound but one of whose actions is malformed decodes
- *   successfully, with that action's `invalid` set to the reason.
+ *   successfully, with that action's `invalid` set to the reason (and its call_id kept when
+ *   that member is usable). In JSON this includes defects that are valid JSON to lenient
+ *   producers (Python's json.dumps) but that we refuse: \u0000 or an unpaired surrogate in a
+ *   string, nesting deeper than max_depth, a duplicate key — and raw control characters or
+ *   invalid UTF-8 — anywhere inside one element of the top-level `actions` list. Only the
+ *   grammar (where that element ends) and the envelope must be sound; anything else makes
+ *   the whole frame fail, and its decode error then carries the type and ids of the members
+ *   read before the failure (aip_json_peek), so a command whose response_id came first can
+ *   still be answered.
  * - Encoders validate the model first (aip_msg_validate) and never emit a frame a peer would
  *   reject. JSON keys come in UFO's declaration order, unset keys omitted, free-form values
  *   copied verbatim.
@@ -104,9 +112,9 @@ typedef struct aip_frame_ids {
  *   and prev_response_id (12) after it.
  * Ids read: session_id, and response_id (server) or request_id and prev_response_id
  * (client). A repeated key: JSON (where the decoder refuses duplicates) keeps the first,
- * protobuf the last, as protobuf does. An id over AIP_ID_MAX bytes, with a NUL, or (JSON)
- * not a string is left empty. So a peek of a whole valid frame reads what aip_decode() would,
- * and a peek of a prefix of a frame our encoders wrote reads each id whole or not at all. */
+ * protobuf the last, as protobuf does. An id over AIP_ID_MAX bytes, with a NUL, not UTF-8,
+ * or (JSON) not a string is left empty. So a peek of a whole valid frame reads what aip_decode()
+ * would, and a peek of a prefix of a frame our encoders wrote reads each id whole or not at all. */
 void aip_frame_peek(aip_encoding enc, aip_envelope env, const void *prefix, size_t len,
                     aip_frame_ids *out);
 void aip_json_peek(aip_envelope env, const char *prefix, size_t len, aip_frame_ids *out);

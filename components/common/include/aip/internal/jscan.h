@@ -10,6 +10,16 @@
  * It can report the byte span of values near the root (depth <= visit_depth) to a visitor:
  * the codec uses that to keep free-form values as their original text.
  *
+ * Isolation (isolate_key): the elements of the array that is the value of the root object's
+ * member named isolate_key (a server command's "actions") may hold *defects* that make that
+ * element unusable but leave the frame's structure readable: in a string, \u0000, an unpaired
+ * UTF-16 surrogate, a raw control character or invalid UTF-8; a duplicate key; nesting deeper
+ * than max_depth (skimmed without recursion, its grammar still checked). Inside such an element
+ * a defect is counted (faults) and reported to the visitor (path->fault) instead of failing the
+ * scan; the rest of the frame is held to every rule. Grammar errors (a bad escape, number or
+ * literal, a missing ',' ':' or quote), the value count and the memory budget still fail the
+ * whole scan: after a grammar error nothing says where the element ends.
+ *
  * Threads: a scanner object is used by one thread; no global state.
  */
 #ifndef AIP_INTERNAL_JSCAN_H
@@ -26,6 +36,10 @@ typedef struct aip_jscan_path {
     const char *key[AIP_JSCAN_MAX_PATH]; /* raw (escaped) key text at each level, or NULL */
     size_t key_len[AIP_JSCAN_MAX_PATH];  /* when the parent is an object */
     size_t index[AIP_JSCAN_MAX_PATH];    /* when the parent is an array */
+    /* With isolate_key: NULL, or the first defect found in the isolated element this value is
+     * (or is inside of), when this value holds one. A key that held a defect is NULL in key[]
+     * (and is left out of the duplicate check: it is never decoded). */
+    const char *fault;
 } aip_jscan_path;
 
 /* Called after each complete value at depth <= visit_depth, with its exact text. */
@@ -40,13 +54,15 @@ typedef struct aip_jscan {
     aip_jscan_visit visit;
     void *user;
     unsigned visit_depth;
+    const char *isolate_key; /* NULL: no isolation, every defect fails the scan */
 
     /* results */
     size_t values;
     unsigned depth_seen;
     size_t mem_estimate;
-    char root; /* first byte of the root value: '{', '[', '"', 't', 'f', 'n' or a digit/'-' */
-    int code;  /* 0, AIP_E_MALFORMED, AIP_E_TOO_COMPLEX, AIP_E_NOMEM */
+    size_t faults; /* defects tolerated inside isolated elements */
+    char root;     /* first byte of the root value: '{', '[', '"', 't', 'f', 'n' or a digit/'-' */
+    int code;      /* 0, AIP_E_MALFORMED, AIP_E_TOO_COMPLEX, AIP_E_NOMEM */
     size_t err_offset;
     char why[160];
 } aip_jscan;

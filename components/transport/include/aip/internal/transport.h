@@ -113,6 +113,10 @@ size_t aip_transport_headroom(void);
  * (link is not the open link), AIP_E_FULL, AIP_E_SHUTDOWN, AIP_E_INVAL (no headroom). */
 int aip_transport_send(aip_transport *t, uint64_t link, aip_buf *b, bool binary);
 void aip_transport_wake(aip_transport *t);
+/* Any thread: the bytes one more frame may have right now to be queued (max_queue_bytes less
+ * what is queued; SIZE_MAX without a byte cap). A frame of that size may still be refused if
+ * another thread queues first. */
+size_t aip_transport_queue_room(aip_transport *t);
 /* Any thread (wss:// only): load these TLS files into a new client vhost, on the service
  * thread. The next connection uses it; an open link keeps the old vhost, destroyed once that
  * link ends. If the files do not load, the old ones stay (logged). NULL ca_file: the system
