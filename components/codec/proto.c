@@ -562,7 +562,9 @@ void aip_proto_peek(aip_envelope env, const uint8_t *prefix, size_t len, aip_fra
             if (!peek_varint(prefix, len, &i, &v) || v > len - i)
                 return; /* runs past the prefix: nothing after it can be read */
             const char *s = (const char *)prefix + i;
-            char *slot = field == f_sid    ? out->session_id
+            /* field 0 is no field: an id absent from this envelope is 0 too */
+            char *slot = field == 0        ? NULL
+                         : field == f_sid  ? out->session_id
                          : field == f_req  ? out->request_id
                          : field == f_resp ? out->response_id
                          : field == f_prev ? out->prev_response_id
