@@ -377,12 +377,15 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
         if ((rc = read_file(s->token_file, true, &tok, why, why_len)))
             return rc;
         tok[strcspn(tok, "\r\n")] = 0;
-        if (!tok[0]) {
-            aip_free(tok);
-            FAIL("token file %s is empty", s->token_file);
-        }
         aip_free(s->token);
-        s->token = tok;
+        s->token = NULL;
+        if (tok[0]) {
+            s->token = tok;
+        } else { /* an empty file (the unit's fallback credential): a server without a key */
+            aip_free(tok);
+            aip_log(AIP_LOG_INFO, "agent", "token file %s is empty: connecting without a token",
+                    s->token_file);
+        }
     }
     if (!s->server)
         FAIL("no server: give --server URL, AIP_SERVER or \"server\" in the config file");
