@@ -388,7 +388,8 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
         }
     }
     if (!s->server)
-        FAIL("no server: give --server URL, AIP_SERVER or \"server\" in the config file");
+        FAIL("no server: give --server URL, AIP_SERVER or \"server\" in %s",
+             s->config_file ? s->config_file : "the config file (--config)");
     if (strncmp(s->server, "ws://", 5) != 0 && strncmp(s->server, "wss://", 6) != 0)
         FAIL("server must be a ws:// or wss:// URL");
     if (!s->client_id)

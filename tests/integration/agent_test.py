@@ -355,6 +355,11 @@ pp.terminate()
 r = subprocess.run([AGENT, "--check-config"], capture_output=True, text=True,
                    env={k: v for k, v in os.environ.items() if k != "AIP_SERVER"})
 check("no server: exit 78", r.returncode == 78 and "server" in r.stderr, r.stderr)
+noserver = write_config("no-server.json", {"log_level": "info"})
+r = subprocess.run([AGENT, "--config", noserver, "--check-config"], capture_output=True, text=True,
+                   env={k: v for k, v in os.environ.items() if k != "AIP_SERVER"})
+check("no server in the config file: exit 78 naming the file", r.returncode == 78
+      and '"server" in ' + noserver in r.stderr, r.stderr)
 r = subprocess.run([AGENT, "--check-config"], capture_output=True, text=True,
                    env=dict(os.environ, AIP_SERVER="ws://127.0.0.1:9/ws"))
 check("AIP_SERVER from the environment", r.returncode == 0 and "127.0.0.1:9" in r.stdout, r.stdout)
