@@ -62,6 +62,11 @@ packages=(
     chromium                 # headless browser for the dashboard test (driven over CDP)
     valgrind                 # leak/soak checks
     openssl                  # makes throwaway TLS certificates for wss:// tests
+    dpkg-dev                 # dpkg-buildpackage: tools/package.sh builds the Debian packages
+    debhelper                # dh (compat 13) in packaging/debian/rules
+    lintian                  # checks the packages (the package stage fails on an error)
+    man-db                   # man: the man pages' checks; systemd-analyze verify follows man: links
+    systemd                  # systemd-analyze verify on the installed unit
 )
 packages+=("${extra[@]}")
 
