@@ -560,15 +560,19 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
         if ((rc = read_file(s->token_file, true, &tok, why, why_len)))
             return rc;
         tok[strcspn(tok, "\r\n")] = 0;
-        if (!tok[0]) {
-            aip_free(tok);
-            FAIL("token file %s is empty", s->token_file);
-        }
         aip_free(s->token);
-        s->token = tok;
+        s->token = NULL;
+        if (tok[0]) {
+            s->token = tok;
+        } else { /* an empty file (the unit's fallback credential): a server without a key */
+            aip_free(tok);
+            aip_log(AIP_LOG_INFO, "agent", "token file %s is empty: connecting without a token",
+                    s->token_file);
+        }
     }
     if (!s->server)
-        FAIL("no server: give --server URL, AIP_SERVER or \"server\" in the config file");
+        FAIL("no server: give --server URL, AIP_SERVER or \"server\" in %s",
+             s->config_file ? s->config_file : "the config file (--config)");
     if (strncmp(s->server, "ws://", 5) != 0 && strncmp(s->server, "wss://", 6) != 0)
         FAIL("server must be a ws:// or wss:// URL");
     const char *auth = strstr(s->server, "://") + 3;

@@ -68,6 +68,11 @@ packages=(
     openssl                  # makes throwaway TLS certificates for wss:// tests
     libcurl4-openssl-dev     # the MCP host's streamable HTTP client (components/mcp)
     iproute2                 # `ip link set lo up` in the MCP test's own network namespace
+    dpkg-dev                 # dpkg-buildpackage: tools/package.sh builds the Debian packages
+    debhelper                # dh (compat 13) in packaging/debian/rules
+    lintian                  # checks the packages (the package stage fails on an error)
+    man-db                   # man: the man pages' checks; systemd-analyze verify follows man: links
+    systemd                  # systemd-analyze verify on the installed unit
 )
 # Node.js and npm run the MCP servers of the tests; a machine that has a node already (e.g.
 # from another source) keeps it.

@@ -18,6 +18,10 @@
 #   cppcheck    cppcheck over components/ tools/ main/ (compile database of build/)
 #   clang-tidy  clang-tidy (.clang-tidy) over our .c files in build/compile_commands.json
 #   format      clang-format --dry-run --Werror over the tracked .c/.h files
+#   package     tools/package.sh (Debian packages into dist/, lintian: no error), then
+#               tests/integration/package_test.sh: the packages extracted into a throwaway root
+#               (AIP_PKG_DPKG=1: dpkg -i on this machine, then purged), the unit verified,
+#               man pages, the conffile, --check-config, examples/embed.c with pkg-config
 #
 # Options:
 #   --quick       skip asan, tsan, soak and fuzz (local iteration)
@@ -30,6 +34,8 @@
 #   JOBS            parallel jobs for builds, ctest, fuzzers and linters (default: nproc)
 #   AIP_FUZZ_TIME   seconds per fuzz target (overrides the 30/300 default)
 #   AIP_SOAK_TIME   seconds of soak (overrides the 60/600 default)
+#   AIP_PKG_DPKG    1: the package stage installs with dpkg -i and purges after (root, a
+#                   throwaway machine), instead of extracting into a throwaway root
 #
 # Exit status: 0 when every stage run passed, 1 at the first failing stage, 2 usage error.
 # Build dirs are reused (incremental). Logs of quiet steps go to build-logs/.
@@ -38,7 +44,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_stages=(deps build ctest mcp asan tsan soak fuzz cppcheck clang-tidy format)
+all_stages=(deps build ctest mcp asan tsan soak fuzz cppcheck clang-tidy format package)
 mode=default
 no_deps=0
 selected=()
@@ -429,6 +435,13 @@ stage_format() {
         return 1
     fi
     say "format: ${#files[@]} files clean"
+}
+
+stage_package() {
+    tools/package.sh
+    local how=()
+    [[ "${AIP_PKG_DPKG:-0}" == 1 ]] && how=(--dpkg)
+    tests/integration/package_test.sh dist "$root" "${how[@]}"
 }
 
 # --- driver -------------------------------------------------------------------------------------

@@ -334,9 +334,41 @@ check("tools.read_file.allow_hardlinks: true is taken",
 r = config_rc(cfg={"tools": {"read_file": {"allow_hardlinks": "yes"}}})
 check("tools.read_file.allow_hardlinks: not a boolean: exit 78 naming it",
       r.returncode == 78 and "tools.read_file.allow_hardlinks" in r.stderr, r.stderr)
+# an empty token file (the systemd unit's fallback credential when /etc/constellation-agent/token
+# does not exist) means "no token", said at info; readable by others is still refused
+empty = os.path.join(TMP, "empty-token")
+with open(empty, "w") as f:
+    f.write("\n")
+os.chmod(empty, 0o600)
+r = config_rc("--token-file", empty)
+check("empty token file: valid, no token, an info line says so",
+      r.returncode == 0 and '"token":null' in r.stdout
+      and "is empty: connecting without a token" in r.stderr, (r.returncode, r.stdout, r.stderr))
+r = config_rc("--token-file", empty, cfg={"token": "from-the-file"})
+check("empty token file: over a token in the config, no token", r.returncode == 0
+      and '"token":null' in r.stdout, r.stdout)
+os.chmod(empty, 0o644)
+r = config_rc("--token-file", empty)
+check("empty token file readable by others: still exit 78", r.returncode == 78
+      and "readable by others" in r.stderr, r.stderr)
+os.chmod(empty, 0o600)
+pp, port, log = peer()
+a = agent(port, "--token-file", empty, client_id="agent-no-token")
+regs = wait_for(lambda: frames_in(log, "register"))
+conns = [e for e in events(log) if e.get("event") == "connect"]
+check("empty token file: registers with a server that has no key, no token sent",
+      bool(regs) and conns and all("token" not in (e.get("path") or "") for e in conns),
+      conns)
+stop(a)
+pp.terminate()
 r = subprocess.run([AGENT, "--check-config"], capture_output=True, text=True,
                    env={k: v for k, v in os.environ.items() if k != "AIP_SERVER"})
 check("no server: exit 78", r.returncode == 78 and "server" in r.stderr, r.stderr)
+noserver = write_config("no-server.json", {"log_level": "info"})
+r = subprocess.run([AGENT, "--config", noserver, "--check-config"], capture_output=True, text=True,
+                   env={k: v for k, v in os.environ.items() if k != "AIP_SERVER"})
+check("no server in the config file: exit 78 naming the file", r.returncode == 78
+      and '"server" in ' + noserver in r.stderr, r.stderr)
 r = subprocess.run([AGENT, "--check-config"], capture_output=True, text=True,
                    env=dict(os.environ, AIP_SERVER="ws://127.0.0.1:9/ws"))
 check("AIP_SERVER from the environment", r.returncode == 0 and "127.0.0.1:9" in r.stdout, r.stdout)
