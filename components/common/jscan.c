@@ -132,6 +132,16 @@ bool aip_utf8_valid(const char *s, size_t n, size_t *bad_off)
         return true;
     const unsigned char *p = (const unsigned char *)s, *e = p + n;
     while (p < e) {
+        /* ASCII runs eight bytes at a time: no byte has its top bit set */
+        while (e - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, sizeof w);
+            if (w & 0x8080808080808080ull)
+                break;
+            p += 8;
+        }
+        if (p >= e)
+            break;
         if (*p < 0x80) {
             p++;
             continue;
@@ -172,6 +182,28 @@ static long hex4(const char *p, const char *e)
     return v;
 }
 
+/* Bytes a string body may hold with no further look: printable ASCII but '"' and '\\'. */
+/* clang-format off */
+static const uint8_t plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+/* clang-format on */
+
 /* Scans a string starting at the opening quote; leaves sc->p after the closing quote.
  * *escaped tells whether it held any backslash (so keys can be compared fast). */
 static int scan_string(scanner *sc, bool *escaped)
@@ -179,9 +211,8 @@ static int scan_string(scanner *sc, bool *escaped)
     const char *p = sc->p + 1, *e = sc->end;
     bool esc = false;
     for (;;) {
-        /* fast path: plain ASCII */
-        while (p < e && (unsigned char)*p >= 0x20 && *p != '"' && *p != '\\' &&
-               (unsigned char)*p < 0x80)
+        /* fast path: plain ASCII, one table look per byte */
+        while (p < e && plain_byte[(unsigned char)*p])
             p++;
         if (p >= e)
             return fail(sc, AIP_E_MALFORMED, p, "unterminated string at offset %zu",

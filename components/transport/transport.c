@@ -19,6 +19,8 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -735,14 +737,28 @@ static int write_one(aip_transport *t, struct lws *wsi)
     return 0;
 }
 
-/* Up to WRITE_BURST frames per WRITEABLE while the socket takes them without lws buffering
- * (lws_send_pipe_choked), instead of one poll() round per frame (README, Performance). */
+/* Up to WRITE_BURST frames per WRITEABLE while lws takes them without buffering a partial
+ * write (lws_partial_buffered(), the check lws documents for several writes in one WRITEABLE),
+ * instead of one poll() round per frame (docs/performance.md). Not lws_send_pipe_choked(): it
+ * is a poll() of its own per frame. A burst of several frames is corked (TCP_CORK), so the
+ * kernel sends full segments rather than one per frame; the uncork at its end sends the rest at
+ * once. A single frame is not corked: two more system calls would be all it gained. */
 static int write_burst(aip_transport *t, struct lws *wsi)
 {
+    aip_mutex_lock(&t->qlock);
+    bool several = t->qframes + (t->cur != NULL) > 1;
+    aip_mutex_unlock(&t->qlock);
+    int fd = several ? (int)lws_get_socket_fd(wsi) : -1;
+    int on = 1, off = 0;
+    if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on) != 0)
+        fd = -1; /* not TCP (or refused): write uncorked */
+    int rc = 0;
     for (int i = 0; i < WRITE_BURST; i++) {
-        if (write_one(t, wsi))
-            return -1;
-        if (t->closing || t->kill_requested || lws_send_pipe_choked(wsi))
+        if (write_one(t, wsi)) {
+            rc = -1;
+            break;
+        }
+        if (t->closing || t->kill_requested || lws_partial_buffered(wsi))
             break;
         aip_mutex_lock(&t->qlock);
         bool more = t->cur || t->qhead;
@@ -750,7 +766,9 @@ static int write_burst(aip_transport *t, struct lws *wsi)
         if (!more)
             break;
     }
-    return 0;
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
+    return rc;
 }
 
 /* ---- reading ------------------------------------------------------------------------------- */
@@ -1066,7 +1084,10 @@ static struct lws_vhost *make_vhost(aip_transport *t, int variant)
     vi.port = CONTEXT_PORT_NO_LISTEN;
     vi.vhost_name = "aip-client";
     vi.protocols = t->protocols;
-    vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    /* No LWS_SERVER_OPTION_VALIDATE_UTF8: lws 4.1.6 checks it one byte at a time in its
+     * payload parser (about 5% of a request's instructions); the reassembler checks each
+     * complete text message instead, eight bytes at a time, and closes 1007 the same way. */
+    vi.options = 0;
 #if defined(LWS_WITH_TLS)
     if (t->tls) {
         vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -1278,7 +1299,7 @@ int aip_transport_create(const aip_transport_config *cfg, const aip_transport_ev
     struct lws_context_creation_info ci;
     memset(&ci, 0, sizeof ci);
     ci.port = CONTEXT_PORT_NO_LISTEN;
-    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS; /* UTF-8: see make_vhost() */
 #if defined(LWS_WITH_TLS)
     /* TLS only for wss://: a ws:// link never loads OpenSSL's CA store (memory, start-up) */
     if (t->tls)

@@ -537,7 +537,7 @@ static void test_hostile_invalid_utf8_1007(void **state)
 {
     (void)state;
     int code;
-    /* libwebsockets sends the close 1007 itself (the peer's log must show it) and reports the
+    /* the library closes with 1007 itself (the peer's log must show it) and reports the
      * link locally as lost (1006) */
     hostile_case("--bad-utf8", NULL, 1007, &code, NULL);
 }

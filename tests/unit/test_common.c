@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void test_strerror_names_every_code(void **state)
 {
@@ -118,6 +119,40 @@ static void test_timestamp_format(void **state)
     assert_string_equal(ts, "2026-11-22T06:30:12.512337+00:00");
     aip_format_timestamp(0, ts, sizeof ts);
     assert_string_equal(ts, "1970-01-01T00:00:00.000000+00:00");
+    aip_format_timestamp(-1, ts, sizeof ts);
+    assert_string_equal(ts, "1969-12-31T23:59:59.999999+00:00");
+    aip_format_timestamp(951782400000000LL, ts, sizeof ts); /* a leap day of a century year */
+    assert_string_equal(ts, "2000-02-29T00:00:00.000000+00:00");
+    aip_format_timestamp(253402300799999999LL, ts, sizeof ts); /* the last four-digit second */
+    assert_string_equal(ts, "9999-12-31T23:59:59.999999+00:00");
+    aip_format_timestamp(253402300800000000LL, ts, sizeof ts); /* past it: printf's width */
+    assert_string_equal(ts, "10000-01-01T00:00:00.000000+00:00");
+    /* truncated like snprintf, always terminated */
+    char small[11];
+    aip_format_timestamp(0, small, sizeof small);
+    assert_string_equal(small, "1970-01-01");
+    /* the formatter agrees with gmtime_r + snprintf over a spread of instants, both sides of
+     * 1970, every month, leap and century years (a fixed-seed walk: no clock involved) */
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int64_t us = (int64_t)(x % 8000000000000000ull) - 2000000000000000LL; /* ~1906..2223 */
+        int64_t secs = us / 1000000, frac = us % 1000000;
+        if (frac < 0) {
+            frac += 1000000;
+            secs -= 1;
+        }
+        time_t t = (time_t)secs;
+        struct tm tm;
+        assert_non_null(gmtime_r(&t, &tm));
+        char want[80];
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%06ld+00:00", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)frac);
+        aip_format_timestamp(us, ts, sizeof ts);
+        assert_string_equal(ts, want);
+    }
 }
 
 static int g_lines;
