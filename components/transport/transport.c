@@ -1335,7 +1335,10 @@ static void *service_main(void *arg)
     tl_service = t;
     lws_sul_schedule(t->ctx, 0, &t->sul_connect, start_connect, 1);
     while (!t->exit_loop) {
-        if (lws_service(t->ctx, 0) < 0)
+        int rc = lws_service(t->ctx, 0);
+        if (t->ev.on_round)
+            t->ev.on_round(t->user);
+        if (rc < 0)
             break;
     }
     /* A link still open here (the peer never acknowledged our close within the grace) is
@@ -1343,6 +1346,8 @@ static void *service_main(void *arg)
      * exists — not later from lws_context_destroy(). */
     if (t->wsi)
         lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+    if (t->ev.on_round)
+        t->ev.on_round(t->user); /* what the link's last callbacks batched */
     lws_sul_cancel(&t->sul_connect);
     lws_sul_cancel(&t->sul_stop);
     lws_sul_cancel(&t->sul_reload);
