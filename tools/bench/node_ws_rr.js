@@ -165,7 +165,7 @@ async function run(args) {
     const clientId = 'node-ws-' + process.pid + '@' + args.target;
     const stats = { ok: 0, errors: 0, mismatched: 0, firstError: null };
     const lat = [];
-    const ws = new WebSocket(url, { maxPayload: 16 * 1024 * 1024, perMessageDeflate: false });
+    const ws = new WebSocket(url, { maxPayload: 16 * 1024 * 1024 });
     await new Promise((resolve, reject) => {
         ws.once('open', resolve);
         ws.once('error', reject);
