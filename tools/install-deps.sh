@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian packages needed to build and test libaip + constellation-agent, and the
-# MCP servers the MCP tests run (npm packages, pinned, into .deps/npm, which git ignores).
+# Install the Debian packages needed to build and test libaip + constellation-agent, the
+# MCP servers the MCP tests run and the `ws` client of tools/bench/node_ws_rr.js (npm packages,
+# pinned, into .deps/npm, which git ignores).
 #
 # Idempotent: asks dpkg-query what is installed and calls apt-get (update + install) only when
 # something is missing, so a second run costs well under a second and needs no network.
@@ -8,7 +9,8 @@
 # usage: tools/install-deps.sh [--check] [PACKAGE...]
 #   PACKAGE...        extra Debian packages to install as well (e.g. chromium chromium-driver)
 #   --check           install nothing: list what is missing and exit 1 if anything is
-#   --no-npm          skip the npm packages (the MCP tests then fail, naming this script)
+#   --no-npm          skip the npm packages (the MCP tests and the bench stage then fail,
+#                     naming this script)
 #   AIP_EXTRA_PACKAGES  environment variable, more extra packages (space separated)
 #   AIP_CLANG_VERSION   clang major version whose libFuzzer/sanitizer runtime to install
 #                       (default: the installed clang's, else 14 as on Debian 12)
@@ -140,12 +142,14 @@ if ((!check_only)); then
     rm -rf "$tmp"
 fi
 
-# The MCP servers of the MCP tests (tests/integration/mcp_test.py), pinned. No lockfile is
-# written; the versions below are the pin. Skipped when present at these versions.
+# The MCP servers of the MCP tests (tests/integration/mcp_test.py) and the WebSocket library of
+# the Node.js peer client in tools/bench/compare.sh, pinned. No lockfile is written; the versions
+# below are the pin. Skipped when present at these versions.
 npm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.deps/npm"
 npm_pkgs=(
     "@modelcontextprotocol/server-everything@2026.8.31" # stdio + streamable HTTP reference
     "@modelcontextprotocol/server-filesystem@2026.8.31" # read_text_file under a root
+    "ws@8.23.1"                                         # tools/bench/node_ws_rr.js (pure JS)
 )
 if ((!no_npm)); then
     npm_missing=()
@@ -157,7 +161,7 @@ if ((!no_npm)); then
         [[ "$have" == "$want" ]] || npm_missing+=("$spec")
     done
     if ((${#npm_missing[@]} == 0)); then
-        echo "install-deps: npm MCP servers present (${#npm_pkgs[@]})"
+        echo "install-deps: npm packages present (${#npm_pkgs[@]})"
     elif ((check_only)); then
         echo "install-deps: missing npm packages: ${npm_missing[*]}" >&2
         exit 1

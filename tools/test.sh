@@ -9,6 +9,9 @@
 #   ctest       ctest in build/, all labels but 'slow' and 'mcp'
 #   mcp         ctest -L mcp in build/: the agent as an MCP host against real MCP servers
 #               (npm's server-everything and server-filesystem from .deps/npm, a hostile one)
+#   bench       tests/integration/bench_smoke.sh: tools/bench/compare.sh with every client
+#               (aip-bench raw/rr, Python, Node.js ws, pydantic), 1 round x 1 s, unpinned and
+#               pinned; checks the output's shape and zero errors, no timing (≈ 30 s)
 #   asan        build-asan/ with -DAIP_SANITIZE=address (ASan+UBSan), ctest as above
 #               (sanitizer and fuzz builds: -O1 -g, asserts on)
 #   tsan        build-tsan/ with clang -DAIP_SANITIZE=thread, ctest -L concurrency
@@ -44,7 +47,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_stages=(deps build ctest mcp asan tsan soak fuzz cppcheck clang-tidy format package)
+all_stages=(deps build ctest mcp bench asan tsan soak fuzz cppcheck clang-tidy format package)
 mode=default
 no_deps=0
 selected=()
@@ -190,6 +193,11 @@ stage_ctest() {
 stage_mcp() {
     main_build
     ctest --test-dir build --output-on-failure --no-tests=error -j "$JOBS" -L mcp
+}
+
+stage_bench() {
+    main_build
+    tests/integration/bench_smoke.sh "$root/build" "$root"
 }
 
 stage_asan() {
