@@ -21,6 +21,8 @@ squid (http_port 127.0.0.1, CONNECT opened for the test's ports only):
   authentication (basic_ncsa_auth, an htpasswd made with openssl passwd -apr1), credentials in
   http_proxy=http://user:pass@127.0.0.1:P; the user is in squid's access log; no or wrong
   credentials: 407, never registered.
+A second aip-test-server instance does not know the device connected to the first: behind a
+load balancer, devices and constellations must reach the same instance.
 
 usage: realparts_test.py BUILD_DIR
 """
@@ -335,6 +337,20 @@ t_start = time.monotonic()
 back = back_after(before, t_start - took)
 check("nginx -s reload: the agent is back on a new worker", back is not None and back < 10,
       "back %s s after the reload" % (None if back is None else round(back, 2)))
+
+# ---- two server instances (what a load balancer without sticky routing gives) ----------------
+# The registry is in the server's memory: a constellation that reaches another instance than
+# the device's cannot reach the device.
+srv2, SPORT2 = aiptest.listen([SERVER, "--port", "0", "--token", TOKEN],
+                              stderr=open(path("server2.log"), "w"))
+r = subprocess.run([AIPCTL, "--server", "ws://127.0.0.1:%d/ws" % SPORT2, "--token", TOKEN,
+                    "--timeout", "10", "task", "dev-nginx", SLEEP_TASK],
+                   capture_output=True, text=True, timeout=30)
+check("another server instance does not know the device (load balancers: one instance)",
+      r.returncode == 1 and "Target device 'dev-nginx' is not connected" in r.stderr,
+      (r.returncode, r.stderr.strip()[-200:]))
+srv2.terminate()
+srv2.wait(10)
 
 # ---- squid: an HTTP CONNECT proxy, open and with Basic authentication -------------------------
 sq = path("squid")
