@@ -75,7 +75,16 @@ packages=(
     lintian                  # checks the packages (the package stage fails on an error)
     man-db                   # man: the man pages' checks; systemd-analyze verify follows man: links
     systemd                  # systemd-analyze verify on the installed unit
+    nginx                    # realparts stage: TLS-terminating reverse proxy (test's own config)
+    squid                    # realparts stage: HTTP CONNECT proxy, basic_ncsa_auth for proxy auth
 )
+# Packages whose Debian install starts a system service the tests never use: nginx on
+# 0.0.0.0:80, squid on port 3128 of every interface. The realparts tests run their own nginx
+# and squid in the foreground on free ports of 127.0.0.1, so the services only open ports to
+# the network, and nginx's install fails outright when port 80 is taken (its postinst's start
+# fails). They are installed with services kept from starting (a policy-rc.d answering 101,
+# as Debian's container images ship, only when none exists), then disabled at boot.
+no_start=(nginx squid)
 # Node.js and npm run the MCP servers of the tests; a machine that has a node already (e.g.
 # from another source) keeps it.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -116,11 +125,32 @@ else
         echo "install-deps: apt-get update failed" >&2
         exit 1
     fi
-    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q install -y \
-        --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    quiet_units=()
+    for p in "${missing[@]}"; do
+        [[ " ${no_start[*]} " == *" $p "* ]] && quiet_units+=("$p")
+    done
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if ((${#quiet_units[@]})) && [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\n# tools/install-deps.sh: no service starts during this install\nexit 101\n' |
+            "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        own_policy=1
+        trap 'rm -f "$log"; "${sudo[@]}" rm -f "$policy"' EXIT
+    fi
+    rc=0
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q install -y \
+        --no-install-recommends "${missing[@]}" >"$log" 2>&1 || rc=$?
+    ((own_policy)) && "${sudo[@]}" rm -f "$policy"
+    if ((rc)); then
         cat "$log" >&2
         echo "install-deps: apt-get install failed" >&2
         exit 1
+    fi
+    if ((${#quiet_units[@]})) && command -v systemctl >/dev/null 2>&1; then
+        "${sudo[@]}" systemctl disable "${quiet_units[@]/%/.service}" >/dev/null 2>&1 || true
+        echo "install-deps: ${quiet_units[*]} installed with their services not started" \
+            "and disabled (the tests run their own)"
     fi
     echo "install-deps: installed ${#missing[@]} package(s)"
 fi
