@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian packages needed to build and test libaip + constellation-agent, and the
-# MCP servers the MCP tests run (npm packages, pinned, into .deps/npm, which git ignores).
+# Install the Debian packages needed to build and test libaip + constellation-agent, the
+# MCP servers the MCP tests run and the `ws` client of tools/bench/node_ws_rr.js (npm packages,
+# pinned, into .deps/npm, which git ignores).
 #
 # Idempotent: asks dpkg-query what is installed and calls apt-get (update + install) only when
 # something is missing, so a second run costs well under a second and needs no network.
@@ -8,7 +9,8 @@
 # usage: tools/install-deps.sh [--check] [PACKAGE...]
 #   PACKAGE...        extra Debian packages to install as well (e.g. chromium chromium-driver)
 #   --check           install nothing: list what is missing and exit 1 if anything is
-#   --no-npm          skip the npm packages (the MCP tests then fail, naming this script)
+#   --no-npm          skip the npm packages (the MCP tests and the bench stage then fail,
+#                     naming this script)
 #   AIP_EXTRA_PACKAGES  environment variable, more extra packages (space separated)
 #   AIP_CLANG_VERSION   clang major version whose libFuzzer/sanitizer runtime to install
 #                       (default: the installed clang's, else 14 as on Debian 12)
@@ -73,7 +75,16 @@ packages=(
     lintian                  # checks the packages (the package stage fails on an error)
     man-db                   # man: the man pages' checks; systemd-analyze verify follows man: links
     systemd                  # systemd-analyze verify on the installed unit
+    nginx                    # realparts stage: TLS-terminating reverse proxy (test's own config)
+    squid                    # realparts stage: HTTP CONNECT proxy, basic_ncsa_auth for proxy auth
 )
+# Packages whose Debian install starts a system service the tests never use: nginx on
+# 0.0.0.0:80, squid on port 3128 of every interface. The realparts tests run their own nginx
+# and squid in the foreground on free ports of 127.0.0.1, so the services only open ports to
+# the network, and nginx's install fails outright when port 80 is taken (its postinst's start
+# fails). They are installed with services kept from starting (a policy-rc.d answering 101,
+# as Debian's container images ship, only when none exists), then disabled at boot.
+no_start=(nginx squid)
 # Node.js and npm run the MCP servers of the tests; a machine that has a node already (e.g.
 # from another source) keeps it.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -114,11 +125,32 @@ else
         echo "install-deps: apt-get update failed" >&2
         exit 1
     fi
-    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q install -y \
-        --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    quiet_units=()
+    for p in "${missing[@]}"; do
+        [[ " ${no_start[*]} " == *" $p "* ]] && quiet_units+=("$p")
+    done
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if ((${#quiet_units[@]})) && [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\n# tools/install-deps.sh: no service starts during this install\nexit 101\n' |
+            "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        own_policy=1
+        trap 'rm -f "$log"; "${sudo[@]}" rm -f "$policy"' EXIT
+    fi
+    rc=0
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q install -y \
+        --no-install-recommends "${missing[@]}" >"$log" 2>&1 || rc=$?
+    ((own_policy)) && "${sudo[@]}" rm -f "$policy"
+    if ((rc)); then
         cat "$log" >&2
         echo "install-deps: apt-get install failed" >&2
         exit 1
+    fi
+    if ((${#quiet_units[@]})) && command -v systemctl >/dev/null 2>&1; then
+        "${sudo[@]}" systemctl disable "${quiet_units[@]/%/.service}" >/dev/null 2>&1 || true
+        echo "install-deps: ${quiet_units[*]} installed with their services not started" \
+            "and disabled (the tests run their own)"
     fi
     echo "install-deps: installed ${#missing[@]} package(s)"
 fi
@@ -140,12 +172,14 @@ if ((!check_only)); then
     rm -rf "$tmp"
 fi
 
-# The MCP servers of the MCP tests (tests/integration/mcp_test.py), pinned. No lockfile is
-# written; the versions below are the pin. Skipped when present at these versions.
+# The MCP servers of the MCP tests (tests/integration/mcp_test.py) and the WebSocket library of
+# the Node.js peer client in tools/bench/compare.sh, pinned. No lockfile is written; the versions
+# below are the pin. Skipped when present at these versions.
 npm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.deps/npm"
 npm_pkgs=(
     "@modelcontextprotocol/server-everything@2026.8.31" # stdio + streamable HTTP reference
     "@modelcontextprotocol/server-filesystem@2026.8.31" # read_text_file under a root
+    "ws@8.23.1"                                         # tools/bench/node_ws_rr.js (pure JS)
 )
 if ((!no_npm)); then
     npm_missing=()
@@ -157,7 +191,7 @@ if ((!no_npm)); then
         [[ "$have" == "$want" ]] || npm_missing+=("$spec")
     done
     if ((${#npm_missing[@]} == 0)); then
-        echo "install-deps: npm MCP servers present (${#npm_pkgs[@]})"
+        echo "install-deps: npm packages present (${#npm_pkgs[@]})"
     elif ((check_only)); then
         echo "install-deps: missing npm packages: ${npm_missing[*]}" >&2
         exit 1

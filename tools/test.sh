@@ -9,6 +9,12 @@
 #   ctest       ctest in build/, all labels but 'slow' and 'mcp'
 #   mcp         ctest -L mcp in build/: the agent as an MCP host against real MCP servers
 #               (npm's server-everything and server-filesystem from .deps/npm, a hostile one)
+#   realparts   ctest -L realparts in build/: nginx (TLS reverse proxy: restart, reload, an idle
+#               timeout below the heartbeat) and squid (CONNECT, proxy authentication) between
+#               the agent and aip-test-server, each started by the test on 127.0.0.1 (~45 s)
+#   bench       tests/integration/bench_smoke.sh: tools/bench/compare.sh with every client
+#               (aip-bench raw/rr, Python, Node.js ws, pydantic), 1 round x 1 s, unpinned and
+#               pinned; checks the output's shape and zero errors, no timing (≈ 30 s)
 #   asan        build-asan/ with -DAIP_SANITIZE=address (ASan+UBSan), ctest as above
 #               (sanitizer and fuzz builds: -O1 -g, asserts on)
 #   tsan        build-tsan/ with clang -DAIP_SANITIZE=thread, ctest -L concurrency
@@ -44,7 +50,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_stages=(deps build ctest mcp asan tsan soak fuzz cppcheck clang-tidy format package)
+all_stages=(deps build ctest mcp realparts bench asan tsan soak fuzz cppcheck clang-tidy format package)
 mode=default
 no_deps=0
 selected=()
@@ -99,11 +105,13 @@ elif [[ "$mode" == full ]]; then
 else
     fuzz_time=30
 fi
-# The ctest stage leaves label mcp to its own stage (the asan stage runs it too).
-ctest_labels=(-LE 'slow|mcp')
-[[ "$mode" == full ]] && ctest_labels=(-LE mcp)
-san_labels=(-LE slow)
-[[ "$mode" == full ]] && san_labels=()
+# The ctest stage leaves labels mcp and realparts to their own stages (the asan stage runs mcp
+# too; realparts exercises the same library paths as the ctest stage's tests, with real
+# proxies, and stays out of the sanitizer stages to keep the whole run short).
+ctest_labels=(-LE 'slow|mcp|realparts')
+[[ "$mode" == full ]] && ctest_labels=(-LE 'mcp|realparts')
+san_labels=(-LE 'slow|realparts')
+[[ "$mode" == full ]] && san_labels=(-LE realparts)
 
 logdir="$root/build-logs"
 mkdir -p "$logdir"
@@ -190,6 +198,16 @@ stage_ctest() {
 stage_mcp() {
     main_build
     ctest --test-dir build --output-on-failure --no-tests=error -j "$JOBS" -L mcp
+}
+
+stage_bench() {
+    main_build
+    tests/integration/bench_smoke.sh "$root/build" "$root"
+}
+
+stage_realparts() {
+    main_build
+    ctest --test-dir build --output-on-failure --no-tests=error -j "$JOBS" -L realparts
 }
 
 stage_asan() {

@@ -23,6 +23,7 @@
  */
 #include "aip/conn.h"
 #include "aip/common.h"
+#include "aip/internal/backoff.h"
 #include "aip/internal/conn_out.h"
 #include "aip/internal/jscan.h"
 #include "aip/internal/pending.h"
@@ -96,6 +97,8 @@ struct aip_conn {
     char refusal[200];
     uint64_t malformed_logged;
     uint64_t oversized_unlogged; /* skipped messages not yet reported in the log */
+    uint64_t reg_since_ns;       /* when the current link registered, 0 when it has not */
+    aip_link_streak streak;      /* registered links in a row that lasted about the same */
     uint64_t oversized_logged_ns;
     bool oversized_logged;
 
@@ -617,6 +620,40 @@ static void on_deadline(void *user)
 
 static void on_heartbeat_timer(void *user);
 
+/* ---- link lifetimes (service thread): backoff progress, repeated short links ------------ */
+
+/* A registered link is progress: its end does not grow the backoff (aip/internal/backoff.h). */
+static void link_registered(aip_conn *c)
+{
+    c->reg_since_ns = aip_now_ns(NULL);
+    aip_transport_mark_registered(c->tr);
+}
+
+/* A link that registered has ended: links that keep ending after about the same short time
+ * are named once, at warn, with the likely cause (an idle timeout shorter than the heartbeat
+ * on the way: each such link otherwise shows only "1006: connection lost"). */
+static void link_lifetime_ended(aip_conn *c)
+{
+    if (!c->reg_since_ns)
+        return;
+    uint64_t lived_ms = (aip_now_ns(NULL) - c->reg_since_ns) / 1000000u;
+    c->reg_since_ns = 0;
+    if (!aip_link_streak_add(&c->streak, lived_ms))
+        return;
+    double s = (double)c->streak.ref_ms / 1000.0, hb = (double)c->cfg.heartbeat_ms / 1000.0;
+    if (c->streak.ref_ms < c->cfg.heartbeat_ms)
+        aip_log(AIP_LOG_WARN, LOG_COMP,
+                "link lasted %.1f s, %u times in a row: an idle timeout between you and the "
+                "server shorter than the heartbeat (%.0f s)? raise it (nginx: "
+                "proxy_read_timeout) or lower the heartbeat (--heartbeat)",
+                s, c->streak.count, hb);
+    else
+        aip_log(AIP_LOG_WARN, LOG_COMP,
+                "link lasted %.1f s, %u times in a row: does something between you and the "
+                "server (a proxy, a load balancer) end links after that long?",
+                s, c->streak.count);
+}
+
 static void registered(aip_conn *c)
 {
     c->registering = false;
@@ -633,6 +670,7 @@ static void registered(aip_conn *c)
     emit(c, AIP_CONN_REGISTERED, "registered", 0, 0, 0, c->link_enc == AIP_ENCODING_PROTO);
     c->next_hb_ns = aip_deadline_ms(aip_now_ns(NULL), c->cfg.heartbeat_ms);
     aip_timer_schedule(c->t_heartbeat, (uint64_t)c->cfg.heartbeat_ms * 1000);
+    link_registered(c);
 }
 
 static void refuse_registration(aip_conn *c, const char *text)
@@ -967,6 +1005,7 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
     bool was_registering = c->registering;
     c->registering = false;
     c->cur_link = 0;
+    link_lifetime_ended(c);
     aip_mutex_lock(&c->lock);
     c->registered = false;
     c->link = 0;

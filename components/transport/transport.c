@@ -166,8 +166,9 @@ struct aip_transport {
     bool proto_selected;
     uint64_t open_since_ns;
     bool marked_failed;
-    bool closing;   /* a graceful close was requested: send it on WRITEABLE */
-    int close_code; /* our close code (for drop/close) or the peer's */
+    bool marked_registered; /* the layer above registered on this link: progress */
+    bool closing;           /* a graceful close was requested: send it on WRITEABLE */
+    int close_code;         /* our close code (for drop/close) or the peer's */
     char close_reason[124];
     bool have_close; /* close_code/close_reason are set */
     int in_cb;       /* inside a callback for t->wsi */
@@ -501,8 +502,9 @@ static void link_ended(aip_transport *t, int code, const char *reason, bool was_
         lws_sul_schedule(t->ctx, 0, &t->sul_reload, apply_reload, 1);
     if (!was_open)
         stat_add(&t->st_connect_failures, 1);
-    if (was_open && !t->marked_failed &&
-        aip_now_ns(NULL) - t->open_since_ns >= (uint64_t)t->cfg.stable_ms * 1000000u)
+    if (aip_backoff_progress(&t->backoff, was_open, t->marked_failed, t->marked_registered,
+                             was_open ? (aip_now_ns(NULL) - t->open_since_ns) / 1000000u : 0,
+                             t->cfg.stable_ms))
         aip_backoff_reset(&t->backoff);
     if (t->ev.on_close)
         t->ev.on_close(t->user, link, code, reason ? reason : "", was_open);
@@ -562,6 +564,7 @@ static void connect_to(aip_transport *t, const char *address)
     t->state = L_CONNECTING;
     t->have_close = false;
     t->marked_failed = false;
+    t->marked_registered = false;
     t->proto_selected = false;
     if (!(t->attempt = lws_client_connect_via_info(&i))) {
         /* the synchronous failure path: no CONNECTION_ERROR callback will follow */
@@ -676,6 +679,11 @@ void aip_transport_close(aip_transport *t, int code, const char *reason)
 void aip_transport_mark_failed(aip_transport *t)
 {
     t->marked_failed = true;
+}
+
+void aip_transport_mark_registered(aip_transport *t)
+{
+    t->marked_registered = true;
 }
 
 void aip_transport_alive(aip_transport *t)

@@ -1,5 +1,6 @@
 /* Unit tests: reconnect backoff — full jitter within [0, min(cap, base*2^n)], growth to the
- * cap, reset, and an injected random source. */
+ * cap, reset, and an injected random source; which ended links count as progress (a registered
+ * link, not an accept-and-close); streaks of links with about the same short lifetime. */
 #include <aip/aip.h>
 #include <aip/internal/backoff.h>
 
@@ -72,12 +73,107 @@ static void test_default_source_spreads(void **state)
     assert_true(hi > 54000);
 }
 
+static void test_progress_rules(void **state)
+{
+    (void)state;
+    aip_backoff b;
+    aip_backoff_init(&b, 1000, 60000, NULL);
+    /* args: was_open, failed, registered, lived_ms, stable_ms */
+    assert_false(aip_backoff_progress(&b, false, false, false, 0, 30000));    /* connect failed */
+    assert_false(aip_backoff_progress(&b, true, false, false, 29999, 30000)); /* open only */
+    assert_true(aip_backoff_progress(&b, true, false, false, 30000, 30000));  /* stable */
+    /* a registered link cut by an idle timeout after 5 s is progress */
+    assert_true(aip_backoff_progress(&b, true, false, true, 5000, 30000));
+    assert_true(aip_backoff_progress(&b, true, false, true, 1000, 30000));
+    /* the guard: a server that accepts the registration and closes at once is no progress */
+    assert_false(aip_backoff_progress(&b, true, false, true, 999, 30000));
+    assert_false(aip_backoff_progress(&b, true, false, true, 0, 30000));
+    /* marked failed (refused registration) never resets, however long */
+    assert_false(aip_backoff_progress(&b, true, true, true, 5000, 30000));
+    assert_false(aip_backoff_progress(&b, true, true, false, 3600000, 30000));
+}
+
+/* Short registered links in a row (an idle timeout of 5 s) keep the delay's ceiling at the
+ * base; instant closes after registration grow it to the cap as before. */
+static void test_idle_timeout_links_stay_at_base(void **state)
+{
+    (void)state;
+    aip_random fixed = {fixed_rand, NULL};
+    aip_backoff b;
+    aip_backoff_init(&b, 1000, 60000, &fixed);
+    g_next = 0;
+    for (int i = 0; i < 20; i++) {
+        if (aip_backoff_progress(&b, true, false, true, 5000, 30000))
+            aip_backoff_reset(&b);
+        assert_int_equal(aip_backoff_ceiling(&b), 1000);
+        aip_backoff_next(&b);
+    }
+    aip_backoff_reset(&b);
+    for (int i = 0; i < 20; i++) {
+        if (aip_backoff_progress(&b, true, false, true, 20, 30000))
+            aip_backoff_reset(&b);
+        aip_backoff_next(&b);
+    }
+    assert_int_equal(aip_backoff_ceiling(&b), 60000);
+}
+
+static void test_streak_named_once(void **state)
+{
+    (void)state;
+    aip_link_streak s = {0};
+    /* 5 s, 5.3 s, 4.9 s: the third link in a row names it, once */
+    assert_false(aip_link_streak_add(&s, 5000));
+    assert_false(aip_link_streak_add(&s, 5300));
+    assert_true(aip_link_streak_add(&s, 4900));
+    assert_int_equal(s.count, 3);
+    assert_int_equal(s.ref_ms, 5000);
+    for (int i = 0; i < 10; i++)
+        assert_false(aip_link_streak_add(&s, 5100));
+    assert_int_equal(s.count, 13);
+    /* another lifetime starts a new streak, which is named in its turn */
+    assert_false(aip_link_streak_add(&s, 20000));
+    assert_int_equal(s.count, 1);
+    assert_false(aip_link_streak_add(&s, 21000));
+    assert_true(aip_link_streak_add(&s, 19000));
+}
+
+static void test_streak_breaks(void **state)
+{
+    (void)state;
+    aip_link_streak s = {0};
+    /* different lifetimes never make a streak */
+    static const uint64_t mixed[] = {2000, 9000, 2000, 30000, 2000, 60000, 9000};
+    for (size_t i = 0; i < sizeof mixed / sizeof mixed[0]; i++)
+        assert_false(aip_link_streak_add(&s, mixed[i]));
+    /* a long link in between ends a streak */
+    s = (aip_link_streak){0};
+    assert_false(aip_link_streak_add(&s, 5000));
+    assert_false(aip_link_streak_add(&s, 5000));
+    assert_false(aip_link_streak_add(&s, AIP_STREAK_SHORT_MS));
+    assert_false(aip_link_streak_add(&s, 5000));
+    assert_false(aip_link_streak_add(&s, 5000));
+    assert_true(aip_link_streak_add(&s, 5000));
+    /* long links never form one */
+    s = (aip_link_streak){0};
+    for (int i = 0; i < 5; i++)
+        assert_false(aip_link_streak_add(&s, AIP_STREAK_SHORT_MS + 1000));
+    /* the tolerance: 1.5 s for short links, a fifth for longer ones */
+    assert_true(aip_link_streak_same(2000, 3500));
+    assert_false(aip_link_streak_same(2000, 3501));
+    assert_true(aip_link_streak_same(100000, 120000));
+    assert_false(aip_link_streak_same(100000, 121000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ceilings_double_to_the_cap),
         cmocka_unit_test(test_full_jitter_reaches_zero),
         cmocka_unit_test(test_default_source_spreads),
+        cmocka_unit_test(test_progress_rules),
+        cmocka_unit_test(test_idle_timeout_links_stay_at_base),
+        cmocka_unit_test(test_streak_named_once),
+        cmocka_unit_test(test_streak_breaks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,6 +36,7 @@ static void usage(FILE *f)
             "                       [--max-queue BYTES] [--max-total-queue BYTES]\n"
             "                       [--max-connections N] [--max-clients N]\n"
             "                       [--max-actions N] [--max-actions-per-batch N]\n"
+            "                       [--ping-after SECONDS] [--drop-after SECONDS]\n"
             "                       [--log-level L]\n"
             "\n"
             "A UFO-compatible AIP orchestrator for debugging and tests (not a production server).\n"
@@ -70,6 +71,9 @@ static void usage(FILE *f)
             "  --max-clients N       registered clients; more are refused, 1013 (16000)\n"
             "  --max-actions N       actions in one task (4096), --max-actions-per-batch N\n"
             "                        in one batch (1024); a bigger task fails at once\n"
+            "  --ping-after SECONDS  ping a connection silent this long (default 20)\n"
+            "  --drop-after SECONDS  drop a connection silent this long, its pongs counting\n"
+            "                        as life (default 60; more than --ping-after)\n"
             "  --log-level L         error, warn, info (default), debug\n"
             "  --help, --version\n"
             "\n"
@@ -234,6 +238,8 @@ int main(int argc, char **argv)
         {"max-clients", required_argument, 0, 1004},
         {"max-actions", required_argument, 0, 1005},
         {"max-actions-per-batch", required_argument, 0, 1006},
+        {"ping-after", required_argument, 0, 1007},
+        {"drop-after", required_argument, 0, 1008},
     };
     struct option
         all_opts[sizeof opts / sizeof opts[0] + sizeof budget_opts / sizeof budget_opts[0]];
@@ -254,6 +260,8 @@ int main(int argc, char **argv)
     cfg->max_actions = 4096;
     cfg->max_batch_actions = 1024;
     cfg->register_timeout_ms = 10000;
+    cfg->ping_after_us = 20 * 1000000LL;
+    cfg->drop_after_us = 60 * 1000000LL;
     cfg->di_mode = DI_AUTO;
     int c;
     while ((c = getopt_long(argc, argv, "", all_opts, NULL)) != -1) {
@@ -330,6 +338,14 @@ int main(int argc, char **argv)
                 goto bad;
             break;
         }
+        case 1007:
+        case 1008: {
+            size_t v;
+            if (parse_size(optarg, &v) || v > 86400)
+                goto bad;
+            *(c == 1007 ? &cfg->ping_after_us : &cfg->drop_after_us) = (int64_t)v * 1000000LL;
+            break;
+        }
         case 'l': {
             aip_log_level lvl;
             if (aip_log_level_parse(optarg, &lvl))
@@ -346,6 +362,10 @@ int main(int argc, char **argv)
         goto bad;
     if (key_sources > 1)
         return refuse_start("give one of --token, --token-file and --no-token");
+    if (cfg->drop_after_us <= cfg->ping_after_us)
+        return refuse_start("--drop-after (%lld s) must be longer than --ping-after (%lld s)",
+                            (long long)(cfg->drop_after_us / 1000000),
+                            (long long)(cfg->ping_after_us / 1000000));
     char why[200];
     if (guard_config(why, sizeof why))
         return refuse_start("%s", why);

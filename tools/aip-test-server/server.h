@@ -37,6 +37,8 @@ typedef struct server_config {
     size_t max_actions;       /* actions in one task, all batches together */
     size_t max_batch_actions; /* actions in one batch */
     unsigned register_timeout_ms;
+    int64_t ping_after_us; /* --ping-after: a peer silent this long gets a WebSocket ping */
+    int64_t drop_after_us; /* --drop-after: a peer silent this long (no frame, no pong) goes */
 } server_config;
 
 /* One queued outbound message: [LWS_PRE | payload]. */

@@ -113,7 +113,8 @@ typedef struct aip_conn_config {
     size_t max_pending;                       /* 65536 requests */
     size_t max_queued_bytes;                  /* 8 MiB */
     uint32_t backoff_base_ms, backoff_cap_ms; /* 1000, 60000 */
-    uint32_t stable_ms;                       /* a link up this long resets the backoff: 30000 */
+    uint32_t stable_ms; /* a link up this long resets the backoff: 30000; so does a link that
+                         * registered and was up backoff_base_ms (aip/internal/backoff.h) */
     aip_conn_state_cb on_state;
     aip_conn_msg_cb on_command, on_device_info_request, on_task;
     void *user;

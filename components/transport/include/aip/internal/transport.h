@@ -21,9 +21,11 @@
  *   and ids, the rest is dropped unread as it arrives, and the link stays up (no close, no
  *   reconnect; counted in oversized_in). So nothing larger than max_frame_in is ever
  *   buffered, per link. Invalid UTF-8 in a text message still closes with 1007.
- * - Reconnect: exponential backoff with full jitter, forever; the attempt count resets only
- *   after a link stayed open stable_ms and was not marked failed by the layer above (refused
- *   registration). Both lws connect-failure paths lead to the same retry.
+ * - Reconnect: exponential backoff with full jitter, forever; the attempt count resets after a
+ *   link that was not marked failed by the layer above (refused registration) stayed open
+ *   stable_ms, or was marked registered and stayed open at least the base delay (a link cut
+ *   by an idle timeout is progress, not a failure: see aip/internal/backoff.h). Both lws
+ *   connect-failure paths lead to the same retry.
  * - DNS: a host name is resolved on a short-lived helper thread (Debian's libwebsockets would
  *   block the service thread in getaddrinfo); lws then connects to the address with the name
  *   as Host/SNI/certificate name.
@@ -137,6 +139,9 @@ void aip_transport_close(aip_transport *t, int code, const char *reason);
 /* The layer above says this link failed (e.g. registration refused): do not let it reset the
  * backoff however long it stays open. */
 void aip_transport_mark_failed(aip_transport *t);
+/* The layer above registered on the current link: its end resets the backoff if it lived at
+ * least the base delay (aip_backoff_progress). Service thread. */
+void aip_transport_mark_registered(aip_transport *t);
 /* The peer proved alive (an application-level answer): spares a WebSocket ping. */
 void aip_transport_alive(aip_transport *t);
 
