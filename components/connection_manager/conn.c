@@ -12,14 +12,6 @@
  * entry under the same lock. So an entry either exists before the sweep (and is failed by it)
  * or is refused (the caller sees the link gone). The frame is queued for that link only; the
  * transport drops it if the link has ended, and by then the sweep has failed its future.
- *
- * Answers complete at the end of a service round, not one by one: an answer's entry is taken
- * out of the table at once (so its deadline cannot fire and nothing else can complete it) and
- * parked, with its message, in `done_q` (service thread only, at most DONE_Q_MAX); ev_round(),
- * which the transport calls after every lws_service() round and once more when its thread
- * ends, completes them in arrival order. One read of the socket carries many answers; completed
- * together, they wake a caller thread waiting for several of them once rather than once each.
- * The delay is the rest of that round's processing: no timer, no extra poll().
  */
 #include "aip/conn.h"
 #include "aip/common.h"
@@ -65,16 +57,6 @@ struct aip_conn {
     aip_transport *tr;
     aip_processor proc;
     aip_timer *t_heartbeat, *t_register, *t_deadline;
-
-    /* answers taken out of the table, completed at the end of the service round */
-    struct done_item {
-        aip_pending_entry *e;
-        int status;
-        bool has_msg;
-        aip_msg msg;
-        char *error;
-    } done_q[32];
-    size_t done_n;
 
     aip_mutex lock;
     aip_cond cond;
@@ -514,29 +496,6 @@ static void reschedule_deadline(aip_conn *c)
 }
 
 /* An answer for (kind, id): complete its future with status and the message. */
-/* Service thread: completes the parked answers, in arrival order (see the design note). */
-static void flush_done(aip_conn *c)
-{
-    size_t n = c->done_n;
-    c->done_n = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct done_item *d = &c->done_q[i];
-        if (aip_future_complete(d->e->f, d->status, d->has_msg ? &d->msg : NULL, d->error) == 0)
-            stat_inc(c, d->status ? S_REMOTE_ERRORS : S_COMPLETED);
-        else
-            stat_inc(c, S_LATE); /* cancelled by its caller meanwhile */
-        aip_free(d->error);
-        aip_pending_entry_free(d->e);
-    }
-}
-
-static void ev_round(void *user)
-{
-    aip_conn *c = user;
-    if (c->done_n)
-        flush_done(c);
-}
-
 static void complete_pending(aip_conn *c, aip_pending_kind kind, const char *id, int status,
                              aip_msg *m, const char *error)
 {
@@ -554,17 +513,11 @@ static void complete_pending(aip_conn *c, aip_pending_kind kind, const char *id,
                 recent ? "late" : "unmatched", kind == AIP_PENDING_TASK ? "task" : "request", id);
         return;
     }
-    if (c->done_n == sizeof c->done_q / sizeof c->done_q[0])
-        flush_done(c);
-    struct done_item *d = &c->done_q[c->done_n++];
-    d->e = e;
-    d->status = status;
-    d->has_msg = m != NULL;
-    if (m) {
-        d->msg = *m; /* move: the handler's message is cleared by its caller */
-        memset(m, 0, sizeof *m);
-    }
-    d->error = error ? aip_strdup(error) : NULL;
+    if (aip_future_complete(e->f, status, m, error) == 0)
+        stat_inc(c, status ? S_REMOTE_ERRORS : S_COMPLETED);
+    else
+        stat_inc(c, S_LATE); /* cancelled by its caller meanwhile */
+    aip_pending_entry_free(e);
 }
 
 static void fail_entries(aip_conn *c, aip_pending_entry **v, size_t n, int status, const char *why)
@@ -1207,8 +1160,7 @@ int aip_conn_create(const aip_conn_config *cfg, aip_conn **out)
     tc.stable_ms = c->cfg.stable_ms;
     tc.random = cfg->random;
     tc.thread_name = c->thread_name;
-    aip_transport_events ev = {ev_open, ev_frame,     ev_close, ev_backoff,
-                               ev_wake, ev_oversized, ev_round};
+    aip_transport_events ev = {ev_open, ev_frame, ev_close, ev_backoff, ev_wake, ev_oversized};
     if ((rc = aip_transport_create(&tc, &ev, c, &c->tr)))
         goto fail_pending;
     rc = AIP_E_NOMEM;

@@ -1343,10 +1343,7 @@ static void *service_main(void *arg)
     tl_service = t;
     lws_sul_schedule(t->ctx, 0, &t->sul_connect, start_connect, 1);
     while (!t->exit_loop) {
-        int rc = lws_service(t->ctx, 0);
-        if (t->ev.on_round)
-            t->ev.on_round(t->user);
-        if (rc < 0)
+        if (lws_service(t->ctx, 0) < 0)
             break;
     }
     /* A link still open here (the peer never acknowledged our close within the grace) is
@@ -1354,8 +1351,6 @@ static void *service_main(void *arg)
      * exists — not later from lws_context_destroy(). */
     if (t->wsi)
         lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-    if (t->ev.on_round)
-        t->ev.on_round(t->user); /* what the link's last callbacks batched */
     lws_sul_cancel(&t->sul_connect);
     lws_sul_cancel(&t->sul_stop);
     lws_sul_cancel(&t->sul_reload);

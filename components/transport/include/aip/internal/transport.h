@@ -81,9 +81,6 @@ typedef struct aip_transport_events {
      * given once per such message as soon as they arrived (or the message ended). The rest of
      * the message is dropped unread; the link stays up. */
     void (*on_oversized)(void *user, uint64_t link, const uint8_t *prefix, size_t len, bool binary);
-    /* After every lws_service() round of the service thread, and once more when the thread
-     * ends (after the link's last callbacks): work batched over a round is finished here. */
-    void (*on_round)(void *user);
 } aip_transport_events;
 
 typedef struct aip_transport_stats {
