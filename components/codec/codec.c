@@ -1,6 +1,7 @@
 /* Encoding dispatch, limits and error helpers shared by the JSON and protobuf codecs. */
 #include "aip/codec.h"
 #include "aip/common.h"
+#include "aip/internal/encode.h"
 #include "aip/internal/jscan.h"
 #include "codec_util.h"
 
@@ -88,6 +89,18 @@ void aip_frame_peek(aip_encoding enc, aip_envelope env, const void *prefix, size
         aip_json_peek(env, prefix, len, out);
 }
 
+int aip_encode_prevalidated(aip_encoding enc, const aip_msg *m, aip_buf *out)
+{
+    if (!m || !out)
+        return AIP_E_INVAL;
+    size_t mark = out->len;
+    int rc =
+        enc == AIP_ENCODING_PROTO ? aip_proto_encode_valid(m, out) : aip_json_encode_valid(m, out);
+    if (rc)
+        out->len = mark;
+    return rc;
+}
+
 int aip_encode_why(aip_encoding enc, const aip_msg *m, aip_buf *out, char *why, size_t why_len)
 {
     if (!why)
@@ -105,13 +118,9 @@ int aip_encode_why(aip_encoding enc, const aip_msg *m, aip_buf *out, char *why, 
         aip_log(AIP_LOG_DEBUG, "codec", "refusing to encode an invalid message: %s", r);
         return rc;
     }
-    size_t mark = out->len;
-    rc = enc == AIP_ENCODING_PROTO ? aip_proto_encode_valid(m, out) : aip_json_encode_valid(m, out);
-    if (rc) {
-        out->len = mark;
-        if (why_len)
-            snprintf(why, why_len, "%s", aip_strerror(rc));
-    }
+    rc = aip_encode_prevalidated(enc, m, out);
+    if (rc && why_len)
+        snprintf(why, why_len, "%s", aip_strerror(rc));
     return rc;
 }
 

@@ -9,6 +9,7 @@
  */
 #include "server.h"
 
+#include <aip/internal/encode.h>
 #include <aip/internal/jscan.h>
 #include <cjson/cJSON.h>
 
@@ -229,7 +230,8 @@ static void enqueue(session *s, uint8_t *buf, size_t len, bool binary)
 }
 
 /* Encodes a ServerMessage in the session's encoding and queues it. */
-static void send_msg(session *s, aip_msg *m)
+/* prevalidated: every field of m was taken from checked values (aip_encode_prevalidated) */
+static void send_msg_as(session *s, aip_msg *m, bool prevalidated)
 {
     char ts[40];
     bool own_ts = !m->timestamp;
@@ -240,8 +242,11 @@ static void send_msg(session *s, aip_msg *m)
     aip_buf b;
     aip_buf_init(&b, LWS_PRE);
     char why[200];
-    int rc =
-        aip_encode_why(s->proto ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON, m, &b, why, sizeof why);
+    aip_encoding enc = s->proto ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
+    int rc = prevalidated ? aip_encode_prevalidated(enc, m, &b)
+                          : aip_encode_why(enc, m, &b, why, sizeof why);
+    if (rc && prevalidated)
+        snprintf(why, sizeof why, "%s", aip_strerror(rc));
     if (own_ts)
         m->timestamp = NULL;
     if (rc) {
@@ -256,6 +261,11 @@ static void send_msg(session *s, aip_msg *m)
     if (m->type == AIP_MSG_ERROR)
         g_srv.m.errors_sent++;
     enqueue(s, aip_buf_steal(&b), len, s->proto);
+}
+
+static void send_msg(session *s, aip_msg *m)
+{
+    send_msg_as(s, m, false);
 }
 
 void session_enqueue_text(session *s, const char *text, size_t len, bool exempt)
@@ -326,16 +336,18 @@ static void delayed_fire(lws_sorted_usec_list_t *sul)
             *pp = d->next;
             break;
         }
-    send_msg(d->s, &d->m);
+    send_msg_as(d->s, &d->m, true); /* only device-info answers are delayed */
     aip_msg_clear(&d->m);
     aip_free(d);
 }
 
-/* Sends m now, or after a random delay when --reply-jitter-ms is set (takes m's contents). */
+/* Sends a device-info answer now, or after a random delay when --reply-jitter-ms is set (takes
+ * m's contents). Its fields are all checked already (answer_info), so it is not validated
+ * again: a cached system_info is a text the decoder validated at registration. */
 static void send_jittered(session *s, aip_msg *m)
 {
     if (!g_srv.cfg.reply_jitter_ms) {
-        send_msg(s, m);
+        send_msg_as(s, m, true);
         aip_msg_clear(m);
         return;
     }
@@ -373,7 +385,7 @@ static void answer_info(session *to, const char *request_id, const char *system_
     aip_msg_set_str(&m.response_id, request_id);
     if (system_info) {
         /* a copy without re-validating: the text was cut from a registration (or answer)
-         * the decoder validated, or is "{}"; the encoder validates it once more */
+         * the decoder validated, or is "{}"; send_jittered() encodes it unchecked too */
         m.result = aip_strdup(system_info);
     } else {
         /* UFO's answer for an unknown device: ok, with the error inside the result */
