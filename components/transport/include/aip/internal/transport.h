@@ -23,7 +23,12 @@
  *   buffered, per link. Invalid UTF-8 in a text message still closes with 1007.
  * - Reconnect: exponential backoff with full jitter, forever; the attempt count resets only
  *   after a link stayed open stable_ms and was not marked failed by the layer above (refused
- *   registration). Both lws connect-failure paths lead to the same retry.
+ *   registration). Both lws connect-failure paths lead to the same retry. A refusal that will
+ *   not fix itself soon (credentials refused by the server or a proxy; a registration refused
+ *   as final: aip_transport_mark_refused) waits the slow schedule instead: near the cap.
+ * - Refusals are named by their HTTP status (link_error.h): the upgrade's from
+ *   lws_http_client_http_response() in CLIENT_CONNECTION_ERROR; an HTTP CONNECT proxy's from a
+ *   probe CONNECT on a helper thread, since lws 4.1.6 keeps no proxy status ("proxy not h1").
  * - DNS: a host name is resolved on a short-lived helper thread (Debian's libwebsockets would
  *   block the service thread in getaddrinfo); lws then connects to the address with the name
  *   as Host/SNI/certificate name.
@@ -68,8 +73,14 @@ typedef struct aip_transport_events {
     /* One complete inbound message. data is valid during the call only. */
     void (*on_frame)(void *user, uint64_t link, const uint8_t *data, size_t len, bool binary);
     /* A link ended: a connect attempt that failed (was_open false) or a closed link.
-     * code: the WebSocket close code (1006 when none was received). */
-    void (*on_close)(void *user, uint64_t link, int code, const char *reason, bool was_open);
+     * code: the WebSocket close code (1006 when none was received). reason names the cause
+     * (a refused upgrade or proxy CONNECT by its HTTP status: see link_error.h). err: AIP_E_AUTH
+     * (the server or the proxy refused the credentials: HTTP 401/403/407, proxy 403; the next
+     * attempt waits the slow schedule), AIP_E_NOT_FOUND (HTTP 404), AIP_E_REMOTE (another
+     * HTTP status), AIP_E_TLS, AIP_E_IO (could not connect), AIP_E_NOMEM, AIP_E_CONN_LOST (an
+     * open link ended). */
+    void (*on_close)(void *user, uint64_t link, int code, const char *reason, bool was_open,
+                     int err);
     /* The next attempt starts in delay_ms. */
     void (*on_backoff)(void *user, uint32_t delay_ms, uint32_t attempt);
     /* Another thread called aip_transport_wake() (or send()). */
@@ -134,6 +145,10 @@ void aip_transport_close(aip_transport *t, int code, const char *reason);
 /* The layer above says this link failed (e.g. registration refused): do not let it reset the
  * backoff however long it stays open. */
 void aip_transport_mark_failed(aip_transport *t);
+/* The layer above says this link was refused for a lasting reason (a registration refused
+ * as final): as mark_failed, and the next attempt waits aip_refusal_delay() (near the backoff
+ * cap) instead of the fast backoff. */
+void aip_transport_mark_refused(aip_transport *t);
 /* The peer proved alive (an application-level answer): spares a WebSocket ping. */
 void aip_transport_alive(aip_transport *t);
 
