@@ -131,8 +131,8 @@ void aip_conn_config_init(aip_conn_config *c)
 
 /* ---- state ----------------------------------------------------------------------------- */
 
-static void emit_err(aip_conn *c, aip_conn_state s, const char *detail, int code,
-                     uint32_t delay, uint32_t attempt, bool proto, int err)
+static void emit_err(aip_conn *c, aip_conn_state s, const char *detail, int code, uint32_t delay,
+                     uint32_t attempt, bool proto, int err)
 {
     aip_mutex_lock(&c->lock);
     c->state = s;

@@ -119,7 +119,6 @@ static void *resolve_main(void *arg)
     return NULL;
 }
 
-
 /* A proxy probe: lws 4.1.6 reads an HTTP CONNECT proxy's answer itself and reports any status
  * but 200 as "proxy not h1", keeping no status. To name the refusal (407: credentials, 403:
  * refused) a failed attempt sends the same CONNECT once more, from this helper thread, and
@@ -241,8 +240,8 @@ struct aip_transport {
     bool marked_failed;
     bool slow_next; /* the attempt was refused for a lasting reason: aip_refusal_delay() */
     char address[INET6_ADDRSTRLEN + 2]; /* what the attempt connects to (the CONNECT target) */
-    bool closing;   /* a graceful close was requested: send it on WRITEABLE */
-    int close_code; /* our close code (for drop/close) or the peer's */
+    bool closing;                       /* a graceful close was requested: send it on WRITEABLE */
+    int close_code;                     /* our close code (for drop/close) or the peer's */
     char close_reason[124];
     bool have_close; /* close_code/close_reason are set */
     int in_cb;       /* inside a callback for t->wsi */
@@ -297,7 +296,7 @@ static void lws_log_emit(int level, const char *line)
         snprintf(tl_service->tls_error, sizeof tl_service->tls_error, "%s", ssl + 11);
     /* refusals the link's end names itself (see link_error.h): lws' own line is detail */
     bool named = strstr(buf, "proxy did not reply with h1") || strstr(buf, "got bad HTTP response");
-    aip_log(named                ? AIP_LOG_DEBUG
+    aip_log(named              ? AIP_LOG_DEBUG
             : level == LLL_ERR ? AIP_LOG_ERROR
                                : AIP_LOG_WARN,
             "lws", "%s", buf);
@@ -550,8 +549,7 @@ static void schedule_retry(aip_transport *t)
         return;
     }
     uint32_t attempt = t->backoff.attempt;
-    uint32_t delay =
-        t->slow_next ? aip_refusal_delay(&t->backoff) : aip_backoff_next(&t->backoff);
+    uint32_t delay = t->slow_next ? aip_refusal_delay(&t->backoff) : aip_backoff_next(&t->backoff);
     t->slow_next = false;
     t->state = L_BACKOFF;
     if (t->ev.on_backoff)
@@ -723,8 +721,10 @@ static void check_probe(aip_transport *t)
                   ? 0
                   : aip_link_proxy_refusal(status, t->proxy_auth[0] != 0, why, sizeof why);
     if (!err) { /* no answer to the probe, or it was let through: what lws said */
-        snprintf(why, sizeof why, "proxy not h1 (the proxy %.120s:%u did not answer the CONNECT "
-                 "with 200)", t->proxy_host, t->proxy_port);
+        snprintf(why, sizeof why,
+                 "proxy not h1 (the proxy %.120s:%u did not answer the CONNECT "
+                 "with 200)",
+                 t->proxy_host, t->proxy_port);
         err = AIP_E_IO;
     }
     if (aip_link_error_is_final(err))
@@ -784,8 +784,8 @@ static int start_probe(aip_transport *t)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = n > 0 && (size_t)n < sizeof j->request ? pthread_create(&th, &attr, probe_main, j)
-                                                    : -1;
+    int rc =
+        n > 0 && (size_t)n < sizeof j->request ? pthread_create(&th, &attr, probe_main, j) : -1;
     pthread_attr_destroy(&attr);
     if (rc) {
         aip_mutex_destroy(&j->m);
@@ -1157,7 +1157,9 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             if (!was_open)
                 attempt_failure(t, "Closed before conn", why, sizeof why);
             link_ended(t, 1006, why, was_open,
-                       was_open ? AIP_E_CONN_LOST : t->tls_error[0] ? AIP_E_TLS : AIP_E_IO);
+                       was_open          ? AIP_E_CONN_LOST
+                       : t->tls_error[0] ? AIP_E_TLS
+                                         : AIP_E_IO);
         }
         return 0;
 

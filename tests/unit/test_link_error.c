@@ -102,9 +102,9 @@ static void test_final_refusals(void **state)
     assert_true(aip_refusal_is_final("First message must be a registration message"));
     assert_true(aip_refusal_is_final("registration requires client_id"));
     /* transient or unknown: the fast backoff */
-    assert_false(aip_refusal_is_final(
-        "server full: 2 clients are registered, the most this server takes "
-        "(aip-test-server --max-clients)"));
+    assert_false(
+        aip_refusal_is_final("server full: 2 clients are registered, the most this server takes "
+                             "(aip-test-server --max-clients)"));
     assert_false(
         aip_refusal_is_final("registration refused (fault injected: refuse_next_registration)"));
     assert_false(aip_refusal_is_final("Target device 'x' is busy"));
@@ -148,12 +148,9 @@ static void test_refusal_delay_near_the_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_upgrade_auth),
-        cmocka_unit_test(test_upgrade_other_statuses),
-        cmocka_unit_test(test_proxy),
-        cmocka_unit_test(test_status_line),
-        cmocka_unit_test(test_final_refusals),
-        cmocka_unit_test(test_refusal_delay_near_the_cap),
+        cmocka_unit_test(test_upgrade_auth),   cmocka_unit_test(test_upgrade_other_statuses),
+        cmocka_unit_test(test_proxy),          cmocka_unit_test(test_status_line),
+        cmocka_unit_test(test_final_refusals), cmocka_unit_test(test_refusal_delay_near_the_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
