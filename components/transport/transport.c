@@ -161,11 +161,13 @@ static void *probe_main(void *arg)
         if (send(fd, j->request, len, MSG_NOSIGNAL) == (ssize_t)len) {
             char buf[512];
             size_t got = 0;
-            while (got < sizeof buf && !memchr(buf, '\n', got)) {
+            for (;;) { /* until the status line is in */
                 ssize_t r = recv(fd, buf + got, sizeof buf - got, 0);
                 if (r <= 0)
                     break;
                 got += (size_t)r;
+                if (got == sizeof buf || memchr(buf, '\n', got))
+                    break;
             }
             status = aip_http_status_line(buf, got);
         }
