@@ -1015,8 +1015,8 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
     set_refused(c, lasting ? err : 0, why);
     if (lasting)
         log_refusal(c, why);
-    else
-        aip_log(AIP_LOG_INFO, LOG_COMP, "%s", why); /* backoff bounds how often */
+    else /* the fast backoff bounds how often; a transient refusal is still worth a warning */
+        aip_log(c->refusal_err == AIP_E_REMOTE ? AIP_LOG_WARN : AIP_LOG_INFO, LOG_COMP, "%s", why);
     emit_err(c, AIP_CONN_DISCONNECTED, why, was_open ? code : 1006, 0, 0, false, err);
 }
 
