@@ -817,3 +817,14 @@ void settings_to_agent(const agent_settings *s, aip_agent_config *a, const char 
     /* their tools in the registration's supported_features, unless they are slow to start */
     a->mcp_start_wait_ms = s->n_mcp ? 3000 : 0;
 }
+
+const char *settings_heartbeat_warning(const agent_settings *s)
+{
+    if (!s || s->heartbeat_s <= 60)
+        return NULL;
+    return "over 60 s, the usual idle timeout of proxies and load balancers (nginx "
+           "proxy_read_timeout, squid read_timeout, cloud load balancers: often 60 s). The "
+           "WebSocket pings (every 20 s) keep the link busy where they pass end to end; where "
+           "something on the path answers or ignores them, only the heartbeats do, and the link "
+           "may be cut unless those timeouts are raised";
+}

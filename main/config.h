@@ -60,6 +60,10 @@ void settings_free(agent_settings *s);
 /* The effective settings as JSON, token hidden and the server URL redacted (aip_redact_url:
  * ?token= and every other query value) — for --check-config and logs. */
 char *settings_describe(const agent_settings *s);
+/* A heartbeat over 60 s is allowed, but the usual idle timeouts on the path (nginx
+ * proxy_read_timeout, squid's read_timeout, load balancers: often 60 s) may cut a link whose
+ * WebSocket pings do not pass end to end: the warning to show, or NULL. */
+const char *settings_heartbeat_warning(const agent_settings *s);
 /* Fills an agent config that borrows the settings' strings. */
 void settings_to_agent(const agent_settings *s, aip_agent_config *out, const char **roots,
                        const char **allow);

@@ -98,7 +98,13 @@ static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
         snprintf(status, sizeof status, "STATUS=registered (%s frames)",
                  ev->proto ? "protobuf" : "JSON");
         break;
-    case AIP_CONN_DISCONNECTED: snprintf(status, sizeof status, "STATUS=disconnected"); break;
+    case AIP_CONN_DISCONNECTED:
+        /* a lasting refusal (the conn logged it at warn) is what systemctl status should say */
+        if (ev->error == AIP_E_AUTH || ev->error == AIP_E_REFUSED)
+            snprintf(status, sizeof status, "STATUS=refused: %s", ev->detail);
+        else
+            snprintf(status, sizeof status, "STATUS=disconnected");
+        break;
     case AIP_CONN_BACKOFF:
         snprintf(status, sizeof status, "STATUS=reconnecting in %u ms", ev->delay_ms);
         break;
@@ -160,6 +166,9 @@ static int start_agent(const agent_settings *st, aip_agent **out)
         if (st->tls_insecure && !is_wss(st))
             aip_log(AIP_LOG_WARN, LOG, "tls_insecure is set, but %s is not wss://: no TLS at all",
                     server);
+        if (settings_heartbeat_warning(st))
+            aip_log(AIP_LOG_WARN, LOG, "heartbeat %u s: %s", st->heartbeat_s,
+                    settings_heartbeat_warning(st));
     }
     return rc;
 }
@@ -260,6 +269,9 @@ int main(int argc, char **argv)
         if (st.tls_insecure)
             fprintf(stderr, "constellation-agent: warning: tls_insecure is on: the server's "
                             "certificate and host name are not verified (for tests only)\n");
+        if (settings_heartbeat_warning(&st))
+            fprintf(stderr, "constellation-agent: warning: heartbeat %u s: %s\n", st.heartbeat_s,
+                    settings_heartbeat_warning(&st));
         aip_free(d);
         settings_free(&st);
         return 0;

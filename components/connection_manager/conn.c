@@ -18,6 +18,7 @@
 #include "aip/internal/backoff.h"
 #include "aip/internal/conn_out.h"
 #include "aip/internal/jscan.h"
+#include "aip/internal/link_error.h"
 #include "aip/internal/pending.h"
 #include "aip/internal/processor.h"
 #include "aip/internal/transport.h"
@@ -67,6 +68,8 @@ struct aip_conn {
     uint64_t link;    /* the registered link, 0 when none */
     aip_encoding enc; /* its encoding */
     aip_conn_state state;
+    int refused;           /* the standing refusal: AIP_E_AUTH, AIP_E_REFUSED or 0 */
+    char refused_why[300]; /* its text */
 
     /* service thread only */
     uint64_t cur_link;
@@ -77,6 +80,9 @@ struct aip_conn {
     uint64_t deadline_scheduled;
     bool warned_fallback;
     char refusal[200];
+    int refusal_err;          /* the code of `refusal` */
+    char last_refusal[300];   /* the last refusal logged at warn (until registered) */
+    uint64_t refusal_repeats; /* the same one again since, logged at debug */
     uint64_t malformed_logged;
     uint64_t oversized_unlogged; /* skipped messages not yet reported in the log */
     uint64_t reg_since_ns;       /* when the current link registered, 0 when it has not */
@@ -128,17 +134,48 @@ void aip_conn_config_init(aip_conn_config *c)
 
 /* ---- state ----------------------------------------------------------------------------- */
 
-static void emit(aip_conn *c, aip_conn_state s, const char *detail, int code, uint32_t delay,
-                 uint32_t attempt, bool proto)
+static void emit_err(aip_conn *c, aip_conn_state s, const char *detail, int code, uint32_t delay,
+                     uint32_t attempt, bool proto, int err)
 {
     aip_mutex_lock(&c->lock);
     c->state = s;
     aip_cond_broadcast(&c->cond);
     aip_mutex_unlock(&c->lock);
     if (c->cfg.on_state) {
-        aip_conn_event ev = {s, detail ? detail : "", code, delay, attempt, proto};
+        aip_conn_event ev = {s, detail ? detail : "", code, delay, attempt, proto, err};
         c->cfg.on_state(c, &ev, c->cfg.user);
     }
+}
+
+static void emit(aip_conn *c, aip_conn_state s, const char *detail, int code, uint32_t delay,
+                 uint32_t attempt, bool proto)
+{
+    emit_err(c, s, detail, code, delay, attempt, proto, 0);
+}
+
+/* The standing refusal (service thread sets it, any thread reads it): set when an attempt ends
+ * refused for a lasting reason, cleared when a WebSocket opens or the link registers. */
+static void set_refused(aip_conn *c, int err, const char *why)
+{
+    aip_mutex_lock(&c->lock);
+    c->refused = err;
+    snprintf(c->refused_why, sizeof c->refused_why, "%s", err && why ? why : "");
+    aip_cond_broadcast(&c->cond);
+    aip_mutex_unlock(&c->lock);
+}
+
+int aip_conn_get_refusal(aip_conn *c, char *why, size_t n)
+{
+    if (why && n)
+        why[0] = 0;
+    if (!c)
+        return AIP_E_INVAL;
+    aip_mutex_lock(&c->lock);
+    int err = c->refused;
+    if (why && n)
+        snprintf(why, n, "%s", c->refused_why);
+    aip_mutex_unlock(&c->lock);
+    return err;
 }
 
 aip_conn_state aip_conn_get_state(aip_conn *c)
@@ -447,6 +484,10 @@ int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms)
             rc = AIP_E_SHUTDOWN;
             break;
         }
+        if (c->refused) {
+            rc = c->refused;
+            break;
+        }
         if (timeout_ms < 0)
             aip_cond_wait(&c->cond, &c->lock);
         else if (aip_cond_wait_until(&c->cond, &c->lock, deadline) == AIP_E_TIMEOUT &&
@@ -617,6 +658,9 @@ static void registered(aip_conn *c)
     c->enc = c->link_enc;
     aip_mutex_unlock(&c->lock);
     stat_inc(c, S_REGISTRATIONS);
+    c->last_refusal[0] = 0;
+    c->refusal_repeats = 0;
+    set_refused(c, 0, NULL);
     aip_log(AIP_LOG_INFO, LOG_COMP, "registered as %s (%s) with %s, %s frames", c->client_id,
             aip_client_type_str(c->cfg.client_type), aip_transport_url_redacted(c->tr),
             c->link_enc == AIP_ENCODING_PROTO ? "protobuf" : "JSON");
@@ -626,14 +670,22 @@ static void registered(aip_conn *c)
     link_registered(c);
 }
 
+/* Logged once, with the link's end (ev_close). A refusal for a lasting reason (a duplicate
+ * client_id, a target that is not connected: aip_refusal_is_final) is retried on the slow
+ * schedule and reported as AIP_E_REFUSED; any other keeps the fast backoff. */
 static void refuse_registration(aip_conn *c, const char *text)
 {
     stat_inc(c, S_REGISTRATION_FAILURES);
     snprintf(c->refusal, sizeof c->refusal, "registration refused: %s", text ? text : "");
-    aip_log(AIP_LOG_WARN, LOG_COMP, "%s", c->refusal);
     c->registering = false;
     aip_timer_cancel(c->t_register);
-    aip_transport_mark_failed(c->tr);
+    if (aip_refusal_is_final(text)) {
+        c->refusal_err = AIP_E_REFUSED;
+        aip_transport_mark_refused(c->tr);
+    } else {
+        c->refusal_err = AIP_E_REMOTE;
+        aip_transport_mark_failed(c->tr);
+    }
     aip_transport_close(c->tr, 1000, "registration refused");
 }
 
@@ -915,6 +967,8 @@ static void ev_open(void *user, uint64_t link, bool proto)
     aip_conn *c = user;
     c->cur_link = link;
     c->refusal[0] = 0;
+    c->refusal_err = 0;
+    set_refused(c, 0, NULL); /* the upgrade passed: a refused token is no longer standing */
     c->link_enc =
         (c->cfg.encoding == AIP_ENCODING_PROTO && proto) ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
     if (c->cfg.encoding == AIP_ENCODING_PROTO && !proto && !c->warned_fallback) {
@@ -949,7 +1003,25 @@ static void ev_frame(void *user, uint64_t link, const uint8_t *data, size_t len,
     aip_processor_feed(&c->proc, data, len, binary);
 }
 
-static void ev_close(void *user, uint64_t link, int code, const char *reason, bool was_open)
+/* A refusal for a lasting reason: one warn line per distinct one, repeats at debug. */
+static void log_refusal(aip_conn *c, const char *why)
+{
+    if (strcmp(c->last_refusal, why) == 0) {
+        c->refusal_repeats++;
+        aip_log(AIP_LOG_DEBUG, LOG_COMP, "%s (again: %llu times since the first)", why,
+                (unsigned long long)c->refusal_repeats);
+        return;
+    }
+    snprintf(c->last_refusal, sizeof c->last_refusal, "%s", why);
+    c->refusal_repeats = 0;
+    uint32_t cap = c->cfg.backoff_cap_ms;
+    aip_log(AIP_LOG_WARN, LOG_COMP,
+            "%s; retrying about every %u %s while refused (repeats logged at debug)", why,
+            cap >= 10000 ? cap / 1000 : cap, cap >= 10000 ? "s" : "ms");
+}
+
+static void ev_close(void *user, uint64_t link, int code, const char *reason, bool was_open,
+                     int err)
 {
     aip_conn *c = user;
     (void)link;
@@ -964,9 +1036,10 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
     c->link = 0;
     aip_mutex_unlock(&c->lock);
     char why[300];
-    if (c->refusal[0])
+    if (c->refusal[0]) {
         snprintf(why, sizeof why, "%s", c->refusal);
-    else if (was_open)
+        err = c->refusal_err;
+    } else if (was_open)
         snprintf(why, sizeof why, "link closed (%d%s%s)", code, reason[0] ? ": " : "", reason);
     else
         snprintf(why, sizeof why, "cannot connect to %s: %s", aip_transport_url_redacted(c->tr),
@@ -977,8 +1050,13 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
     }
     fail_all(c, AIP_E_CONN_LOST, why);
     reschedule_deadline(c);
-    aip_log(AIP_LOG_INFO, LOG_COMP, "%s", why); /* backoff bounds how often */
-    emit(c, AIP_CONN_DISCONNECTED, why, was_open ? code : 1006, 0, 0, false);
+    bool lasting = aip_link_error_is_final(err);
+    set_refused(c, lasting ? err : 0, why);
+    if (lasting)
+        log_refusal(c, why);
+    else /* the fast backoff bounds how often; a transient refusal is still worth a warning */
+        aip_log(c->refusal_err == AIP_E_REMOTE ? AIP_LOG_WARN : AIP_LOG_INFO, LOG_COMP, "%s", why);
+    emit_err(c, AIP_CONN_DISCONNECTED, why, was_open ? code : 1006, 0, 0, false, err);
 }
 
 static void ev_backoff(void *user, uint32_t delay_ms, uint32_t attempt)
@@ -1003,6 +1081,7 @@ static void on_register_timeout(void *user)
         return;
     snprintf(c->refusal, sizeof c->refusal, "no registration answer within %u ms",
              c->cfg.register_timeout_ms);
+    c->refusal_err = AIP_E_TIMEOUT;
     stat_inc(c, S_REGISTRATION_FAILURES);
     aip_log(AIP_LOG_WARN, LOG_COMP, "%s", c->refusal);
     c->registering = false;
@@ -1211,7 +1290,7 @@ void aip_conn_destroy_ex(aip_conn *c, int code, const char *reason, uint32_t gra
     /* 3. close the link and stop the service thread */
     aip_transport_stop(c->tr, code ? code : 1000, reason ? reason : "client shutdown", grace_ms);
     if (c->cfg.on_state) {
-        aip_conn_event ev = {AIP_CONN_STOPPED, "stopped", 0, 0, 0, false};
+        aip_conn_event ev = {AIP_CONN_STOPPED, "stopped", 0, 0, 0, false, 0};
         c->cfg.on_state(c, &ev, c->cfg.user);
     }
     /* 4. free: timers before the transport (they live in its lws context) */

@@ -11,6 +11,7 @@
  */
 #include "aip/internal/transport.h"
 #include "aip/internal/backoff.h"
+#include "aip/internal/link_error.h"
 #include "aip/internal/reassembler.h"
 #include "aip/port.h"
 #include "aip/redact.h"
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define TX_FRAGMENT (64u * 1024u)
 #define WRITE_BURST 16
@@ -65,6 +67,10 @@ struct resolve_job {
     char host[256];
     char addr[INET6_ADDRSTRLEN];
     struct lws_context *ctx; /* NULL once the transport no longer wants the answer */
+    /* a proxy probe (see probe_main): host is the proxy's, request the CONNECT to send */
+    unsigned port;
+    int status; /* the proxy's answer, 0 when none was read */
+    char request[768];
 };
 
 static void job_release(struct resolve_job *j)
@@ -114,9 +120,73 @@ static void *resolve_main(void *arg)
     return NULL;
 }
 
+/* A proxy probe: lws 4.1.6 reads an HTTP CONNECT proxy's answer itself and reports any status
+ * but 200 as "proxy not h1", keeping no status. To name the refusal (407: credentials, 403:
+ * refused) a failed attempt sends the same CONNECT once more, from this helper thread, and
+ * reads the status line (connect, write and read bounded by PROBE_TIMEOUT_S). */
+#define PROBE_TIMEOUT_S 5
+
+static int probe_connect(const char *host, unsigned port)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", port);
+    if (getaddrinfo(host, ps, &hints, &res) || !res)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0)
+            continue;
+        struct timeval tv = {PROBE_TIMEOUT_S, 0};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv); /* bounds connect() too */
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (connect(fd, a->ai_addr, a->ai_addrlen)) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void *probe_main(void *arg)
+{
+    struct resolve_job *j = arg;
+    int status = 0;
+    int fd = probe_connect(j->host, j->port);
+    if (fd >= 0) {
+        size_t len = strlen(j->request);
+        if (send(fd, j->request, len, MSG_NOSIGNAL) == (ssize_t)len) {
+            char buf[512];
+            size_t got = 0;
+            for (;;) { /* until the status line is in */
+                ssize_t r = recv(fd, buf + got, sizeof buf - got, 0);
+                if (r <= 0)
+                    break;
+                got += (size_t)r;
+                if (got == sizeof buf || memchr(buf, '\n', got))
+                    break;
+            }
+            status = aip_http_status_line(buf, got);
+        }
+        close(fd);
+    }
+    aip_mutex_lock(&j->m);
+    j->status = status;
+    j->done = true;
+    if (j->ctx)
+        lws_cancel_service(j->ctx);
+    aip_mutex_unlock(&j->m);
+    job_release(j);
+    return NULL;
+}
+
 /* ---- the transport ----------------------------------------------------------------------- */
 
-enum link_state { L_IDLE, L_BACKOFF, L_RESOLVING, L_CONNECTING, L_OPEN };
+enum link_state { L_IDLE, L_BACKOFF, L_RESOLVING, L_CONNECTING, L_PROBING, L_OPEN };
 
 struct aip_timer {
     lws_sorted_usec_list_t sul;
@@ -147,6 +217,11 @@ struct aip_transport {
     unsigned reloads;
     lws_sorted_usec_list_t sul_reload;
     char tls_error[160]; /* the last "SSL error" lws logged for this link attempt */
+    /* the HTTP CONNECT proxy of t->vh, for the probe ("" when none); proxy_auth is the Basic
+     * credentials (base64 of user:password, a secret: never logged) */
+    char proxy_host[256];
+    unsigned proxy_port;
+    char proxy_auth[400];
     struct lws_protocols protocols[3];
     lws_retry_bo_t policy;
     uint32_t retry_table[1];
@@ -167,8 +242,10 @@ struct aip_transport {
     uint64_t open_since_ns;
     bool marked_failed;
     bool marked_registered; /* the layer above registered on this link: progress */
-    bool closing;           /* a graceful close was requested: send it on WRITEABLE */
-    int close_code;         /* our close code (for drop/close) or the peer's */
+    bool slow_next;         /* the attempt was refused for a lasting reason: aip_refusal_delay() */
+    char address[INET6_ADDRSTRLEN + 2]; /* what the attempt connects to (the CONNECT target) */
+    bool closing;                       /* a graceful close was requested: send it on WRITEABLE */
+    int close_code;                     /* our close code (for drop/close) or the peer's */
     char close_reason[124];
     bool have_close; /* close_code/close_reason are set */
     int in_cb;       /* inside a callback for t->wsi */
@@ -221,7 +298,12 @@ static void lws_log_emit(int level, const char *line)
     const char *ssl = strstr(buf, "SSL error: ");
     if (tl_service && ssl && !tl_service->tls_error[0])
         snprintf(tl_service->tls_error, sizeof tl_service->tls_error, "%s", ssl + 11);
-    aip_log(level == LLL_ERR ? AIP_LOG_ERROR : AIP_LOG_WARN, "lws", "%s", buf);
+    /* refusals the link's end names itself (see link_error.h): lws' own line is detail */
+    bool named = strstr(buf, "proxy did not reply with h1") || strstr(buf, "got bad HTTP response");
+    aip_log(named              ? AIP_LOG_DEBUG
+            : level == LLL_ERR ? AIP_LOG_ERROR
+                               : AIP_LOG_WARN,
+            "lws", "%s", buf);
 }
 
 void aip_lws_log_to_aip(void)
@@ -471,7 +553,8 @@ static void schedule_retry(aip_transport *t)
         return;
     }
     uint32_t attempt = t->backoff.attempt;
-    uint32_t delay = aip_backoff_next(&t->backoff);
+    uint32_t delay = t->slow_next ? aip_refusal_delay(&t->backoff) : aip_backoff_next(&t->backoff);
+    t->slow_next = false;
     t->state = L_BACKOFF;
     if (t->ev.on_backoff)
         t->ev.on_backoff(t->user, delay, attempt + 1);
@@ -479,7 +562,7 @@ static void schedule_retry(aip_transport *t)
 }
 
 /* Every end of a link comes through here exactly once: a failed attempt, a closed link. */
-static void link_ended(aip_transport *t, int code, const char *reason, bool was_open)
+static void link_ended(aip_transport *t, int code, const char *reason, bool was_open, int err)
 {
     uint64_t link = t->link;
     t->wsi = NULL;
@@ -507,7 +590,7 @@ static void link_ended(aip_transport *t, int code, const char *reason, bool was_
                              t->cfg.stable_ms))
         aip_backoff_reset(&t->backoff);
     if (t->ev.on_close)
-        t->ev.on_close(t->user, link, code, reason ? reason : "", was_open);
+        t->ev.on_close(t->user, link, code, reason ? reason : "", was_open, err);
     schedule_retry(t);
 }
 
@@ -565,10 +648,13 @@ static void connect_to(aip_transport *t, const char *address)
     t->have_close = false;
     t->marked_failed = false;
     t->marked_registered = false;
+    t->slow_next = false;
+    snprintf(t->address, sizeof t->address, "%s%s%s", strchr(address, ':') ? "[" : "", address,
+             strchr(address, ':') ? "]" : "");
     t->proto_selected = false;
     if (!(t->attempt = lws_client_connect_via_info(&i))) {
         /* the synchronous failure path: no CONNECTION_ERROR callback will follow */
-        link_ended(t, 1006, "connect failed", false);
+        link_ended(t, 1006, "connect failed", false, AIP_E_IO);
     }
 }
 
@@ -605,7 +691,7 @@ static void start_connect(lws_sorted_usec_list_t *sul)
     struct resolve_job *j = aip_calloc(1, sizeof *j);
     if (!j || aip_mutex_init(&j->m)) {
         aip_free(j);
-        link_ended(t, 1006, "out of memory", false);
+        link_ended(t, 1006, "out of memory", false, AIP_E_NOMEM);
         return;
     }
     j->refs = 2; /* ours and the resolver thread's */
@@ -620,15 +706,44 @@ static void start_connect(lws_sorted_usec_list_t *sul)
     if (rc) {
         aip_mutex_destroy(&j->m);
         aip_free(j);
-        link_ended(t, 1006, "cannot start the DNS thread", false);
+        link_ended(t, 1006, "cannot start the DNS thread", false, AIP_E_IO);
         return;
     }
     t->job = j;
     t->state = L_RESOLVING;
 }
 
+static void check_probe(aip_transport *t)
+{
+    aip_mutex_lock(&t->job->m);
+    bool done = t->job->done;
+    int status = t->job->status;
+    aip_mutex_unlock(&t->job->m);
+    if (!done)
+        return;
+    abandon_job(t);
+    char why[224];
+    int err = status >= 200 && status < 300
+                  ? 0
+                  : aip_link_proxy_refusal(status, t->proxy_auth[0] != 0, why, sizeof why);
+    if (!err) { /* no answer to the probe, or it was let through: what lws said */
+        snprintf(why, sizeof why,
+                 "proxy not h1 (the proxy %.120s:%u did not answer the CONNECT "
+                 "with 200)",
+                 t->proxy_host, t->proxy_port);
+        err = AIP_E_IO;
+    }
+    if (aip_link_error_is_final(err))
+        t->slow_next = true;
+    link_ended(t, 1006, why, false, err);
+}
+
 static void check_job(aip_transport *t)
 {
+    if (t->job && t->state == L_PROBING) {
+        check_probe(t);
+        return;
+    }
     if (!t->job || t->state != L_RESOLVING)
         return;
     aip_mutex_lock(&t->job->m);
@@ -643,10 +758,49 @@ static void check_job(aip_transport *t)
     if (err) {
         char why[160];
         snprintf(why, sizeof why, "cannot resolve %s: %s", t->host, gai_strerror(err));
-        link_ended(t, 1006, why, false);
+        link_ended(t, 1006, why, false, AIP_E_IO);
         return;
     }
     connect_to(t, addr);
+}
+
+/* After lws' "proxy not h1": asks the proxy once more, from a helper thread, to learn its
+ * status (see probe_main). The attempt ends when the answer is in (check_probe). Returns 0
+ * when the probe started; nonzero: end the attempt now. */
+static int start_probe(aip_transport *t)
+{
+    if (!t->proxy_port || !t->address[0])
+        return -1;
+    struct resolve_job *j = aip_calloc(1, sizeof *j);
+    if (!j || aip_mutex_init(&j->m)) {
+        aip_free(j);
+        return -1;
+    }
+    j->refs = 2;
+    j->ctx = t->ctx;
+    j->port = t->proxy_port;
+    snprintf(j->host, sizeof j->host, "%s", t->proxy_host);
+    /* the request lws sends (client-handshake.c), with the same credentials */
+    int n = snprintf(j->request, sizeof j->request,
+                     "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\nUser-agent: lws\r\n%s%s%s\r\n",
+                     t->address, t->port, t->address, t->port,
+                     t->proxy_auth[0] ? "Proxy-authorization: basic " : "", t->proxy_auth,
+                     t->proxy_auth[0] ? "\r\n" : "");
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc =
+        n > 0 && (size_t)n < sizeof j->request ? pthread_create(&th, &attr, probe_main, j) : -1;
+    pthread_attr_destroy(&attr);
+    if (rc) {
+        aip_mutex_destroy(&j->m);
+        aip_free(j);
+        return -1;
+    }
+    t->job = j;
+    t->state = L_PROBING;
+    return 0;
 }
 
 /* ---- service-thread API -------------------------------------------------------------------- */
@@ -684,6 +838,12 @@ void aip_transport_mark_failed(aip_transport *t)
 void aip_transport_mark_registered(aip_transport *t)
 {
     t->marked_registered = true;
+}
+
+void aip_transport_mark_refused(aip_transport *t)
+{
+    t->marked_failed = true;
+    t->slow_next = true;
 }
 
 void aip_transport_alive(aip_transport *t)
@@ -862,6 +1022,12 @@ static void begin_stop(aip_transport *t)
 
 /* ---- the lws callback ---------------------------------------------------------------------- */
 
+/* Did the attempt carry a token (Bearer, ?token= added from the config, or in the URL)? */
+static bool link_has_token(const aip_transport *t)
+{
+    return t->bearer || strstr(t->path, "?token=") || strstr(t->path, "&token=");
+}
+
 /* Why a connection attempt failed, for the log: a certificate check lws logged names the
  * verification failure instead of OpenSSL's generic code; a TLS server that hangs up during
  * the handshake while we sent no client certificate is probably asking for one. */
@@ -986,9 +1152,25 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         if (wsi != t->wsi && t->wsi)
             return 0;
+        const char *r = in ? (const char *)in : "connection error";
         char why[224];
-        attempt_failure(t, in ? (const char *)in : "connection error", why, sizeof why);
-        link_ended(t, 1006, why, false);
+        int err = 0;
+        if (strncmp(r, "HS: ws upgrade", 14) == 0) /* "... response not 101", "... unauthorized" */
+            err = aip_link_upgrade_refusal((int)lws_http_client_http_response(wsi),
+                                           link_has_token(t), why, sizeof why);
+        else if (strcmp(r, "proxy not h1") == 0) {
+            t->wsi = NULL; /* lws closes it; the attempt ends when the probe answers */
+            t->attempt = NULL;
+            if (start_probe(t) == 0)
+                return 0;
+        }
+        if (!err) {
+            attempt_failure(t, r, why, sizeof why);
+            err = t->tls_error[0] ? AIP_E_TLS : AIP_E_IO;
+        }
+        if (aip_link_error_is_final(err))
+            t->slow_next = true;
+        link_ended(t, 1006, why, false, err);
         return 0;
     }
 
@@ -1001,7 +1183,10 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             char why[224] = "connection lost";
             if (!was_open)
                 attempt_failure(t, "Closed before conn", why, sizeof why);
-            link_ended(t, 1006, why, was_open);
+            link_ended(t, 1006, why, was_open,
+                       was_open          ? AIP_E_CONN_LOST
+                       : t->tls_error[0] ? AIP_E_TLS
+                                         : AIP_E_IO);
         }
         return 0;
 
@@ -1014,7 +1199,7 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         if (atomic_load(&t->stopping))
             t->exit_loop = true;
-        link_ended(t, t->close_code, t->close_reason, true);
+        link_ended(t, t->close_code, t->close_reason, true, AIP_E_CONN_LOST);
         return 0;
 
     default: return 0;
@@ -1050,6 +1235,29 @@ static int parse_proxy(const char *v, char *host, size_t len, unsigned int *port
         return -1;
     *port = (unsigned int)n;
     return 0;
+}
+
+/* Keeps the proxy of the vhost being made for the probe: "[user:password@]host" as
+ * parse_proxy() gives it (lws_set_proxy() sends the part before the last '@' as Basic
+ * credentials, as written). Clears it with host NULL. */
+static void remember_proxy(aip_transport *t, const char *host, unsigned port)
+{
+    t->proxy_host[0] = 0;
+    t->proxy_auth[0] = 0;
+    t->proxy_port = 0;
+    if (!host)
+        return;
+    const char *at = strrchr(host, '@');
+    const char *h = at ? at + 1 : host;
+    if (!h[0] || strlen(h) >= sizeof t->proxy_host)
+        return;
+    if (at && lws_b64_encode_string(host, (int)(at - host), t->proxy_auth,
+                                    (int)sizeof t->proxy_auth) < 0) {
+        t->proxy_auth[0] = 0;
+        return;
+    }
+    snprintf(t->proxy_host, sizeof t->proxy_host, "%s", h);
+    t->proxy_port = port;
 }
 
 /* Says which proxy the connections of this vhost go through, never its password. */
@@ -1115,12 +1323,20 @@ static struct lws_vhost *make_vhost(aip_transport *t, int variant)
     char proxy_host[256];
     const char *hp = getenv("https_proxy") ? getenv("https_proxy") : getenv("HTTPS_PROXY");
     const char *plain = getenv("http_proxy");
+    unsigned plain_port = 0;
     if (t->tls && hp && hp[0] && !is_loopback(t->host) &&
         parse_proxy(hp, proxy_host, sizeof proxy_host, &vi.http_proxy_port) == 0) {
         vi.http_proxy_address = proxy_host;
         log_proxy("https_proxy", hp);
+        remember_proxy(t, proxy_host, vi.http_proxy_port);
     } else if (plain && plain[0]) {
         log_proxy("http_proxy", plain); /* lws reads it itself */
+        if (parse_proxy(plain, proxy_host, sizeof proxy_host, &plain_port) == 0)
+            remember_proxy(t, proxy_host, plain_port);
+        else
+            remember_proxy(t, NULL, 0);
+    } else {
+        remember_proxy(t, NULL, 0);
     }
     struct lws_vhost *vh = lws_create_vhost(t->ctx, &vi);
     if (!vh)

@@ -26,6 +26,8 @@ struct track {
     int registered, disconnected, backoffs;
     uint32_t max_attempt;
     int last_close_code;
+    int last_error;                /* the DISCONNECTED event's error */
+    uint32_t min_delay, max_delay; /* of the BACKOFF events (min 0: none yet) */
     char last_detail[300];
 };
 
@@ -39,12 +41,17 @@ static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
     if (ev->state == AIP_CONN_DISCONNECTED) {
         t->disconnected++;
         t->last_close_code = ev->close_code;
+        t->last_error = ev->error;
         snprintf(t->last_detail, sizeof t->last_detail, "%s", ev->detail);
     }
     if (ev->state == AIP_CONN_BACKOFF) {
         t->backoffs++;
         if (ev->attempt > t->max_attempt)
             t->max_attempt = ev->attempt;
+        if (!t->min_delay || ev->delay_ms < t->min_delay)
+            t->min_delay = ev->delay_ms;
+        if (ev->delay_ms > t->max_delay)
+            t->max_delay = ev->delay_ms;
     }
     pthread_mutex_unlock(&t->m);
 }
@@ -322,13 +329,29 @@ static void fast_backoff(aip_conn_config *cfg)
     cfg->register_timeout_ms = 300;
 }
 
+/* A refusal for a lasting reason (the peer sends UFO's duplicate-client_id text): the waiter
+ * gets AIP_E_REFUSED at once with the server's text, the retries wait near the cap (the slow
+ * schedule, not the fast backoff), and the client registers once the server accepts. */
 static void test_refused_registration_backs_off_and_recovers(void **state)
 {
     (void)state;
     peer_proc p;
     assert_int_equal(peer_start(&p, 0, "--refuse-registration", "3", NULL), 0);
     aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, fast_backoff);
-    assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), AIP_E_REFUSED);
+    char why[300];
+    assert_int_equal(aip_conn_get_refusal(c, why, sizeof why), AIP_E_REFUSED);
+    assert_string_equal(why, "registration refused: client_id 'test-device' is already "
+                             "registered; duplicate registrations are not allowed");
+    int rc = AIP_E_REFUSED;
+    for (int i = 0; i < 100 && rc != 0; i++) { /* each retry comes 150..200 ms later */
+        rc = aip_conn_wait_registered(c, 100);
+        if (rc == AIP_E_REFUSED)
+            usleep(50000);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(aip_conn_get_refusal(c, why, sizeof why), 0);
+    assert_string_equal(why, "");
     aip_conn_stats s;
     aip_conn_get_stats(c, &s);
     assert_int_equal(s.registration_failures, 3);
@@ -337,6 +360,9 @@ static void test_refused_registration_backs_off_and_recovers(void **state)
     /* refused links never reset the backoff: the attempt count grew */
     assert_true(g_track.max_attempt >= 3);
     assert_non_null(strstr(g_track.last_detail, "registration refused"));
+    assert_int_equal(g_track.last_error, AIP_E_REFUSED);
+    /* the slow schedule: [3/4 cap, cap] from the first refusal (the fast one starts at 0..20) */
+    assert_true(g_track.min_delay >= 150 && g_track.max_delay <= 200);
     pthread_mutex_unlock(&g_track.m);
     aip_conn_destroy(c);
     peer_stop(&p);
@@ -543,10 +569,18 @@ static void test_token_placements(void **state)
     c = connect_to(&p, AIP_CLIENT_DEVICE, query);
     assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
     aip_conn_destroy(c);
+    /* a wrong token: the 403 is named, AIP_E_AUTH at once, retried on the slow schedule */
     c = connect_to(&p, AIP_CLIENT_DEVICE, wrong);
-    assert_int_equal(aip_conn_wait_registered(c, 500), AIP_E_TIMEOUT);
+    assert_int_equal(aip_conn_wait_registered(c, 5000), AIP_E_AUTH);
+    char why[300];
+    assert_int_equal(aip_conn_get_refusal(c, why, sizeof why), AIP_E_AUTH);
+    assert_non_null(strstr(why, ": the server refused the token (HTTP 403)"));
+    assert_null(strstr(why, "nope"));
+    WAIT_FOR(aip_conn_get_state(c) == AIP_CONN_BACKOFF);
     pthread_mutex_lock(&g_track.m);
     assert_true(g_track.disconnected >= 1);
+    assert_int_equal(g_track.last_error, AIP_E_AUTH);
+    assert_true(g_track.min_delay >= 300); /* cap 400: [300, 400], not the 20 ms base */
     pthread_mutex_unlock(&g_track.m);
     aip_conn_destroy(c);
     peer_stop(&p);

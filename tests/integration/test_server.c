@@ -257,7 +257,10 @@ static void test_cached_device_info_and_refusals(void **state)
     aip_future_release(f);
     /* a duplicate client_id is refused (first registration wins) */
     aip_conn *dup = start_constellation("ctl-live", AIP_ENCODING_JSON, NULL);
-    assert_int_equal(aip_conn_wait_registered(dup, 500), AIP_E_TIMEOUT);
+    assert_int_equal(aip_conn_wait_registered(dup, 5000), AIP_E_REFUSED); /* at once */
+    char why[300];
+    assert_int_equal(aip_conn_get_refusal(dup, why, sizeof why), AIP_E_REFUSED);
+    assert_non_null(strstr(why, "is already registered"));
     aip_conn_stats s;
     aip_conn_get_stats(dup, &s);
     assert_true(s.registration_failures >= 1);
@@ -298,7 +301,10 @@ static void test_token_and_http_api(void **state)
     (void)state;
     start_server("--token", "k3y", NULL, NULL);
     aip_conn *bad = start_constellation("ctl-bad", AIP_ENCODING_JSON, "wrong");
-    assert_int_equal(aip_conn_wait_registered(bad, 400), AIP_E_TIMEOUT);
+    assert_int_equal(aip_conn_wait_registered(bad, 5000), AIP_E_AUTH); /* at once */
+    char why[300];
+    assert_int_equal(aip_conn_get_refusal(bad, why, sizeof why), AIP_E_AUTH);
+    assert_non_null(strstr(why, "the server refused the token (HTTP 403)"));
     aip_conn_destroy(bad);
 
     aip_conn_config cfg;

@@ -167,6 +167,10 @@ static void test_null_conn(void **state)
     assert_null(c);
     assert_int_equal(aip_conn_wait_registered(NULL, 0), AIP_E_INVAL);
     assert_int_equal(aip_conn_wait_registered(NULL, -1), AIP_E_INVAL);
+    char why[16] = "x";
+    assert_int_equal(aip_conn_get_refusal(NULL, why, sizeof why), AIP_E_INVAL);
+    assert_string_equal(why, "");
+    assert_int_equal(aip_conn_get_refusal(NULL, NULL, 0), AIP_E_INVAL);
     aip_future *f = NULL;
     assert_int_equal(aip_conn_request_device_info(NULL, "d", NULL, &f), AIP_E_INVAL);
     aip_task_opts to = {.request = "x"};

@@ -72,6 +72,15 @@ typedef struct aip_conn_event {
     uint32_t delay_ms;  /* BACKOFF */
     uint32_t attempt;   /* BACKOFF: consecutive failed attempts so far */
     bool proto;         /* REGISTERED: protobuf frames in use */
+    /* DISCONNECTED: why, as an AIP_E_* code. AIP_E_AUTH: the server or an HTTP CONNECT proxy
+     * refused the credentials (HTTP 401/403/407, or the proxy's 403); AIP_E_REFUSED: the
+     * registration was refused for a lasting reason (a duplicate client_id, a target device
+     * that is not connected). Both are retried on the slow schedule (near backoff_cap_ms, not
+     * the fast backoff) and logged at warn once per distinct text. Also AIP_E_REMOTE (another
+     * refusal or HTTP status), AIP_E_NOT_FOUND (HTTP 404), AIP_E_TIMEOUT (no registration
+     * answer), AIP_E_TLS, AIP_E_IO (could not connect), AIP_E_CONN_LOST (an open link ended).
+     * detail names it, e.g. "the server refused the token (HTTP 403)". */
+    int error;
 } aip_conn_event;
 
 typedef void (*aip_conn_state_cb)(aip_conn *c, const aip_conn_event *ev, void *user);
@@ -172,9 +181,19 @@ int aip_conn_send_task(aip_conn *c, const aip_task_opts *o, aip_future **out);
 int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m);
 int aip_conn_send(aip_conn *c, const aip_msg *m);
 
-/* Waits until registered (0), the timeout (AIP_E_TIMEOUT) or shutdown (AIP_E_SHUTDOWN).
- * timeout_ms < 0 or INT64_MAX: none. AIP_E_INVAL for a NULL c. */
+/* Waits until registered (0), the timeout (AIP_E_TIMEOUT), shutdown (AIP_E_SHUTDOWN), or a
+ * standing refusal (see aip_conn_get_refusal): AIP_E_AUTH or AIP_E_REFUSED, at once — also
+ * when the refusal came before the call (the connection keeps retrying on the slow schedule;
+ * a caller that waits again should sleep first). timeout_ms < 0 or INT64_MAX: none.
+ * AIP_E_INVAL for a NULL c. */
 int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms);
+
+/* Any thread: the standing refusal — the latest attempt was refused for a lasting reason, and
+ * no WebSocket has opened since: AIP_E_AUTH (credentials refused by the server or a proxy) or
+ * AIP_E_REFUSED (registration refused as final), with its text in why (e.g. "registration
+ * refused: Target device 'x' is not connected"; may be NULL/0); 0 and "" when none. NULL c:
+ * AIP_E_INVAL. */
+int aip_conn_get_refusal(aip_conn *c, char *why, size_t n);
 
 /* Any thread, wss:// only: use these TLS files (CA bundle, NULL = the system store; client
  * certificate and key, both or neither) from the next connection on. They are loaded on the

@@ -26,6 +26,12 @@
  *   stable_ms, or was marked registered and stayed open at least the base delay (a link cut
  *   by an idle timeout is progress, not a failure: see aip/internal/backoff.h). Both lws
  *   connect-failure paths lead to the same retry.
+ *   A refusal that will not fix itself soon (credentials refused by the server or a proxy; a
+ *   registration refused as final: aip_transport_mark_refused) waits the slow schedule
+ *   instead: near the cap.
+ * - Refusals are named by their HTTP status (link_error.h): the upgrade's from
+ *   lws_http_client_http_response() in CLIENT_CONNECTION_ERROR; an HTTP CONNECT proxy's from a
+ *   probe CONNECT on a helper thread, since lws 4.1.6 keeps no proxy status ("proxy not h1").
  * - DNS: a host name is resolved on a short-lived helper thread (Debian's libwebsockets would
  *   block the service thread in getaddrinfo); lws then connects to the address with the name
  *   as Host/SNI/certificate name.
@@ -70,8 +76,14 @@ typedef struct aip_transport_events {
     /* One complete inbound message. data is valid during the call only. */
     void (*on_frame)(void *user, uint64_t link, const uint8_t *data, size_t len, bool binary);
     /* A link ended: a connect attempt that failed (was_open false) or a closed link.
-     * code: the WebSocket close code (1006 when none was received). */
-    void (*on_close)(void *user, uint64_t link, int code, const char *reason, bool was_open);
+     * code: the WebSocket close code (1006 when none was received). reason names the cause
+     * (a refused upgrade or proxy CONNECT by its HTTP status: see link_error.h). err: AIP_E_AUTH
+     * (the server or the proxy refused the credentials: HTTP 401/403/407, proxy 403; the next
+     * attempt waits the slow schedule), AIP_E_NOT_FOUND (HTTP 404), AIP_E_REMOTE (another
+     * HTTP status), AIP_E_TLS, AIP_E_IO (could not connect), AIP_E_NOMEM, AIP_E_CONN_LOST (an
+     * open link ended). */
+    void (*on_close)(void *user, uint64_t link, int code, const char *reason, bool was_open,
+                     int err);
     /* The next attempt starts in delay_ms. */
     void (*on_backoff)(void *user, uint32_t delay_ms, uint32_t attempt);
     /* Another thread called aip_transport_wake() (or send()). */
@@ -139,6 +151,10 @@ void aip_transport_mark_failed(aip_transport *t);
 /* The layer above registered on the current link: its end resets the backoff if it lived at
  * least the base delay (aip_backoff_progress). Service thread. */
 void aip_transport_mark_registered(aip_transport *t);
+/* The layer above says this link was refused for a lasting reason (a registration refused
+ * as final): as mark_failed, and the next attempt waits aip_refusal_delay() (near the backoff
+ * cap) instead of the fast backoff. */
+void aip_transport_mark_refused(aip_transport *t);
 /* The peer proved alive (an application-level answer): spares a WebSocket ping. */
 void aip_transport_alive(aip_transport *t);
 
