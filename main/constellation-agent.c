@@ -270,8 +270,9 @@ int main(int argc, char **argv)
         case 'l': {
             aip_log_level lvl;
             if (aip_log_level_parse(optarg, &lvl))
-                return tool_usage_error(PROG, "--log-level: \"%s\" is not one of error, warn, "
-                                              "info, debug",
+                return tool_usage_error(PROG,
+                                        "--log-level: \"%s\" is not one of error, warn, "
+                                        "info, debug",
                                         optarg);
             f.log_level = optarg;
             break;

@@ -542,8 +542,8 @@ static int num_opt(const char *prog, const char *opt, const char *s, double min,
     return tool_arg_num(prog, opt, s, min, above, max, unit, out);
 }
 
-static int int_opt(const char *prog, const char *opt, const char *s, long long min,
-                   long long max, long *out)
+static int int_opt(const char *prog, const char *opt, const char *s, long long min, long long max,
+                   long *out)
 {
     long long v;
     if (tool_arg_int(prog, opt, s, min, max, &v))
@@ -559,8 +559,8 @@ int main(int argc, char **argv)
         if (argc > 3)
             return tool_usage_error("aip-bench codec", "%s: unexpected argument (only FRAMES)",
                                     argv[3]);
-        if (argc == 3 && tool_arg_int("aip-bench codec", "FRAMES", argv[2], 1, 1000000000000LL,
-                                      &frames))
+        if (argc == 3 &&
+            tool_arg_int("aip-bench codec", "FRAMES", argv[2], 1, 1000000000000LL, &frames))
             return 2;
         return run_codec((uint64_t)frames);
     }
@@ -643,8 +643,8 @@ int main(int argc, char **argv)
             bad = num_opt(prog, "--heartbeat", optarg, 0, true, 3600, "seconds", &heartbeat);
             break;
         case 'k':
-            bad = num_opt(prog, "--task-rate", optarg, 0, false, 1e6, "tasks per second",
-                          &task_rate);
+            bad =
+                num_opt(prog, "--task-rate", optarg, 0, false, 1e6, "tasks per second", &task_rate);
             break;
         case 'p': bad = int_opt(prog, "--server-pid", optarg, 1, 0x7fffffff, &server_pid); break;
         case 'h': usage(stdout); return 0;

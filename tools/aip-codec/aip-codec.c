@@ -121,9 +121,10 @@ int main(int argc, char **argv)
         return tool_usage_error(PROG, "%s: unexpected argument (the frame is read on stdin)",
                                 argv[optind]);
     if (!have_from || !have_to || !have_env)
-        return tool_usage_error(PROG, "%s is required", !have_from ? "--from"
-                                                        : !have_to ? "--to"
-                                                                   : "--envelope");
+        return tool_usage_error(PROG, "%s is required",
+                                !have_from ? "--from"
+                                : !have_to ? "--to"
+                                           : "--envelope");
 
     aip_buf in;
     aip_buf_init(&in, 0);

@@ -263,8 +263,7 @@ int main(int argc, char **argv)
             enc = i ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
             break;
         case 'T':
-            if (tool_arg_num(PROG, "--timeout", optarg, 0, true, 86400 * 30, "seconds",
-                             &timeout_s))
+            if (tool_arg_num(PROG, "--timeout", optarg, 0, true, 86400 * 30, "seconds", &timeout_s))
                 return 2;
             break;
         case 'm':
@@ -308,14 +307,16 @@ int main(int argc, char **argv)
     }
     bool is_info = strcmp(cmd, "info") == 0, is_task = strcmp(cmd, "task") == 0;
     if (!is_info && !is_task)
-        return tool_usage_error(PROG, "%s: not a command (devices, info DEVICE, task DEVICE "
-                                      "REQUEST)",
+        return tool_usage_error(PROG,
+                                "%s: not a command (devices, info DEVICE, task DEVICE "
+                                "REQUEST)",
                                 cmd);
     int want = is_info ? 1 : 2;
     if (nargs < want)
         return tool_usage_error(PROG, "%s: needs %s", cmd,
-                                is_info ? "DEVICE" : nargs ? "REQUEST after DEVICE"
-                                                           : "DEVICE and REQUEST");
+                                is_info ? "DEVICE"
+                                : nargs ? "REQUEST after DEVICE"
+                                        : "DEVICE and REQUEST");
     if (nargs > want)
         return tool_usage_error(PROG, "%s: \"%s\" is one argument too many (quote the %s)", cmd,
                                 argv[optind + 1 + want], is_info ? "device id" : "request");

@@ -55,8 +55,7 @@ int tool_option_error(const char *prog, int c, char *const argv[], const struct 
                 used += (size_t)w;
         }
         if (hits > 1 && n > 0)
-            return tool_usage_error(prog, "%.*s: ambiguous, could be %s", (int)(n + 2), arg,
-                                    list);
+            return tool_usage_error(prog, "%.*s: ambiguous, could be %s", (int)(n + 2), arg, list);
         if (hits == 1 && name[n] == '=') /* --verbose=1 for an option without a value */
             return tool_usage_error(prog, "%.*s: takes no value", (int)(n + 2), arg);
     }
@@ -88,12 +87,12 @@ int tool_arg_num(const char *prog, const char *opt, const char *s, double min, b
     double v = strtod(s, &end);
     bool start_ok = s[0] && s[0] != ' ' && s[0] != '\t' && s[0] != '\n';
     if (!start_ok || end == s || *end || !isfinite(v))
-        return tool_usage_error(prog, "%s: \"%s\" is not a number%s%s", opt, s,
-                                unit ? " of " : "", unit ? unit : "");
+        return tool_usage_error(prog, "%s: \"%s\" is not a number%s%s", opt, s, unit ? " of " : "",
+                                unit ? unit : "");
     if (above_min ? !(v > min) : !(v >= min))
         return tool_usage_error(prog, "%s: %s must be %s %g and at most %g%s%s", opt, s,
-                                above_min ? "more than" : "at least", min, max,
-                                unit ? " " : "", unit ? unit : "");
+                                above_min ? "more than" : "at least", min, max, unit ? " " : "",
+                                unit ? unit : "");
     if (v > max)
         return tool_usage_error(prog, "%s: %s is more than %g%s%s", opt, s, max, unit ? " " : "",
                                 unit ? unit : "");
@@ -120,7 +119,8 @@ int tool_arg_size(const char *prog, const char *opt, const char *s, size_t min, 
     char lo[32], hi[32];
     put_size(lo, sizeof lo, min);
     put_size(hi, sizeof hi, max);
-    return tool_usage_error(prog, "%s: \"%s\" is not a size from %s to %s (e.g. 1048576, 512K, "
+    return tool_usage_error(prog,
+                            "%s: \"%s\" is not a size from %s to %s (e.g. 1048576, 512K, "
                             "100M)",
                             opt, s, lo, hi);
 }
