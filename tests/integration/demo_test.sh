@@ -17,8 +17,8 @@ tmp=$(mktemp -d)
 demo_pid=""
 kept=""
 cleanup() {
-    [[ -n "$demo_pid" ]] && kill -INT "$demo_pid" 2>/dev/null && wait "$demo_pid" 2>/dev/null
-    [[ -n "$kept" && "$kept" == /tmp/aip-demo.* ]] && rm -rf "$kept"
+    [[ -n "$demo_pid" ]] && kill -INT "$demo_pid" 2>/dev/null && wait "$demo_pid" 2>/dev/null || true
+    [[ -n "$kept" && "$kept" == /tmp/aip-demo.* ]] && rm -rf "$kept" || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -15,7 +15,7 @@ fail=0
 tmp=$(mktemp -d)
 holder=""
 cleanup() {
-    [[ -n "$holder" ]] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null
+    [[ -n "$holder" ]] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
