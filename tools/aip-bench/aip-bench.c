@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -660,7 +659,7 @@ int main(int argc, char **argv)
     if (requests >= 0 && have_seconds)
         return tool_usage_error(prog, "give --requests or --seconds, not both");
     bool is_fleet = strcmp(mode, "fleet") == 0, is_raw = strcmp(mode, "raw") == 0;
-    if ((is_fleet || is_raw) && strncasecmp(server, "ws://", 5) != 0)
+    if ((is_fleet || is_raw) && strncmp(server, "ws://", 5) != 0)
         return tool_usage_error(prog, "--server: %s takes a ws:// URL (no TLS)", mode);
     /* options another mode reads: refused rather than silently ignored */
     struct {

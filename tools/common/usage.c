@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -212,9 +211,7 @@ int tool_arg_pem(const char *prog, const char *opt, const char *path, tool_pem k
 
 const char *tool_ws_url_problem(const char *url)
 {
-    size_t skip = strncasecmp(url, "ws://", 5) == 0    ? 5
-                  : strncasecmp(url, "wss://", 6) == 0 ? 6
-                                                       : 0;
+    size_t skip = strncmp(url, "ws://", 5) == 0 ? 5 : strncmp(url, "wss://", 6) == 0 ? 6 : 0;
     if (!skip)
         return "is not a ws:// or wss:// URL";
     if (!url[skip] || url[skip] == '/' || url[skip] == ':' || url[skip] == '?')
