@@ -393,7 +393,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
         threads = 1;
         inflight = 0;
     }
-    if (callbacks)
+    if (callbacks || threads < 1)
         threads = 1; /* one result record, filled by rr_callbacks */
     atomic_store(&g_budget, seconds > 0 ? UINT64_MAX : requests);
     atomic_store(&g_stop, false);
