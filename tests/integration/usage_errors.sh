@@ -105,8 +105,12 @@ cannot_listen() {
     local name="$1" want="$2"
     shift 2
     run "$@"
-    if [[ $rc == 1 && "$err" == *"$want"* && "$out" != *listening* && $(wc -l <"$tmp/err") == 1 ]]; then
-        ok "$name: $err"
+    # one line of ours; lws's own error lines may come before it (LWS_LINES=1)
+    local ours
+    ours=$(grep -c '^aip-test-server: ' "$tmp/err" || true)
+    if [[ $rc == 1 && "$err" == *"$want"* && "$out" != *listening* && $ours == 1 &&
+        ($(wc -l <"$tmp/err") == 1 || "${LWS_LINES:-0}" == 1) ]]; then
+        ok "$name: $(grep '^aip-test-server: ' "$tmp/err")"
     else
         bad "$name: exit $rc (want 1), stdout: ${out:0:200}, stderr: $err"
     fi
@@ -138,6 +142,17 @@ usage_error "aipctl missing --ca-file" aipctl \
     "aipctl: --ca-file $tmp/nope.pem: No such file or directory" -- "$ctl" --server wss://127.0.0.1:1/ws --ca-file "$tmp/nope.pem" info dev
 usage_error "agent non-PEM --cert" constellation-agent \
     "constellation-agent: --cert $tmp/junk.pem: not a PEM certificate (no \"-----BEGIN CERTIFICATE-----\" line)" -- "$agent" --server wss://127.0.0.1:1/ws --cert "$tmp/junk.pem" --key "$tmp/junk.pem"
+# PEM files whose contents lws refuses (a key that is not the certificate's): exit 1, named
+if command -v openssl >/dev/null; then
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/k1.pem" -out "$tmp/c1.pem" \
+        -subj /CN=127.0.0.1 -days 1 2>/dev/null
+    openssl genrsa -out "$tmp/k2.pem" 2048 2>/dev/null
+    LWS_LINES=1 cannot_listen "TLS key not the certificate's" \
+        "cannot serve TLS with --tls-cert $tmp/c1.pem and --tls-key $tmp/k2.pem: libwebsockets refused them" \
+        "$srv" --no-token --port 0 --log-level error --tls-cert "$tmp/c1.pem" --tls-key "$tmp/k2.pem"
+else
+    echo "skip TLS key mismatch (no openssl)"
+fi
 # the same file named in the agent's configuration: a configuration error, 78
 printf '{"server": "wss://127.0.0.1:1/ws", "ca_file": "%s"}\n' "$tmp/nope.pem" >"$tmp/agent.json"
 run "$agent" --config "$tmp/agent.json" --check-config

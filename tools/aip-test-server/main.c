@@ -488,10 +488,16 @@ int main(int argc, char **argv)
     int port = g_srv.vh ? lws_get_vhost_listen_port(g_srv.vh) : 0;
     if (port <= 0) {
         why_not = listen_problem(cfg->host, cfg->port);
-        fprintf(stderr, "aip-test-server: cannot listen on %s:%d: %s\n", cfg->host, cfg->port,
-                why_not         ? why_not
-                : cfg->tls_cert ? "libwebsockets refused the TLS setup (its reason is above)"
-                                : "libwebsockets could not set up the listener (see above)");
+        if (!why_not && cfg->tls_cert) /* the files are PEM (checked): lws refused their contents */
+            fprintf(stderr,
+                    "aip-test-server: cannot serve TLS with --tls-cert %s and --tls-key %s%s%s: "
+                    "libwebsockets refused them (its reason is above; does the key match the "
+                    "certificate?)\n",
+                    cfg->tls_cert, cfg->tls_key, cfg->tls_ca ? " and --tls-ca " : "",
+                    cfg->tls_ca ? cfg->tls_ca : "");
+        else
+            fprintf(stderr, "aip-test-server: cannot listen on %s:%d: %s\n", cfg->host, cfg->port,
+                    why_not ? why_not : "libwebsockets could not set up the listener (see above)");
         if (g_srv.ctx)
             lws_context_destroy(g_srv.ctx);
         return 1;
