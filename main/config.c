@@ -1,5 +1,6 @@
 /* constellation-agent configuration (see config.h). */
 #include "config.h"
+#include "usage.h"
 
 #include <aip/agent.h>
 #include <cjson/cJSON.h>
@@ -585,10 +586,16 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
         FAIL("client_id must be 1..%d bytes", AIP_ID_MAX);
     if (!s->cert != !s->key)
         FAIL("a client certificate needs both cert and key");
+    /* named by setting, and refused when they cannot be TLS files at all: lws would only log
+     * "client ssl isn't going to work" and the agent would retry for ever */
     const char *files[] = {s->ca_file, s->cert, s->key};
-    for (int i = 0; i < 3; i++)
-        if (files[i] && access(files[i], R_OK))
-            FAIL("cannot read %s: %s", files[i], strerror(errno));
+    const char *names[] = {"ca_file", "cert", "key"};
+    for (int i = 0; i < 3; i++) {
+        const char *problem =
+            files[i] ? tool_file_problem(files[i], i == 2 ? TOOL_PEM_KEY : TOOL_PEM_CERT) : NULL;
+        if (problem)
+            FAIL("%s %s: %s", names[i], files[i], problem);
+    }
     aip_log_level lvl;
     if (s->log_level && aip_log_level_parse(s->log_level, &lvl))
         FAIL("log_level must be error, warn, info or debug");

@@ -12,6 +12,7 @@
  * Exit codes: 0 clean stop, 1 cannot start, 2 usage, 78 configuration error.
  */
 #include "config.h"
+#include "usage.h"
 
 #include <aip/agent.h>
 #include <aip/aip.h>
@@ -29,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROG          "constellation-agent"
 #define LOG           "agent"
 #define STATS_EVERY_S 300
 
@@ -228,33 +230,74 @@ int main(int argc, char **argv)
     f.heartbeat_s = -1;
     bool check = false;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case 's': f.server = optarg; break;
+        case 's':
+            if (tool_ws_url_problem(optarg)) {
+                char shown[512]; /* ?token=KEY is never echoed */
+                aip_redact_url(optarg, shown, sizeof shown);
+                return tool_usage_error(PROG, "--server: %s %s", shown,
+                                        tool_ws_url_problem(optarg));
+            }
+            f.server = optarg;
+            break;
         case 'i': f.client_id = optarg; break;
         case 't': f.token = optarg; break;
-        case 'T': f.token_file = optarg; break;
-        case 'a': f.ca_file = optarg; break;
-        case 'c': f.cert = optarg; break;
-        case 'k': f.key = optarg; break;
+        case 'T': f.token_file = optarg; break; /* may be empty: settings_load() reads it */
+        case 'a':
+            if (tool_arg_pem(PROG, "--ca-file", optarg, TOOL_PEM_CERT))
+                return 2;
+            f.ca_file = optarg;
+            break;
+        case 'c':
+            if (tool_arg_pem(PROG, "--cert", optarg, TOOL_PEM_CERT))
+                return 2;
+            f.cert = optarg;
+            break;
+        case 'k':
+            if (tool_arg_pem(PROG, "--key", optarg, TOOL_PEM_KEY))
+                return 2;
+            f.key = optarg;
+            break;
         case 'H': {
-            char *end;
-            f.heartbeat_s = strtol(optarg, &end, 10);
-            if (*end || f.heartbeat_s <= 0)
-                goto bad_usage;
+            long long v;
+            if (tool_arg_int(PROG, "--heartbeat", optarg, 1, 3600, &v))
+                return 2;
+            f.heartbeat_s = (long)v;
             break;
         }
-        case 'e': f.encoding = optarg; break;
-        case 'C': f.config_file = optarg; break;
-        case 'l': f.log_level = optarg; break;
+        case 'e': {
+            static const char *const encodings[] = {"json", "proto", "protobuf", NULL};
+            int i;
+            if (tool_arg_choice(PROG, "--encoding", optarg, encodings, &i))
+                return 2;
+            f.encoding = optarg;
+            break;
+        }
+        case 'C': f.config_file = optarg; break; /* its problems are configuration errors, 78 */
+        case 'l': {
+            aip_log_level lvl;
+            if (aip_log_level_parse(optarg, &lvl))
+                return tool_usage_error(PROG,
+                                        "--log-level: \"%s\" is not one of error, warn, "
+                                        "info, debug",
+                                        optarg);
+            f.log_level = optarg;
+            break;
+        }
         case 'x': check = true; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("constellation-agent %s\n", aip_version()); return 0;
-        default: goto bad_usage;
+        default: return tool_option_error(PROG, c, argv, opts);
         }
     }
     if (optind != argc)
-        goto bad_usage;
+        return tool_usage_error(PROG, "%s: unexpected argument (every setting is an option)",
+                                argv[optind]);
+    if (!f.cert != !f.key)
+        return tool_usage_error(PROG, "%s needs %s too (a client certificate and its key)",
+                                f.cert ? "--cert" : "--key", f.cert ? "--key" : "--cert");
 
     agent_settings st;
     char why[400];
@@ -365,8 +408,4 @@ int main(int argc, char **argv)
     settings_free(&st);
     aip_log(AIP_LOG_INFO, LOG, "stopped");
     return exit_code;
-
-bad_usage:
-    usage(stderr);
-    return 2;
 }

@@ -1,55 +1,103 @@
 #!/usr/bin/env bash
 # The demo: aip-test-server and a constellation-agent on 127.0.0.1, then a tour with aipctl.
 #
-# usage: tools/demo.sh [--once]
+# usage: tools/demo.sh [--once | --stay] [--build-dir DIR]
 #
 # Installs what it needs (tools/install-deps.sh), builds, starts the test server and one device
 # agent, and runs the tour: list the devices, the device's system info, a task running a batch
 # of tools, a batch that fails half-way (the rest is skipped), a link broken on purpose through
-# the admin API (the agent comes back) and the server's metrics. On a terminal it then keeps
-# both running and prints what to try next until Ctrl-C; with --once, or when stdin is not a
-# terminal, it exits after the tour: 0 only if every step worked.
+# the admin API (the agent comes back) and the server's metrics. Every command it shows (the
+# lines starting with "$ ") can be pasted into another shell as it is: it names the server's
+# real port and key. On a terminal it then keeps both running and prints more commands to try
+# until Ctrl-C; with --once, or when stdin is not a terminal, it exits after the tour: 0 only if
+# every step worked.
+#   --once            exit after the tour
+#   --stay            keep both running after the tour even without a terminal (until SIGINT
+#                     or SIGTERM); tests/integration/demo_test.sh pastes what it printed
+#   --build-dir DIR   use the programs already built in DIR (no install, no build)
+# The server's and the agent's logs are kept when it stops (it says where, and how to remove
+# them); after a successful --once run nothing is left behind.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 once=0
-case "${1:-}" in
---once) once=1 ;;
-"") ;;
--h | --help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-*)
-    echo "usage: tools/demo.sh [--once]" >&2
+stay=0
+build_dir=""
+demo_usage() {
+    echo "tools/demo.sh: $1" >&2
+    echo "Try 'tools/demo.sh --help' for more information." >&2
     exit 2
-    ;;
-esac
-[[ -t 0 ]] || once=1
+}
+while (($#)); do
+    case "$1" in
+    --once) once=1 ;;
+    --stay) stay=1 ;;
+    --build-dir)
+        (($# >= 2)) || demo_usage "--build-dir: needs a value"
+        build_dir="$(cd "$2" 2>/dev/null && pwd)" || demo_usage "--build-dir $2: no such directory"
+        shift
+        ;;
+    -h | --help)
+        # the comment block at the top, whole
+        awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+        exit 0
+        ;;
+    *) demo_usage "$1: unknown option" ;;
+    esac
+    shift
+done
+((once && stay)) && demo_usage "--once and --stay: give one"
+[[ -t 0 ]] || ((stay)) || once=1
 
 bold() { if [[ -t 1 ]]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
 
-bold "==> dependencies"
-tools/install-deps.sh >/dev/null
-bold "==> build"
-mkdir -p build-logs
-if ! { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >build-logs/demo-configure.log &&
-    cmake --build build -j"$(nproc)" --target aip-test-server constellation-agent aipctl \
-        >build-logs/demo-build.log; }; then
-    echo "build failed: see build-logs/demo-configure.log and build-logs/demo-build.log" >&2
-    exit 1
+if [[ -n "$build_dir" ]]; then
+    bin="$build_dir/tools"
+    agent_bin="$build_dir/main/constellation-agent"
+    for b in "$bin/aip-test-server" "$bin/aipctl" "$agent_bin"; do
+        [[ -x "$b" ]] || demo_usage "--build-dir $build_dir: no $b (build it first)"
+    done
+else
+    bold "==> dependencies"
+    tools/install-deps.sh >/dev/null
+    bold "==> build"
+    mkdir -p build-logs
+    if ! { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >build-logs/demo-configure.log &&
+        cmake --build build -j"$(nproc)" --target aip-test-server constellation-agent aipctl \
+            >build-logs/demo-build.log; }; then
+        echo "build failed: see build-logs/demo-configure.log and build-logs/demo-build.log" >&2
+        exit 1
+    fi
+    bin="$root/build/tools"
+    agent_bin="$root/build/main/constellation-agent"
 fi
-bin="$root/build/tools"
-agent_bin="$root/build/main/constellation-agent"
+
+# shq WORD...: the words quoted for a POSIX shell, so that a printed command can be pasted
+shq() {
+    local out="" w q="'\\''"
+    for w in "$@"; do
+        if [[ "$w" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+            out+=" $w"
+        else
+            out+=" '${w//\'/$q}'"
+        fi
+    done
+    printf '%s' "${out# }"
+}
 
 work=$(mktemp -d /tmp/aip-demo.XXXXXX)
 server_pid=""
 agent_pid=""
+keep_logs=0 # set once the log paths have been shown: they stay for the reader
 cleanup() {
     [[ -n "$agent_pid" ]] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
     [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-    rm -rf "$work"
+    if ((keep_logs)); then
+        echo "logs kept: $work/server.log and $work/agent.log (remove them with: rm -r $work)"
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 trap 'echo; bold "stopping"; exit 0' INT TERM
@@ -66,7 +114,7 @@ done
 port=$(sed -n 's/^listening on 127.0.0.1://p' "$work/server.out")
 dashboard=$(sed -n 's/^dashboard: //p' "$work/server.out")
 [[ -n "$port" && "$dashboard" == *"?token="* ]] ||
-    { echo "the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+    { echo "the server did not start:" >&2; cat "$work/server.log" >&2; keep_logs=1; exit 1; }
 AIP_TOKEN=${dashboard#*\?token=}
 export AIP_TOKEN
 url="ws://127.0.0.1:$port/ws"
@@ -96,14 +144,18 @@ for _ in $(seq 100); do
 done
 
 failures=0
-# step TITLE ARGS...: runs aipctl; prints its output unless QUIET=1 (tasks are summarized).
+# the aipctl command line as it can be pasted: the real URL and the server's key
+ctl_cmd() { shq env AIP_TOKEN="$AIP_TOKEN" "$bin/aipctl" --server "$url" "$@"; }
+# step TITLE ARGS...: shows and runs one aipctl command; prints its output unless QUIET=1
+# (tasks are summarized)
 step() {
-    local title="$1"
+    local title="$1" cmd
     shift
+    cmd=$(ctl_cmd "$@")
     echo
     bold "--- $title"
-    echo "\$ aipctl $*" | sed "s#$url#\$URL#g"
-    if "$bin/aipctl" --server "$url" "$@" >"$work/step.out" 2>&1; then
+    echo "\$ $cmd"
+    if bash -c "$cmd" >"$work/step.out" 2>&1; then
         [[ "${QUIET:-0}" == 1 ]] || cat "$work/step.out"
     else
         cat "$work/step.out"
@@ -140,11 +192,11 @@ QUIET=1 step "3. a task: a batch of three tools run by the agent" task demo-devi
     '{"actions":[{"tool_name":"get_device_info","tool_type":"data_collection"},{"tool_name":"echo","parameters":{"text":"hello from the demo"}},{"tool_name":"read_file","parameters":{"path":"'"$work"'/files/greeting.txt"}}]}'
 summarize completed || failures=$((failures + 1))
 echo
-bold "--- 4. a batch that fails half-way: the rest is skipped, the task fails"
-echo "\$ aipctl task demo-device '{\"actions\":[echo, no_such_tool, echo]}'"
-if "$bin/aipctl" --server "$url" task demo-device \
-    '{"actions":[{"tool_name":"echo","parameters":{"text":"first"}},{"tool_name":"no_such_tool"},{"tool_name":"echo","parameters":{"text":"never runs"}}]}' \
-    >"$work/step.out" 2>&1; then
+bold "--- 4. a batch that fails half-way: the rest is skipped, the task fails (exit 1)"
+cmd=$(ctl_cmd task demo-device \
+    '{"actions":[{"tool_name":"echo","parameters":{"text":"first"}},{"tool_name":"no_such_tool"},{"tool_name":"echo","parameters":{"text":"never runs"}}]}')
+echo "\$ $cmd"
+if bash -c "$cmd" >"$work/step.out" 2>&1; then
     echo "(expected the task to fail)"
     failures=$((failures + 1))
 else
@@ -168,7 +220,8 @@ echo
 bold "--- 5. break the link on purpose (POST /api/faults) and watch the agent come back"
 since() { api GET /api/clients/demo-device | sed -n 's/.*"connected_since":"\([^"]*\)".*/\1/p'; }
 before=$(since)
-echo "\$ curl -X POST http://127.0.0.1:\$PORT/api/faults -H \"X-API-Key: \$AIP_TOKEN\" -H 'Content-Type: application/json' -d '{\"client_id\":\"demo-device\",\"fault\":\"drop\"}'"
+echo "\$ $(shq curl -s -X POST "http://127.0.0.1:$port/api/faults" -H "X-API-Key: $AIP_TOKEN" \
+    -H 'Content-Type: application/json' -d '{"client_id":"demo-device","fault":"drop"}')"
 api POST /api/faults '{"client_id":"demo-device","fault":"drop"}' || failures=$((failures + 1))
 back=""
 for _ in $(seq 100); do
@@ -188,13 +241,15 @@ fi
 
 echo
 bold "--- 6. what the server counted (GET /metrics, excerpt)"
-api GET /metrics | grep -E '^aip_(connections|registrations_total|faults_total\{fault="drop"|tasks_total|command_rtt_seconds_count)' ||
+metrics_re='^aip_(connections|registrations_total|faults_total\{fault="drop"|tasks_total|command_rtt_seconds_count)'
+echo "\$ $(shq curl -s -H "X-API-Key: $AIP_TOKEN" "http://127.0.0.1:$port/metrics") | grep -E $(shq "$metrics_re")"
+api GET /metrics | grep -E "$metrics_re" ||
     failures=$((failures + 1))
-
 echo
 if ((failures)); then
     bold "the tour had $failures failing step(s); logs: server and agent below"
     tail -20 "$work/server.log" "$work/agent.log"
+    keep_logs=1
     exit 1
 fi
 bold "the tour worked: every step as expected"
@@ -202,21 +257,22 @@ if ((once)); then
     exit 0
 fi
 echo
-bold "Both are still running. Try, in another terminal:"
-cat <<EOF
-  open $dashboard
-       in a browser: the dashboard (live events, device view, actions)
-  export AIP_TOKEN=$AIP_TOKEN URL=$url
-  build/tools/aipctl --server \$URL devices
-  build/tools/aipctl --server \$URL info demo-device
-  build/tools/aipctl --server \$URL task demo-device '{"actions":[{"tool_name":"list_tools"}]}'
-  build/tools/aipctl --server \$URL task demo-device '{"actions":[{"tool_name":"sleep","parameters":{"seconds":2}}]}'
-  curl -s -H "X-API-Key: \$AIP_TOKEN" http://127.0.0.1:$port/api/clients/details
-  curl -s -H "X-API-Key: \$AIP_TOKEN" http://127.0.0.1:$port/metrics
-  curl -s -H "X-API-Key: \$AIP_TOKEN" -H 'Content-Type: application/json' -X POST http://127.0.0.1:$port/api/faults -d '{"client_id":"demo-device","fault":"stall","seconds":30}'
-  kill -USR1 $agent_pid     # the agent logs its statistics
-Logs: $work/server.log and $work/agent.log. Ctrl-C stops both.
-EOF
+bold "Both are still running. Try, in another terminal (each line pastes as it is):"
+curl_key=(curl -s -H "X-API-Key: $AIP_TOKEN")
+echo "  dashboard (open it in a browser: live events, device view, actions):"
+echo "    $dashboard"
+echo "  \$ $(ctl_cmd devices)"
+echo "  \$ $(ctl_cmd info demo-device)"
+echo "  \$ $(ctl_cmd task demo-device '{"actions":[{"tool_name":"list_tools"}]}')"
+echo "  \$ $(ctl_cmd task demo-device '{"actions":[{"tool_name":"sleep","parameters":{"seconds":2}}]}')"
+echo "  \$ $(shq "${curl_key[@]}" "http://127.0.0.1:$port/api/clients/details")"
+echo "  \$ $(shq "${curl_key[@]}" "http://127.0.0.1:$port/metrics")"
+echo "  \$ $(shq "${curl_key[@]}" -H 'Content-Type: application/json' -X POST \
+    "http://127.0.0.1:$port/api/faults" -d '{"client_id":"demo-device","fault":"stall","seconds":5}')"
+echo "  \$ kill -USR1 $agent_pid    # the agent logs its statistics (in its log)"
+keep_logs=1
+echo "Logs: $work/server.log and $work/agent.log (kept when the demo stops)."
+echo "Ctrl-C stops both."
 while kill -0 "$agent_pid" 2>/dev/null && kill -0 "$server_pid" 2>/dev/null; do
     sleep 1
 done

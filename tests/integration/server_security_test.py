@@ -11,7 +11,8 @@ is exactly what a browser, or an attacker, would send) checks:
     /metrics (exactly) and logged at most once a second;
   - every answer (pages, JSON, errors, WebSocket refusals, lws's own error page) carries a CSP
     without inline script and with frame-ancestors 'none', nosniff and no-referrer;
-  - keys: --token "" and an empty AIP_TOKEN are refused at start (exit 2, one line);
+  - keys: --token "" and an empty AIP_TOKEN are refused at start (exit 2, one line and the
+    --help hint);
     --token-file readable by group or others is refused, 0600 works; AIP_TOKEN works and stays
     out of /proc/PID/cmdline; without a key the server makes a random one, refuses what comes
     without it (HTTP 401, WebSocket 403) and prints a dashboard URL whose key works;
@@ -311,13 +312,19 @@ def headers_everywhere():
     s.stop()
 
 
+def one_line(err):
+    """A usage error: one line naming the problem, then the --help hint (tools/common/usage.h)."""
+    lines = err.strip().splitlines()
+    return len(lines) == 2 and lines[1] == "Try 'aip-test-server --help' for more information."
+
+
 def keys():
     rc, out, err = start_fails("--token", "")
     check("--token \"\" refused at start: exit 2, one line",
-          rc == 2 and not out and len(err.strip().splitlines()) == 1 and "empty" in err, (rc, out, err))
+          rc == 2 and not out and one_line(err) and "empty" in err, (rc, out, err))
     rc, out, err = start_fails(env=dict(ENV, AIP_TOKEN=""))
     check("an empty AIP_TOKEN refused at start: exit 2, one line",
-          rc == 2 and len(err.strip().splitlines()) == 1 and "AIP_TOKEN" in err and "empty" in err, (rc, err))
+          rc == 2 and one_line(err) and "AIP_TOKEN" in err and "empty" in err, (rc, err))
     rc, out, err = start_fails("--token", "a", "--no-token")
     check("--token with --no-token: exit 2", rc == 2 and "one of" in err, (rc, err))
 
@@ -328,7 +335,7 @@ def keys():
         os.chmod(kf, mode)
         rc, out, err = start_fails("--token-file", kf)
         check("--token-file with mode %04o refused: exit 2, one line naming the mode" % mode,
-              rc == 2 and len(err.strip().splitlines()) == 1 and ("%04o" % mode) in err and "chmod" in err,
+              rc == 2 and one_line(err) and ("%04o" % mode) in err and "chmod" in err,
               (rc, err))
     os.chmod(kf, 0o600)
     s = Srv("--token-file", kf)

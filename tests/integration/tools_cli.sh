@@ -55,9 +55,9 @@ expect() {
 ctl="$tools/aipctl"
 bench="$tools/aip-bench"
 
-expect "aipctl usage error" 2 5 "usage:" -- "$ctl" bogus
+expect "aipctl usage error" 2 5 "aipctl: bogus: not a command" -- "$ctl" bogus
 expect "aipctl --help" 0 5 "" -- "$ctl" --help
-expect "aip-bench usage error" 2 5 "usage:" -- "$bench" rr --server x
+expect "aip-bench usage error" 2 5 "aip-bench rr: --server: x is not a ws:// or wss:// URL" -- "$bench" rr --server x
 
 start_peer
 expect "aipctl info" 0 5 "" -- "$ctl" --server "$url" info dev-1

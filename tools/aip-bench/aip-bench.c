@@ -23,6 +23,7 @@
 #include <aip/aip.h>
 
 #include "bench.h"
+#include "usage.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -392,7 +393,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
         threads = 1;
         inflight = 0;
     }
-    if (callbacks)
+    if (callbacks || threads < 1)
         threads = 1; /* one result record, filled by rr_callbacks */
     atomic_store(&g_budget, seconds > 0 ? UINT64_MAX : requests);
     atomic_store(&g_stop, false);
@@ -533,10 +534,35 @@ static int run_codec(uint64_t n)
     return 0;
 }
 
+/* Parses one numeric option value into a long or a double (the tool_arg_* messages). */
+static int num_opt(const char *prog, const char *opt, const char *s, double min, bool above,
+                   double max, const char *unit, double *out)
+{
+    return tool_arg_num(prog, opt, s, min, above, max, unit, out);
+}
+
+static int int_opt(const char *prog, const char *opt, const char *s, long long min, long long max,
+                   long *out)
+{
+    long long v;
+    if (tool_arg_int(prog, opt, s, min, max, &v))
+        return 2;
+    *out = (long)v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "codec") == 0)
-        return run_codec(argc >= 3 ? strtoull(argv[2], NULL, 10) : 200000);
+    if (argc >= 2 && strcmp(argv[1], "codec") == 0) {
+        long long frames = 200000;
+        if (argc > 3)
+            return tool_usage_error("aip-bench codec", "%s: unexpected argument (only FRAMES)",
+                                    argv[3]);
+        if (argc == 3 &&
+            tool_arg_int("aip-bench codec", "FRAMES", argv[2], 1, 1000000000000LL, &frames))
+            return 2;
+        return run_codec((uint64_t)frames);
+    }
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(stdout);
         return 0;
@@ -545,11 +571,13 @@ int main(int argc, char **argv)
         printf("aip-bench %s\n", aip_version());
         return 0;
     }
-    const char *mode = argc >= 2 ? argv[1] : "";
-    if (strcmp(mode, "rr") != 0 && strcmp(mode, "raw") != 0 && strcmp(mode, "fleet") != 0) {
-        usage(stderr);
-        return 2;
-    }
+    if (argc < 2)
+        return tool_usage_error("aip-bench", "no mode: give rr, raw, fleet or codec");
+    const char *mode = argv[1];
+    if (strcmp(mode, "rr") != 0 && strcmp(mode, "raw") != 0 && strcmp(mode, "fleet") != 0)
+        return tool_usage_error("aip-bench", "%s: not a mode (rr, raw, fleet, codec)", mode);
+    char prog[32];
+    snprintf(prog, sizeof prog, "aip-bench %s", mode);
     static const struct option opts[] = {
         {"server", required_argument, 0, 's'},
         {"target", required_argument, 0, 'g'},
@@ -569,48 +597,89 @@ int main(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
+    static const char *const encodings[] = {"json", "proto", "protobuf", NULL};
     const char *server = NULL, *target = NULL, *token = getenv("AIP_TOKEN");
     aip_encoding enc = AIP_ENCODING_JSON;
-    long long requests = -1;
+    long requests = -1;
     double seconds = 0, timeout_s = 30, rate = 0, ramp = 1000, heartbeat = 5, task_rate = 20;
     long threads = 4, inflight = 64, devices = 100, server_pid = 0;
-    int c;
+    bool have_seconds = false;
+    int c, ix, bad = 0;
     optind = 2;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
+    opterr = 0;
+    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case 's': server = optarg; break;
+        case 's':
+            if (tool_ws_url_problem(optarg))
+                return tool_usage_error(prog, "--server: %s %s", optarg,
+                                        tool_ws_url_problem(optarg));
+            server = optarg;
+            break;
         case 'g': target = optarg; break;
         case 't': token = optarg; break;
         case 'e':
-            if (aip_encoding_parse(optarg, &enc))
-                goto bad;
+            bad = tool_arg_choice(prog, "--encoding", optarg, encodings, &ix);
+            enc = ix ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
             break;
-        case 'n': requests = strtoll(optarg, &end, 10); break;
-        case 'S': seconds = strtod(optarg, &end); break;
-        case 'T': threads = strtol(optarg, &end, 10); break;
-        case 'c': inflight = strtol(optarg, &end, 10); break;
-        case 'o': timeout_s = strtod(optarg, &end); break;
-        case 'r': rate = strtod(optarg, &end); break;
-        case 'd': devices = strtol(optarg, &end, 10); break;
-        case 'R': ramp = strtod(optarg, &end); break;
-        case 'H': heartbeat = strtod(optarg, &end); break;
-        case 'k': task_rate = strtod(optarg, &end); break;
-        case 'p': server_pid = strtol(optarg, &end, 10); break;
+        case 'n': bad = int_opt(prog, "--requests", optarg, 1, 1000000000000LL, &requests); break;
+        case 'S':
+            bad = num_opt(prog, "--seconds", optarg, 0, true, 86400, "seconds", &seconds);
+            have_seconds = true;
+            break;
+        case 'T': bad = int_opt(prog, "--threads", optarg, 0, 1024, &threads); break;
+        case 'c': bad = int_opt(prog, "--inflight", optarg, 1, 1000000, &inflight); break;
+        case 'o':
+            bad = num_opt(prog, "--timeout", optarg, 0, true, 86400, "seconds", &timeout_s);
+            break;
+        case 'r':
+            bad = num_opt(prog, "--rate", optarg, 0, true, 1e7, "requests per second", &rate);
+            break;
+        case 'd': bad = int_opt(prog, "--devices", optarg, 1, 1000000, &devices); break;
+        case 'R':
+            bad = num_opt(prog, "--ramp", optarg, 0, false, 1e7, "connections per second", &ramp);
+            break;
+        case 'H':
+            bad = num_opt(prog, "--heartbeat", optarg, 0, true, 3600, "seconds", &heartbeat);
+            break;
+        case 'k':
+            bad =
+                num_opt(prog, "--task-rate", optarg, 0, false, 1e6, "tasks per second", &task_rate);
+            break;
+        case 'p': bad = int_opt(prog, "--server-pid", optarg, 1, 0x7fffffff, &server_pid); break;
         case 'h': usage(stdout); return 0;
-        default: goto bad;
+        default: return tool_option_error(prog, c, argv, opts);
         }
-        if (end && *end)
-            goto bad;
     }
-    if (optind != argc || !server || inflight < 1 || inflight > 1000000 || seconds < 0 ||
-        (requests >= 0 && seconds > 0))
-        goto bad;
+    if (bad)
+        return 2;
+    if (optind != argc)
+        return tool_usage_error(prog, "%s: unexpected argument", argv[optind]);
+    if (!server)
+        return tool_usage_error(prog, "--server is required");
+    if (requests >= 0 && have_seconds)
+        return tool_usage_error(prog, "give --requests or --seconds, not both");
+    bool is_fleet = strcmp(mode, "fleet") == 0, is_raw = strcmp(mode, "raw") == 0;
+    if ((is_fleet || is_raw) && strncmp(server, "ws://", 5) != 0)
+        return tool_usage_error(prog, "--server: %s takes a ws:// URL (no TLS)", mode);
+    /* options another mode reads: refused rather than silently ignored */
+    struct {
+        bool given;
+        const char *name;
+        bool rr, raw, fleet;
+    } const other[] = {
+        {target != NULL, "--target", true, false, false},
+        {requests >= 0, "--requests", true, true, false},
+        {threads != 4, "--threads", true, false, false},
+        {inflight != 64, "--inflight", true, true, false},
+        {rate > 0, "--rate", true, false, false},
+        {devices != 100, "--devices", false, false, true},
+        {server_pid != 0, "--server-pid", false, false, true},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        if (other[i].given && !(is_fleet ? other[i].fleet : is_raw ? other[i].raw : other[i].rr))
+            return tool_usage_error(prog, "%s is not an option of %s", other[i].name, mode);
     aip_log_set_level(AIP_LOG_ERROR);
-    if (strcmp(mode, "fleet") == 0) {
-        if (devices < 1 || devices > 1000000 || ramp < 0 || heartbeat <= 0 || task_rate < 0 ||
-            server_pid < 0 || requests >= 0)
-            goto bad;
+    if (is_fleet) {
         bench_fleet_opts fo = {
             .server = server,
             .token = token,
@@ -626,16 +695,13 @@ int main(int argc, char **argv)
     }
     if (requests < 0 && seconds <= 0)
         requests = 10000;
-    if (strcmp(mode, "raw") == 0)
+    if (is_raw)
         return bench_run_raw(server, (uint64_t)(requests < 0 ? 0 : requests), seconds,
                              (int)inflight);
-    if (!target || threads < 0 || threads > 1024 || timeout_s <= 0 || rate < 0 || rate > 1e7)
-        goto bad;
+    if (!target)
+        return tool_usage_error(prog, "--target is required");
     if (inflight < threads)
         inflight = threads;
     return run_rr(server, target, token, enc, (uint64_t)(requests < 0 ? 0 : requests), seconds,
                   (int)threads, (int)inflight, timeout_s, rate);
-bad:
-    usage(stderr);
-    return 2;
 }

@@ -10,13 +10,17 @@
  */
 #include <aip/aip.h>
 
+#include "usage.h"
+
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#define PROG              "aip-codec"
 #define DEFAULT_MAX_FRAME (16u << 20) /* like the test server's inbound limit */
 
 static void usage(FILE *f)
@@ -76,45 +80,51 @@ int main(int argc, char **argv)
     aip_codec_limits_default(&lim);
     lim.max_frame = DEFAULT_MAX_FRAME;
 
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    static const char *const encodings[] = {"json", "proto", "protobuf", NULL};
+    static const char *const envelopes[] = {"client", "server", NULL};
+    int c, ix;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if (aip_encoding_parse(optarg, &from))
-                goto bad_usage;
+            if (tool_arg_choice(PROG, "--from", optarg, encodings, &ix))
+                return 2;
+            from = ix ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
             have_from = 1;
             break;
         case 't':
-            if (aip_encoding_parse(optarg, &to))
-                goto bad_usage;
+            if (tool_arg_choice(PROG, "--to", optarg, encodings, &ix))
+                return 2;
+            to = ix ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
             have_to = 1;
             break;
         case 'e':
-            if (strcmp(optarg, "client") == 0)
-                env = AIP_ENVELOPE_CLIENT;
-            else if (strcmp(optarg, "server") == 0)
-                env = AIP_ENVELOPE_SERVER;
-            else
-                goto bad_usage;
+            if (tool_arg_choice(PROG, "--envelope", optarg, envelopes, &ix))
+                return 2;
+            env = ix ? AIP_ENVELOPE_SERVER : AIP_ENVELOPE_CLIENT;
             have_env = 1;
             break;
         case 'p': pretty = 1; break;
         case 'm': {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (errno || *end || v == 0)
-                goto bad_usage;
+            long long v;
+            if (tool_arg_int(PROG, "--max-frame", optarg, 1, LLONG_MAX, &v))
+                return 2;
             lim.max_frame = (size_t)v;
             break;
         }
         case 'h': usage(stdout); return 0;
         case 'V': printf("aip-codec %s\n", aip_version()); return 0;
-        default: goto bad_usage;
+        default: return tool_option_error(PROG, c, argv, opts);
         }
     }
-    if (optind != argc || !have_from || !have_to || !have_env)
-        goto bad_usage;
+    if (optind != argc)
+        return tool_usage_error(PROG, "%s: unexpected argument (the frame is read on stdin)",
+                                argv[optind]);
+    if (!have_from || !have_to || !have_env)
+        return tool_usage_error(PROG, "%s is required",
+                                !have_from ? "--from"
+                                : !have_to ? "--to"
+                                           : "--envelope");
 
     aip_buf in;
     aip_buf_init(&in, 0);
@@ -187,8 +197,4 @@ int main(int argc, char **argv)
     }
     aip_buf_free(&out);
     return 0;
-
-bad_usage:
-    usage(stderr);
-    return 2;
 }

@@ -6,12 +6,16 @@
  * the lws service loop; SIGINT/SIGTERM set a flag and wake it.
  */
 #include "server.h"
+#include "usage.h"
 
 #include <aip/internal/transport.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <getopt.h>
 #include <signal.h>
@@ -40,7 +44,7 @@ static void usage(FILE *f)
             "                       [--log-level L]\n"
             "\n"
             "A UFO-compatible AIP orchestrator for debugging and tests (not a production server).\n"
-            "  --host H              address to listen on (default 127.0.0.1)\n"
+            "  --host H              IPv4 address to listen on (default 127.0.0.1)\n"
             "  --port P              port (default 5000; 0 picks a free one)\n"
             "  --token T             the key: ?token= or Authorization: Bearer on the\n"
             "                        WebSockets, X-API-Key (or Bearer) on /api/ and /metrics\n"
@@ -89,20 +93,23 @@ static void usage(FILE *f)
             "      refuse_next_registration, mute_heartbeats\n"
             "  (POSTs need Content-Type: application/json; requests naming another Host, or\n"
             "  coming from another site's page, are refused with 403)\n"
-            "Prints \"listening on <host>:<port>\", then \"dashboard: <URL>\", once listening.\n");
+            "Prints \"listening on <host>:<port>\", then \"dashboard: <URL>\", once listening;\n"
+            "exit 1 with the reason when it cannot listen, 2 on a usage error (one line naming\n"
+            "the argument; a TLS file that is missing or not PEM is one).\n");
 }
 
-/* A one-line start-up refusal: exit 2. */
+#define PROG "aip-test-server"
+
+/* A one-line start-up refusal (a usage error): exit 2. */
 static int refuse_start(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int refuse_start(const char *fmt, ...)
 {
+    char msg[600];
     va_list ap;
     va_start(ap, fmt);
-    fputs("aip-test-server: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return 2;
+    return tool_usage_error(PROG, "%s", msg);
 }
 
 #define KEY_MAX 256
@@ -197,15 +204,34 @@ static void raise_nofile(void)
     }
 }
 
-static int parse_size(const char *s, size_t *out)
+static int size_opt(const char *opt, const char *s, size_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v == 0)
-        return -1;
+    long long v;
+    if (tool_arg_int(PROG, opt, s, 1, LLONG_MAX, &v))
+        return 2;
     *out = (size_t)v;
     return 0;
+}
+
+/* Why host:port cannot be listened on, found by binding a probe socket the way lws will
+ * (SO_REUSEADDR), or NULL when it can. lws 4.1.6 logs a failed bind without its errno, and
+ * takes a name it cannot resolve as an interface that may appear later (listening nowhere). */
+static const char *listen_problem(const char *host, int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return "not an IPv4 address";
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return strerror(errno);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const char *why = NULL;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 1))
+        why =
+            errno == EADDRINUSE ? "address in use (another server on this port?)" : strerror(errno);
+    close(fd);
+    return why;
 }
 
 int main(int argc, char **argv)
@@ -264,17 +290,16 @@ int main(int argc, char **argv)
     cfg->drop_after_us = 60 * 1000000LL;
     cfg->di_mode = DI_AUTO;
     int c;
-    while ((c = getopt_long(argc, argv, "", all_opts, NULL)) != -1) {
-        char *end;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", all_opts, NULL)) != -1) {
+        long long v;
         switch (c) {
         case 'H': cfg->host = optarg; break;
-        case 'p': {
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > 65535)
-                goto bad;
+        case 'p':
+            if (tool_arg_int(PROG, "--port", optarg, 0, 65535, &v))
+                return 2;
             cfg->port = (int)v;
             break;
-        }
         case 't':
             cfg->token = optarg;
             key_sources++;
@@ -297,33 +322,43 @@ int main(int argc, char **argv)
                 return refuse_start("at most %d --allow-origin", MAX_ALLOWED);
             cfg->allow_origin[cfg->n_allow_origin++] = optarg;
             break;
-        case 'c': cfg->tls_cert = optarg; break;
-        case 'k': cfg->tls_key = optarg; break;
-        case 'a': cfg->tls_ca = optarg; break;
-        case 'd':
-            if (strcmp(optarg, "auto") == 0)
-                cfg->di_mode = DI_AUTO;
-            else if (strcmp(optarg, "cache") == 0)
-                cfg->di_mode = DI_CACHE;
-            else if (strcmp(optarg, "live") == 0)
-                cfg->di_mode = DI_LIVE;
-            else
-                goto bad;
+        /* TLS files are checked now: lws would only say it cannot create the server */
+        case 'c':
+            if (tool_arg_pem(PROG, "--tls-cert", optarg, TOOL_PEM_CERT))
+                return 2;
+            cfg->tls_cert = optarg;
             break;
-        case 'j': {
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > 600000)
-                goto bad;
-            cfg->reply_jitter_ms = (unsigned)v;
+        case 'k':
+            if (tool_arg_pem(PROG, "--tls-key", optarg, TOOL_PEM_KEY))
+                return 2;
+            cfg->tls_key = optarg;
+            break;
+        case 'a':
+            if (tool_arg_pem(PROG, "--tls-ca", optarg, TOOL_PEM_CERT))
+                return 2;
+            cfg->tls_ca = optarg;
+            break;
+        case 'd': {
+            static const char *const modes[] = {"auto", "cache", "live", NULL};
+            static const device_info_mode as[] = {DI_AUTO, DI_CACHE, DI_LIVE};
+            int ix;
+            if (tool_arg_choice(PROG, "--device-info", optarg, modes, &ix))
+                return 2;
+            cfg->di_mode = as[ix];
             break;
         }
+        case 'j':
+            if (tool_arg_int(PROG, "--reply-jitter-ms", optarg, 0, 600000, &v))
+                return 2;
+            cfg->reply_jitter_ms = (unsigned)v;
+            break;
         case 'm':
-            if (parse_size(optarg, &cfg->max_frame))
-                goto bad;
+            if (size_opt("--max-frame", optarg, &cfg->max_frame))
+                return 2;
             break;
         case 'q':
-            if (parse_size(optarg, &cfg->max_viewer_queue))
-                goto bad;
+            if (size_opt("--max-viewer-queue", optarg, &cfg->max_viewer_queue))
+                return 2;
             break;
         case 1001:
         case 1002:
@@ -334,8 +369,10 @@ int main(int argc, char **argv)
             size_t *const dst[] = {&cfg->max_queue,       &cfg->max_total_queue,
                                    &cfg->max_connections, &cfg->max_clients,
                                    &cfg->max_actions,     &cfg->max_batch_actions};
-            if (parse_size(optarg, dst[c - 1001]))
-                goto bad;
+            char opt[48];
+            snprintf(opt, sizeof opt, "--%s", budget_opts[c - 1001].name);
+            if (size_opt(opt, optarg, dst[c - 1001]))
+                return 2;
             break;
         }
         case 1007:
@@ -349,17 +386,25 @@ int main(int argc, char **argv)
         case 'l': {
             aip_log_level lvl;
             if (aip_log_level_parse(optarg, &lvl))
-                goto bad;
+                return refuse_start("--log-level: \"%s\" is not one of error, warn, info, debug",
+                                    optarg);
             aip_log_set_level(lvl);
             break;
         }
         case 'h': usage(stdout); return 0;
         case 'V': printf("aip-test-server %s\n", aip_version()); return 0;
-        default: goto bad;
+        default: return tool_option_error(PROG, c, argv, all_opts);
         }
     }
-    if (optind != argc || (!cfg->tls_cert != !cfg->tls_key) || (cfg->tls_ca && !cfg->tls_cert))
-        goto bad;
+    if (optind != argc)
+        return refuse_start("%s: unexpected argument (every setting is an option)", argv[optind]);
+    if (!cfg->tls_cert != !cfg->tls_key)
+        return refuse_start("%s needs %s too (a certificate and its key)",
+                            cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                            cfg->tls_cert ? "--tls-key" : "--tls-cert");
+    if (cfg->tls_ca && !cfg->tls_cert)
+        return refuse_start("--tls-ca needs --tls-cert and --tls-key (client certificates are "
+                            "checked over TLS only)");
     if (key_sources > 1)
         return refuse_start("give one of --token, --token-file and --no-token");
     if (cfg->drop_after_us <= cfg->ping_after_us)
@@ -449,13 +494,34 @@ int main(int argc, char **argv)
             info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
         }
     }
-    g_srv.ctx = lws_create_context(&info);
-    if (!g_srv.ctx) {
-        fprintf(stderr, "aip-test-server: cannot listen on %s:%d\n", cfg->host, cfg->port);
+    /* the reason first (lws logs a failed bind without one), then lws, told to fail rather
+     * than wait for an interface of that name; "listening on" only once it really listens */
+    const char *why_not = listen_problem(cfg->host, cfg->port);
+    if (why_not) {
+        fprintf(stderr, "aip-test-server: cannot listen on %s:%d: %s\n", cfg->host, cfg->port,
+                why_not);
         return 1;
     }
-    g_srv.vh = lws_get_vhost_by_name(g_srv.ctx, "default");
-    int port = g_srv.vh ? lws_get_vhost_listen_port(g_srv.vh) : cfg->port;
+    info.options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    g_srv.ctx = lws_create_context(&info);
+    g_srv.vh = g_srv.ctx ? lws_get_vhost_by_name(g_srv.ctx, "default") : NULL;
+    int port = g_srv.vh ? lws_get_vhost_listen_port(g_srv.vh) : 0;
+    if (port <= 0) {
+        why_not = listen_problem(cfg->host, cfg->port);
+        if (!why_not && cfg->tls_cert) /* the files are PEM (checked): lws refused their contents */
+            fprintf(stderr,
+                    "aip-test-server: cannot serve TLS with --tls-cert %s and --tls-key %s%s%s: "
+                    "libwebsockets refused them (its reason is above; does the key match the "
+                    "certificate?)\n",
+                    cfg->tls_cert, cfg->tls_key, cfg->tls_ca ? " and --tls-ca " : "",
+                    cfg->tls_ca ? cfg->tls_ca : "");
+        else
+            fprintf(stderr, "aip-test-server: cannot listen on %s:%d: %s\n", cfg->host, cfg->port,
+                    why_not ? why_not : "libwebsockets could not set up the listener (see above)");
+        if (g_srv.ctx)
+            lws_context_destroy(g_srv.ctx);
+        return 1;
+    }
     printf("listening on %s:%d\n", cfg->host, port);
     print_dashboard_url(port);
     if (fflush(stdout)) /* tests and scripts wait for these lines */
@@ -506,7 +572,4 @@ int main(int argc, char **argv)
     strmap_free(&g_srv.refuse);
     aip_log(AIP_LOG_INFO, "server", "stopped");
     return 0;
-bad:
-    usage(stderr);
-    return 2;
 }

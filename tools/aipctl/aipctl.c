@@ -15,10 +15,11 @@
  * parameters of the actions a task result echoes.
  */
 #include <aip/aip.h>
+#include <aip/redact.h>
 
 #include "http_get.h"
 #include "reg_wait.h"
-#include "size_arg.h"
+#include "usage.h"
 
 #include <aip/internal/jscan.h>
 #include <cjson/cJSON.h>
@@ -32,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROG              "aipctl"
 #define DEFAULT_SERVER    "ws://127.0.0.1:5000/ws"
 #define DEFAULT_MAX_FRAME (100u << 20) /* UFO's server, device and Galaxy client: 100 MiB */
 
@@ -240,52 +242,87 @@ int main(int argc, char **argv)
     double timeout_s = 30;
     size_t max_frame = DEFAULT_MAX_FRAME;
     int verbose = 0, c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    static const char *const encodings[] = {"json", "proto", "protobuf", NULL};
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        int i;
         switch (c) {
-        case 's': server = optarg; break;
+        case 's':
+            if (tool_ws_url_problem(optarg)) {
+                char shown[512]; /* ?token=KEY is never echoed */
+                aip_redact_url(optarg, shown, sizeof shown);
+                return tool_usage_error(PROG, "--server: %s %s", shown,
+                                        tool_ws_url_problem(optarg));
+            }
+            server = optarg;
+            break;
         case 't': token = optarg; break;
         case 'e':
-            if (aip_encoding_parse(optarg, &enc))
-                goto bad_usage;
-            break;
-        case 'T': {
-            char *end;
-            timeout_s = strtod(optarg, &end);
-            if (*end || !(timeout_s > 0) || timeout_s > 86400 * 30)
-                goto bad_usage;
-            break;
-        }
-        case 'm':
-            if (tool_parse_size(optarg, 1024, (size_t)1 << 30, &max_frame)) {
-                fprintf(stderr, "aipctl: --max-frame: a size from 1K to 1G (e.g. 1048576, 512K, "
-                                "100M)\n");
+            if (tool_arg_choice(PROG, "--encoding", optarg, encodings, &i))
                 return 2;
-            }
+            enc = i ? AIP_ENCODING_PROTO : AIP_ENCODING_JSON;
             break;
-        case 'c': ca_file = optarg; break;
-        case 'C': cert = optarg; break;
-        case 'k': key = optarg; break;
+        case 'T':
+            if (tool_arg_num(PROG, "--timeout", optarg, 0, true, 86400 * 30, "seconds", &timeout_s))
+                return 2;
+            break;
+        case 'm':
+            if (tool_arg_size(PROG, "--max-frame", optarg, 1024, (size_t)1 << 30, &max_frame))
+                return 2;
+            break;
+        case 'c':
+            if (tool_arg_pem(PROG, "--ca-file", optarg, TOOL_PEM_CERT))
+                return 2;
+            ca_file = optarg;
+            break;
+        case 'C':
+            if (tool_arg_pem(PROG, "--cert", optarg, TOOL_PEM_CERT))
+                return 2;
+            cert = optarg;
+            break;
+        case 'k':
+            if (tool_arg_pem(PROG, "--key", optarg, TOOL_PEM_KEY))
+                return 2;
+            key = optarg;
+            break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("aipctl %s\n", aip_version()); return 0;
-        default: goto bad_usage;
+        default: return tool_option_error(PROG, c, argv, opts);
         }
     }
-    if (optind >= argc || !cert != !key)
-        goto bad_usage;
+    if (!cert != !key)
+        return tool_usage_error(PROG, "%s needs %s too (a client certificate and its key)",
+                                cert ? "--cert" : "--key", cert ? "--key" : "--cert");
+    if (optind >= argc)
+        return tool_usage_error(PROG, "no command: give devices, info DEVICE or task DEVICE "
+                                      "REQUEST");
     const char *cmd = argv[optind];
     int nargs = argc - optind - 1;
     if (strcmp(cmd, "devices") == 0) {
         if (nargs != 0)
-            goto bad_usage;
+            return tool_usage_error(PROG, "devices: takes no arguments (\"%s\" is one too many)",
+                                    argv[optind + 1]);
         return cmd_devices(server, token, ca_file, cert, key, timeout_s);
     }
     bool is_info = strcmp(cmd, "info") == 0, is_task = strcmp(cmd, "task") == 0;
-    if (!(is_info && nargs == 1) && !(is_task && nargs == 2))
-        goto bad_usage;
+    if (!is_info && !is_task)
+        return tool_usage_error(PROG,
+                                "%s: not a command (devices, info DEVICE, task DEVICE "
+                                "REQUEST)",
+                                cmd);
+    int want = is_info ? 1 : 2;
+    if (nargs < want)
+        return tool_usage_error(PROG, "%s: needs %s", cmd,
+                                is_info ? "DEVICE"
+                                : nargs ? "REQUEST after DEVICE"
+                                        : "DEVICE and REQUEST");
+    if (nargs > want)
+        return tool_usage_error(PROG, "%s: \"%s\" is one argument too many (quote the %s)", cmd,
+                                argv[optind + 1 + want], is_info ? "device id" : "request");
     const char *device = argv[optind + 1];
     if (!device[0] || strlen(device) > 200)
-        goto bad_usage;
+        return tool_usage_error(PROG, "%s: the device id must be 1 to 200 bytes", cmd);
 
     aip_log_set_level(verbose ? AIP_LOG_DEBUG : AIP_LOG_ERROR);
     char client_id[AIP_ID_MAX + 1], rnd[40];
@@ -360,8 +397,4 @@ int main(int argc, char **argv)
     aip_future_release(f);
     aip_conn_destroy(conn);
     return exit_code;
-
-bad_usage:
-    usage(stderr);
-    return 2;
 }
