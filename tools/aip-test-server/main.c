@@ -376,13 +376,12 @@ int main(int argc, char **argv)
             break;
         }
         case 1007:
-        case 1008: {
-            size_t v;
-            if (parse_size(optarg, &v) || v > 86400)
-                goto bad;
+        case 1008:
+            if (tool_arg_int(PROG, c == 1007 ? "--ping-after" : "--drop-after", optarg, 1, 86400,
+                             &v))
+                return 2;
             *(c == 1007 ? &cfg->ping_after_us : &cfg->drop_after_us) = (int64_t)v * 1000000LL;
             break;
-        }
         case 'l': {
             aip_log_level lvl;
             if (aip_log_level_parse(optarg, &lvl))
