@@ -4,7 +4,7 @@
  *
  * Signals are handled synchronously: they are blocked before any thread starts (so every
  * library thread inherits the mask) and the main thread takes them with sigtimedwait(), which
- * also gives it a one-second tick for the systemd watchdog and the periodic statistics line.
+ * also wakes it when the systemd watchdog ping or the periodic statistics line is due.
  *   SIGTERM, SIGINT  close with 1001 (going away), fail what is pending, exit 0 (within 2 s)
  *   SIGHUP           reload the config file; reconnect if the settings changed; otherwise
  *                    (wss) reload the TLS files into a new client vhost for the next link
@@ -22,6 +22,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,13 @@
 #define PROG          "constellation-agent"
 #define LOG           "agent"
 #define STATS_EVERY_S 300
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void usage(FILE *f)
 {
@@ -343,23 +351,30 @@ int main(int argc, char **argv)
     const char *wd = getenv("WATCHDOG_USEC");
     if (wd)
         wd_usec = strtoull(wd, NULL, 10);
-    time_t last_wd = 0, last_stats = time(NULL);
+    /* Idle, this thread wakes only when something is due: the watchdog ping (every half of
+     * WatchdogSec, so a watchdog of 60 s gives one wake-up in 30 s) and the statistics line;
+     * never on a fixed tick. */
+    uint64_t wd_every = wd_usec / 2 * 1000u, stats_every = (uint64_t)STATS_EVERY_S * 1000000000u;
+    uint64_t now = mono_ns(), next_wd = wd_every ? now : UINT64_MAX;
+    uint64_t next_stats = now + stats_every;
     int exit_code = 0;
     for (;;) {
-        struct timespec tick = {1, 0};
+        uint64_t due = next_wd < next_stats ? next_wd : next_stats;
+        uint64_t wait = due > now ? due - now : 0;
+        struct timespec tick = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
         siginfo_t si;
         int sig = sigtimedwait(&set, &si, &tick);
-        time_t now = time(NULL);
-        if (wd_usec && (uint64_t)(now - last_wd) * 1000000u >= wd_usec / 2) {
+        now = mono_ns();
+        if (now >= next_wd) {
             sd_notify_msg("WATCHDOG=1");
-            last_wd = now;
+            next_wd = now + wd_every;
         }
-        if (now - last_stats >= STATS_EVERY_S) {
+        if (now >= next_stats) {
             log_stats(agent);
-            last_stats = now;
+            next_stats = now + stats_every;
         }
         if (sig < 0)
-            continue; /* the tick (EAGAIN) or EINTR */
+            continue; /* something was due (EAGAIN), or EINTR */
         if (sig == SIGTERM || sig == SIGINT) {
             aip_log(AIP_LOG_INFO, LOG, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             sd_notify_msg("STOPPING=1");
