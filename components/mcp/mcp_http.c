@@ -1,5 +1,6 @@
 /*
- * MCP over streamable HTTP (see aip/mcp.h), with libcurl's easy interface.
+ * MCP over streamable HTTP (see aip/mcp.h), with libcurl's easy interface, opened at first use
+ * (curl_api.h: agents without an HTTP MCP server never map libcurl).
  *
  * Every request is one POST of one JSON-RPC message with
  *   Content-Type: application/json
@@ -29,7 +30,8 @@
 #include "aip/mcp.h"
 #include "mcp_internal.h"
 
-#include <curl/curl.h>
+#include "curl_api.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,18 +45,20 @@
  * keeps the connection for the next call. One that does not is cut this much later. */
 #define REPLY_GRACE_NS 200000000ull
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static int global_rc;
-
-static void global_init(void)
-{
-    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
-}
+/* libcurl's functions (curl_api.h), set once by mcp_http_global_init() before any server of
+ * this file exists, read-only after. */
+static const mcp_curl_api *cx;
 
 int mcp_http_global_init(void)
 {
-    pthread_once(&global_once, global_init);
-    return global_rc;
+    char why[200];
+    const mcp_curl_api *a = mcp_curl_load(why, sizeof why);
+    if (!a) {
+        aip_log(AIP_LOG_ERROR, MCP_LOG, "%s", why);
+        return -1;
+    }
+    cx = a;
+    return 0;
 }
 
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *user)
@@ -80,14 +84,14 @@ int mcp_http_server_init(mcp_server *s)
                 aip_mutex_destroy(&s->share_locks[i]);
             return AIP_E_NOMEM;
         }
-    CURLSH *sh = curl_share_init();
-    if (!sh || curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, share_lock) ||
-        curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
-        curl_share_setopt(sh, CURLSHOPT_USERDATA, s) ||
-        curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) ||
-        curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS)) {
+    CURLSH *sh = cx->share_init();
+    if (!sh || cx->share_setopt(sh, CURLSHOPT_LOCKFUNC, share_lock) ||
+        cx->share_setopt(sh, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
+        cx->share_setopt(sh, CURLSHOPT_USERDATA, s) ||
+        cx->share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) ||
+        cx->share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS)) {
         if (sh)
-            curl_share_cleanup(sh);
+            cx->share_cleanup(sh);
         for (int i = 0; i < 8; i++)
             aip_mutex_destroy(&s->share_locks[i]);
         return AIP_E_NOMEM;
@@ -100,7 +104,7 @@ void mcp_http_wake(mcp_server *s)
 {
     aip_mutex_lock(&s->lock);
     if (s->get_multi)
-        curl_multi_wakeup(s->get_multi);
+        cx->multi_wakeup(s->get_multi);
     aip_mutex_unlock(&s->lock);
 }
 
@@ -108,7 +112,7 @@ void mcp_http_server_free(mcp_server *s)
 {
     if (!s->curl_share)
         return;
-    curl_share_cleanup(s->curl_share);
+    cx->share_cleanup(s->curl_share);
     s->curl_share = NULL;
     for (int i = 0; i < 8; i++)
         aip_mutex_destroy(&s->share_locks[i]);
@@ -138,13 +142,13 @@ static struct curl_slist *make_headers(mcp_server *s, const char *session, const
 {
     struct curl_slist *h = NULL, *t;
     char buf[SESSION_MAX + 64];
-#define ADD(x)                                  \
-    do {                                        \
-        if (!(t = curl_slist_append(h, (x)))) { \
-            curl_slist_free_all(h);             \
-            return NULL;                        \
-        }                                       \
-        h = t;                                  \
+#define ADD(x)                                 \
+    do {                                       \
+        if (!(t = cx->slist_append(h, (x)))) { \
+            cx->slist_free_all(h);             \
+            return NULL;                       \
+        }                                      \
+        h = t;                                 \
     } while (0)
     ADD("Content-Type: application/json");
     ADD("Accept: application/json, text/event-stream");
@@ -183,17 +187,17 @@ static void answer_in_stream(xfer *x, const cJSON *msg)
     aip_mutex_unlock(&s->lock);
     struct curl_slist *h = make_headers(s, x->session, version);
     if (c && h) {
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
-        CURLcode rc = curl_easy_perform(c);
+        cx->easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        cx->easy_setopt(c, CURLOPT_POSTFIELDS, text);
+        cx->easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
+        CURLcode rc = cx->easy_perform(c);
         if (rc != CURLE_OK)
             aip_log(AIP_LOG_DEBUG, MCP_LOG, "[%s] answering the server's request: %s", s->ns,
-                    curl_easy_strerror(rc));
+                    cx->easy_strerror(rc));
     }
-    curl_slist_free_all(h);
+    cx->slist_free_all(h);
     if (c)
-        curl_easy_cleanup(c);
+        cx->easy_cleanup(c);
     cJSON_Delete(ax.reply);
     aip_buf_free(&ax.body);
     aip_buf_free(&ax.data);
@@ -371,7 +375,7 @@ static int on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, 
 
 static CURL *make_easy(mcp_server *s, xfer *x, uint64_t deadline_ns)
 {
-    CURL *c = curl_easy_init();
+    CURL *c = cx->easy_init();
     if (!c)
         return NULL;
     x->deadline_ns = deadline_ns;
@@ -379,22 +383,22 @@ static CURL *make_easy(mcp_server *s, xfer *x, uint64_t deadline_ns)
     long ms = deadline_ns > now ? (long)((deadline_ns - now) / 1000000u) : 1;
     if (ms < 1)
         ms = 1;
-    curl_easy_setopt(c, CURLOPT_URL, s->url);
-    curl_easy_setopt(c, CURLOPT_SHARE, s->curl_share);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                     ms < (long)CONNECT_MAXMS ? ms : (long)CONNECT_MAXMS);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "constellation-agent");
+    cx->easy_setopt(c, CURLOPT_URL, s->url);
+    cx->easy_setopt(c, CURLOPT_SHARE, s->curl_share);
+    cx->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    cx->easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    cx->easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    cx->easy_setopt(c, CURLOPT_TIMEOUT_MS, ms);
+    cx->easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                    ms < (long)CONNECT_MAXMS ? ms : (long)CONNECT_MAXMS);
+    cx->easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    cx->easy_setopt(c, CURLOPT_HEADERDATA, x);
+    cx->easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    cx->easy_setopt(c, CURLOPT_WRITEDATA, x);
+    cx->easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    cx->easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    cx->easy_setopt(c, CURLOPT_XFERINFODATA, x);
+    cx->easy_setopt(c, CURLOPT_USERAGENT, "constellation-agent");
     return c;
 }
 
@@ -424,12 +428,12 @@ static int post(mcp_server *s, const char *text, int64_t want_id, const char *se
         rc = -1;
         goto out;
     }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    CURLcode cr = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    cx->easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    cx->easy_setopt(c, CURLOPT_POSTFIELDS, text);
+    cx->easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
+    cx->easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    CURLcode cr = cx->easy_perform(c);
+    cx->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     if (!x.reply && !x.sse && x.body.len && out->status >= 200 && out->status < 300 &&
         cr == CURLE_OK && !on_message(&x, (const char *)x.body.data, x.body.len) && !x.reply)
         cr = CURLE_WRITE_ERROR; /* garbage: x.why says what */
@@ -448,7 +452,7 @@ static int post(mcp_server *s, const char *text, int64_t want_id, const char *se
         rc = -1;
     } else if (cr != CURLE_OK) {
         snprintf(why, why_len, "HTTP request failed: %s",
-                 errbuf[0] ? errbuf : curl_easy_strerror(cr));
+                 errbuf[0] ? errbuf : cx->easy_strerror(cr));
         out->transport_failed = true;
         rc = -1;
     }
@@ -468,9 +472,9 @@ static int post(mcp_server *s, const char *text, int64_t want_id, const char *se
     x.reply = NULL;
     snprintf(out->session, sizeof out->session, "%s", x.new_session);
 out:
-    curl_slist_free_all(h);
+    cx->slist_free_all(h);
     if (c)
-        curl_easy_cleanup(c);
+        cx->easy_cleanup(c);
     cJSON_Delete(x.reply);
     aip_buf_free(&x.body);
     aip_buf_free(&x.data);
@@ -720,11 +724,11 @@ static bool get_stream(mcp_server *s)
     CURL *c = make_easy(s, &x, UINT64_MAX);
     struct curl_slist *h = make_headers(s, session, version);
     bool offered = false;
-    CURLM *m = curl_multi_init();
-    if (c && h && m && curl_multi_add_handle(m, c) == CURLM_OK) {
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 0L); /* as long as it lasts; the flags end it */
+    CURLM *m = cx->multi_init();
+    if (c && h && m && cx->multi_add_handle(m, c) == CURLM_OK) {
+        cx->easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        cx->easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        cx->easy_setopt(c, CURLOPT_TIMEOUT_MS, 0L); /* as long as it lasts; the flags end it */
         /* the multi interface only so that stop can wake this thread at once */
         aip_mutex_lock(&s->lock);
         s->get_multi = m;
@@ -732,36 +736,36 @@ static bool get_stream(mcp_server *s)
         CURLcode rc = CURLE_OK;
         for (;;) {
             int running = 0;
-            if (curl_multi_perform(m, &running) != CURLM_OK || !running)
+            if (cx->multi_perform(m, &running) != CURLM_OK || !running)
                 break;
             aip_mutex_lock(&s->lock);
             bool end = atomic_load(&s->stopping) || s->refresh_wanted || s->recheck_wanted;
             aip_mutex_unlock(&s->lock);
             if (end)
                 break;
-            curl_multi_poll(m, NULL, 0, 1000, NULL);
+            cx->multi_poll(m, NULL, 0, 1000, NULL);
         }
         int left;
-        for (CURLMsg *msg; (msg = curl_multi_info_read(m, &left));)
+        for (CURLMsg *msg; (msg = cx->multi_info_read(m, &left));)
             if (msg->msg == CURLMSG_DONE)
                 rc = msg->data.result;
         aip_mutex_lock(&s->lock);
         s->get_multi = NULL;
         aip_mutex_unlock(&s->lock);
-        curl_multi_remove_handle(m, c);
+        cx->multi_remove_handle(m, c);
         long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        cx->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         offered = status == 200 && x.sse;
         if (x.why[0])
             aip_log(AIP_LOG_WARN, MCP_LOG, "[%s] GET stream: %s", s->ns, x.why);
         aip_log(AIP_LOG_DEBUG, MCP_LOG, "[%s] GET stream ended: %s (HTTP %ld)", s->ns,
-                curl_easy_strerror(rc), status);
+                cx->easy_strerror(rc), status);
     }
-    curl_slist_free_all(h);
+    cx->slist_free_all(h);
     if (c)
-        curl_easy_cleanup(c);
+        cx->easy_cleanup(c);
     if (m)
-        curl_multi_cleanup(m);
+        cx->multi_cleanup(m);
     aip_buf_free(&x.body);
     aip_buf_free(&x.data);
     return offered;
@@ -792,18 +796,18 @@ static void delete_session(mcp_server *s)
     CURL *c = make_easy(s, &x, aip_now_ns(NULL) + (uint64_t)DELETE_MS * 1000000u);
     struct curl_slist *h = make_headers(s, session, version);
     if (c && h) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 1L); /* the stop flag is set: run anyway */
-        CURLcode rc = curl_easy_perform(c);
+        cx->easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
+        cx->easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        cx->easy_setopt(c, CURLOPT_NOPROGRESS, 1L); /* the stop flag is set: run anyway */
+        CURLcode rc = cx->easy_perform(c);
         long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        cx->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         aip_log(AIP_LOG_DEBUG, MCP_LOG, "[%s] DELETE session: %s (HTTP %ld)", s->ns,
-                curl_easy_strerror(rc), status);
+                cx->easy_strerror(rc), status);
     }
-    curl_slist_free_all(h);
+    cx->slist_free_all(h);
     if (c)
-        curl_easy_cleanup(c);
+        cx->easy_cleanup(c);
     aip_buf_free(&x.body);
     aip_buf_free(&x.data);
     aip_free(session);
