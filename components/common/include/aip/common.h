@@ -129,6 +129,23 @@ AIP_API void aip_format_timestamp(int64_t wall_us, char *buf, size_t len);
  * "now + timeout" in libaip goes through these, which saturate instead of wrapping: a timeout
  * of INT64_MAX ms waits (practically) forever rather than ending in the past. */
 #define AIP_NEVER UINT64_MAX
+
+/* ---- timeouts ----------------------------------------------------------------------------------
+ * Every timeout_ms of the API is an int64_t count of milliseconds, used in one of two ways:
+ * - a wait (aip_future_wait, aip_conn_wait_registered): how long this call may block.
+ *   AIP_TIMEOUT_POLL (0) looks once and returns at once; AIP_TIMEOUT_INFINITE (or any negative
+ *   value) blocks until the event.
+ * - a request option (aip_request_opts.timeout_ms): the request's own deadline.
+ *   AIP_TIMEOUT_DEFAULT (0, or any negative value) takes the connection config's default for
+ *   that kind of request; AIP_TIMEOUT_INFINITE gives it no deadline.
+ * The same number means different things: 0 polls in a wait and asks for the default in a
+ * request, and a negative value waits forever in a wait but takes the default in a request.
+ * AIP_TIMEOUT_INFINITE is INT64_MAX so that it means "no limit" in both. Positive values
+ * saturate (aip_deadline_ms): a huge one is "no deadline", never one in the past. */
+#define AIP_TIMEOUT_DEFAULT  0
+#define AIP_TIMEOUT_POLL     0
+#define AIP_TIMEOUT_INFINITE INT64_MAX
+
 /* a + b, or AIP_NEVER when the sum does not fit. */
 AIP_API uint64_t aip_add_sat(uint64_t a, uint64_t b);
 /* now_ns + timeout_ms, saturated; timeout_ms < 0 gives AIP_NEVER. */

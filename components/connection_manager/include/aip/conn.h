@@ -37,7 +37,16 @@
  * (never a crash): aip_conn_create(&cfg, NULL) and aip_conn_wait_registered(NULL, t) included;
  * destroy(NULL) and config_init(NULL) do nothing; get_state(NULL) is AIP_CONN_STOPPED,
  * client_id(NULL) NULL, encoding(NULL) JSON, get_stats(NULL, s) zeroes s. Timeouts may be any
- * int64_t: deadlines saturate, so INT64_MAX ms means "no deadline", never one in the past.
+ * int64_t: deadlines saturate, so INT64_MAX ms (AIP_TIMEOUT_INFINITE) means "no deadline", never
+ * one in the past. The named values (aip/common.h, "timeouts"): in a request's options
+ * AIP_TIMEOUT_DEFAULT (0) takes the config's default; in aip_conn_wait_registered
+ * AIP_TIMEOUT_POLL (0) only looks.
+ *
+ * Config and stats: a zero numeric field of aip_conn_config takes its default (the values
+ * aip_conn_config_init writes), so a zeroed config with url and client_id set is a valid one.
+ * aip_conn_config, aip_conn_stats, aip_request_opts and aip_task_opts may grow (fields
+ * appended) before 1.0: fill them with aip_conn_config_init or zero them ({0}), and rebuild
+ * against the new header when the library's minor version changes.
  */
 #ifndef AIP_CONN_H
 #define AIP_CONN_H
@@ -148,8 +157,9 @@ typedef struct aip_request_opts {
     /* Device info: the request_id to use (NULL: generated); a live duplicate is refused with
      * AIP_E_DUPLICATE. Tasks take aip_task_opts.session_id instead. */
     const char *id;
-    int64_t timeout_ms;     /* <= 0: the config's default for this request type; huge values
-                               saturate (INT64_MAX: no deadline) */
+    int64_t timeout_ms;     /* AIP_TIMEOUT_DEFAULT (0, or < 0): the config's default for this
+                               request type; AIP_TIMEOUT_INFINITE (INT64_MAX): no deadline;
+                               huge values saturate */
     bool wait_for_link;     /* wait for registration instead of AIP_E_NOT_CONNECTED */
     aip_future_cb callback; /* optional, runs on the service thread (must not block) */
     void *user;
@@ -186,7 +196,8 @@ AIP_API int aip_conn_send(aip_conn *c, const aip_msg *m);
 /* Waits until registered (0), the timeout (AIP_E_TIMEOUT), shutdown (AIP_E_SHUTDOWN), or a
  * standing refusal (see aip_conn_get_refusal): AIP_E_AUTH or AIP_E_REFUSED, at once — also
  * when the refusal came before the call (the connection keeps retrying on the slow schedule;
- * a caller that waits again should sleep first). timeout_ms < 0 or INT64_MAX: none.
+ * a caller that waits again should sleep first). AIP_TIMEOUT_POLL (0): only looks;
+ * AIP_TIMEOUT_INFINITE (INT64_MAX, or any negative value): no limit.
  * AIP_E_INVAL for a NULL c. */
 AIP_API int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms);
 

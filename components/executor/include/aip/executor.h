@@ -13,7 +13,8 @@
  *   until aip_executor_destroy is called. Submissions that race with destroy get
  *   AIP_E_SHUTDOWN; do not use the pointer after destroy has returned, and never call destroy
  *   from a tool or a done() callback (it joins the thread it would run on).
- * - Cancellation is cooperative: destroy raises call->cancelled and wakes the built-in tools
+ * - Cancellation is cooperative: destroy raises the flag aip_tool_call_cancelled() reads and
+ *   wakes the built-in tools
  *   (sleep wakes at once, execute_command kills its process group), but a custom tool that
  *   ignores both its deadline and the flag keeps its worker — and destroy — waiting.
  *
@@ -59,11 +60,17 @@ typedef struct aip_executor aip_executor;
 /* What a tool is told about one call. Every pointer is valid only during the call. */
 typedef struct aip_tool_call {
     const char *tool_name;
-    const char *parameters;       /* JSON object text, or NULL */
-    const char *call_id;          /* may be NULL */
-    uint64_t deadline_ns;         /* aip_now_ns(NULL) clock: the tool should give up by then */
-    const _Atomic int *cancelled; /* becomes nonzero when the executor is stopping */
+    const char *parameters; /* JSON object text, or NULL */
+    const char *call_id;    /* may be NULL */
+    uint64_t deadline_ns;   /* aip_now_ns(NULL) clock: the tool should give up by then */
+    /* The executor's stop flag, opaque (an atomic inside the library): ask
+     * aip_tool_call_cancelled(call). Not an _Atomic type here, so that the header is C++ too. */
+    const void *cancelled;
 } aip_tool_call;
+
+/* True once the executor is stopping (aip_executor_stop/destroy): a long tool should give up.
+ * Reads the flag atomically; any thread. False for a NULL call or flag. */
+AIP_API bool aip_tool_call_cancelled(const aip_tool_call *call);
 
 /* A tool runs on an executor worker thread (never the connection's service thread). Returns 0
  * for success with *result_json set to JSON text (aip_malloc'd; NULL = null), or nonzero for

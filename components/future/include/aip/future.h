@@ -25,8 +25,6 @@
 
 #include "aip/export.h"
 
-#include "aip/message.h"
-
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -35,6 +33,9 @@ extern "C" {
 #endif
 
 typedef struct aip_future aip_future;
+/* The answer a future may carry (aip/message.h). The future holds it without looking inside:
+ * this header needs only the name. */
+typedef struct aip_msg aip_msg;
 
 typedef void (*aip_future_cb)(aip_future *f, void *user);
 
@@ -43,8 +44,9 @@ AIP_API aip_future *aip_future_create(void);
 AIP_API void aip_future_retain(aip_future *f);
 AIP_API void aip_future_release(aip_future *f); /* NULL is fine */
 
-/* Waits until the future completes or timeout_ms passes (timeout_ms < 0: no limit; the
- * deadline saturates, so INT64_MAX is no limit too, not an immediate timeout).
+/* Waits until the future completes or timeout_ms passes: AIP_TIMEOUT_POLL (0) only looks,
+ * AIP_TIMEOUT_INFINITE (INT64_MAX, or any negative value) waits without limit (aip/common.h,
+ * "timeouts"; the deadline saturates, so a huge value is no limit, not an immediate timeout).
  * Returns the future's status once complete (0 or an AIP_E* code), or AIP_E_TIMEOUT when the
  * wait timed out and the future is still pending (this wait's timeout only: the request keeps
  * its own deadline and may still complete). */

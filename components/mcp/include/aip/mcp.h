@@ -84,7 +84,7 @@ AIP_API int aip_mcp_host_create(aip_executor *e, const aip_mcp_server_config *se
                                 aip_mcp_host **out);
 
 /* Waits until every server has finished its first start attempt (ready or not), at most
- * timeout_ms. Returns the number of servers ready. */
+ * timeout_ms (0, as AIP_TIMEOUT_POLL: only looks). Returns the number of servers ready. */
 AIP_API size_t aip_mcp_host_wait_started(aip_mcp_host *h, uint32_t timeout_ms);
 
 /* Stops every server: calls in flight fail at once ("the agent is stopping"), their tools
