@@ -33,9 +33,10 @@ extern "C" {
 #endif
 
 typedef struct aip_future aip_future;
-/* The answer a future may carry (aip/message.h). The future holds it without looking inside:
- * this header needs only the name. */
-typedef struct aip_msg aip_msg;
+/* The answer a future may carry (aip_msg, aip/message.h). The future holds it without looking
+ * inside: this header needs only the name (a struct tag, not a second typedef, which C99
+ * would not take). */
+struct aip_msg;
 
 typedef void (*aip_future_cb)(aip_future *f, void *user);
 
@@ -60,7 +61,7 @@ AIP_API int aip_future_status(const aip_future *f);
 /* The response message (task_end, device_info_response, ...) when there is one, else NULL.
  * Valid while the caller holds its reference; do not free. Also set for AIP_E_REMOTE when the
  * peer's answer was a message (a failed task_end, an error frame). */
-AIP_API const aip_msg *aip_future_msg(const aip_future *f);
+AIP_API const struct aip_msg *aip_future_msg(const aip_future *f);
 
 /* Human-readable detail for a failure (the remote error text, or what timed out), else NULL.
  * Valid while the caller holds its reference. */
@@ -80,7 +81,7 @@ AIP_API int aip_future_set_callback(aip_future *f, aip_future_cb cb, void *user)
  * error (may be NULL) is copied. Returns 0 if this call completed it, AIP_E_STATE if it was
  * already complete (then msg is still cleared: ownership always moves). For libraries and
  * embedders building their own request types; the connection manager uses it. */
-AIP_API int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *error);
+AIP_API int aip_future_complete(aip_future *f, int status, struct aip_msg *msg, const char *error);
 
 #ifdef __cplusplus
 }
