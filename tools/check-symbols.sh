@@ -10,7 +10,8 @@
 #   (an internal function, generated protobuf-c code: the library is built with hidden
 #   visibility, see aip/export.h);
 # - an installed header declares a function with AIP_API that libaip.so does not export
-#   (declared but never defined, or defined static).
+#   (declared but never defined, or defined static), or declares one without AIP_API (it
+#   would be hidden: in libaip.a, missing from libaip.so).
 # Exit 2: BUILD_DIR has no libaip.so or no public-include/ (build it first).
 set -euo pipefail
 
@@ -34,6 +35,16 @@ for h in "$pub"/*.h; do
         fail=1
     fi
 done
+
+# A function declared in an installed header without AIP_API would be hidden in libaip.so:
+# usable from the static library, missing from the shared one.
+unmarked="$(grep -nE '^[A-Za-z_][A-Za-z0-9_ *]*\baip_[A-Za-z0-9_]+ ?\(' "${headers[@]}" |
+    grep -vE '^[^:]*:[0-9]+:(typedef|extern|AIP_API) ' || true)"
+if [[ -n "$unmarked" ]]; then
+    echo "check-symbols: functions declared in installed headers without AIP_API:"
+    sed "s|^$root/|  |" <<<"$unmarked"
+    fail=1
+fi
 
 tmp="$(mktemp -d -t aip-symbols.XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
