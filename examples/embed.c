@@ -63,7 +63,7 @@ int main(int argc, char **argv)
     if (!rc)
         rc = aip_conn_request_device_info(c, NULL, NULL, &f);
     if (!rc)
-        rc = aip_future_wait(f, -1);
+        rc = aip_future_wait(f, AIP_TIMEOUT_INFINITE);
     if (!rc)
         printf("%s\n", aip_future_msg(f)->result);
     else

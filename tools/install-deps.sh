@@ -77,6 +77,7 @@ packages=(
     systemd                  # systemd-analyze verify on the installed unit
     nginx                    # realparts stage: TLS-terminating reverse proxy (test's own config)
     squid                    # realparts stage: HTTP CONNECT proxy, basic_ncsa_auth for proxy auth
+    abigail-tools            # abi stage: abidw/abidiff hold libaip's ABI to abi/libaip.so.0.abi
 )
 # Packages whose Debian install starts a system service the tests never use: nginx on
 # 0.0.0.0:80, squid on port 3128 of every interface. The realparts tests run their own nginx

@@ -28,6 +28,10 @@
 #               tests/integration/package_test.sh: the packages extracted into a throwaway root
 #               (AIP_PKG_DPKG=1: dpkg -i on this machine, then purged), the unit verified,
 #               man pages, the conffile, --check-config, examples/embed.c with pkg-config
+#   abi         tools/check-symbols.sh (libaip.so exports exactly what the installed headers
+#               declare with AIP_API) and tools/abi-baseline.sh --check (abidiff of build/'s
+#               libaip.so against abi/libaip.so.0.abi: any ABI change fails until the baseline
+#               is written again on purpose)
 #
 # Options:
 #   --quick       skip asan, tsan, soak and fuzz (local iteration)
@@ -50,7 +54,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_stages=(deps build ctest mcp realparts bench asan tsan soak fuzz cppcheck clang-tidy format package)
+all_stages=(deps build ctest mcp realparts bench asan tsan soak fuzz cppcheck clang-tidy format package
+    abi)
 mode=default
 no_deps=0
 selected=()
@@ -460,6 +465,12 @@ stage_package() {
     local how=()
     [[ "${AIP_PKG_DPKG:-0}" == 1 ]] && how=(--dpkg)
     tests/integration/package_test.sh dist "$root" "${how[@]}"
+}
+
+stage_abi() {
+    main_build
+    tools/check-symbols.sh "$root/build"
+    tools/abi-baseline.sh --check "$root/build"
 }
 
 # --- driver -------------------------------------------------------------------------------------

@@ -81,6 +81,12 @@ int exec_tool_echo(const aip_tool_call *call, void *user, char **result, char **
     return rc;
 }
 
+bool aip_tool_call_cancelled(const aip_tool_call *call)
+{
+    const _Atomic int *flag = call ? (const _Atomic int *)call->cancelled : NULL;
+    return flag && atomic_load(flag);
+}
+
 /* ---- sleep ----------------------------------------------------------------------------------- */
 
 int exec_tool_sleep(const aip_tool_call *call, void *user, char **result, char **error)

@@ -593,7 +593,7 @@ int exec_tool_get_system_info(const aip_tool_call *call, void *user, char **resu
     aip_buf_init(&b, 0);
     int rc = aip_buf_putc(&b, '{');
     for (size_t i = 0; !rc && i < sizeof cmds / sizeof cmds[0]; i++) {
-        if (atomic_load(call->cancelled)) {
+        if (aip_tool_call_cancelled(call)) {
             aip_buf_free(&b);
             return exec_fail(error, "cancelled: the executor is stopping");
         }

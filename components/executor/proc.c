@@ -594,7 +594,7 @@ static void supervise(aip_executor *e, const aip_tool_call *call, exec_run *rs, 
         bool pipes = rs->out >= 0 || rs->err >= 0 || rs->status_fd >= 0;
         if (exited && !pipes)
             break;
-        bool cancel = cancel_seen || atomic_load(call->cancelled);
+        bool cancel = cancel_seen || aip_tool_call_cancelled(call);
         if (!exited && !term_at && (now >= kill_at || cancel)) {
             rs->cancelled = cancel && now < kill_at;
             rs->timed_out = !rs->cancelled;

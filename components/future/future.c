@@ -13,6 +13,7 @@
  */
 #include "aip/future.h"
 #include "aip/common.h"
+#include "aip/message.h"
 #include "aip/port.h"
 
 #include <stdatomic.h>

@@ -1914,9 +1914,24 @@ static void test_exec_killed_by_destroy(void **state)
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 }
 
+/* aip_tool_call_cancelled reads the flag through the opaque pointer of the call. */
+static void test_tool_call_cancelled(void **state)
+{
+    (void)state;
+    _Atomic int flag = 0;
+    aip_tool_call call = {"t", NULL, NULL, 0, &flag};
+    assert_false(aip_tool_call_cancelled(&call));
+    atomic_store(&flag, 1);
+    assert_true(aip_tool_call_cancelled(&call));
+    call.cancelled = NULL;
+    assert_false(aip_tool_call_cancelled(&call));
+    assert_false(aip_tool_call_cancelled(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tool_call_cancelled),
         cmocka_unit_test(test_acceptance_batch),
         cmocka_unit_test(test_failures_named),
         cmocka_unit_test(test_timeouts),

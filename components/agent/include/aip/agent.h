@@ -22,6 +22,8 @@
 #ifndef AIP_AGENT_H
 #define AIP_AGENT_H
 
+#include "aip/export.h"
+
 #include "aip/conn.h"
 #include "aip/executor.h"
 #include "aip/mcp.h"
@@ -53,23 +55,24 @@ typedef struct aip_agent_config {
 
 /* Creates the executor with the built-in tools plus get_device_info, and starts the MCP
  * servers (aip_mcp_host_create's errors). Does not connect. */
-int aip_agent_create(const aip_agent_config *cfg, aip_agent **out);
+AIP_API int aip_agent_create(const aip_agent_config *cfg, aip_agent **out);
 /* Adds an embedder's tool (before aip_agent_start, so it is listed in supported_features),
  * keyed "<tool_type>::<name>". _ex adds what list_tools shows of it in UFO's MCPToolInfo shape
  * (namespace, title, schemas, annotations: see aip_tool_info and its `size` rule); without it
  * the tool is in namespace AIP_TOOL_NAMESPACE_DEFAULT with input_schema {"type":"object"}.
  * Returns as aip_executor_register_ex, or AIP_E_STATE after start, AIP_E_INVAL for a NULL a. */
-int aip_agent_register_tool(aip_agent *a, const aip_tool_def *def);
-int aip_agent_register_tool_ex(aip_agent *a, const aip_tool_def *def, const aip_tool_info *info);
+AIP_API int aip_agent_register_tool(aip_agent *a, const aip_tool_def *def);
+AIP_API int aip_agent_register_tool_ex(aip_agent *a, const aip_tool_def *def,
+                                       const aip_tool_info *info);
 /* Collects system info and starts the connection (registration, heartbeats, reconnects). */
-int aip_agent_start(aip_agent *a);
+AIP_API int aip_agent_start(aip_agent *a);
 /* The connection, for requests of the embedder's own (NULL before start). */
-aip_conn *aip_agent_conn(aip_agent *a);
+AIP_API aip_conn *aip_agent_conn(aip_agent *a);
 /* The current system_info JSON (aip_free it). */
-char *aip_agent_system_info(aip_agent *a);
+AIP_API char *aip_agent_system_info(aip_agent *a);
 /* Closes with code (1000 or 1001), fails what is pending, stops the executor (running tools are
  * cancelled; their batches are answered while the link lasts), frees. */
-void aip_agent_destroy(aip_agent *a, int code, const char *reason);
+AIP_API void aip_agent_destroy(aip_agent *a, int code, const char *reason);
 
 typedef struct aip_agent_stats {
     uint64_t batches, batches_refused, actions, info_requests, server_tasks;
@@ -79,7 +82,7 @@ typedef struct aip_agent_stats {
      * the queue still full after 15 s, the agent stopping). Each is also logged at warn. */
     uint64_t answers_cut, results_dropped, answers_unsent;
 } aip_agent_stats;
-void aip_agent_get_stats(aip_agent *a, aip_agent_stats *s);
+AIP_API void aip_agent_get_stats(aip_agent *a, aip_agent_stats *s);
 
 #ifdef __cplusplus
 }

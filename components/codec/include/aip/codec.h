@@ -32,6 +32,8 @@
 #ifndef AIP_CODEC_H
 #define AIP_CODEC_H
 
+#include "aip/export.h"
+
 #include "aip/buf.h"
 #include "aip/message.h"
 
@@ -50,7 +52,7 @@ typedef enum aip_encoding {
 #define AIP_PROTO_SUBPROTOCOL "aip.v1.proto"
 
 /* "json" or "proto" (also "protobuf") -> the encoding; 0 or AIP_E_INVAL. */
-int aip_encoding_parse(const char *name, aip_encoding *out);
+AIP_API int aip_encoding_parse(const char *name, aip_encoding *out);
 
 typedef struct aip_codec_limits {
     size_t max_frame;    /* bytes; frames above are refused (AIP_E_TOO_LARGE) */
@@ -67,7 +69,7 @@ typedef struct aip_codec_limits {
     }
 
 /* Fills l with the defaults above. */
-void aip_codec_limits_default(aip_codec_limits *l);
+AIP_API void aip_codec_limits_default(aip_codec_limits *l);
 
 typedef struct aip_decode_error {
     int code;          /* AIP_E_MALFORMED, _PROTOCOL, _TOO_LARGE, _TOO_COMPLEX, _NOMEM */
@@ -81,12 +83,12 @@ typedef struct aip_decode_error {
 /* Decodes one frame into out (which must be zeroed or cleared; on failure it is left cleared).
  * env says which envelope the frame must be. limits may be NULL (defaults); err may be NULL.
  * Returns 0 or the negative code also stored in err->code. */
-int aip_decode(aip_encoding enc, aip_envelope env, const void *frame, size_t len,
-               const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
-int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_codec_limits *limits,
-                    aip_msg *out, aip_decode_error *err);
-int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
-                     const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
+AIP_API int aip_decode(aip_encoding enc, aip_envelope env, const void *frame, size_t len,
+                       const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
+AIP_API int aip_json_decode(aip_envelope env, const char *frame, size_t len,
+                            const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
+AIP_API int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
+                             const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err);
 
 /* A frame's type and correlation ids, as far as they can be read from its first bytes. */
 typedef struct aip_frame_ids {
@@ -115,34 +117,36 @@ typedef struct aip_frame_ids {
  * protobuf the last, as protobuf does. An id over AIP_ID_MAX bytes, with a NUL, not UTF-8,
  * or (JSON) not a string is left empty. So a peek of a whole valid frame reads what aip_decode()
  * would, and a peek of a prefix of a frame our encoders wrote reads each id whole or not at all. */
-void aip_frame_peek(aip_encoding enc, aip_envelope env, const void *prefix, size_t len,
-                    aip_frame_ids *out);
-void aip_json_peek(aip_envelope env, const char *prefix, size_t len, aip_frame_ids *out);
-void aip_proto_peek(aip_envelope env, const uint8_t *prefix, size_t len, aip_frame_ids *out);
+AIP_API void aip_frame_peek(aip_encoding enc, aip_envelope env, const void *prefix, size_t len,
+                            aip_frame_ids *out);
+AIP_API void aip_json_peek(aip_envelope env, const char *prefix, size_t len, aip_frame_ids *out);
+AIP_API void aip_proto_peek(aip_envelope env, const uint8_t *prefix, size_t len,
+                            aip_frame_ids *out);
 
 /* Appends the encoded frame to out (out->headroom is honoured, out->limit enforced).
  * Returns 0, AIP_E_PROTOCOL (model invalid; reason logged at debug), AIP_E_NOMEM, or
  * AIP_E_TOO_LARGE. On failure out->len is restored. */
-int aip_encode(aip_encoding enc, const aip_msg *m, aip_buf *out);
-int aip_json_encode(const aip_msg *m, aip_buf *out);
-int aip_proto_encode(const aip_msg *m, aip_buf *out);
+AIP_API int aip_encode(aip_encoding enc, const aip_msg *m, aip_buf *out);
+AIP_API int aip_json_encode(const aip_msg *m, aip_buf *out);
+AIP_API int aip_proto_encode(const aip_msg *m, aip_buf *out);
 /* As aip_encode, with the validation failure's reason in why. */
-int aip_encode_why(aip_encoding enc, const aip_msg *m, aip_buf *out, char *why, size_t why_len);
+AIP_API int aip_encode_why(aip_encoding enc, const aip_msg *m, aip_buf *out, char *why,
+                           size_t why_len);
 
 /* ---- JSON text utilities --------------------------------------------------------------------- */
 
 /* Strictly validates one JSON value (RFC 8259, UTF-8, no \u0000, no duplicate keys) within
  * limits (NULL = defaults). kind AIP_JSON_OBJECT also requires an object.
  * Returns 0 or an AIP_E_* code with the reason in why. */
-int aip_json_validate(const char *text, size_t len, aip_json_kind kind,
-                      const aip_codec_limits *limits, char *why, size_t why_len);
+AIP_API int aip_json_validate(const char *text, size_t len, aip_json_kind kind,
+                              const aip_codec_limits *limits, char *why, size_t why_len);
 
 /* Re-indents valid JSON text with `indent` spaces per level, leaving every token (numbers,
  * strings, escapes) byte for byte as it was. The input must be valid (aip_json_validate). */
-int aip_json_pretty(const char *text, size_t len, unsigned indent, aip_buf *out);
+AIP_API int aip_json_pretty(const char *text, size_t len, unsigned indent, aip_buf *out);
 
 /* Appends s (n bytes of UTF-8) as a quoted, escaped JSON string. */
-int aip_json_put_string(aip_buf *out, const char *s, size_t n);
+AIP_API int aip_json_put_string(aip_buf *out, const char *s, size_t n);
 
 #ifdef __cplusplus
 }

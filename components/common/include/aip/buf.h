@@ -11,6 +11,8 @@
 #ifndef AIP_BUF_H
 #define AIP_BUF_H
 
+#include "aip/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,18 +28,18 @@ typedef struct aip_buf {
     size_t limit;    /* 0 = none; a write that would pass it fails with AIP_E_TOO_LARGE */
 } aip_buf;
 
-void aip_buf_init(aip_buf *b, size_t headroom);
-void aip_buf_free(aip_buf *b);
-void aip_buf_reset(aip_buf *b); /* len = 0, keeps memory */
-int aip_buf_reserve(aip_buf *b, size_t extra);
-int aip_buf_append(aip_buf *b, const void *p, size_t n);
-int aip_buf_putc(aip_buf *b, char c);
-int aip_buf_puts(aip_buf *b, const char *s);
+AIP_API void aip_buf_init(aip_buf *b, size_t headroom);
+AIP_API void aip_buf_free(aip_buf *b);
+AIP_API void aip_buf_reset(aip_buf *b); /* len = 0, keeps memory */
+AIP_API int aip_buf_reserve(aip_buf *b, size_t extra);
+AIP_API int aip_buf_append(aip_buf *b, const void *p, size_t n);
+AIP_API int aip_buf_putc(aip_buf *b, char c);
+AIP_API int aip_buf_puts(aip_buf *b, const char *s);
 /* Appends a NUL after the payload without counting it in len. */
-int aip_buf_nul(aip_buf *b);
+AIP_API int aip_buf_nul(aip_buf *b);
 /* Hands the allocation to the caller: returns the start of the allocation (data - headroom)
  * and leaves b empty. Free it with aip_free(). */
-uint8_t *aip_buf_steal(aip_buf *b);
+AIP_API uint8_t *aip_buf_steal(aip_buf *b);
 
 #ifdef __cplusplus
 }

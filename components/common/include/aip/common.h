@@ -19,6 +19,8 @@
 #ifndef AIP_COMMON_H
 #define AIP_COMMON_H
 
+#include "aip/export.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,10 +57,10 @@ enum aip_error {
 };
 
 /* A short, static, human-readable name for an AIP_E* code (never NULL). */
-const char *aip_strerror(int err);
+AIP_API const char *aip_strerror(int err);
 
 /* Library version, "MAJOR.MINOR.PATCH". */
-const char *aip_version(void);
+AIP_API const char *aip_version(void);
 
 /* ---- logging --------------------------------------------------------------------------------
  * Process-wide. Lines below the level are dropped before formatting. The hook, when set,
@@ -77,16 +79,16 @@ typedef enum aip_log_level {
 typedef void (*aip_log_hook)(aip_log_level level, const char *component, const char *line,
                              void *user);
 
-void aip_log_set_level(aip_log_level level);
-aip_log_level aip_log_get_level(void);
+AIP_API void aip_log_set_level(aip_log_level level);
+AIP_API aip_log_level aip_log_get_level(void);
 /* hook == NULL restores the default (stderr, with an ISO-8601 UTC timestamp). */
-void aip_log_set_hook(aip_log_hook hook, void *user);
+AIP_API void aip_log_set_hook(aip_log_hook hook, void *user);
 /* Parses "error", "warn", "info", "debug". Returns 0 or AIP_E_INVAL. */
-int aip_log_level_parse(const char *name, aip_log_level *out);
+AIP_API int aip_log_level_parse(const char *name, aip_log_level *out);
 
-void aip_log(aip_log_level level, const char *component, const char *fmt, ...)
+AIP_API void aip_log(aip_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_list ap)
+AIP_API void aip_vlog(aip_log_level level, const char *component, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
 /* ---- allocator --------------------------------------------------------------------------------
@@ -99,13 +101,13 @@ typedef struct aip_allocator {
     void (*free_fn)(void *ptr);
 } aip_allocator;
 
-void aip_set_allocator(const aip_allocator *a);
-void *aip_malloc(size_t size);
-void *aip_calloc(size_t n, size_t size);
-void *aip_realloc(void *ptr, size_t old_size, size_t new_size);
-void aip_free(void *ptr);
-char *aip_strdup(const char *s);
-char *aip_strndup(const char *s, size_t n);
+AIP_API void aip_set_allocator(const aip_allocator *a);
+AIP_API void *aip_malloc(size_t size);
+AIP_API void *aip_calloc(size_t n, size_t size);
+AIP_API void *aip_realloc(void *ptr, size_t old_size, size_t new_size);
+AIP_API void aip_free(void *ptr);
+AIP_API char *aip_strdup(const char *s);
+AIP_API char *aip_strndup(const char *s, size_t n);
 
 /* ---- clock -------------------------------------------------------------------------------------
  * Monotonic time for deadlines, wall time for timestamps. Objects that schedule take an
@@ -116,21 +118,38 @@ typedef struct aip_clock {
     void *user;
 } aip_clock;
 
-const aip_clock *aip_clock_system(void);
-uint64_t aip_now_ns(const aip_clock *c); /* c (or its member) NULL: system */
-int64_t aip_wall_us(const aip_clock *c);
+AIP_API const aip_clock *aip_clock_system(void);
+AIP_API uint64_t aip_now_ns(const aip_clock *c); /* c (or its member) NULL: system */
+AIP_API int64_t aip_wall_us(const aip_clock *c);
 /* Formats wall time as UFO does: "2026-11-22T06:30:12.512337+00:00". buf >= 33 bytes
  * (NULL buf or len 0: nothing written). */
-void aip_format_timestamp(int64_t wall_us, char *buf, size_t len);
+AIP_API void aip_format_timestamp(int64_t wall_us, char *buf, size_t len);
 
 /* Deadlines are monotonic nanoseconds; AIP_NEVER (UINT64_MAX) means "no deadline". Every
  * "now + timeout" in libaip goes through these, which saturate instead of wrapping: a timeout
  * of INT64_MAX ms waits (practically) forever rather than ending in the past. */
 #define AIP_NEVER UINT64_MAX
+
+/* ---- timeouts ----------------------------------------------------------------------------------
+ * Every timeout_ms of the API is an int64_t count of milliseconds, used in one of two ways:
+ * - a wait (aip_future_wait, aip_conn_wait_registered): how long this call may block.
+ *   AIP_TIMEOUT_POLL (0) looks once and returns at once; AIP_TIMEOUT_INFINITE (or any negative
+ *   value) blocks until the event.
+ * - a request option (aip_request_opts.timeout_ms): the request's own deadline.
+ *   AIP_TIMEOUT_DEFAULT (0, or any negative value) takes the connection config's default for
+ *   that kind of request; AIP_TIMEOUT_INFINITE gives it no deadline.
+ * The same number means different things: 0 polls in a wait and asks for the default in a
+ * request, and a negative value waits forever in a wait but takes the default in a request.
+ * AIP_TIMEOUT_INFINITE is INT64_MAX so that it means "no limit" in both. Positive values
+ * saturate (aip_deadline_ms): a huge one is "no deadline", never one in the past. */
+#define AIP_TIMEOUT_DEFAULT  0
+#define AIP_TIMEOUT_POLL     0
+#define AIP_TIMEOUT_INFINITE INT64_MAX
+
 /* a + b, or AIP_NEVER when the sum does not fit. */
-uint64_t aip_add_sat(uint64_t a, uint64_t b);
+AIP_API uint64_t aip_add_sat(uint64_t a, uint64_t b);
 /* now_ns + timeout_ms, saturated; timeout_ms < 0 gives AIP_NEVER. */
-uint64_t aip_deadline_ms(uint64_t now_ns, int64_t timeout_ms);
+AIP_API uint64_t aip_deadline_ms(uint64_t now_ns, int64_t timeout_ms);
 
 /* ---- random ------------------------------------------------------------------------------------
  * Not cryptographic: ids and jitter. Objects that draw randomness take an aip_random so tests can
@@ -141,16 +160,16 @@ typedef struct aip_random {
     void *user;
 } aip_random;
 
-uint64_t aip_random_u64(const aip_random *r);
+AIP_API uint64_t aip_random_u64(const aip_random *r);
 /* A uniformly random value in [0, bound) (bound > 0), without modulo bias. */
-uint64_t aip_random_below(const aip_random *r, uint64_t bound);
+AIP_API uint64_t aip_random_below(const aip_random *r, uint64_t bound);
 /* A uuid4-formatted id ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"); buf >= 37 bytes. */
-void aip_uuid4(const aip_random *r, char *buf, size_t len);
+AIP_API void aip_uuid4(const aip_random *r, char *buf, size_t len);
 /* Fills buf with len bytes from the kernel's cryptographic random source (getrandom(2)), for
  * keys and other secrets: unlike the stream above, an output says nothing about the others.
  * Blocks only until the kernel's pool is first initialised. Returns 0, AIP_E_INVAL (buf NULL
  * with len > 0) or AIP_E_IO. Any thread. */
-int aip_random_secret(void *buf, size_t len);
+AIP_API int aip_random_secret(void *buf, size_t len);
 
 #ifdef __cplusplus
 }

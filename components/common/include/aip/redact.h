@@ -23,6 +23,8 @@
 #ifndef AIP_REDACT_H
 #define AIP_REDACT_H
 
+#include "aip/export.h"
+
 #include "aip/buf.h"
 
 #include <stdbool.h>
@@ -39,17 +41,17 @@ extern "C" {
  * means out was cut short; a cut result never shows a secret either, since only redacted text
  * is ever written). Scheme, host (IPv6 brackets too), port and path are kept as given; a URL
  * without a scheme ("user:pw@proxy:3128", as http_proxy is often written) works too. */
-size_t aip_redact_url(const char *url, char *out, size_t len);
+AIP_API size_t aip_redact_url(const char *url, char *out, size_t len);
 
 /* Is this name (n bytes: a header, a query key or a JSON key) the name of a secret? Compared
  * case-insensitively with '-' equal to '_': authorization, proxy_authorization, x_api_key,
  * api_key, apikey, key, token, access_token, refresh_token, password, passwd, passphrase,
  * pass, pwd, secret, client_secret, credential(s), cookie, set_cookie, session_token,
  * signature, and any name ending in _token, _secret, _password, _passwd or _key. */
-bool aip_secret_name(const char *name, size_t n);
+AIP_API bool aip_secret_name(const char *name, size_t n);
 
 /* A header value as it may be shown (snprintf-style, as aip_redact_url). */
-size_t aip_redact_header(const char *name, const char *value, char *out, size_t len);
+AIP_API size_t aip_redact_header(const char *name, const char *value, char *out, size_t len);
 
 /* Free text (a log line, an error message from a peer or from libwebsockets) with the secrets
  * it may carry redacted, snprintf-style (as aip_redact_url): every URL in it ("scheme://..."
@@ -58,13 +60,13 @@ size_t aip_redact_header(const char *name, const char *value, char *out, size_t 
  * members with a secret name ("api_key": "...", also escaped inside a JSON string). Redacted
  * text comes out unchanged, so it may be applied twice. Every log line passes through it
  * (aip_vlog): the last gate, after every caller redacted what it knows to be secret. */
-size_t aip_redact_text(const char *text, char *out, size_t len);
+AIP_API size_t aip_redact_text(const char *text, char *out, size_t len);
 
 /* Appends json (len bytes of valid JSON text, e.g. a command's parameters) to out with the
  * value of every member named by a secret name replaced by "<redacted>". Keys are compared
  * after unescaping ("api\u005fkey" is api_key). Returns 0, AIP_E_MALFORMED (not valid JSON:
  * nothing appended — the caller should show no value at all), AIP_E_NOMEM or AIP_E_INVAL. */
-int aip_redact_json(const char *json, size_t len, aip_buf *out);
+AIP_API int aip_redact_json(const char *json, size_t len, aip_buf *out);
 
 #ifdef __cplusplus
 }

@@ -37,10 +37,21 @@
  * (never a crash): aip_conn_create(&cfg, NULL) and aip_conn_wait_registered(NULL, t) included;
  * destroy(NULL) and config_init(NULL) do nothing; get_state(NULL) is AIP_CONN_STOPPED,
  * client_id(NULL) NULL, encoding(NULL) JSON, get_stats(NULL, s) zeroes s. Timeouts may be any
- * int64_t: deadlines saturate, so INT64_MAX ms means "no deadline", never one in the past.
+ * int64_t: deadlines saturate, so INT64_MAX ms (AIP_TIMEOUT_INFINITE) means "no deadline", never
+ * one in the past. The named values (aip/common.h, "timeouts"): in a request's options
+ * AIP_TIMEOUT_DEFAULT (0) takes the config's default; in aip_conn_wait_registered
+ * AIP_TIMEOUT_POLL (0) only looks.
+ *
+ * Config and stats: a zero numeric field of aip_conn_config takes its default (the values
+ * aip_conn_config_init writes), so a zeroed config with url and client_id set is a valid one.
+ * aip_conn_config, aip_conn_stats, aip_request_opts and aip_task_opts may grow (fields
+ * appended) before 1.0: fill them with aip_conn_config_init or zero them ({0}), and rebuild
+ * against the new header when the library's minor version changes.
  */
 #ifndef AIP_CONN_H
 #define AIP_CONN_H
+
+#include "aip/export.h"
 
 #include "aip/codec.h"
 #include "aip/common.h"
@@ -132,22 +143,23 @@ typedef struct aip_conn_config {
 } aip_conn_config;
 
 /* Fills c with the defaults above (all pointers NULL). */
-void aip_conn_config_init(aip_conn_config *c);
+AIP_API void aip_conn_config_init(aip_conn_config *c);
 
 /* Creates the connection and starts connecting on its service thread. */
-int aip_conn_create(const aip_conn_config *cfg, aip_conn **out);
+AIP_API int aip_conn_create(const aip_conn_config *cfg, aip_conn **out);
 /* Closes with 1000 "client shutdown" (see the contract above). NULL is fine. */
-void aip_conn_destroy(aip_conn *c);
+AIP_API void aip_conn_destroy(aip_conn *c);
 /* As destroy, with a chosen close code (1000 or 1001) and reason, waiting at most grace_ms for
  * the close handshake. */
-void aip_conn_destroy_ex(aip_conn *c, int code, const char *reason, uint32_t grace_ms);
+AIP_API void aip_conn_destroy_ex(aip_conn *c, int code, const char *reason, uint32_t grace_ms);
 
 typedef struct aip_request_opts {
     /* Device info: the request_id to use (NULL: generated); a live duplicate is refused with
      * AIP_E_DUPLICATE. Tasks take aip_task_opts.session_id instead. */
     const char *id;
-    int64_t timeout_ms;     /* <= 0: the config's default for this request type; huge values
-                               saturate (INT64_MAX: no deadline) */
+    int64_t timeout_ms;     /* AIP_TIMEOUT_DEFAULT (0, or < 0): the config's default for this
+                               request type; AIP_TIMEOUT_INFINITE (INT64_MAX): no deadline;
+                               huge values saturate */
     bool wait_for_link;     /* wait for registration instead of AIP_E_NOT_CONNECTED */
     aip_future_cb callback; /* optional, runs on the service thread (must not block) */
     void *user;
@@ -158,8 +170,8 @@ typedef struct aip_request_opts {
  * system_info JSON), or AIP_E_REMOTE when the server answered with an error or with a result
  * carrying "error" (UFO's answer for an unknown device), or a timeout/lost/shutdown code.
  * Synchronous errors: AIP_E_NOT_CONNECTED, AIP_E_FULL, AIP_E_SHUTDOWN, AIP_E_INVAL, NOMEM. */
-int aip_conn_request_device_info(aip_conn *c, const char *target_id, const aip_request_opts *o,
-                                 aip_future **out);
+AIP_API int aip_conn_request_device_info(aip_conn *c, const char *target_id,
+                                         const aip_request_opts *o, aip_future **out);
 
 typedef struct aip_task_opts {
     const char *request;    /* the task text (required) */
@@ -172,42 +184,43 @@ typedef struct aip_task_opts {
 
 /* Sends a task and completes with its task_end: status 0 when "completed", AIP_E_REMOTE when
  * "failed" or when the server refused it (aip_future_msg() holds the task_end or error). */
-int aip_conn_send_task(aip_conn *c, const aip_task_opts *o, aip_future **out);
+AIP_API int aip_conn_send_task(aip_conn *c, const aip_task_opts *o, aip_future **out);
 
 /* Sends one client message, fire-and-forget, on link `link` (0: the current one). Sets
  * client_id, client_type and timestamp when unset (m is not modified). Returns 0 once
  * queued; AIP_E_NOT_CONNECTED, AIP_E_CONN_LOST (that link is gone), AIP_E_FULL, AIP_E_PROTOCOL
  * (invalid message), AIP_E_SHUTDOWN. */
-int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m);
-int aip_conn_send(aip_conn *c, const aip_msg *m);
+AIP_API int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m);
+AIP_API int aip_conn_send(aip_conn *c, const aip_msg *m);
 
 /* Waits until registered (0), the timeout (AIP_E_TIMEOUT), shutdown (AIP_E_SHUTDOWN), or a
  * standing refusal (see aip_conn_get_refusal): AIP_E_AUTH or AIP_E_REFUSED, at once — also
  * when the refusal came before the call (the connection keeps retrying on the slow schedule;
- * a caller that waits again should sleep first). timeout_ms < 0 or INT64_MAX: none.
+ * a caller that waits again should sleep first). AIP_TIMEOUT_POLL (0): only looks;
+ * AIP_TIMEOUT_INFINITE (INT64_MAX, or any negative value): no limit.
  * AIP_E_INVAL for a NULL c. */
-int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms);
+AIP_API int aip_conn_wait_registered(aip_conn *c, int64_t timeout_ms);
 
 /* Any thread: the standing refusal — the latest attempt was refused for a lasting reason, and
  * no WebSocket has opened since: AIP_E_AUTH (credentials refused by the server or a proxy) or
  * AIP_E_REFUSED (registration refused as final), with its text in why (e.g. "registration
  * refused: Target device 'x' is not connected"; may be NULL/0); 0 and "" when none. NULL c:
  * AIP_E_INVAL. */
-int aip_conn_get_refusal(aip_conn *c, char *why, size_t n);
+AIP_API int aip_conn_get_refusal(aip_conn *c, char *why, size_t n);
 
 /* Any thread, wss:// only: use these TLS files (CA bundle, NULL = the system store; client
  * certificate and key, both or neither) from the next connection on. They are loaded on the
  * service thread into a new client vhost; an open link is not dropped and keeps the files it
  * was made with. A file that does not load is logged and the previous files stay in use.
  * Errors: AIP_E_UNSUPPORTED (ws://), AIP_E_INVAL, AIP_E_SHUTDOWN. */
-int aip_conn_reload_tls(aip_conn *c, const char *ca_file, const char *cert_file,
-                        const char *key_file);
+AIP_API int aip_conn_reload_tls(aip_conn *c, const char *ca_file, const char *cert_file,
+                                const char *key_file);
 
-aip_conn_state aip_conn_get_state(aip_conn *c);
-const char *aip_conn_state_str(aip_conn_state s);
-const char *aip_conn_client_id(const aip_conn *c);
+AIP_API aip_conn_state aip_conn_get_state(aip_conn *c);
+AIP_API const char *aip_conn_state_str(aip_conn_state s);
+AIP_API const char *aip_conn_client_id(const aip_conn *c);
 /* The encoding of the current link (JSON when not connected). */
-aip_encoding aip_conn_encoding(aip_conn *c);
+AIP_API aip_encoding aip_conn_encoding(aip_conn *c);
 
 typedef struct aip_conn_stats {
     uint64_t frames_sent, frames_received, bytes_sent, bytes_received;
@@ -232,7 +245,7 @@ typedef struct aip_conn_stats {
 
 /* A snapshot of the counters. They are updated on the service thread just after the event
  * they count (a waiter woken by a completion may see its counter a moment later). */
-void aip_conn_get_stats(aip_conn *c, aip_conn_stats *s);
+AIP_API void aip_conn_get_stats(aip_conn *c, aip_conn_stats *s);
 
 #ifdef __cplusplus
 }

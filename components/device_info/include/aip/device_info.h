@@ -25,6 +25,8 @@
 #ifndef AIP_DEVICE_INFO_H
 #define AIP_DEVICE_INFO_H
 
+#include "aip/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,7 +48,7 @@ typedef struct aip_device_info_opts {
  * NULL; device_id or agent_version not UTF-8; features_json not a JSON array of strings;
  * custom_metadata_json not a JSON object — the reason is logged at warn) or AIP_E_NOMEM.
  * On failure *json_out is NULL. */
-int aip_device_info_collect(const aip_device_info_opts *o, char **json_out);
+AIP_API int aip_device_info_collect(const aip_device_info_opts *o, char **json_out);
 
 /* ---- pure helpers, exposed for tests ------------------------------------------------------- */
 
@@ -58,7 +60,7 @@ int aip_device_info_collect(const aip_device_info_opts *o, char **json_out);
  * decimals, trailing zeros dropped but always a decimal point ("15.62", "15.6", "16.0", "0.0").
  * Rounds half to even on exact ties, as Python does. Returns 0 or AIP_E_INVAL (buf NULL or
  * too small; len >= AIP_DEVICE_INFO_NUM_MAX always suffices). */
-int aip_device_info_format_gb(uint64_t bytes, char *buf, size_t len);
+AIP_API int aip_device_info_format_gb(uint64_t bytes, char *buf, size_t len);
 
 /* One interface address, as the caller found it (getifaddrs in aip_device_info_collect). */
 typedef struct aip_ifaddr {
@@ -72,8 +74,8 @@ typedef struct aip_ifaddr {
  * route_text may be NULL or malformed (then there is no default route). Returns 0 or
  * AIP_E_INVAL (out NULL or too small: len >= AIP_DEVICE_INFO_IP_MAX always suffices; ifs NULL
  * with n > 0). */
-int aip_device_info_pick_ip(const char *route_text, const aip_ifaddr *ifs, size_t n, char *out,
-                            size_t len);
+AIP_API int aip_device_info_pick_ip(const char *route_text, const aip_ifaddr *ifs, size_t n,
+                                    char *out, size_t len);
 
 #ifdef __cplusplus
 }

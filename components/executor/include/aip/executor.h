@@ -13,7 +13,8 @@
  *   until aip_executor_destroy is called. Submissions that race with destroy get
  *   AIP_E_SHUTDOWN; do not use the pointer after destroy has returned, and never call destroy
  *   from a tool or a done() callback (it joins the thread it would run on).
- * - Cancellation is cooperative: destroy raises call->cancelled and wakes the built-in tools
+ * - Cancellation is cooperative: destroy raises the flag aip_tool_call_cancelled() reads and
+ *   wakes the built-in tools
  *   (sleep wakes at once, execute_command kills its process group), but a custom tool that
  *   ignores both its deadline and the flag keeps its worker — and destroy — waiting.
  *
@@ -42,6 +43,8 @@
 #ifndef AIP_EXECUTOR_H
 #define AIP_EXECUTOR_H
 
+#include "aip/export.h"
+
 #include "aip/message.h"
 
 #include <stdbool.h>
@@ -57,11 +60,17 @@ typedef struct aip_executor aip_executor;
 /* What a tool is told about one call. Every pointer is valid only during the call. */
 typedef struct aip_tool_call {
     const char *tool_name;
-    const char *parameters;       /* JSON object text, or NULL */
-    const char *call_id;          /* may be NULL */
-    uint64_t deadline_ns;         /* aip_now_ns(NULL) clock: the tool should give up by then */
-    const _Atomic int *cancelled; /* becomes nonzero when the executor is stopping */
+    const char *parameters; /* JSON object text, or NULL */
+    const char *call_id;    /* may be NULL */
+    uint64_t deadline_ns;   /* aip_now_ns(NULL) clock: the tool should give up by then */
+    /* The executor's stop flag, opaque (an atomic inside the library): ask
+     * aip_tool_call_cancelled(call). Not an _Atomic type here, so that the header is C++ too. */
+    const void *cancelled;
 } aip_tool_call;
+
+/* True once the executor is stopping (aip_executor_stop/destroy): a long tool should give up.
+ * Reads the flag atomically; any thread. False for a NULL call or flag. */
+AIP_API bool aip_tool_call_cancelled(const aip_tool_call *call);
 
 /* A tool runs on an executor worker thread (never the connection's service thread). Returns 0
  * for success with *result_json set to JSON text (aip_malloc'd; NULL = null), or nonzero for
@@ -168,12 +177,12 @@ typedef struct aip_executor_config {
  * (owned by its effective uid, writable, with cgroup.kill: kernel 5.14+). Writes it to buf and
  * returns 0; AIP_E_NOT_FOUND when there is none usable (then run without: the shepherd alone);
  * AIP_E_INVAL for a NULL or empty buf. */
-int aip_executor_cgroup_detect(char *buf, size_t len);
+AIP_API int aip_executor_cgroup_detect(char *buf, size_t len);
 
 /* Creates an executor and starts its workers. cfg NULL: all defaults. No tool is registered
  * yet (see aip_executor_register_builtins). Returns 0, AIP_E_NOMEM, AIP_E_CONFIG (a read root
  * that does not exist), AIP_E_INVAL (more than 256 workers, a NULL list entry). */
-int aip_executor_create(const aip_executor_config *cfg, aip_executor **out);
+AIP_API int aip_executor_create(const aip_executor_config *cfg, aip_executor **out);
 
 /* Adds a tool (everything is copied), keyed "<tool_type>::<name>" as UFO's make_tool_key: the
  * same name may be registered once per tool type. Returns 0, AIP_E_DUPLICATE (the key is
@@ -181,8 +190,9 @@ int aip_executor_create(const aip_executor_config *cfg, aip_executor **out);
  * a metadata field that is not a JSON object, info->size too small to hold `size`),
  * AIP_E_NOMEM, AIP_E_SHUTDOWN. aip_executor_register(e, def) is register_ex(e, def, NULL):
  * namespace AIP_TOOL_NAMESPACE_DEFAULT, input_schema {"type":"object"}, the rest null. */
-int aip_executor_register(aip_executor *e, const aip_tool_def *def);
-int aip_executor_register_ex(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info);
+AIP_API int aip_executor_register(aip_executor *e, const aip_tool_def *def);
+AIP_API int aip_executor_register_ex(aip_executor *e, const aip_tool_def *def,
+                                     const aip_tool_info *info);
 
 /* Tool sets that change at run time (the agent's MCP servers use this): replaces every tool
  * of `provider` (1..AIP_EXECUTOR_MAX_PROVIDERS) with defs[0..n) (infos: NULL, or n entries
@@ -199,11 +209,11 @@ int aip_executor_register_ex(aip_executor *e, const aip_tool_def *def, const aip
  * nor features_json, and is found by a call only when no other tool has its key — so a
  * provider that is down can keep its set and fail its calls with its own reason. A set given
  * by aip_executor_set_tools is shown. AIP_E_INVAL for a bad provider. Any thread. */
-int aip_executor_hide_tools(aip_executor *e, unsigned provider, bool hidden);
+AIP_API int aip_executor_hide_tools(aip_executor *e, unsigned provider, bool hidden);
 #define AIP_EXECUTOR_MAX_PROVIDERS 1024
 #define AIP_EXECUTOR_MAX_SET       4096
-int aip_executor_set_tools(aip_executor *e, unsigned provider, const aip_tool_def *defs,
-                           const aip_tool_info *infos, size_t n);
+AIP_API int aip_executor_set_tools(aip_executor *e, unsigned provider, const aip_tool_def *defs,
+                                   const aip_tool_info *infos, size_t n);
 
 /* Registers the built-in tools (docs/ufo.md has their schemas and UFO's behaviour beside ours).
  * Namespace AIP_TOOL_NAMESPACE_DEFAULT unless said otherwise:
@@ -236,7 +246,7 @@ int aip_executor_set_tools(aip_executor *e, unsigned provider, const aip_tool_de
  *       of the fixed argvs `uname -a`, `uptime`, `free -h`, `df -h`, run without a shell and
  *       without the allowlist (no input reaches them); "Error: ..." for one that cannot run.
  * Returns 0 or the first registration error. */
-int aip_executor_register_builtins(aip_executor *e);
+AIP_API int aip_executor_register_builtins(aip_executor *e);
 
 /* The answer to one command batch: a ClientMessage command_results (prev_response_id = the
  * command's response_id, same session_id, status copied from the command, one Result per action
@@ -250,22 +260,22 @@ typedef void (*aip_batch_done)(aip_msg *results, void *user);
  * AIP_E_SHUTDOWN (destroy has begun), AIP_E_INVAL (not a server command, no response_id to
  * answer to, done NULL) or AIP_E_NOMEM; then done is never called and the caller still owns
  * nothing: the command is freed. */
-int aip_executor_submit(aip_executor *e, aip_msg *command, aip_batch_done done, void *user);
+AIP_API int aip_executor_submit(aip_executor *e, aip_msg *command, aip_batch_done done, void *user);
 
 /* JSON array text of the tool names in registration order, each name once (for system_info.
  * supported_features); aip_free it. NULL on out of memory. */
-char *aip_executor_features_json(aip_executor *e);
+AIP_API char *aip_executor_features_json(aip_executor *e);
 
 /* Sets the cancel flag, wakes sleeping tools, kills running child processes, finishes queued
  * batches as failures (done is still called for each accepted batch) and joins the workers.
  * Later submits fail with AIP_E_SHUTDOWN, but the object stays valid until destroy — so an
  * owner can stop the executor, then tear down whatever still submits to it (a connection's
  * service thread), then destroy. Idempotent; not from an executor worker. */
-void aip_executor_stop(aip_executor *e);
+AIP_API void aip_executor_stop(aip_executor *e);
 
 /* aip_executor_stop, then frees. NULL is fine. Call it once, from a thread that is not an
  * executor worker, when nothing can submit any more. */
-void aip_executor_destroy(aip_executor *e);
+AIP_API void aip_executor_destroy(aip_executor *e);
 
 #ifdef __cplusplus
 }

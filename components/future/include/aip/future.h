@@ -23,7 +23,7 @@
 #ifndef AIP_FUTURE_H
 #define AIP_FUTURE_H
 
-#include "aip/message.h"
+#include "aip/export.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,50 +33,55 @@ extern "C" {
 #endif
 
 typedef struct aip_future aip_future;
+/* The answer a future may carry (aip_msg, aip/message.h). The future holds it without looking
+ * inside: this header needs only the name (a struct tag, not a second typedef, which C99
+ * would not take). */
+struct aip_msg;
 
 typedef void (*aip_future_cb)(aip_future *f, void *user);
 
 /* A pending future with one reference (the caller's). NULL on out of memory. */
-aip_future *aip_future_create(void);
-void aip_future_retain(aip_future *f);
-void aip_future_release(aip_future *f); /* NULL is fine */
+AIP_API aip_future *aip_future_create(void);
+AIP_API void aip_future_retain(aip_future *f);
+AIP_API void aip_future_release(aip_future *f); /* NULL is fine */
 
-/* Waits until the future completes or timeout_ms passes (timeout_ms < 0: no limit; the
- * deadline saturates, so INT64_MAX is no limit too, not an immediate timeout).
+/* Waits until the future completes or timeout_ms passes: AIP_TIMEOUT_POLL (0) only looks,
+ * AIP_TIMEOUT_INFINITE (INT64_MAX, or any negative value) waits without limit (aip/common.h,
+ * "timeouts"; the deadline saturates, so a huge value is no limit, not an immediate timeout).
  * Returns the future's status once complete (0 or an AIP_E* code), or AIP_E_TIMEOUT when the
  * wait timed out and the future is still pending (this wait's timeout only: the request keeps
  * its own deadline and may still complete). */
-int aip_future_wait(aip_future *f, int64_t timeout_ms);
+AIP_API int aip_future_wait(aip_future *f, int64_t timeout_ms);
 
-bool aip_future_done(const aip_future *f);
+AIP_API bool aip_future_done(const aip_future *f);
 
 /* 0 for success, else the AIP_E* code; AIP_E_STATE while pending. */
-int aip_future_status(const aip_future *f);
+AIP_API int aip_future_status(const aip_future *f);
 
 /* The response message (task_end, device_info_response, ...) when there is one, else NULL.
  * Valid while the caller holds its reference; do not free. Also set for AIP_E_REMOTE when the
  * peer's answer was a message (a failed task_end, an error frame). */
-const aip_msg *aip_future_msg(const aip_future *f);
+AIP_API const struct aip_msg *aip_future_msg(const aip_future *f);
 
 /* Human-readable detail for a failure (the remote error text, or what timed out), else NULL.
  * Valid while the caller holds its reference. */
-const char *aip_future_error(const aip_future *f);
+AIP_API const char *aip_future_error(const aip_future *f);
 
 /* Completes a pending future with AIP_E_CANCELLED. Returns 0, or AIP_E_STATE if it had
  * already completed. The library notices lazily: the request's pending slot is reclaimed at
  * its deadline, when its answer arrives (dropped, counted as late), or when its id or slot is
  * needed again — so a cancel never races with the service thread. */
-int aip_future_cancel(aip_future *f);
+AIP_API int aip_future_cancel(aip_future *f);
 
 /* Sets the completion callback (one per future; setting again replaces a not-yet-run one).
  * See the thread rules above. Returns 0. */
-int aip_future_set_callback(aip_future *f, aip_future_cb cb, void *user);
+AIP_API int aip_future_set_callback(aip_future *f, aip_future_cb cb, void *user);
 
 /* Completes a pending future. msg (may be NULL) is moved into the future (left cleared);
  * error (may be NULL) is copied. Returns 0 if this call completed it, AIP_E_STATE if it was
  * already complete (then msg is still cleared: ownership always moves). For libraries and
  * embedders building their own request types; the connection manager uses it. */
-int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *error);
+AIP_API int aip_future_complete(aip_future *f, int status, struct aip_msg *msg, const char *error);
 
 #ifdef __cplusplus
 }

@@ -29,6 +29,8 @@
 #ifndef AIP_MCP_H
 #define AIP_MCP_H
 
+#include "aip/export.h"
+
 #include "aip/executor.h"
 
 #include <stddef.h>
@@ -78,20 +80,20 @@ typedef struct aip_mcp_host aip_mcp_host;
  * not http(s)://, a header or env entry that is not text without CR/LF, more than
  * AIP_MCP_MAX_SERVERS, a namespace + tool type given twice), AIP_E_NOMEM, AIP_E_UNSUPPORTED
  * (libcurl cannot be initialised). n 0: a host with no server. */
-int aip_mcp_host_create(aip_executor *e, const aip_mcp_server_config *servers, size_t n,
-                        aip_mcp_host **out);
+AIP_API int aip_mcp_host_create(aip_executor *e, const aip_mcp_server_config *servers, size_t n,
+                                aip_mcp_host **out);
 
 /* Waits until every server has finished its first start attempt (ready or not), at most
- * timeout_ms. Returns the number of servers ready. */
-size_t aip_mcp_host_wait_started(aip_mcp_host *h, uint32_t timeout_ms);
+ * timeout_ms (0, as AIP_TIMEOUT_POLL: only looks). Returns the number of servers ready. */
+AIP_API size_t aip_mcp_host_wait_started(aip_mcp_host *h, uint32_t timeout_ms);
 
 /* Stops every server: calls in flight fail at once ("the agent is stopping"), their tools
  * leave the registry, stdio children get EOF and SIGTERM (their process group), SIGKILL 1 s
  * later, HTTP sessions are DELETEd (1 s at most); joins the threads. Idempotent. */
-void aip_mcp_host_stop(aip_mcp_host *h);
+AIP_API void aip_mcp_host_stop(aip_mcp_host *h);
 
 /* aip_mcp_host_stop, then frees. NULL is fine. */
-void aip_mcp_host_destroy(aip_mcp_host *h);
+AIP_API void aip_mcp_host_destroy(aip_mcp_host *h);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,8 @@
 #ifndef AIP_MESSAGE_H
 #define AIP_MESSAGE_H
 
+#include "aip/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -145,15 +147,15 @@ typedef struct aip_msg {
 } aip_msg;
 
 /* Zeroes m and sets envelope, type and status. Owns nothing yet; no allocation. */
-void aip_msg_init(aip_msg *m, aip_envelope env, aip_msg_type type, aip_status status);
+AIP_API void aip_msg_init(aip_msg *m, aip_envelope env, aip_msg_type type, aip_status status);
 /* Frees everything m owns and zeroes it (envelope CLIENT, type NONE). Safe on a zeroed m. */
-void aip_msg_clear(aip_msg *m);
+AIP_API void aip_msg_clear(aip_msg *m);
 /* Deep copy into dst (which is overwritten, not cleared first). */
-int aip_msg_copy(aip_msg *dst, const aip_msg *src);
+AIP_API int aip_msg_copy(aip_msg *dst, const aip_msg *src);
 
 /* Replaces *field with a copy of value (NULL unsets). Returns 0 or AIP_E_NOMEM/AIP_E_INVAL
  * (not valid UTF-8). Works for any char * field of aip_msg, aip_command, aip_result. */
-int aip_msg_set_str(char **field, const char *value);
+AIP_API int aip_msg_set_str(char **field, const char *value);
 
 typedef enum aip_json_kind {
     AIP_JSON_ANY = 0,    /* any JSON value (result) */
@@ -161,40 +163,40 @@ typedef enum aip_json_kind {
 } aip_json_kind;
 /* Replaces *field with a copy of json_text after validating it (strict RFC 8259, UTF-8, depth
  * <= 64, no NUL, no duplicate keys). NULL or "null" unsets. AIP_E_MALFORMED when invalid. */
-int aip_msg_set_json(char **field, const char *json_text, aip_json_kind kind);
+AIP_API int aip_msg_set_json(char **field, const char *json_text, aip_json_kind kind);
 
 /* Appends a zeroed Command/Result and returns it (NULL on ENOMEM); sets has_actions. */
-aip_command *aip_msg_add_command(aip_msg *m);
-aip_result *aip_msg_add_result(aip_msg *m);
+AIP_API aip_command *aip_msg_add_command(aip_msg *m);
+AIP_API aip_result *aip_msg_add_result(aip_msg *m);
 /* Appends a copy of s to messages. */
-int aip_msg_add_message(aip_msg *m, const char *s);
+AIP_API int aip_msg_add_message(aip_msg *m, const char *s);
 
 /* Checks the model against PROTOCOL.md §2: type valid in the envelope, enums in range, only
  * the envelope's fields set, Commands with tool_name + tool_type, Results with status, text
  * valid UTF-8, ids within AIP_ID_MAX, free-form values valid JSON of the right kind.
  * Returns 0 or AIP_E_PROTOCOL with the reason in why (if why_len > 0). */
-int aip_msg_validate(const aip_msg *m, char *why, size_t why_len);
+AIP_API int aip_msg_validate(const aip_msg *m, char *why, size_t why_len);
 
 /* Deep equality of two models (free-form JSON text compared byte for byte). */
-bool aip_msg_equal(const aip_msg *a, const aip_msg *b);
+AIP_API bool aip_msg_equal(const aip_msg *a, const aip_msg *b);
 
 /* ---- enums <-> exact wire strings ------------------------------------------------------------
  * The *_str functions return NULL for values outside the enum. The parsers are case-sensitive
  * and take a length (the text need not be NUL-terminated); they return 0 or AIP_E_PROTOCOL. */
-const char *aip_msg_type_str(aip_msg_type t);
-const char *aip_status_str(aip_status s);
-const char *aip_client_type_str(aip_client_type t);
-const char *aip_tool_type_str(aip_tool_type t);
-const char *aip_result_status_str(aip_result_status s);
-int aip_msg_type_parse(const char *s, size_t n, aip_msg_type *out);
-int aip_status_parse(const char *s, size_t n, aip_status *out);
-int aip_client_type_parse(const char *s, size_t n, aip_client_type *out);
-int aip_tool_type_parse(const char *s, size_t n, aip_tool_type *out);
-int aip_result_status_parse(const char *s, size_t n, aip_result_status *out);
-const char *aip_envelope_str(aip_envelope e); /* "client" / "server" */
+AIP_API const char *aip_msg_type_str(aip_msg_type t);
+AIP_API const char *aip_status_str(aip_status s);
+AIP_API const char *aip_client_type_str(aip_client_type t);
+AIP_API const char *aip_tool_type_str(aip_tool_type t);
+AIP_API const char *aip_result_status_str(aip_result_status s);
+AIP_API int aip_msg_type_parse(const char *s, size_t n, aip_msg_type *out);
+AIP_API int aip_status_parse(const char *s, size_t n, aip_status *out);
+AIP_API int aip_client_type_parse(const char *s, size_t n, aip_client_type *out);
+AIP_API int aip_tool_type_parse(const char *s, size_t n, aip_tool_type *out);
+AIP_API int aip_result_status_parse(const char *s, size_t n, aip_result_status *out);
+AIP_API const char *aip_envelope_str(aip_envelope e); /* "client" / "server" */
 
 /* Is this message type part of that envelope (PROTOCOL.md §2 table)? */
-bool aip_msg_type_allowed(aip_envelope env, aip_msg_type t);
+AIP_API bool aip_msg_type_allowed(aip_envelope env, aip_msg_type t);
 
 #ifdef __cplusplus
 }
