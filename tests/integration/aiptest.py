@@ -11,12 +11,38 @@ Standard library only (runs under Debian's /usr/bin/python3). A test run as
 - listen(cmd): starts a program that prints 'listening on 127.0.0.1:PORT'; (proc, port).
 - wait_for(pred): polls pred until it returns something true, or the timeout.
 - json_lines(path): the JSON values in a JSON-lines log (aip_peer.py's, fault_proxy.py's).
+- Scenarios, so that one can be run by name: a script declares its positional arguments with
+  script_args(), each scenario as a function decorated with @scenario("name", group="g"), and
+  ends with sys.exit(main(checks)). Then
+      X_test.py ARGS... [--list] [NAME|GROUP|GLOB ...]
+  runs the scenarios named (by name, by group, or by a shell pattern on the name), all of them
+  when none is named, in the order they are declared; --list prints "group name" per scenario.
+  An exception in a scenario is one FAIL line and the next scenario runs; the processes a
+  scenario started (in procs) are killed when it ends, but for those of a @shared set-up. ctest runs one entry per group
+  (tests/CMakeLists.txt, e.g. agent_daemon.config).
+- Server(binary, flags, tmp): an aip-test-server on --port 0 with its stderr in a log file;
+  stop() checks it exits 0 with no sanitizer report. api(port, method, path, body, key): one
+  HTTP request to its admin API, the JSON (or text) answer.
+- peer_path(name): the path of a helper peer in tests/integration/peers/ (aip_peer.py,
+  fault_proxy.py, cdp.py, mcp_hostile_server.py).
 """
 import atexit
+import fnmatch
+import http.client
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
+import traceback
+
+PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers")
+
+
+def peer_path(name):
+    """The path of the helper peer `name` (e.g. "aip_peer.py") in tests/integration/peers/."""
+    return os.path.join(PEERS, name)
 
 procs = []
 
@@ -107,3 +133,158 @@ def json_lines(path):
     except FileNotFoundError:
         pass
     return out
+
+
+# ---- servers -----------------------------------------------------------------------------------
+
+class Server:
+    """aip-test-server (or any program that prints 'listening on 127.0.0.1:PORT' first) started
+    on --port 0, its stderr in a log file under tmp. p: the Popen (in procs), port, log: the
+    stderr file's path."""
+
+    def __init__(self, binary, flags=(), tmp=None, token=None, log_level=None, name="server"):
+        cmd = [binary, "--port", "0"] + (["--token", token] if token else ["--no-token"])
+        if log_level:
+            cmd += ["--log-level", log_level]
+        cmd += list(flags)
+        self.log = os.path.join(tmp or "/tmp", "%s-%d.log" % (name, len(procs)))
+        self.p, self.port = listen(cmd, stderr=open(self.log, "w"))
+        self.pid = self.p.pid
+
+    def stop(self, timeout=10):
+        """SIGTERM; returns (exit code or None if it had to be killed, the sanitizer report
+        lines of its stderr)."""
+        self.p.terminate()
+        try:
+            code = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+            code = None
+        with open(self.log, errors="replace") as f:
+            bad = [l.strip() for l in f if "Sanitizer" in l or "runtime error" in l]
+        return code, bad
+
+
+def api(port, method, path, body=None, key=None, bearer=False, timeout=30):
+    """One HTTP request to 127.0.0.1:port: the key as X-API-Key (or as a Bearer token), body
+    sent as JSON unless bytes/str. Returns (status, the JSON answer or its text)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {}
+    if key and bearer:
+        headers["Authorization"] = "Bearer " + key
+    elif key:
+        headers["X-API-Key"] = key
+    data = None
+    if body is not None:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        headers["Content-Type"] = "application/json"
+    c.request(method, path, body=data, headers=headers)
+    r = c.getresponse()
+    raw = r.read()
+    c.close()
+    try:
+        return r.status, json.loads(raw)
+    except ValueError:
+        return r.status, raw.decode("utf-8", "replace")
+
+
+# ---- scenarios runnable by name ----------------------------------------------------------------
+
+_scenarios = []  # (name, group, fn), in declaration order
+_selection = []
+_list = False
+_kept = []  # processes a shared() set-up started: they outlive the scenario that started them
+
+
+def shared(fn):
+    """A set-up several scenarios share (e.g. one server): fn runs on the first call only and its
+    answer is kept; the processes it starts are not killed at the end of the scenario that
+    called it first (kill_at_exit() kills them)."""
+    done = []
+
+    def wrapper():
+        if not done:
+            n0 = len(procs)
+            done.append(fn())
+            _kept.extend(procs[n0:])
+        return done[0]
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    return wrapper
+
+
+def scenario(name, group=None):
+    """Declares fn as the scenario `name` of `group` (default: the name). fn takes no argument;
+    a coroutine function is run with asyncio.run."""
+    def deco(fn):
+        if any(n == name for n, _, _ in _scenarios):
+            raise ValueError("scenario %r declared twice" % name)
+        _scenarios.append((name, group or name, fn))
+        return fn
+    return deco
+
+
+def script_args(n, usage):
+    """Parses sys.argv: returns the script's first n positional arguments (usage names them);
+    the ones after them select scenarios (main()); --list lists them. With --list the missing
+    positional arguments are "". Too few otherwise: usage on stderr, exit 2."""
+    global _list
+    args = sys.argv[1:]
+    if "-h" in args or "--help" in args:
+        print("usage: %s %s [--list] [NAME|GROUP|GLOB ...]" % (os.path.basename(sys.argv[0]),
+                                                               usage))
+        sys.exit(0)
+    _list = "--list" in args
+    args = [a for a in args if a != "--list"]
+    if len(args) < n and not _list:
+        print("usage: %s %s [--list] [NAME|GROUP|GLOB ...]" % (os.path.basename(sys.argv[0]),
+                                                               usage), file=sys.stderr)
+        sys.exit(2)
+    pos = (args + [""] * n)[:n]
+    _selection[:] = args[n:]
+    return pos[0] if n == 1 else pos
+
+
+def selected():
+    """The scenarios the command line selects, in declaration order; exits 2 naming a selector
+    that matches none."""
+    if not _selection:
+        return list(_scenarios)
+    out = []
+    for sel in _selection:
+        hit = [s for s in _scenarios
+               if sel in (s[0], s[1]) or fnmatch.fnmatchcase(s[0], sel)]
+        if not hit:
+            print("no scenario or group named %r (--list lists them)" % sel, file=sys.stderr)
+            sys.exit(2)
+        out += [s for s in hit if s not in out]
+    return [s for s in _scenarios if s in out]
+
+
+def main(checks, prefix="", timing=False):
+    """Runs the selected scenarios in order (--list: lists them, exit 0); returns the exit code
+    of checks.summary(prefix): 1 if any check failed or no check ran."""
+    import asyncio
+    if _list:
+        for name, group, _ in _scenarios:
+            print("%-16s %s" % (group, name))
+        return 0
+    t_all = time.monotonic()
+    for name, group, fn in selected():
+        t0, n0 = time.monotonic(), len(procs)
+        try:
+            r = fn()
+            if asyncio.iscoroutine(r):
+                asyncio.run(r)
+        except Exception as exc:  # noqa: BLE001 - reported as a failed check
+            traceback.print_exc()
+            checks.check(name + ": ran to the end", False, "%s: %s" % (type(exc).__name__, exc))
+        for p in procs[n0:]:
+            if p not in _kept and p.poll() is None:
+                p.kill()
+                p.wait()
+        if timing:
+            print("     (%s: %.1f s)" % (name, time.monotonic() - t0), flush=True)
+    if checks.passed + checks.failed == 0:
+        checks.check("at least one check ran", False, "no check ran")
+    return checks.summary(prefix, " (%.1f s)" % (time.monotonic() - t_all) if timing else "")

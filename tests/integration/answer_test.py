@@ -28,7 +28,7 @@ import aiptest
 
 BUILD, SRC = sys.argv[1], sys.argv[2]
 AGENT = os.path.join(BUILD, "main", "constellation-agent")
-PEER = os.path.join(SRC, "tests", "integration", "aip_peer.py")
+PEER = aiptest.peer_path("aip_peer.py")
 PY = "/usr/bin/python3"
 TMP = tempfile.mkdtemp(prefix="aip-answer-test.")
 procs = aiptest.procs

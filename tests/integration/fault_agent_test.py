@@ -31,8 +31,8 @@ SANITIZE = sys.argv[3] if len(sys.argv) > 3 else ""
 AGENT = os.path.join(BUILD, "main", "constellation-agent")
 SERVER = os.path.join(BUILD, "tools", "aip-test-server")
 AIPCTL = os.path.join(BUILD, "tools", "aipctl")
-PEER = os.path.join(SRC, "tests", "integration", "aip_peer.py")
-PROXY = os.path.join(SRC, "tests", "integration", "fault_proxy.py")
+PEER = aiptest.peer_path("aip_peer.py")
+PROXY = aiptest.peer_path("fault_proxy.py")
 PY = "/usr/bin/python3"
 TMP = tempfile.mkdtemp(prefix="aip-fault-test.")
 MIB = 1 << 20

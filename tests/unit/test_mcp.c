@@ -1,6 +1,6 @@
 /*
  * The MCP host's API (aip/mcp.h) on its own, without an agent: configuration checks, a stdio
- * server (tests/integration/mcp_hostile_server.py) whose tools reach an executor, a call, a
+ * server (tests/integration/peers/mcp_hostile_server.py) whose tools reach an executor, a call, a
  * server that never answers, and stop ending the child. Real processes, no timing goals.
  */
 #include <aip/aip.h>
@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#define HOSTILE AIP_SOURCE_DIR "/tests/integration/mcp_hostile_server.py"
+#define HOSTILE AIP_SOURCE_DIR "/tests/integration/peers/mcp_hostile_server.py"
 
 static aip_executor *make_exec(void)
 {
