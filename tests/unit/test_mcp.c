@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "aip_test_assert.h"
+
 #define HOSTILE AIP_SOURCE_DIR "/tests/integration/peers/mcp_hostile_server.py"
 
 static aip_executor *make_exec(void)
@@ -73,7 +75,7 @@ static void test_config_checks(void **state)
     const aip_mcp_server_config twice[] = {
         {.tool_namespace = "N", .tool_type = AIP_TOOL_ACTION, .argv = argv, .argc = 1},
         {.tool_namespace = "N", .tool_type = AIP_TOOL_ACTION, .argv = argv, .argc = 1}};
-    assert_int_equal(aip_mcp_host_create(e, twice, 2, &h), AIP_E_INVAL);
+    assert_aip(aip_mcp_host_create(e, twice, 2, &h), AIP_E_INVAL);
     /* no server: a host that does nothing */
     assert_int_equal(aip_mcp_host_create(e, NULL, 0, &h), 0);
     assert_int_equal(aip_mcp_host_wait_started(h, 10), 0);
