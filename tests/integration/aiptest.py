@@ -7,7 +7,8 @@ Standard library only (runs under Debian's /usr/bin/python3). A test run as
 - procs: the processes a test started; append each one (listen() does). kill_all() kills those
   still running; kill_at_exit() registers that for the script's end.
 - Checks: check(name, ok, detail) prints "ok   name" or "FAIL name: detail" and counts;
-  summary() prints "N passed, M failed" and returns the exit code (1 if any failed, else 0).
+  note(text) prints "NOTE text"; summary() prints "N passed, M failed" and returns the exit
+  code (1 if any failed, else 0).
 - listen(cmd): starts a program that prints 'listening on 127.0.0.1:PORT'; (proc, port).
 - wait_for(pred): polls pred until it returns something true, or the timeout.
 - json_lines(path): the JSON values in a JSON-lines log (aip_peer.py's, fault_proxy.py's).
@@ -21,7 +22,7 @@ Standard library only (runs under Debian's /usr/bin/python3). A test run as
   scenario started (in procs) are killed when it ends, but for those of a @shared set-up. ctest runs one entry per group
   (tests/CMakeLists.txt, e.g. agent_daemon.config).
 - Server(binary, flags, tmp): an aip-test-server on --port 0 with its stderr in a log file;
-  stop() checks it exits 0 with no sanitizer report. api(port, method, path, body, key): one
+  stop() returns its exit code and any sanitizer report. api(port, method, path, body, key): one
   HTTP request to its admin API, the JSON (or text) answer.
 - peer_path(name): the path of a helper peer in tests/integration/peers/ (aip_peer.py,
   fault_proxy.py, cdp.py, mcp_hostile_server.py).
@@ -31,9 +32,11 @@ import fnmatch
 import http.client
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -90,6 +93,10 @@ class Checks:
         print(line, flush=self.flush)
         return ok
 
+    def note(self, text):
+        """Prints "NOTE text": an observation that is not a check."""
+        print("NOTE " + text, flush=self.flush)
+
     def summary(self, prefix="", suffix=""):
         """Prints "<prefix>N passed, M failed<suffix>"; returns the exit code."""
         print("%s%d passed, %d failed%s" % (prefix, self.passed, self.failed, suffix))
@@ -138,31 +145,81 @@ def json_lines(path):
 # ---- servers -----------------------------------------------------------------------------------
 
 class Server:
-    """aip-test-server (or any program that prints 'listening on 127.0.0.1:PORT' first) started
-    on --port 0, its stderr in a log file under tmp. p: the Popen (in procs), port, log: the
-    stderr file's path."""
+    """aip-test-server (or any program that prints 'listening on 127.0.0.1:PORT') started on
+    --port 0 (--token TOKEN, else --no-token), its stderr in a log file under tmp, its stdout
+    drained into stdout_lines by a thread. p: the Popen (in procs), port, pid, log: the stderr
+    file's path. Raises RuntimeError (with its output) when it does not listen within timeout."""
 
-    def __init__(self, binary, flags=(), tmp=None, token=None, log_level=None, name="server"):
+    def __init__(self, binary, flags=(), tmp=None, token=None, log_level=None, name="server",
+                 timeout=10.0):
         cmd = [binary, "--port", "0"] + (["--token", token] if token else ["--no-token"])
         if log_level:
             cmd += ["--log-level", log_level]
         cmd += list(flags)
+        self.name = name
         self.log = os.path.join(tmp or "/tmp", "%s-%d.log" % (name, len(procs)))
-        self.p, self.port = listen(cmd, stderr=open(self.log, "w"))
+        self.stdout_lines = []
+        self.p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=open(self.log, "w"), text=True, bufsize=1)
+        procs.append(self.p)
         self.pid = self.p.pid
+        self.port = self._listening(timeout)
+        if self.port is None:
+            raise RuntimeError("%s (%s) did not start: stdout %r, stderr %r"
+                               % (name, binary, self.stdout_lines, self.stderr_tail(10)))
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _listening(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.p.stdout], [], [],
+                                        max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            line = self.p.stdout.readline()
+            if not line:
+                return None
+            self.stdout_lines.append(line.rstrip("\n"))
+            if line.startswith("listening on 127.0.0.1:"):
+                try:
+                    return int(line.strip().rsplit(":", 1)[1])
+                except ValueError:
+                    return None
+        return None
+
+    def _drain(self):
+        for line in self.p.stdout:
+            self.stdout_lines.append(line.rstrip("\n"))
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def terminate(self):
+        """SIGTERM if it still runs."""
+        if self.p.poll() is None:
+            self.p.terminate()
+
+    def reap(self, deadline):
+        """Waits until the monotonic deadline for it to exit, then SIGKILLs it; returns the exit
+        code (None if it had to be killed)."""
+        try:
+            return self.p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+            return None
+
+    def stderr_tail(self, lines=30):
+        with open(self.log, errors="replace") as f:
+            return f.read().splitlines()[-lines:]
 
     def stop(self, timeout=10):
         """SIGTERM; returns (exit code or None if it had to be killed, the sanitizer report
         lines of its stderr)."""
-        self.p.terminate()
-        try:
-            code = self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            code = None
-        with open(self.log, errors="replace") as f:
-            bad = [l.strip() for l in f if "Sanitizer" in l or "runtime error" in l]
+        self.terminate()
+        code = self.reap(time.monotonic() + timeout)
+        bad = [l.strip() for l in self.stderr_tail(1 << 30)
+               if "Sanitizer" in l or "runtime error" in l]
         return code, bad
 
 
