@@ -318,9 +318,10 @@ def selected():
     return [s for s in _scenarios if s in out]
 
 
-def main(checks, prefix="", timing=False):
-    """Runs the selected scenarios in order (--list: lists them, exit 0); returns the exit code
-    of checks.summary(prefix): 1 if any check failed or no check ran."""
+def main(checks, prefix="", timing=False, after=None):
+    """Runs the selected scenarios in order (--list: lists them, exit 0), then after() if given
+    (checks every run makes, e.g. no sanitizer report in any log); returns the exit code of
+    checks.summary(prefix): 1 if any check failed or no check ran."""
     import asyncio
     if _list:
         for name, group, _ in _scenarios:
@@ -342,6 +343,8 @@ def main(checks, prefix="", timing=False):
                 p.wait()
         if timing:
             print("     (%s: %.1f s)" % (name, time.monotonic() - t0), flush=True)
+    if after:
+        after()
     if checks.passed + checks.failed == 0:
         checks.check("at least one check ran", False, "no check ran")
     return checks.summary(prefix, " (%.1f s)" % (time.monotonic() - t_all) if timing else "")
