@@ -249,9 +249,16 @@ def api(port, method, path, body=None, key=None, bearer=False, timeout=30):
 # ---- scenarios runnable by name ----------------------------------------------------------------
 
 _scenarios = []  # (name, group, fn), in declaration order
+_explicit = set()  # names of the scenarios run only when named (default=False)
 _selection = []
 _list = False
 _kept = []  # processes a shared() set-up started: they outlive the scenario that started them
+
+
+class Skip(Exception):
+    """Raised by a scenario that cannot run here (e.g. a tool not installed): "SKIP name:
+    reason"; a run whose scenarios were all skipped, with no check, exits 77 (ctest
+    SKIP_RETURN_CODE)."""
 
 
 def shared(fn):
@@ -270,13 +277,16 @@ def shared(fn):
     return wrapper
 
 
-def scenario(name, group=None):
+def scenario(name, group=None, default=True):
     """Declares fn as the scenario `name` of `group` (default: the name). fn takes no argument;
-    a coroutine function is run with asyncio.run."""
+    a coroutine function is run with asyncio.run. default=False: run only when named (by its
+    name or group), not in a run that names none (e.g. a slow valgrind variant)."""
     def deco(fn):
         if any(n == name for n, _, _ in _scenarios):
             raise ValueError("scenario %r declared twice" % name)
         _scenarios.append((name, group or name, fn))
+        if not default:
+            _explicit.add(name)
         return fn
     return deco
 
@@ -306,7 +316,7 @@ def selected():
     """The scenarios the command line selects, in declaration order; exits 2 naming a selector
     that matches none."""
     if not _selection:
-        return list(_scenarios)
+        return [s for s in _scenarios if s[0] not in _explicit]
     out = []
     for sel in _selection:
         hit = [s for s in _scenarios
@@ -325,15 +335,19 @@ def main(checks, prefix="", timing=False, after=None):
     import asyncio
     if _list:
         for name, group, _ in _scenarios:
-            print("%-16s %s" % (group, name))
+            print("%-16s %s%s" % (group, name, " (only when named)" if name in _explicit else ""))
         return 0
     t_all = time.monotonic()
+    skipped = 0
     for name, group, fn in selected():
         t0, n0 = time.monotonic(), len(procs)
         try:
             r = fn()
             if asyncio.iscoroutine(r):
                 asyncio.run(r)
+        except Skip as why:
+            print("SKIP %s: %s" % (name, why), flush=True)
+            skipped += 1
         except Exception as exc:  # noqa: BLE001 - reported as a failed check
             traceback.print_exc()
             checks.check(name + ": ran to the end", False, "%s: %s" % (type(exc).__name__, exc))
@@ -345,6 +359,9 @@ def main(checks, prefix="", timing=False, after=None):
             print("     (%s: %.1f s)" % (name, time.monotonic() - t0), flush=True)
     if after:
         after()
+    if checks.passed + checks.failed == 0 and skipped:
+        checks.summary(prefix, " (%d skipped)" % skipped)
+        return 77
     if checks.passed + checks.failed == 0:
         checks.check("at least one check ran", False, "no check ran")
     return checks.summary(prefix, " (%.1f s)" % (time.monotonic() - t_all) if timing else "")
