@@ -3,7 +3,7 @@
 
 Starts a real aip-test-server (--port 0) and real constellation-agents, opens the dashboard
 (tools/aip-test-server/dashboard, embedded in the server) in Debian's chromium driven over
-the Chrome DevTools Protocol (tests/integration/cdp.py, python3-websockets only), and checks:
+the Chrome DevTools Protocol (tests/integration/peers/cdp.py, python3-websockets only), and checks:
   - the served app.js builds the DOM without HTML strings (no innerHTML & co.);
   - the page lists the connected device (type, address, encoding) and the server's facts;
   - live events arrive: heartbeats, a device that registers (proto) and one that leaves
@@ -55,6 +55,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
 
 if len(sys.argv) < 3:
     sys.stderr.write(__doc__)

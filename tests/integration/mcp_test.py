@@ -8,7 +8,7 @@ Servers (tools/install-deps.sh installs the npm ones into .deps/npm):
 - @modelcontextprotocol/server-everything over stdio (namespace Everything, action) and over
   streamable HTTP (EverythingHttp, data_collection, with an X-Api-Key header);
 - @modelcontextprotocol/server-filesystem over stdio (Files, data_collection) under a root;
-- tests/integration/mcp_hostile_server.py: a correct one (Good: paged tool list, requests to
+- tests/integration/peers/mcp_hostile_server.py: a correct one (Good: paged tool list, requests to
   the client mid-call, floods, a stalled call, tools/list_changed; protocol 2025-03-26), its
   HTTP mode (HostileHttp: SSE answers, a ping inside a stream, a dropped session), and
   hostile ones: silent, garbage, a 100 MiB line, exits at once, duplicate tool names, an
@@ -49,7 +49,7 @@ AGENT = os.path.join(BUILD, "main", "constellation-agent")
 SERVER = os.path.join(BUILD, "tools", "aip-test-server")
 AIPCTL = os.path.join(BUILD, "tools", "aipctl")
 HERE = os.path.dirname(os.path.abspath(__file__))
-HOSTILE = os.path.join(HERE, "mcp_hostile_server.py")
+HOSTILE = os.path.join(HERE, "peers", "mcp_hostile_server.py")
 NPM = os.path.join(SRC, ".deps", "npm", "node_modules", "@modelcontextprotocol")
 EVERYTHING = os.path.join(NPM, "server-everything", "dist", "index.js")
 FILESYSTEM = os.path.join(NPM, "server-filesystem", "dist", "index.js")

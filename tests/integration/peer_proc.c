@@ -89,7 +89,7 @@ int peer_start(peer_proc *p, int with_log, ...)
     char *argv[64];
     int n = 0;
     static char py[] = "/usr/bin/python3";
-    static char script[] = AIP_SOURCE_DIR "/tests/integration/aip_peer.py";
+    static char script[] = AIP_SOURCE_DIR "/tests/integration/peers/aip_peer.py";
     static char port[] = "--port", zero[] = "0", logf[] = "--log";
     argv[n++] = py;
     argv[n++] = script;
@@ -142,7 +142,7 @@ int proxy_start(peer_proc *p, int target_port)
 {
     memset(p, 0, sizeof *p);
     static char py[] = "/usr/bin/python3";
-    static char script[] = AIP_SOURCE_DIR "/tests/integration/fault_proxy.py";
+    static char script[] = AIP_SOURCE_DIR "/tests/integration/peers/fault_proxy.py";
     static char target[] = "--target", ctl[] = "--control", logf[] = "--log";
     char port[16];
     snprintf(port, sizeof port, "%d", target_port);

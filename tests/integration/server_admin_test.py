@@ -44,9 +44,8 @@ wait_for = aiptest.wait_for
 
 
 def start_server(*extra):
-    log = open(os.path.join(TMP, "server-%d.log" % len(procs)), "w")
-    p, port = aiptest.listen([SERVER, "--port", "0", "--token", TOKEN] + list(extra), stderr=log)
-    return p, port, log.name
+    srv = aiptest.Server(SERVER, extra, TMP, token=TOKEN)
+    return srv.p, srv.port, srv.log
 
 
 def start_agent(port, cid, *extra):
@@ -59,24 +58,7 @@ def start_agent(port, cid, *extra):
 
 
 def api(port, method, path, body=None, key=TOKEN, bearer=False):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {}
-    if key and bearer:
-        headers["Authorization"] = "Bearer " + key
-    elif key:
-        headers["X-API-Key"] = key
-    data = None
-    if body is not None:
-        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        headers["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=headers)
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    try:
-        return r.status, json.loads(raw)
-    except ValueError:
-        return r.status, raw.decode("utf-8", "replace")
+    return aiptest.api(port, method, path, body, key=key, bearer=bearer, timeout=10)
 
 
 def client(port, cid):

@@ -20,11 +20,11 @@ Checks, each against a fresh server on 127.0.0.1:
   another client, forged command_results, forged device_info_response, a foreign task_end;
   each gets an error and changes nothing; the legitimate flow completes.
 
-usage: server_limits_test.py AIP_TEST_SERVER_BINARY
+usage: server_limits_test.py AIP_TEST_SERVER_BINARY [--list] [SCENARIO ...]
+Each scenario is its own group (ctest: server_limits.snapshot, .caps, .tasks, .roles, .budget).
 """
 import asyncio
 import base64
-import http.client
 import json
 import os
 import socket
@@ -38,10 +38,12 @@ import websockets
 
 import aiptest
 
-SERVER = sys.argv[1] if len(sys.argv) > 1 else "build/tools/aip-test-server"
+SERVER = aiptest.script_args(1, "AIP_TEST_SERVER_BINARY")
 MIB = 1 << 20
 checks = aiptest.Checks(flush=True, ok_detail=True)
 check = checks.check
+scenario = aiptest.scenario
+api = aiptest.api
 aiptest.kill_at_exit()
 
 
@@ -54,38 +56,16 @@ aiptest.kill_at_exit(remove=TMP)
 
 
 def start_server(*flags):
-    log = os.path.join(TMP, "server-%d.log" % len(aiptest.procs))
-    p, port = aiptest.listen([SERVER, "--port", "0", "--no-token", "--log-level", "warn"] + list(flags),
-                             stderr=open(log, "w"))
-    p.log = log
-    return p, port
+    """A fresh aip-test-server (--no-token, warnings only): (the aiptest.Server, its port)."""
+    srv = aiptest.Server(SERVER, flags, TMP, log_level="warn")
+    return srv, srv.port
 
 
-def stop_server(p, name):
+def stop_server(srv, name):
     """SIGTERM; checks exit 0 and no sanitizer report in the server's stderr."""
-    p.terminate()
-    try:
-        code = p.wait(10)
-    except Exception:
-        p.kill()
-        code = None
-    with open(p.log) as f:
-        bad = [l.strip() for l in f if "Sanitizer" in l or "runtime error" in l]
+    code, bad = srv.stop()
     return check(name + ": the server stops cleanly (exit 0, no sanitizer report)",
                  code == 0 and not bad, (code, bad[:3]))
-
-
-def api(port, method, path, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request(method, path, body=None if body is None else json.dumps(body),
-              headers={"Content-Type": "application/json"} if body is not None else {})
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    try:
-        return r.status, json.loads(raw)
-    except ValueError:
-        return r.status, raw.decode("utf-8", "replace")
 
 
 def metric(port, name):
@@ -253,7 +233,11 @@ def flood(port, pid, n_con=5, asks=4, si_mib=15, settle=4.0):
     return peak, rss, dev, cons
 
 
-def budget_checks(measure=True):
+@scenario("budget")
+def budget_checks():
+    # RSS means little under a sanitizer (shadow memory, quarantine): the drops are checked,
+    # the peak is not
+    measure = not os.environ.get("AIP_SANITIZE")
     budget = 48
     p, port = start_server("--max-total-queue", str(budget * MIB))
     base = proc_kb(p.pid, "VmRSS") / 1024.0
@@ -282,6 +266,7 @@ def budget_checks(measure=True):
 
 # ---- item 3: the snapshot, the feed and the API with a big system_info ----------------------
 
+@scenario("snapshot")
 async def snapshot_checks():
     p, port = start_server()
     dev = Peer("bigsi", "device")
@@ -321,6 +306,7 @@ async def snapshot_checks():
 
 # ---- item 3: connection and client caps ------------------------------------------------------
 
+@scenario("caps")
 async def cap_checks():
     p, port = start_server("--max-connections", "4", "--max-clients", "2")
     a, b = Peer("cap-a", "device"), Peer("cap-b", "device")
@@ -352,6 +338,7 @@ async def cap_checks():
 
 # ---- item 4: task frames sized by client-chosen counts ---------------------------------------
 
+@scenario("tasks")
 async def task_frame_checks():
     p, port = start_server()
     dev = Peer("tdev", "device")
@@ -440,6 +427,7 @@ async def task_frame_checks():
 
 # ---- item 5: roles -----------------------------------------------------------------------------
 
+@scenario("roles")
 async def role_checks():
     p, port = start_server()
     d1, d2 = Peer("rdev1", "device"), Peer("rdev2", "device")
@@ -548,30 +536,5 @@ async def role_checks():
     stop_server(p, "roles")
 
 
-def section(name, fn, *args):
-    """Runs one group of checks; an exception (a peer that could not go on) is one FAIL."""
-    t0 = time.monotonic()
-    try:
-        r = fn(*args)
-        if asyncio.iscoroutine(r):
-            asyncio.run(r)
-    except Exception as exc:  # noqa: BLE001 - reported as a failed check
-        check(name + ": ran to the end", False, "%s: %s" % (type(exc).__name__, exc))
-    aiptest.kill_all(wait=True)
-    print("     (%s: %.1f s)" % (name, time.monotonic() - t0), flush=True)
-
-
-def main():
-    t0 = time.monotonic()
-    section("snapshot", snapshot_checks)
-    section("caps", cap_checks)
-    section("tasks", task_frame_checks)
-    section("roles", role_checks)
-    # RSS means little under a sanitizer (shadow memory, quarantine): the drops are checked,
-    # the peak is not
-    section("budget", budget_checks, not os.environ.get("AIP_SANITIZE"))
-    return checks.summary(suffix=" (%.1f s)" % (time.monotonic() - t0))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aiptest.main(checks, timing=True))

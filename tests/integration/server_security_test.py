@@ -21,7 +21,8 @@ is exactly what a browser, or an attacker, would send) checks:
 (The key is compared in constant time: key_equal() in tools/aip-test-server/guard.c; reviewed,
 not timed.)
 
-usage: server_security_test.py BUILD_DIR
+usage: server_security_test.py BUILD_DIR [--list] [SCENARIO ...]
+Scenarios (ctest runs one entry each, server_security.NAME): cross_site, headers, keys, tls.
 """
 import asyncio
 import json
@@ -39,13 +40,14 @@ import websockets
 
 import aiptest
 
-BUILD = sys.argv[1]
+BUILD = aiptest.script_args(1, "BUILD_DIR")
 SERVER = os.path.join(BUILD, "tools", "aip-test-server")
 TMP = tempfile.mkdtemp(prefix="aip-security-test.")
 procs = aiptest.procs
 aiptest.kill_at_exit(wait=True, remove=None if "AIP_KEEP_TMP" in os.environ else TMP)
 checks = aiptest.Checks(flush=True, any_detail=True, detail_max=600)
 check = checks.check
+scenario = aiptest.scenario
 ENV = {k: v for k, v in os.environ.items() if k != "AIP_TOKEN"}
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -159,6 +161,7 @@ def secure_headers(h):
     return out
 
 
+@scenario("cross_site")
 def cross_site():
     s = Srv("--no-token", "--allow-host", "proxy.test", "--allow-origin", "http://ui.test:8080")
     p = s.port
@@ -285,6 +288,7 @@ def cross_site():
     check("stops cleanly (exit 0)", s.stop() == 0)
 
 
+@scenario("headers")
 def headers_everywhere():
     s = Srv("--token", "hdr-key")
     p, key = s.port, ["X-API-Key: hdr-key"]
@@ -318,6 +322,7 @@ def one_line(err):
     return len(lines) == 2 and lines[1] == "Try 'aip-test-server --help' for more information."
 
 
+@scenario("keys")
 def keys():
     rc, out, err = start_fails("--token", "")
     check("--token \"\" refused at start: exit 2, one line",
@@ -395,6 +400,7 @@ def keys():
     s.stop()
 
 
+@scenario("tls")
 def tls_http11():
     """Over TLS only HTTP/1.1 is offered: under h2, lws 4.1.6 would hide X-API-Key and
     Sec-Fetch-Site from the server (the dashboard's key and the cross-site check)."""
@@ -427,16 +433,5 @@ def tls_http11():
     s.stop()
 
 
-def main():
-    for part in (cross_site, headers_everywhere, keys, tls_http11):
-        try:
-            part()
-        except Exception as e:  # noqa: BLE001 - a harness crash is a failure, with its reason
-            import traceback
-            traceback.print_exc()
-            check("%s ran to the end" % part.__name__, False, "%s: %s" % (type(e).__name__, e))
-    return checks.summary("server security: ")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aiptest.main(checks, "server security: "))

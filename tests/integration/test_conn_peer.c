@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -202,7 +204,7 @@ static void test_correlated_error_fails_fast(void **state)
     aip_conn *c = registered_constellation(&p);
     double ms;
     char err[200];
-    assert_int_equal(info_once(c, 10000, &ms, err, sizeof err), AIP_E_REMOTE);
+    assert_aip(info_once(c, 10000, &ms, err, sizeof err), AIP_E_REMOTE);
     assert_true(ms < 1000);
     assert_string_equal(err, "Target device 'dev-1' is not connected");
     aip_conn_destroy(c);
@@ -216,7 +218,7 @@ static void test_uncorrelated_error_waits_for_timeout(void **state)
     assert_int_equal(peer_start(&p, 0, "--info-mode", "error-uncorrelated", NULL), 0);
     aip_conn *c = registered_constellation(&p);
     double ms;
-    assert_int_equal(info_once(c, 400, &ms, NULL, 0), AIP_E_TIMEOUT);
+    assert_aip(info_once(c, 400, &ms, NULL, 0), AIP_E_TIMEOUT);
     assert_true(ms >= 390 && ms < 3000);
     aip_conn_stats s = stats_when(c, uncorrelated_and_timeout);
     assert_int_equal(s.errors_uncorrelated, 1);
@@ -232,7 +234,7 @@ static void test_silent_peer_times_out_and_late_answer_is_counted(void **state)
     assert_int_equal(peer_start(&p, 0, "--info-mode", "late:0.6", NULL), 0);
     aip_conn *c = registered_constellation(&p);
     double ms;
-    assert_int_equal(info_once(c, 300, &ms, NULL, 0), AIP_E_TIMEOUT);
+    assert_aip(info_once(c, 300, &ms, NULL, 0), AIP_E_TIMEOUT);
     assert_true(ms >= 290 && ms < 2000);
     aip_conn_stats s = stats_when(c, one_late); /* the answer arrives after the deadline */
     assert_int_equal(s.late, 1);
@@ -267,7 +269,7 @@ static void test_unknown_device_is_a_failure(void **state)
     aip_conn *c = registered_constellation(&p);
     double ms;
     char err[200];
-    assert_int_equal(info_once(c, 5000, &ms, err, sizeof err), AIP_E_REMOTE);
+    assert_aip(info_once(c, 5000, &ms, err, sizeof err), AIP_E_REMOTE);
     assert_non_null(strstr(err, "not found"));
     aip_conn_destroy(c);
     peer_stop(&p);
@@ -280,7 +282,7 @@ static void test_drop_fails_at_once_then_reconnects(void **state)
     assert_int_equal(peer_start(&p, 0, "--info-mode", "drop", NULL), 0);
     aip_conn *c = registered_constellation(&p);
     double ms;
-    assert_int_equal(info_once(c, 10000, &ms, NULL, 0), AIP_E_CONN_LOST);
+    assert_aip(info_once(c, 10000, &ms, NULL, 0), AIP_E_CONN_LOST);
     assert_true(ms < 1000);
     /* and it comes back by itself */
     assert_int_equal(aip_conn_wait_registered(c, 5000), 0);
@@ -309,11 +311,11 @@ static void test_many_pending_all_fail_on_close(void **state)
     aip_task_opts to = {.request = "x"};
     double t0 = now_ms();
     assert_int_equal(aip_conn_send_task(c, &to, &t), 0); /* the peer drops the link on it */
-    assert_int_equal(aip_future_wait(t, 5000), AIP_E_CONN_LOST);
+    assert_aip(aip_future_wait(t, 5000), AIP_E_CONN_LOST);
     /* one sweep fails them all, a few microseconds apart on the service thread: wait briefly
      * for each; the bound below still proves none waited for its own timeout */
     for (int i = 0; i < 50; i++) {
-        assert_int_equal(aip_future_wait(fs[i], 1000), AIP_E_CONN_LOST);
+        assert_aip(aip_future_wait(fs[i], 1000), AIP_E_CONN_LOST);
         aip_future_release(fs[i]);
     }
     assert_true(now_ms() - t0 < 1000);
@@ -338,9 +340,9 @@ static void test_refused_registration_backs_off_and_recovers(void **state)
     peer_proc p;
     assert_int_equal(peer_start(&p, 0, "--refuse-registration", "3", NULL), 0);
     aip_conn *c = connect_to(&p, AIP_CLIENT_DEVICE, fast_backoff);
-    assert_int_equal(aip_conn_wait_registered(c, 5000), AIP_E_REFUSED);
+    assert_aip(aip_conn_wait_registered(c, 5000), AIP_E_REFUSED);
     char why[300];
-    assert_int_equal(aip_conn_get_refusal(c, why, sizeof why), AIP_E_REFUSED);
+    assert_aip(aip_conn_get_refusal(c, why, sizeof why), AIP_E_REFUSED);
     assert_string_equal(why, "registration refused: client_id 'test-device' is already "
                              "registered; duplicate registrations are not allowed");
     int rc = AIP_E_REFUSED;
@@ -360,7 +362,7 @@ static void test_refused_registration_backs_off_and_recovers(void **state)
     /* refused links never reset the backoff: the attempt count grew */
     assert_true(g_track.max_attempt >= 3);
     assert_non_null(strstr(g_track.last_detail, "registration refused"));
-    assert_int_equal(g_track.last_error, AIP_E_REFUSED);
+    assert_aip(g_track.last_error, AIP_E_REFUSED);
     /* the slow schedule: [3/4 cap, cap] from the first refusal (the fast one starts at 0..20) */
     assert_true(g_track.min_delay >= 150 && g_track.max_delay <= 200);
     pthread_mutex_unlock(&g_track.m);
@@ -376,15 +378,15 @@ static void test_registration_timeout_and_not_connected(void **state)
     aip_conn *c = connect_to(&p, AIP_CLIENT_CONSTELLATION, fast_backoff);
     aip_future *f = NULL;
     double t0 = now_ms();
-    assert_int_equal(aip_conn_request_device_info(c, "dev-1", NULL, &f), AIP_E_NOT_CONNECTED);
+    assert_aip(aip_conn_request_device_info(c, "dev-1", NULL, &f), AIP_E_NOT_CONNECTED);
     assert_null(f);
     assert_true(now_ms() - t0 < 50);
     /* wait_for_link: bounded by the request's own timeout, fails synchronously */
     aip_request_opts o = {.timeout_ms = 400, .wait_for_link = true};
     t0 = now_ms();
-    assert_int_equal(aip_conn_request_device_info(c, "dev-1", &o, &f), AIP_E_TIMEOUT);
+    assert_aip(aip_conn_request_device_info(c, "dev-1", &o, &f), AIP_E_TIMEOUT);
     assert_true(now_ms() - t0 >= 390);
-    assert_int_equal(aip_conn_wait_registered(c, 800), AIP_E_TIMEOUT);
+    assert_aip(aip_conn_wait_registered(c, 800), AIP_E_TIMEOUT);
     aip_conn_stats s;
     aip_conn_get_stats(c, &s);
     assert_true(s.registration_failures >= 2);
@@ -416,7 +418,7 @@ static void test_task_outcomes(void **state)
     aip_future *f;
     aip_task_opts to = {.request = "x", .session_id = "fixed@1"};
     assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
-    assert_int_equal(aip_future_wait(f, 5000), AIP_E_REMOTE);
+    assert_aip(aip_future_wait(f, 5000), AIP_E_REMOTE);
     assert_int_equal(aip_future_msg(f)->status, AIP_STATUS_FAILED);
     assert_string_equal(aip_future_error(f), "task failed on purpose");
     aip_future_release(f);
@@ -427,7 +429,7 @@ static void test_task_outcomes(void **state)
     c = registered_constellation(&p);
     double t0 = now_ms();
     assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
-    assert_int_equal(aip_future_wait(f, 5000), AIP_E_REMOTE);
+    assert_aip(aip_future_wait(f, 5000), AIP_E_REMOTE);
     assert_true(now_ms() - t0 < 1000);
     assert_int_equal(aip_future_msg(f)->type, AIP_MSG_ERROR);
     aip_future_release(f);
@@ -438,10 +440,10 @@ static void test_task_outcomes(void **state)
     c = registered_constellation(&p);
     assert_int_equal(aip_conn_send_task(c, &to, &f), 0);
     aip_future *dup = NULL;
-    assert_int_equal(aip_conn_send_task(c, &to, &dup), AIP_E_DUPLICATE); /* live: refused */
+    assert_aip(aip_conn_send_task(c, &to, &dup), AIP_E_DUPLICATE); /* live: refused */
     assert_null(dup);
     assert_int_equal(aip_future_cancel(f), 0);
-    assert_int_equal(aip_future_wait(f, 0), AIP_E_CANCELLED);
+    assert_aip(aip_future_wait(f, 0), AIP_E_CANCELLED);
     aip_future_release(f);
     assert_int_equal(aip_conn_send_task(c, &to, &f), 0); /* a cancelled id can be reused */
     aip_future_release(f);
@@ -571,15 +573,15 @@ static void test_token_placements(void **state)
     aip_conn_destroy(c);
     /* a wrong token: the 403 is named, AIP_E_AUTH at once, retried on the slow schedule */
     c = connect_to(&p, AIP_CLIENT_DEVICE, wrong);
-    assert_int_equal(aip_conn_wait_registered(c, 5000), AIP_E_AUTH);
+    assert_aip(aip_conn_wait_registered(c, 5000), AIP_E_AUTH);
     char why[300];
-    assert_int_equal(aip_conn_get_refusal(c, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_conn_get_refusal(c, why, sizeof why), AIP_E_AUTH);
     assert_non_null(strstr(why, ": the server refused the token (HTTP 403)"));
     assert_null(strstr(why, "nope"));
     WAIT_FOR(aip_conn_get_state(c) == AIP_CONN_BACKOFF);
     pthread_mutex_lock(&g_track.m);
     assert_true(g_track.disconnected >= 1);
-    assert_int_equal(g_track.last_error, AIP_E_AUTH);
+    assert_aip(g_track.last_error, AIP_E_AUTH);
     assert_true(g_track.min_delay >= 300); /* cap 400: [300, 400], not the 20 ms base */
     pthread_mutex_unlock(&g_track.m);
     aip_conn_destroy(c);
@@ -605,8 +607,8 @@ static void test_shutdown_fails_pending_with_callbacks(void **state)
     double t0 = now_ms();
     aip_conn_destroy(c);
     assert_true(now_ms() - t0 < 2000);
-    assert_int_equal(aip_future_wait(f, 0), AIP_E_SHUTDOWN);
-    assert_int_equal(atomic_load(&g_cb_status), AIP_E_SHUTDOWN);
+    assert_aip(aip_future_wait(f, 0), AIP_E_SHUTDOWN);
+    assert_aip(atomic_load(&g_cb_status), AIP_E_SHUTDOWN);
     aip_future_release(f); /* the future outlives its connection */
     assert_int_equal(
         peer_log_wait(&p, 1, 3000, "\"event\": \"disconnect\"", "\"close_code\": 1000", NULL), 1);
@@ -680,13 +682,13 @@ static void oversized_scenario(const char *fragment)
     aip_task_opts to = {.request = big, .req = {.timeout_ms = 30000}};
     assert_int_equal(aip_conn_send_task(c, &to, &f_task), 0);
 
-    assert_int_equal(aip_future_wait(f_info, 30000), AIP_E_TOO_LARGE);
+    assert_aip(aip_future_wait(f_info, 30000), AIP_E_TOO_LARGE);
     double t_info = now_ms() - t0;
-    assert_int_equal(aip_future_wait(f_task, 30000), AIP_E_TOO_LARGE);
+    assert_aip(aip_future_wait(f_task, 30000), AIP_E_TOO_LARGE);
     double t_task = now_ms() - t0;
     assert_non_null(strstr(aip_future_error(f_task), "max_frame_in"));
     assert_null(aip_future_msg(f_task));
-    assert_int_equal(aip_future_wait(f_late, 30000), AIP_E_TIMEOUT);
+    assert_aip(aip_future_wait(f_late, 30000), AIP_E_TIMEOUT);
     double t_late = now_ms() - t0;
     printf("oversized answers (%s): device info failed with AIP_E_TOO_LARGE after %.0f ms, the "
            "task after %.0f ms (timeouts 30 s); the unreadable one timed out after %.0f ms "
@@ -814,7 +816,7 @@ static void test_pending_and_queue_limits_are_named_errors(void **state)
     big[8191] = 0;
     aip_task_opts t = {.request = big, .req = {.timeout_ms = 5000}};
     aip_future *tf = NULL;
-    assert_int_equal(aip_conn_send_task(c, &t, &tf), AIP_E_FULL);
+    assert_aip(aip_conn_send_task(c, &t, &tf), AIP_E_FULL);
     assert_null(tf);
     free(big);
     aip_conn_stats s;
@@ -825,7 +827,7 @@ static void test_pending_and_queue_limits_are_named_errors(void **state)
     aip_request_opts o = {.timeout_ms = 20000};
     for (int i = 0; i < 4; i++)
         assert_int_equal(aip_conn_request_device_info(c, "dev-1", &o, &f[i]), 0);
-    assert_int_equal(aip_conn_request_device_info(c, "dev-1", &o, &f[4]), AIP_E_FULL);
+    assert_aip(aip_conn_request_device_info(c, "dev-1", &o, &f[4]), AIP_E_FULL);
     aip_conn_get_stats(c, &s);
     assert_int_equal(s.pending, 4);
     /* a pending slot freed by a cancel is usable again */

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <arpa/inet.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -195,19 +197,17 @@ static void tasks_and_info(aip_encoding dev_enc, aip_encoding enc)
     assert_non_null(strstr(out, "\"result\":{\"n\":32.0}")); /* free-form text survives */
     assert_non_null(strstr(out, "},{\"request\":"));         /* two batches, two entries */
 
-    assert_int_equal(run_task(c,
-                              "{\"actions\":[{\"tool_name\":\"fail\"},{\"tool_name\":\"echo\"}]}",
-                              NULL, out, sizeof out),
-                     AIP_E_REMOTE);
+    assert_aip(run_task(c, "{\"actions\":[{\"tool_name\":\"fail\"},{\"tool_name\":\"echo\"}]}",
+                        NULL, out, sizeof out),
+               AIP_E_REMOTE);
     assert_non_null(strstr(out, "failed on purpose"));
 
-    assert_int_equal(run_task(c, "free text", NULL, out, sizeof out), AIP_E_REMOTE);
+    assert_aip(run_task(c, "free text", NULL, out, sizeof out), AIP_E_REMOTE);
     assert_non_null(strstr(out, "no planner"));
 
     double t0 = now_ms();
-    assert_int_equal(
-        run_task(c, "{\"actions\":[{\"tool_name\":\"echo\"}]}", "ghost", out, sizeof out),
-        AIP_E_REMOTE);
+    assert_aip(run_task(c, "{\"actions\":[{\"tool_name\":\"echo\"}]}", "ghost", out, sizeof out),
+               AIP_E_REMOTE);
     assert_true(now_ms() - t0 < 1000); /* a correlated error, not a timeout */
     assert_non_null(strstr(out, "Target device 'ghost' is not connected"));
 
@@ -252,14 +252,14 @@ static void test_cached_device_info_and_refusals(void **state)
     aip_future_release(f);
     /* unknown device: UFO's ok-with-error answer is a failure */
     assert_int_equal(aip_conn_request_device_info(c, "ghost", NULL, &f), 0);
-    assert_int_equal(aip_future_wait(f, 5000), AIP_E_REMOTE);
+    assert_aip(aip_future_wait(f, 5000), AIP_E_REMOTE);
     assert_non_null(strstr(aip_future_error(f), "ghost"));
     aip_future_release(f);
     /* a duplicate client_id is refused (first registration wins) */
     aip_conn *dup = start_constellation("ctl-live", AIP_ENCODING_JSON, NULL);
-    assert_int_equal(aip_conn_wait_registered(dup, 5000), AIP_E_REFUSED); /* at once */
+    assert_aip(aip_conn_wait_registered(dup, 5000), AIP_E_REFUSED); /* at once */
     char why[300];
-    assert_int_equal(aip_conn_get_refusal(dup, why, sizeof why), AIP_E_REFUSED);
+    assert_aip(aip_conn_get_refusal(dup, why, sizeof why), AIP_E_REFUSED);
     assert_non_null(strstr(why, "is already registered"));
     aip_conn_stats s;
     aip_conn_get_stats(dup, &s);
@@ -286,7 +286,7 @@ static void test_device_leaves_mid_task(void **state)
         usleep(10000);
     assert_int_equal(atomic_load(&g_commands_seen), 1);
     aip_conn_destroy(dev); /* the device goes away with the command unanswered */
-    assert_int_equal(aip_future_wait(f, 5000), AIP_E_REMOTE);
+    assert_aip(aip_future_wait(f, 5000), AIP_E_REMOTE);
     assert_string_equal(aip_future_msg(f)->error,
                         "Task was cancelled because target device disconnected");
     aip_future_release(f);
@@ -301,9 +301,9 @@ static void test_token_and_http_api(void **state)
     (void)state;
     start_server("--token", "k3y", NULL, NULL);
     aip_conn *bad = start_constellation("ctl-bad", AIP_ENCODING_JSON, "wrong");
-    assert_int_equal(aip_conn_wait_registered(bad, 5000), AIP_E_AUTH); /* at once */
+    assert_aip(aip_conn_wait_registered(bad, 5000), AIP_E_AUTH); /* at once */
     char why[300];
-    assert_int_equal(aip_conn_get_refusal(bad, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_conn_get_refusal(bad, why, sizeof why), AIP_E_AUTH);
     assert_non_null(strstr(why, "the server refused the token (HTTP 403)"));
     aip_conn_destroy(bad);
 

@@ -20,7 +20,9 @@ agent is refused until its files are rotated and it gets SIGHUP, then it registe
 once. The agent exits 0 (under the ASan build: LeakSanitizer found nothing). With valgrind
 given (normal build): only the rotation, under valgrind: 0 errors, 0 bytes definitely lost.
 
-usage: tls_test.py BUILD_DIR [--valgrind]
+usage: tls_test.py BUILD_DIR [--list] [SCENARIO ...]
+Scenarios: handshakes, insecure, rotation (ctest tls_wss.NAME) and valgrind (run only when
+named: ctest tls_reload_valgrind).
 """
 import json
 import os
@@ -34,8 +36,7 @@ import time
 
 import aiptest
 
-BUILD = sys.argv[1]
-VALGRIND = "--valgrind" in sys.argv[2:]
+BUILD = aiptest.script_args(1, "BUILD_DIR")
 AGENT = os.path.join(BUILD, "main", "constellation-agent")
 SERVER = os.path.join(BUILD, "tools", "aip-test-server")
 AIPCTL = os.path.join(BUILD, "tools", "aipctl")
@@ -44,6 +45,7 @@ procs = aiptest.procs
 aiptest.kill_at_exit(wait=True, remove=TMP)
 checks = aiptest.Checks()
 check = checks.check
+scenario = aiptest.scenario
 
 
 def path(name):
@@ -141,14 +143,25 @@ REFUSED_CA = r"TLS handshake failed: unable to get local issuer certificate"
 REFUSED_NAME = r"TLS handshake failed: hostname mismatch"
 
 # ---- certificates ----------------------------------------------------------------------------
-make_ca("ca")
-make_ca("wrongca")
-make_cert("server", "ca", "localhost", "DNS:localhost,IP:127.0.0.1")
-make_cert("wronghost", "ca", "wrong.example", "DNS:wrong.example")
-make_cert("client", "ca", "device-client")
-make_cert("wrongclient", "wrongca", "device-client")
 
+
+@aiptest.shared
+def certs():
+    """The CAs and certificates every scenario uses (made once)."""
+    make_ca("ca")
+    make_ca("wrongca")
+    make_cert("server", "ca", "localhost", "DNS:localhost,IP:127.0.0.1")
+    make_cert("wronghost", "ca", "wrong.example", "DNS:wrong.example")
+    make_cert("client", "ca", "device-client")
+    make_cert("wrongclient", "wrongca", "device-client")
+    make_ca("ca2")
+    make_cert("server2", "ca2", "localhost", "DNS:localhost,IP:127.0.0.1")
+    make_cert("client2", "ca2", "device-client")
+
+
+@scenario("handshakes")
 def handshakes():
+    certs()
     srv, port = server("server")
     whs, wport = server("wronghost")
     mtls, mport = server("server", ca="ca")
@@ -236,7 +249,9 @@ def handshakes():
 INSECURE = r"tls_insecure is on: the certificate and host name of wss://\S+ are NOT verified"
 
 
+@scenario("insecure")
 def insecure():
+    certs()
     srv, port = server("wronghost")  # a name the agent would refuse, and no --ca-file
     cfg = path("agent-insecure.json")
     with open(cfg, "w") as f:
@@ -274,7 +289,8 @@ def insecure():
 # ---- SIGHUP reloads the certificates ----------------------------------------------------------
 
 
-SANITIZED = "AIP_SANITIZE:STRING=address" in open(os.path.join(BUILD, "CMakeCache.txt")).read()
+SANITIZED = bool(BUILD) and \
+    "AIP_SANITIZE:STRING=address" in open(os.path.join(BUILD, "CMakeCache.txt")).read()
 
 
 def rss_kb(pid):
@@ -338,18 +354,20 @@ def rotation(wrap=None, reloads=5, label=""):
     return a, rc
 
 
-make_ca("ca2")
-make_cert("server2", "ca2", "localhost", "DNS:localhost,IP:127.0.0.1")
-make_cert("client2", "ca2", "device-client")
-if not VALGRIND:
-    handshakes()
-    insecure()
+@scenario("rotation")
+def rotation_default():
+    certs()
     a, rc = rotation()
     check("rotation: agent exits 0 (ASan build: no leak over the reloads)", rc == 0,
           (rc, a.text()[-1500:]))
-elif not shutil.which("valgrind"):
-    print("valgrind is not installed: nothing to run")
-else:
+
+
+@scenario("valgrind", default=False)
+def rotation_valgrind():
+    """Only the rotation, with the agent under valgrind (a normal build)."""
+    if not shutil.which("valgrind"):
+        raise aiptest.Skip("valgrind is not installed: nothing to run")
+    certs()
     vlog = path("valgrind.log")
     a, rc = rotation(wrap=["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
                            "--error-exitcode=99", "--log-file=" + vlog], reloads=5,
@@ -364,4 +382,5 @@ else:
     check("[valgrind] agent exits 0, no errors, nothing definitely lost",
           rc == 0 and e and e.group(1) == "0" and lost == 0, (rc, v[-2500:]))
 
-sys.exit(checks.summary())
+
+sys.exit(aiptest.main(checks))

@@ -12,7 +12,7 @@ fail=0
 start_peer() {
     local out
     out=$(mktemp)
-    /usr/bin/python3 "$src/tests/integration/aip_peer.py" --port 0 "$@" >"$out" 2>/dev/null &
+    /usr/bin/python3 "$src/tests/integration/peers/aip_peer.py" --port 0 "$@" >"$out" 2>/dev/null &
     peer_pid=$!
     for _ in $(seq 100); do
         grep -q "listening on" "$out" && break

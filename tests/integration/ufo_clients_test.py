@@ -11,7 +11,7 @@ compact JSON) and they offer no WebSocket subprotocol, like UFO.
     /usr/bin/python3 tests/integration/ufo_clients_test.py BUILD_TOOLS_DIR [-v]
 
 Needs only Debian 12's /usr/bin/python3 (3.11) and python3-websockets 10.4
-(the asyncio client API, ``websockets.connect``).  Prints one PASS/FAIL line
+(the asyncio client API, ``websockets.connect``).  Prints one ok/FAIL line
 per check, then ``ufo clients: N passed, M failed`` last; exits 0 only when
 every check passed.  See tests/integration/README.md.
 """
@@ -20,12 +20,8 @@ import asyncio
 import datetime
 import json
 import os
-import select
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import urllib.error
@@ -34,6 +30,8 @@ import uuid
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
+
+import aiptest
 
 MIB = 1 << 20
 VERBOSE = False
@@ -172,96 +170,9 @@ def ufo_server_message_problems(frame):
 
 # ---------------------------------------------------------------- checks
 
-class Checks:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-        self.failures = []
-        self.notes = []
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print("PASS {}".format(name))
-        else:
-            self.failed += 1
-            self.failures.append(name)
-            print("FAIL {}{}".format(name, ": " + detail if detail else ""))
-        sys.stdout.flush()
-        return bool(ok)
-
-    def note(self, text):
-        self.notes.append(text)
-        print("NOTE {}".format(text))
-        sys.stdout.flush()
-
-
-C = Checks()
-
-
-# ---------------------------------------------------------------- server process
-
-class ServerProc:
-    """aip-test-server started with --port 0; stdout drained by a thread."""
-
-    def __init__(self, binary, extra_args, name):
-        self.name = name
-        self.args = [binary, "--host", "127.0.0.1", "--port", "0"] + list(extra_args)
-        self.errfile = tempfile.TemporaryFile(mode="w+")
-        self.proc = None
-        self.port = None
-        self.stdout_lines = []
-
-    def start(self, timeout=10.0):
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self.errfile,
-                                     text=True, bufsize=1)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [],
-                                        max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.stdout_lines.append(line.rstrip("\n"))
-            if line.startswith("listening on 127.0.0.1:"):
-                try:
-                    self.port = int(line.strip().rsplit(":", 1)[1])
-                except ValueError:
-                    break
-                threading.Thread(target=self._drain, daemon=True).start()
-                return True
-        return False
-
-    def _drain(self):
-        for line in self.proc.stdout:
-            self.stdout_lines.append(line.rstrip("\n"))
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def terminate(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def reap(self, deadline):
-        """Waits until the monotonic deadline for the process to exit, then
-        SIGKILLs it; returns the exit code (None if it had to be killed)."""
-        if self.proc is None:
-            return None
-        try:
-            self.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        return self.proc.returncode
-
-    def stderr_tail(self, lines=30):
-        self.errfile.seek(0)
-        return self.errfile.read().splitlines()[-lines:]
+C = aiptest.Checks(flush=True)
+TMP = tempfile.mkdtemp(prefix="aip-ufo-clients-test.")
+aiptest.kill_at_exit(wait=True, remove=TMP)
 
 
 # ---------------------------------------------------------------- a UFO-shaped client
@@ -1184,15 +1095,19 @@ async def amain(tools_dir):
         C.check("aip-test-server exists", False, binary + " is not an executable")
         return
     token = "tok-" + uuid.uuid4().hex
-    main = ServerProc(binary, ["--device-info", "cache", "--no-token"], "main")
-    tok = ServerProc(binary, ["--token", token], "token")
-    servers = [main, tok]
+    servers = []
     try:
-        for srv in servers:
-            if not C.check("server ({}) prints `listening on 127.0.0.1:<port>`".format(srv.name),
-                           srv.start(), "stdout {!r}, stderr {!r}".format(
-                               srv.stdout_lines, srv.stderr_tail(10))):
+        for name, flags, key in (("main", ["--device-info", "cache"], None),
+                                 ("token", [], token)):
+            try:
+                servers.append(aiptest.Server(binary, ["--host", "127.0.0.1"] + flags, TMP,
+                                              token=key, name=name))
+            except RuntimeError as exc:
+                C.check("server ({}) prints `listening on 127.0.0.1:<port>`".format(name), False,
+                        str(exc))
                 return
+            C.check("server ({}) prints `listening on 127.0.0.1:<port>`".format(name), True)
+        main, tok = servers
         scen = Scenario(main.port)
         try:
             await asyncio.wait_for(scen.run(), 40)
@@ -1208,7 +1123,7 @@ async def amain(tools_dir):
                 if cl.ws is not None and not cl.closed:
                     cl.ws.transport.abort()
         C.check("server (main) still running after the scenario", main.alive(),
-                "exit code {}".format(main.proc.poll()))
+                "exit code {}".format(main.p.poll()))
         try:
             await asyncio.wait_for(token_checks(tok.port, token), 20)
         except asyncio.TimeoutError:
@@ -1221,8 +1136,6 @@ async def amain(tools_dir):
             srv.terminate()
         deadline = time.monotonic() + 5.0
         for srv in servers:
-            if srv.proc is None:
-                continue
             code = srv.reap(deadline)
             if alive[srv.name]:
                 C.check("server ({}) exits 0 within 5 s of SIGTERM".format(srv.name),

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,7 +332,7 @@ static void test_minimal_answer(void **state)
 
         answer_init(&m);
         add(&m, AIP_RESULT_SUCCESS, "\"a result longer than the limit\"", "c0");
-        assert_int_equal(aip_answer_fit(&m, 40, measure, &encs[k], &rep), AIP_E_TOO_LARGE);
+        assert_aip(aip_answer_fit(&m, 40, measure, &encs[k], &rep), AIP_E_TOO_LARGE);
         assert_true(rep.minimal);
         assert_int_equal(m.n_action_results, 0);
         aip_msg_clear(&m);

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,9 +24,9 @@
 static void test_null_common_and_buf(void **state)
 {
     (void)state;
-    assert_int_equal(aip_log_level_parse("info", NULL), AIP_E_INVAL);
+    assert_aip(aip_log_level_parse("info", NULL), AIP_E_INVAL);
     aip_log_level lv;
-    assert_int_equal(aip_log_level_parse(NULL, &lv), AIP_E_INVAL);
+    assert_aip(aip_log_level_parse(NULL, &lv), AIP_E_INVAL);
     aip_log(AIP_LOG_ERROR, NULL, NULL); /* no format: nothing */
     aip_log_level old = aip_log_get_level();
     aip_log_set_level((aip_log_level)99); /* clamped */
@@ -47,17 +49,17 @@ static void test_null_common_and_buf(void **state)
     aip_buf_init(NULL, 0);
     aip_buf_free(NULL);
     aip_buf_reset(NULL);
-    assert_int_equal(aip_buf_reserve(NULL, 1), AIP_E_INVAL);
-    assert_int_equal(aip_buf_append(NULL, "x", 1), AIP_E_INVAL);
-    assert_int_equal(aip_buf_putc(NULL, 'x'), AIP_E_INVAL);
-    assert_int_equal(aip_buf_puts(NULL, "x"), AIP_E_INVAL);
-    assert_int_equal(aip_buf_nul(NULL), AIP_E_INVAL);
+    assert_aip(aip_buf_reserve(NULL, 1), AIP_E_INVAL);
+    assert_aip(aip_buf_append(NULL, "x", 1), AIP_E_INVAL);
+    assert_aip(aip_buf_putc(NULL, 'x'), AIP_E_INVAL);
+    assert_aip(aip_buf_puts(NULL, "x"), AIP_E_INVAL);
+    assert_aip(aip_buf_nul(NULL), AIP_E_INVAL);
     assert_null(aip_buf_steal(NULL));
     aip_buf b;
     aip_buf_init(&b, 0);
-    assert_int_equal(aip_buf_append(&b, NULL, 3), AIP_E_INVAL);
+    assert_aip(aip_buf_append(&b, NULL, 3), AIP_E_INVAL);
     assert_int_equal(aip_buf_append(&b, NULL, 0), 0);
-    assert_int_equal(aip_buf_puts(&b, NULL), AIP_E_INVAL);
+    assert_aip(aip_buf_puts(&b, NULL), AIP_E_INVAL);
     aip_buf_free(&b);
 }
 
@@ -68,67 +70,65 @@ static void test_null_message_and_codec(void **state)
     aip_msg_clear(NULL);
     aip_msg m;
     aip_msg_init(&m, AIP_ENVELOPE_CLIENT, AIP_MSG_HEARTBEAT, AIP_STATUS_OK);
-    assert_int_equal(aip_msg_copy(NULL, &m), AIP_E_INVAL);
-    assert_int_equal(aip_msg_copy(&m, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_msg_set_str(NULL, "x"), AIP_E_INVAL);
-    assert_int_equal(aip_msg_set_json(NULL, "{}", AIP_JSON_OBJECT), AIP_E_INVAL);
+    assert_aip(aip_msg_copy(NULL, &m), AIP_E_INVAL);
+    assert_aip(aip_msg_copy(&m, NULL), AIP_E_INVAL);
+    assert_aip(aip_msg_set_str(NULL, "x"), AIP_E_INVAL);
+    assert_aip(aip_msg_set_json(NULL, "{}", AIP_JSON_OBJECT), AIP_E_INVAL);
     assert_null(aip_msg_add_command(NULL));
     assert_null(aip_msg_add_result(NULL));
-    assert_int_equal(aip_msg_add_message(NULL, "x"), AIP_E_INVAL);
+    assert_aip(aip_msg_add_message(NULL, "x"), AIP_E_INVAL);
     char why[64] = "";
-    assert_int_equal(aip_msg_validate(NULL, why, sizeof why), AIP_E_INVAL);
+    assert_aip(aip_msg_validate(NULL, why, sizeof why), AIP_E_INVAL);
     assert_string_equal(why, "no message");
-    assert_int_equal(aip_msg_validate(NULL, NULL, 10), AIP_E_INVAL);
+    assert_aip(aip_msg_validate(NULL, NULL, 10), AIP_E_INVAL);
     aip_msg bad;
     aip_msg_init(&bad, AIP_ENVELOPE_CLIENT, AIP_MSG_NONE, AIP_STATUS_OK);
-    assert_int_equal(aip_msg_validate(&bad, NULL, 10), AIP_E_PROTOCOL); /* why NULL, len > 0 */
+    assert_aip(aip_msg_validate(&bad, NULL, 10), AIP_E_PROTOCOL); /* why NULL, len > 0 */
     assert_true(aip_msg_equal(NULL, NULL));
     assert_false(aip_msg_equal(&m, NULL));
     assert_false(aip_msg_equal(NULL, &m));
     aip_msg_type t;
-    assert_int_equal(aip_msg_type_parse(NULL, 4, &t), AIP_E_INVAL);
-    assert_int_equal(aip_msg_type_parse("task", 4, NULL), AIP_E_INVAL);
+    assert_aip(aip_msg_type_parse(NULL, 4, &t), AIP_E_INVAL);
+    assert_aip(aip_msg_type_parse("task", 4, NULL), AIP_E_INVAL);
     aip_status st;
-    assert_int_equal(aip_status_parse(NULL, 0, &st), AIP_E_PROTOCOL); /* "" is no status */
+    assert_aip(aip_status_parse(NULL, 0, &st), AIP_E_PROTOCOL); /* "" is no status */
     aip_client_type ct;
-    assert_int_equal(aip_client_type_parse(NULL, 6, &ct), AIP_E_INVAL);
-    assert_int_equal(aip_tool_type_parse("action", 6, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_result_status_parse(NULL, 1, NULL), AIP_E_INVAL);
+    assert_aip(aip_client_type_parse(NULL, 6, &ct), AIP_E_INVAL);
+    assert_aip(aip_tool_type_parse("action", 6, NULL), AIP_E_INVAL);
+    assert_aip(aip_result_status_parse(NULL, 1, NULL), AIP_E_INVAL);
     assert_null(aip_msg_type_str((aip_msg_type)1000));
 
     aip_encoding enc;
-    assert_int_equal(aip_encoding_parse("json", NULL), AIP_E_INVAL);
-    assert_int_equal(aip_encoding_parse(NULL, &enc), AIP_E_INVAL);
+    assert_aip(aip_encoding_parse("json", NULL), AIP_E_INVAL);
+    assert_aip(aip_encoding_parse(NULL, &enc), AIP_E_INVAL);
     aip_codec_limits_default(NULL);
     aip_decode_error err;
     aip_msg out;
     memset(&out, 0, sizeof out);
-    assert_int_equal(aip_json_decode(AIP_ENVELOPE_SERVER, NULL, 10, NULL, &out, &err), AIP_E_INVAL);
-    assert_int_equal(err.code, AIP_E_INVAL);
-    assert_int_equal(aip_json_decode(AIP_ENVELOPE_SERVER, "{}", 2, NULL, NULL, &err), AIP_E_INVAL);
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_SERVER, NULL, 10, NULL, &out, NULL),
-                     AIP_E_INVAL);
-    assert_int_equal(aip_decode(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, "x", 1, NULL, NULL, NULL),
-                     AIP_E_INVAL);
+    assert_aip(aip_json_decode(AIP_ENVELOPE_SERVER, NULL, 10, NULL, &out, &err), AIP_E_INVAL);
+    assert_aip(err.code, AIP_E_INVAL);
+    assert_aip(aip_json_decode(AIP_ENVELOPE_SERVER, "{}", 2, NULL, NULL, &err), AIP_E_INVAL);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_SERVER, NULL, 10, NULL, &out, NULL), AIP_E_INVAL);
+    assert_aip(aip_decode(AIP_ENCODING_PROTO, AIP_ENVELOPE_SERVER, "x", 1, NULL, NULL, NULL),
+               AIP_E_INVAL);
     /* NULL frame of length 0: an empty frame, refused as such */
-    assert_int_equal(aip_json_decode(AIP_ENVELOPE_SERVER, NULL, 0, NULL, &out, &err),
-                     AIP_E_MALFORMED);
+    assert_aip(aip_json_decode(AIP_ENVELOPE_SERVER, NULL, 0, NULL, &out, &err), AIP_E_MALFORMED);
     aip_msg_clear(&out);
     aip_buf b;
     aip_buf_init(&b, 0);
-    assert_int_equal(aip_encode(AIP_ENCODING_JSON, NULL, &b), AIP_E_INVAL);
-    assert_int_equal(aip_json_encode(&m, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_proto_encode(NULL, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_encode_why(AIP_ENCODING_JSON, NULL, &b, why, sizeof why), AIP_E_INVAL);
+    assert_aip(aip_encode(AIP_ENCODING_JSON, NULL, &b), AIP_E_INVAL);
+    assert_aip(aip_json_encode(&m, NULL), AIP_E_INVAL);
+    assert_aip(aip_proto_encode(NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_encode_why(AIP_ENCODING_JSON, NULL, &b, why, sizeof why), AIP_E_INVAL);
     assert_string_equal(why, "no message");
-    assert_int_equal(aip_encode_why(AIP_ENCODING_JSON, &bad, &b, NULL, 50), AIP_E_PROTOCOL);
-    assert_int_equal(aip_json_validate(NULL, 5, AIP_JSON_ANY, NULL, why, sizeof why), AIP_E_INVAL);
+    assert_aip(aip_encode_why(AIP_ENCODING_JSON, &bad, &b, NULL, 50), AIP_E_PROTOCOL);
+    assert_aip(aip_json_validate(NULL, 5, AIP_JSON_ANY, NULL, why, sizeof why), AIP_E_INVAL);
     assert_int_equal(aip_json_validate("{}", 2, AIP_JSON_ANY, NULL, NULL, 99), 0);
-    assert_int_equal(aip_json_validate("{", 1, AIP_JSON_ANY, NULL, NULL, 99), AIP_E_MALFORMED);
-    assert_int_equal(aip_json_pretty(NULL, 2, 2, &b), AIP_E_INVAL);
-    assert_int_equal(aip_json_pretty("{}", 2, 2, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_json_put_string(NULL, "x", 1), AIP_E_INVAL);
-    assert_int_equal(aip_json_put_string(&b, NULL, 1), AIP_E_INVAL);
+    assert_aip(aip_json_validate("{", 1, AIP_JSON_ANY, NULL, NULL, 99), AIP_E_MALFORMED);
+    assert_aip(aip_json_pretty(NULL, 2, 2, &b), AIP_E_INVAL);
+    assert_aip(aip_json_pretty("{}", 2, 2, NULL), AIP_E_INVAL);
+    assert_aip(aip_json_put_string(NULL, "x", 1), AIP_E_INVAL);
+    assert_aip(aip_json_put_string(&b, NULL, 1), AIP_E_INVAL);
     assert_int_equal(b.len, 0);
     aip_buf_free(&b);
 }
@@ -138,18 +138,18 @@ static void test_null_future(void **state)
     (void)state;
     aip_future_retain(NULL);
     aip_future_release(NULL);
-    assert_int_equal(aip_future_wait(NULL, 0), AIP_E_INVAL);
-    assert_int_equal(aip_future_wait(NULL, -1), AIP_E_INVAL);
+    assert_aip(aip_future_wait(NULL, 0), AIP_E_INVAL);
+    assert_aip(aip_future_wait(NULL, -1), AIP_E_INVAL);
     assert_false(aip_future_done(NULL));
-    assert_int_equal(aip_future_status(NULL), AIP_E_INVAL);
+    assert_aip(aip_future_status(NULL), AIP_E_INVAL);
     assert_null(aip_future_msg(NULL));
     assert_null(aip_future_error(NULL));
-    assert_int_equal(aip_future_cancel(NULL), AIP_E_INVAL);
-    assert_int_equal(aip_future_set_callback(NULL, NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_future_cancel(NULL), AIP_E_INVAL);
+    assert_aip(aip_future_set_callback(NULL, NULL, NULL), AIP_E_INVAL);
     aip_msg m;
     aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_TASK_END, AIP_STATUS_COMPLETED);
     assert_int_equal(aip_msg_set_str(&m.session_id, "s@1"), 0);
-    assert_int_equal(aip_future_complete(NULL, 0, &m, "x"), AIP_E_INVAL);
+    assert_aip(aip_future_complete(NULL, 0, &m, "x"), AIP_E_INVAL);
     assert_null(m.session_id); /* ownership moved (freed), as documented: no leak */
 }
 
@@ -161,25 +161,25 @@ static void test_null_conn(void **state)
     aip_conn_config_init(&cfg);
     cfg.url = "ws://127.0.0.1:1/ws";
     cfg.client_id = "misuse";
-    assert_int_equal(aip_conn_create(&cfg, NULL), AIP_E_INVAL);
+    assert_aip(aip_conn_create(&cfg, NULL), AIP_E_INVAL);
     aip_conn *c = (aip_conn *)&cfg; /* must be overwritten */
-    assert_int_equal(aip_conn_create(NULL, &c), AIP_E_INVAL);
+    assert_aip(aip_conn_create(NULL, &c), AIP_E_INVAL);
     assert_null(c);
-    assert_int_equal(aip_conn_wait_registered(NULL, 0), AIP_E_INVAL);
-    assert_int_equal(aip_conn_wait_registered(NULL, -1), AIP_E_INVAL);
+    assert_aip(aip_conn_wait_registered(NULL, 0), AIP_E_INVAL);
+    assert_aip(aip_conn_wait_registered(NULL, -1), AIP_E_INVAL);
     char why[16] = "x";
-    assert_int_equal(aip_conn_get_refusal(NULL, why, sizeof why), AIP_E_INVAL);
+    assert_aip(aip_conn_get_refusal(NULL, why, sizeof why), AIP_E_INVAL);
     assert_string_equal(why, "");
-    assert_int_equal(aip_conn_get_refusal(NULL, NULL, 0), AIP_E_INVAL);
+    assert_aip(aip_conn_get_refusal(NULL, NULL, 0), AIP_E_INVAL);
     aip_future *f = NULL;
-    assert_int_equal(aip_conn_request_device_info(NULL, "d", NULL, &f), AIP_E_INVAL);
+    assert_aip(aip_conn_request_device_info(NULL, "d", NULL, &f), AIP_E_INVAL);
     aip_task_opts to = {.request = "x"};
-    assert_int_equal(aip_conn_send_task(NULL, &to, &f), AIP_E_INVAL);
+    assert_aip(aip_conn_send_task(NULL, &to, &f), AIP_E_INVAL);
     aip_msg m;
     aip_msg_init(&m, AIP_ENVELOPE_CLIENT, AIP_MSG_HEARTBEAT, AIP_STATUS_OK);
-    assert_int_equal(aip_conn_send(NULL, &m), AIP_E_INVAL);
-    assert_int_equal(aip_conn_send_on(NULL, 1, &m), AIP_E_INVAL);
-    assert_int_equal(aip_conn_reload_tls(NULL, NULL, NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_conn_send(NULL, &m), AIP_E_INVAL);
+    assert_aip(aip_conn_send_on(NULL, 1, &m), AIP_E_INVAL);
+    assert_aip(aip_conn_reload_tls(NULL, NULL, NULL, NULL), AIP_E_INVAL);
     assert_int_equal(aip_conn_get_state(NULL), AIP_CONN_STOPPED);
     assert_null(aip_conn_client_id(NULL));
     assert_int_equal(aip_conn_encoding(NULL), AIP_ENCODING_JSON);
@@ -193,12 +193,12 @@ static void test_null_conn(void **state)
 
     /* a live connection (nothing listens on port 1): its calls with NULL arguments */
     assert_int_equal(aip_conn_create(&cfg, &c), 0);
-    assert_int_equal(aip_conn_request_device_info(c, "d", NULL, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_conn_send_task(c, NULL, &f), AIP_E_INVAL);
-    assert_int_equal(aip_conn_send_task(c, &to, NULL), AIP_E_INVAL);
+    assert_aip(aip_conn_request_device_info(c, "d", NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_conn_send_task(c, NULL, &f), AIP_E_INVAL);
+    assert_aip(aip_conn_send_task(c, &to, NULL), AIP_E_INVAL);
     aip_task_opts no_request = {0};
-    assert_int_equal(aip_conn_send_task(c, &no_request, &f), AIP_E_INVAL);
-    assert_int_equal(aip_conn_send(c, NULL), AIP_E_INVAL);
+    assert_aip(aip_conn_send_task(c, &no_request, &f), AIP_E_INVAL);
+    assert_aip(aip_conn_send(c, NULL), AIP_E_INVAL);
     aip_conn_get_stats(c, NULL);
     aip_conn_destroy(c);
 }
@@ -206,21 +206,21 @@ static void test_null_conn(void **state)
 static void test_null_executor_agent_device_info(void **state)
 {
     (void)state;
-    assert_int_equal(aip_executor_create(NULL, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_executor_register(NULL, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_executor_register_builtins(NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_create(NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_register(NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_register_builtins(NULL), AIP_E_INVAL);
     aip_msg m;
     aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_COMMAND, AIP_STATUS_CONTINUE);
     assert_int_equal(aip_msg_set_str(&m.response_id, "r"), 0);
-    assert_int_equal(aip_executor_submit(NULL, &m, NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_submit(NULL, &m, NULL, NULL), AIP_E_INVAL);
     assert_null(m.response_id); /* freed: the caller owns nothing after a failed submit */
-    assert_int_equal(aip_executor_submit(NULL, NULL, NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_submit(NULL, NULL, NULL, NULL), AIP_E_INVAL);
     assert_null(aip_executor_features_json(NULL));
     aip_executor_stop(NULL);
     aip_executor_destroy(NULL);
     aip_executor *e;
     assert_int_equal(aip_executor_create(NULL, &e), 0);
-    assert_int_equal(aip_executor_register(e, NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_register(e, NULL), AIP_E_INVAL);
     aip_executor_destroy(e);
 
     aip_agent_config ac;
@@ -228,11 +228,11 @@ static void test_null_executor_agent_device_info(void **state)
     aip_conn_config_init(&ac.conn);
     ac.conn.url = "ws://127.0.0.1:1/ws";
     ac.conn.client_id = "misuse-agent";
-    assert_int_equal(aip_agent_create(&ac, NULL), AIP_E_INVAL);
+    assert_aip(aip_agent_create(&ac, NULL), AIP_E_INVAL);
     aip_agent *a = NULL;
-    assert_int_equal(aip_agent_create(NULL, &a), AIP_E_INVAL);
-    assert_int_equal(aip_agent_register_tool(NULL, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_agent_start(NULL), AIP_E_INVAL);
+    assert_aip(aip_agent_create(NULL, &a), AIP_E_INVAL);
+    assert_aip(aip_agent_register_tool(NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_agent_start(NULL), AIP_E_INVAL);
     assert_null(aip_agent_conn(NULL));
     assert_null(aip_agent_system_info(NULL));
     aip_agent_stats as;
@@ -251,7 +251,7 @@ static void test_null_executor_agent_device_info(void **state)
     aip_free(url);
     aip_free(id);
     aip_agent_get_stats(a, NULL);
-    assert_int_equal(aip_agent_register_tool(a, NULL), AIP_E_INVAL);
+    assert_aip(aip_agent_register_tool(a, NULL), AIP_E_INVAL);
     char *si = aip_agent_system_info(a);
     assert_non_null(si);
     assert_non_null(strstr(si, "\"device_id\":\"misuse-agent\""));
@@ -261,16 +261,16 @@ static void test_null_executor_agent_device_info(void **state)
     aip_agent_destroy(a, 1000, NULL);
 
     char *json = (char *)&ac;
-    assert_int_equal(aip_device_info_collect(NULL, &json), AIP_E_INVAL);
+    assert_aip(aip_device_info_collect(NULL, &json), AIP_E_INVAL);
     assert_null(json);
     aip_device_info_opts o = {0};
-    assert_int_equal(aip_device_info_collect(&o, &json), AIP_E_INVAL); /* no device_id */
+    assert_aip(aip_device_info_collect(&o, &json), AIP_E_INVAL); /* no device_id */
     o.device_id = "d";
-    assert_int_equal(aip_device_info_collect(&o, NULL), AIP_E_INVAL);
-    assert_int_equal(aip_device_info_format_gb(1, NULL, 10), AIP_E_INVAL);
+    assert_aip(aip_device_info_collect(&o, NULL), AIP_E_INVAL);
+    assert_aip(aip_device_info_format_gb(1, NULL, 10), AIP_E_INVAL);
     char ip[AIP_DEVICE_INFO_IP_MAX];
-    assert_int_equal(aip_device_info_pick_ip(NULL, NULL, 1, ip, sizeof ip), AIP_E_INVAL);
-    assert_int_equal(aip_device_info_pick_ip(NULL, NULL, 0, NULL, 16), AIP_E_INVAL);
+    assert_aip(aip_device_info_pick_ip(NULL, NULL, 1, ip, sizeof ip), AIP_E_INVAL);
+    assert_aip(aip_device_info_pick_ip(NULL, NULL, 0, NULL, 16), AIP_E_INVAL);
     assert_int_equal(aip_device_info_pick_ip(NULL, NULL, 0, ip, sizeof ip), 0);
 }
 
@@ -376,7 +376,7 @@ static void test_conn_waits_int64_max(void **state)
         aip_conn_destroy(c);                /* wakes the waiter, then waits for it to leave */
         aip_thread_join(&w.t);
         assert_true(atomic_load(&w.done));
-        assert_int_equal(atomic_load(&w.rc), AIP_E_SHUTDOWN);
+        assert_aip(atomic_load(&w.rc), AIP_E_SHUTDOWN);
     }
 }
 

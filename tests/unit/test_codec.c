@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +115,7 @@ static void test_correlation_survives_errors(void **state)
                  "{\"type\":\"command\",\"status\":\"Continue\",\"response_id\":\"r-9\","
                  "\"session_id\":\"s-1\",\"actions\":[]}",
                  &m, &e);
-    assert_int_equal(rc, AIP_E_PROTOCOL);
+    assert_aip(rc, AIP_E_PROTOCOL);
     assert_int_equal(e.code, rc);
     assert_string_equal(e.reason, "unknown status \"Continue\"");
     assert_int_equal(e.type, AIP_MSG_COMMAND);
@@ -125,23 +127,23 @@ static void test_correlation_survives_errors(void **state)
              "{\"type\":\"device_info_request\",\"status\":\"ok\","
              "\"request_id\":\"q-1\",\"client_id\":7}",
              &m, &e);
-    assert_int_equal(rc, AIP_E_PROTOCOL);
+    assert_aip(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "field \"client_id\" must be a string");
     assert_string_equal(e.request_id, "q-1");
     assert_int_equal(e.type, AIP_MSG_DEVICE_INFO_REQUEST);
 
     rc = dec(AIP_ENVELOPE_SERVER, "{\"type\":\"reboot\",\"status\":\"ok\"}", &m, &e);
-    assert_int_equal(rc, AIP_E_PROTOCOL);
+    assert_aip(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "unknown message type \"reboot\"");
     assert_int_equal(e.type, AIP_MSG_NONE);
     rc = dec(AIP_ENVELOPE_SERVER, "{\"status\":\"ok\"}", &m, &e);
-    assert_int_equal(rc, AIP_E_PROTOCOL);
+    assert_aip(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "missing required field \"type\"");
     rc = dec(AIP_ENVELOPE_SERVER, "{\"type\":\"register\",\"status\":\"ok\"}", &m, &e);
-    assert_int_equal(rc, AIP_E_PROTOCOL);
+    assert_aip(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "message type \"register\" is not valid in a server message");
     rc = dec(AIP_ENVELOPE_SERVER, "[1]", &m, &e);
-    assert_int_equal(rc, AIP_E_PROTOCOL);
+    assert_aip(rc, AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "frame is not a JSON object");
 }
 
@@ -170,7 +172,7 @@ static void test_invalid_action_keeps_batch(void **state)
     /* an invalid action cannot be re-encoded */
     aip_buf b;
     aip_buf_init(&b, 0);
-    assert_int_equal(aip_encode(AIP_ENCODING_JSON, &m, &b), AIP_E_PROTOCOL);
+    assert_aip(aip_encode(AIP_ENCODING_JSON, &m, &b), AIP_E_PROTOCOL);
     assert_int_equal(b.len, 0);
     aip_buf_free(&b);
     aip_msg_clear(&m);
@@ -254,7 +256,7 @@ static void test_refused_frame_keeps_correlation(void **state)
                  "{\"type\":\"command\",\"status\":\"continue\",\"session_id\":\"s-7\","
                  "\"response_id\":\"r-7\",\"actions\":[{\"tool_name\":\"a\\x\"}]}",
                  &m, &e);
-    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_aip(rc, AIP_E_MALFORMED);
     assert_non_null(strstr(e.reason, "invalid escape"));
     assert_int_equal(e.type, AIP_MSG_COMMAND);
     assert_string_equal(e.response_id, "r-7");
@@ -264,19 +266,19 @@ static void test_refused_frame_keeps_correlation(void **state)
              "{\"type\":\"command\",\"status\":\"continue\",\"error\":\"\\u0000\","
              "\"response_id\":\"r-8\",\"actions\":[]}",
              &m, &e);
-    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_aip(rc, AIP_E_MALFORMED);
     assert_int_equal(e.type, AIP_MSG_COMMAND);
     assert_string_equal(e.response_id, "");
     /* protobuf: a command whose response_id is not UTF-8 */
     const uint8_t bad_rid[] = {0x08, 4, 0x10, 1, 0x6a, 2, 'r', 0xff};
     rc = aip_proto_decode(AIP_ENVELOPE_SERVER, bad_rid, sizeof bad_rid, NULL, &m, &e);
-    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_aip(rc, AIP_E_MALFORMED);
     assert_int_equal(e.type, AIP_MSG_COMMAND);
     assert_string_equal(e.response_id, "");
     /* ... and one whose messages are not UTF-8 but whose response_id is fine */
     const uint8_t bad_msg[] = {0x08, 4, 0x10, 1, 0x42, 3, 0x0a, 1, 0xff, 0x6a, 2, 'r', '1'};
     rc = aip_proto_decode(AIP_ENVELOPE_SERVER, bad_msg, sizeof bad_msg, NULL, &m, &e);
-    assert_int_equal(rc, AIP_E_MALFORMED);
+    assert_aip(rc, AIP_E_MALFORMED);
     assert_int_equal(e.type, AIP_MSG_COMMAND);
     assert_string_equal(e.response_id, "r1");
     /* a reason quoting the frame, cut at a byte count, stays UTF-8: it goes back to the peer */
@@ -286,7 +288,7 @@ static void test_refused_frame_keeps_correlation(void **state)
     for (int i = 0; i < 40; i++)
         sl += snprintf(st + sl, sizeof st - (size_t)sl, "\xc3\xa9");
     snprintf(st + sl, sizeof st - (size_t)sl, "\"}");
-    assert_int_equal(dec(AIP_ENVELOPE_SERVER, st, &m, &e), AIP_E_PROTOCOL);
+    assert_aip(dec(AIP_ENVELOPE_SERVER, st, &m, &e), AIP_E_PROTOCOL);
     assert_non_null(strstr(e.reason, "unknown status \"a\xc3\xa9"));
     assert_true(aip_utf8_valid(e.reason, strlen(e.reason), NULL));
     assert_string_equal(e.response_id, "r-u");
@@ -321,31 +323,28 @@ static void test_proto_rejections(void **state)
     (void)state;
     aip_msg m = {0};
     aip_decode_error e;
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, (const uint8_t *)"", 0, NULL, &m, &e),
-                     AIP_E_MALFORMED);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_CLIENT, (const uint8_t *)"", 0, NULL, &m, &e),
+               AIP_E_MALFORMED);
     assert_string_equal(e.reason, "empty frame");
     const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff};
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, garbage, 4, NULL, &m, &e),
-                     AIP_E_MALFORMED);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_CLIENT, garbage, 4, NULL, &m, &e), AIP_E_MALFORMED);
     assert_string_equal(e.reason, "not a valid protobuf ClientMessage");
     /* type = 42 (field 1 varint), status ok */
     const uint8_t bad_type[] = {0x08, 42, 0x10, 4};
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, bad_type, 4, NULL, &m, &e),
-                     AIP_E_PROTOCOL);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_CLIENT, bad_type, 4, NULL, &m, &e), AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "field \"type\" has unknown value 42");
     /* heartbeat/ok with client_id (field 6) = "a\0b" */
     const uint8_t nul_id[] = {0x08, 2, 0x10, 4, 0x32, 3, 'a', 0, 'b'};
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, nul_id, sizeof nul_id, NULL, &m, &e),
-                     AIP_E_MALFORMED);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_CLIENT, nul_id, sizeof nul_id, NULL, &m, &e),
+               AIP_E_MALFORMED);
     assert_string_equal(e.reason, "field \"client_id\" contains a NUL byte");
     /* command (4) in a client message */
     const uint8_t cmd[] = {0x08, 4, 0x10, 1};
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, cmd, 4, NULL, &m, &e), AIP_E_PROTOCOL);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_CLIENT, cmd, 4, NULL, &m, &e), AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "message type \"command\" is not valid in a client message");
     /* metadata_json (field 14) that is an array */
     const uint8_t md[] = {0x08, 1, 0x10, 4, 0x72, 2, '[', ']'};
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, md, sizeof md, NULL, &m, &e),
-                     AIP_E_PROTOCOL);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_CLIENT, md, sizeof md, NULL, &m, &e), AIP_E_PROTOCOL);
     assert_string_equal(e.reason, "field \"metadata\" must be an object");
 }
 
@@ -358,12 +357,10 @@ static void test_frame_limit(void **state)
     aip_msg m = {0};
     aip_decode_error e;
     const char *f = "{\"type\":\"heartbeat\",\"status\":\"ok\"}";
-    assert_int_equal(aip_json_decode(AIP_ENVELOPE_CLIENT, f, strlen(f), &l, &m, &e),
-                     AIP_E_TOO_LARGE);
+    assert_aip(aip_json_decode(AIP_ENVELOPE_CLIENT, f, strlen(f), &l, &m, &e), AIP_E_TOO_LARGE);
     assert_non_null(strstr(e.reason, "exceeds the limit of 16"));
-    assert_int_equal(
-        aip_proto_decode(AIP_ENVELOPE_CLIENT, (const uint8_t *)f, strlen(f), &l, &m, &e),
-        AIP_E_TOO_LARGE);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_CLIENT, (const uint8_t *)f, strlen(f), &l, &m, &e),
+               AIP_E_TOO_LARGE);
 }
 
 static void test_proto_memory_budget(void **state)
@@ -391,7 +388,7 @@ static void test_proto_memory_budget(void **state)
     l.mem_factor = 8;
     aip_msg m = {0};
     aip_decode_error e;
-    assert_int_equal(aip_proto_decode(AIP_ENVELOPE_CLIENT, buf, o, &l, &m, &e), AIP_E_TOO_COMPLEX);
+    assert_aip(aip_proto_decode(AIP_ENVELOPE_CLIENT, buf, o, &l, &m, &e), AIP_E_TOO_COMPLEX);
     assert_non_null(strstr(e.reason, "decoding needs more than"));
     free(buf);
 }
@@ -404,11 +401,11 @@ static void test_encoder_refuses_invalid_models(void **state)
     aip_buf b;
     aip_buf_init(&b, 0);
     char why[200];
-    assert_int_equal(aip_encode_why(AIP_ENCODING_PROTO, &m, &b, why, sizeof why), AIP_E_PROTOCOL);
+    assert_aip(aip_encode_why(AIP_ENCODING_PROTO, &m, &b, why, sizeof why), AIP_E_PROTOCOL);
     assert_string_equal(why, "message type \"command\" is not valid in a client message");
     m.type = AIP_MSG_HEARTBEAT;
     m.metadata = aip_strdup("{\"a\":1,\"a\":1}");
-    assert_int_equal(aip_encode_why(AIP_ENCODING_JSON, &m, &b, why, sizeof why), AIP_E_PROTOCOL);
+    assert_aip(aip_encode_why(AIP_ENCODING_JSON, &m, &b, why, sizeof why), AIP_E_PROTOCOL);
     assert_non_null(strstr(why, "duplicate key"));
     assert_int_equal(b.len, 0);
     aip_msg_clear(&m);
@@ -423,8 +420,8 @@ static void test_encoding_names(void **state)
     assert_int_equal(e, AIP_ENCODING_JSON);
     assert_int_equal(aip_encoding_parse("protobuf", &e), 0);
     assert_int_equal(e, AIP_ENCODING_PROTO);
-    assert_int_equal(aip_encoding_parse("JSON", &e), AIP_E_INVAL); /* case-sensitive */
-    assert_int_equal(aip_encoding_parse(NULL, &e), AIP_E_INVAL);
+    assert_aip(aip_encoding_parse("JSON", &e), AIP_E_INVAL); /* case-sensitive */
+    assert_aip(aip_encoding_parse(NULL, &e), AIP_E_INVAL);
 }
 
 static void test_pretty_keeps_tokens(void **state)

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -51,8 +53,8 @@ static void test_buf_headroom_limit_steal(void **state)
     aip_buf_init(&l, 0);
     l.limit = 10;
     assert_int_equal(aip_buf_append(&l, "0123456789", 10), 0);
-    assert_int_equal(aip_buf_putc(&l, 'x'), AIP_E_TOO_LARGE);
-    assert_int_equal(aip_buf_append(&l, "x", 1), AIP_E_TOO_LARGE);
+    assert_aip(aip_buf_putc(&l, 'x'), AIP_E_TOO_LARGE);
+    assert_aip(aip_buf_append(&l, "x", 1), AIP_E_TOO_LARGE);
     assert_int_equal(l.len, 10);
     aip_buf_free(&l);
 }
@@ -108,7 +110,7 @@ static void test_random_secret_fills_and_differs(void **state)
     assert_memory_not_equal(a, zero, sizeof a);
     assert_memory_not_equal(a, b, sizeof a);
     assert_int_equal(aip_random_secret(NULL, 0), 0);
-    assert_int_equal(aip_random_secret(NULL, 1), AIP_E_INVAL);
+    assert_aip(aip_random_secret(NULL, 1), AIP_E_INVAL);
 }
 
 static void test_timestamp_format(void **state)
@@ -186,7 +188,7 @@ static void test_log_level_and_hook(void **state)
     aip_log_level l;
     assert_int_equal(aip_log_level_parse("debug", &l), 0);
     assert_int_equal(l, AIP_LOG_DEBUG);
-    assert_int_equal(aip_log_level_parse("loud", &l), AIP_E_INVAL);
+    assert_aip(aip_log_level_parse("loud", &l), AIP_E_INVAL);
 }
 
 static void test_cond_deadline_is_monotonic(void **state)
@@ -203,7 +205,7 @@ static void test_cond_deadline_is_monotonic(void **state)
         rc = aip_cond_wait_until(&c, &m, t0 + 50000000u); /* 50 ms */
     aip_mutex_unlock(&m);
     uint64_t el = aip_now_ns(NULL) - t0;
-    assert_int_equal(rc, AIP_E_TIMEOUT);
+    assert_aip(rc, AIP_E_TIMEOUT);
     assert_true(el >= 50000000u);
     aip_cond_destroy(&c);
     aip_mutex_destroy(&m);

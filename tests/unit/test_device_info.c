@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,10 +182,9 @@ static void test_format_gb_matches_python(void **state)
     assert_string_equal(buf, "17179869184.0");
     /* too small a buffer is refused, leaving an empty string */
     char tiny[4];
-    assert_int_equal(aip_device_info_format_gb(UINT64_C(16777216000), tiny, sizeof tiny),
-                     AIP_E_INVAL);
+    assert_aip(aip_device_info_format_gb(UINT64_C(16777216000), tiny, sizeof tiny), AIP_E_INVAL);
     assert_string_equal(tiny, "");
-    assert_int_equal(aip_device_info_format_gb(1, NULL, 8), AIP_E_INVAL);
+    assert_aip(aip_device_info_format_gb(1, NULL, 8), AIP_E_INVAL);
 }
 
 static const aip_ifaddr lan_ifs[] = {
@@ -248,10 +249,10 @@ static void test_pick_ip_fallbacks(void **state)
     assert_string_equal(ip, "172.17.0.1");
 
     /* argument errors */
-    assert_int_equal(aip_device_info_pick_ip(NULL, NULL, 2, ip, sizeof ip), AIP_E_INVAL);
-    assert_int_equal(aip_device_info_pick_ip(NULL, lan_ifs, 4, NULL, 16), AIP_E_INVAL);
+    assert_aip(aip_device_info_pick_ip(NULL, NULL, 2, ip, sizeof ip), AIP_E_INVAL);
+    assert_aip(aip_device_info_pick_ip(NULL, lan_ifs, 4, NULL, 16), AIP_E_INVAL);
     char small[8]; /* "unknown" fits, an address does not */
-    assert_int_equal(aip_device_info_pick_ip(route, lan_ifs, 4, small, sizeof small), AIP_E_INVAL);
+    assert_aip(aip_device_info_pick_ip(route, lan_ifs, 4, small, sizeof small), AIP_E_INVAL);
     assert_int_equal(aip_device_info_pick_ip(NULL, NULL, 0, small, sizeof small), 0);
     assert_string_equal(small, "unknown");
 }
@@ -381,11 +382,11 @@ static void test_caller_inputs_refused(void **state)
     static char sentinel[] = "sentinel"; /* must be reset to NULL on failure */
     char *json = sentinel;
     aip_device_info_opts o = {0};
-    assert_int_equal(aip_device_info_collect(&o, &json), AIP_E_INVAL); /* no device_id */
+    assert_aip(aip_device_info_collect(&o, &json), AIP_E_INVAL); /* no device_id */
     assert_null(json);
-    assert_int_equal(aip_device_info_collect(NULL, &json), AIP_E_INVAL);
+    assert_aip(aip_device_info_collect(NULL, &json), AIP_E_INVAL);
     o.device_id = "d";
-    assert_int_equal(aip_device_info_collect(&o, NULL), AIP_E_INVAL);
+    assert_aip(aip_device_info_collect(&o, NULL), AIP_E_INVAL);
 
     aip_log_level saved = aip_log_get_level();
     aip_log_set_level(AIP_LOG_ERROR); /* the refusals below log at warn */
@@ -395,21 +396,21 @@ static void test_caller_inputs_refused(void **state)
     for (size_t i = 0; i < sizeof bad_features / sizeof bad_features[0]; i++) {
         o.features_json = bad_features[i];
         json = sentinel;
-        assert_int_equal(aip_device_info_collect(&o, &json), AIP_E_INVAL);
+        assert_aip(aip_device_info_collect(&o, &json), AIP_E_INVAL);
         assert_null(json);
     }
     o.features_json = NULL;
     static const char *const bad_tags[] = {"[]", "1", "{\"a\":1,\"a\":2}", "{", "null"};
     for (size_t i = 0; i < sizeof bad_tags / sizeof bad_tags[0]; i++) {
         o.custom_metadata_json = bad_tags[i];
-        assert_int_equal(aip_device_info_collect(&o, &json), AIP_E_INVAL);
+        assert_aip(aip_device_info_collect(&o, &json), AIP_E_INVAL);
     }
     o.custom_metadata_json = NULL;
     o.device_id = "bad \xff";
-    assert_int_equal(aip_device_info_collect(&o, &json), AIP_E_INVAL);
+    assert_aip(aip_device_info_collect(&o, &json), AIP_E_INVAL);
     o.device_id = "d";
     o.agent_version = "\xc3";
-    assert_int_equal(aip_device_info_collect(&o, &json), AIP_E_INVAL);
+    assert_aip(aip_device_info_collect(&o, &json), AIP_E_INVAL);
     aip_log_set_level(saved);
 }
 

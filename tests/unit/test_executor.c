@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -280,7 +282,7 @@ static void test_acceptance_batch(void **state)
     aip_executor *e = make(NULL);
     aip_tool_def d = {"get_device_info", AIP_TOOL_DATA_COLLECTION, tool_info, NULL, "info"};
     assert_int_equal(aip_executor_register(e, &d), 0);
-    assert_int_equal(aip_executor_register(e, &d), AIP_E_DUPLICATE);
+    assert_aip(aip_executor_register(e, &d), AIP_E_DUPLICATE);
 
     const action a[] = {
         {"get_device_info", NULL, "c1", NULL},
@@ -603,20 +605,20 @@ static void test_queue_full_and_invalid(void **state)
         assert_int_equal(aip_executor_submit(e, &cmd, sink_done, &s[i]), 0);
     }
     cmd = make_cmd("rfull", ec, 1);
-    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_FULL);
+    assert_aip(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_FULL);
     assert_null(cmd.response_id); /* freed, zeroed */
     assert_int_equal(cmd.n_actions, 0);
 
     /* not a command, or nothing to answer to: refused, freed */
     cmd = make_cmd("rx", ec, 1);
     cmd.type = AIP_MSG_TASK;
-    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_INVAL);
     assert_null(cmd.session_id);
     cmd = make_cmd("rx", ec, 1);
     aip_msg_set_str(&cmd.response_id, NULL);
-    assert_int_equal(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_submit(e, &cmd, sink_done, NULL), AIP_E_INVAL);
     cmd = make_cmd("rx", ec, 1);
-    assert_int_equal(aip_executor_submit(e, &cmd, NULL, NULL), AIP_E_INVAL);
+    assert_aip(aip_executor_submit(e, &cmd, NULL, NULL), AIP_E_INVAL);
 
     gate_open(&g);
     for (int i = 0; i < 3; i++) {
@@ -772,24 +774,24 @@ static void test_register_ex(void **state)
                           "{\"readOnlyHint\":true}",
                           "{\"v\":1}"};
     assert_int_equal(aip_executor_register_ex(e, &d, &info), 0);
-    assert_int_equal(aip_executor_register_ex(e, &d, &info), AIP_E_DUPLICATE);
+    assert_aip(aip_executor_register_ex(e, &d, &info), AIP_E_DUPLICATE);
     d.type = AIP_TOOL_DATA_COLLECTION; /* the same name under the other type: another key */
     assert_int_equal(aip_executor_register_ex(e, &d, NULL), 0);
     d.type = AIP_TOOL_NONE;
-    assert_int_equal(aip_executor_register_ex(e, &d, &info), AIP_E_INVAL);
+    assert_aip(aip_executor_register_ex(e, &d, &info), AIP_E_INVAL);
     d.type = AIP_TOOL_ACTION;
     d.name = "bad_schema";
     aip_tool_info bad = info;
     bad.input_schema = "[1]";
-    assert_int_equal(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
+    assert_aip(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
     bad.input_schema = "{\"a\":";
-    assert_int_equal(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
+    assert_aip(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
     bad = info;
     bad.tool_namespace = "";
-    assert_int_equal(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
+    assert_aip(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
     bad = info;
     bad.size = 1; /* cannot even hold `size` */
-    assert_int_equal(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
+    assert_aip(aip_executor_register_ex(e, &d, &bad), AIP_E_INVAL);
     /* an older caller's shorter struct: the fields past its size are taken as NULL */
     bad = info;
     bad.size = offsetof(aip_tool_info, title);
@@ -856,8 +858,8 @@ static void test_set_tools(void **state)
     aip_tool_info in[3] = {{.size = sizeof(aip_tool_info), .tool_namespace = "NsTwo"},
                            {.size = sizeof(aip_tool_info), .tool_namespace = "NsTwo"},
                            {.size = sizeof(aip_tool_info), .tool_namespace = "NsTwo"}};
-    assert_int_equal(aip_executor_set_tools(e, 0, d, in, 1), AIP_E_INVAL);
-    assert_int_equal(aip_executor_set_tools(e, 2, d, in, 3), AIP_E_DUPLICATE);
+    assert_aip(aip_executor_set_tools(e, 0, d, in, 1), AIP_E_INVAL);
+    assert_aip(aip_executor_set_tools(e, 2, d, in, 3), AIP_E_DUPLICATE);
     expect_names(e, "{\"namespace\": \"NsTwo\"}", ""); /* all or nothing */
     assert_int_equal(aip_executor_set_tools(e, 2, d, in, 2), 0);
     /* the provider's echo replaces the built-in one, which is hidden, not listed twice */
@@ -1020,7 +1022,7 @@ static void test_read_file(void **state)
     aip_executor_destroy(e);
     const char *bad[] = {"/nonexistent/aip-root"};
     aip_executor_config bc = {.read_roots = bad, .n_read_roots = 1};
-    assert_int_equal(aip_executor_create(&bc, &e), AIP_E_CONFIG);
+    assert_aip(aip_executor_create(&bc, &e), AIP_E_CONFIG);
 
     static const char *const made[] = {"a.txt", "bin.dat", "long.txt", "escape", "sub"};
     for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
@@ -1637,7 +1639,7 @@ static void test_exec_ufo_params(void **state)
     aip_executor_destroy(e);
     cfg.api_key = "";
     aip_executor *bad = NULL;
-    assert_int_equal(aip_executor_create(&cfg, &bad), AIP_E_INVAL);
+    assert_aip(aip_executor_create(&cfg, &bad), AIP_E_INVAL);
     assert_null(bad);
 
     /* the operator's limit caps UFO's timeout */
@@ -1707,10 +1709,10 @@ static void test_exec_ufo_policy(void **state)
 
     aip_executor *bad = NULL;
     cfg.exec_shell = true; /* UFO's policy is shell=False */
-    assert_int_equal(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
+    assert_aip(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
     cfg.exec_shell = false;
     cfg.exec_policy = "ufo";
-    assert_int_equal(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
+    assert_aip(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
     assert_null(bad);
 }
 
@@ -1888,7 +1890,7 @@ static void test_exec_cgroup(void **state)
 
     aip_executor *bad = NULL;
     cfg.exec_cgroup = "/nonexistent/cgroup";
-    assert_int_equal(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
+    assert_aip(aip_executor_create(&cfg, &bad), AIP_E_CONFIG);
 }
 
 static void test_exec_killed_by_destroy(void **state)

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdatomic.h>
 #include <string.h>
 
@@ -16,7 +18,7 @@ static void test_complete_once_with_message(void **state)
     (void)state;
     aip_future *f = aip_future_create();
     assert_false(aip_future_done(f));
-    assert_int_equal(aip_future_status(f), AIP_E_STATE);
+    assert_aip(aip_future_status(f), AIP_E_STATE);
     assert_null(aip_future_msg(f));
     aip_msg m;
     aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_TASK_END, AIP_STATUS_COMPLETED);
@@ -26,12 +28,12 @@ static void test_complete_once_with_message(void **state)
     aip_msg m2;
     aip_msg_init(&m2, AIP_ENVELOPE_SERVER, AIP_MSG_ERROR, AIP_STATUS_ERROR);
     aip_msg_set_str(&m2.error, "late");
-    assert_int_equal(aip_future_complete(f, AIP_E_REMOTE, &m2, "x"), AIP_E_STATE);
+    assert_aip(aip_future_complete(f, AIP_E_REMOTE, &m2, "x"), AIP_E_STATE);
     assert_null(m2.error); /* ownership moves even when the completion loses */
     assert_int_equal(aip_future_wait(f, 0), 0);
     assert_string_equal(aip_future_msg(f)->session_id, "s1");
     assert_null(aip_future_error(f));
-    assert_int_equal(aip_future_cancel(f), AIP_E_STATE);
+    assert_aip(aip_future_cancel(f), AIP_E_STATE);
     aip_future_release(f);
 }
 
@@ -40,11 +42,11 @@ static void test_wait_timeout_is_the_callers(void **state)
     (void)state;
     aip_future *f = aip_future_create();
     uint64_t t0 = aip_now_ns(NULL);
-    assert_int_equal(aip_future_wait(f, 30), AIP_E_TIMEOUT);
+    assert_aip(aip_future_wait(f, 30), AIP_E_TIMEOUT);
     assert_true(aip_now_ns(NULL) - t0 >= 30000000u);
     assert_false(aip_future_done(f)); /* a wait timeout does not complete the request */
     assert_int_equal(aip_future_complete(f, AIP_E_TIMEOUT, NULL, "deadline"), 0);
-    assert_int_equal(aip_future_wait(f, -1), AIP_E_TIMEOUT);
+    assert_aip(aip_future_wait(f, -1), AIP_E_TIMEOUT);
     assert_string_equal(aip_future_error(f), "deadline");
     aip_future_release(f);
 }
@@ -66,7 +68,7 @@ static void test_callback_before_and_after(void **state)
     assert_int_equal(n, 0);
     aip_future_cancel(f);
     assert_int_equal(n, 1);
-    assert_int_equal(aip_future_status(f), AIP_E_CANCELLED);
+    assert_aip(aip_future_status(f), AIP_E_CANCELLED);
     aip_future_set_callback(f, cb, &n); /* already consumed: not run again */
     assert_int_equal(n, 1);
     aip_future_release(f);
@@ -158,7 +160,7 @@ static void test_waiters_wake_and_release_from_either_side(void **state)
     for (int i = 0; i < 8; i++) {
         void *rv;
         pthread_join(th[i].t, &rv);
-        assert_int_equal((int)(intptr_t)rv, AIP_E_CONN_LOST);
+        assert_aip((int)(intptr_t)rv, AIP_E_CONN_LOST);
     }
 }
 

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +118,7 @@ static void test_duplicate_keys_in_large_objects(void **state)
         n += (size_t)snprintf(buf + n, sizeof buf - n, "\"k%d\":%d,", i, i);
     snprintf(buf + n, sizeof buf - n, "\"k42\":0}");
     aip_jscan s;
-    assert_int_equal(scan(buf, strlen(buf), &s), AIP_E_MALFORMED);
+    assert_aip(scan(buf, strlen(buf), &s), AIP_E_MALFORMED);
     assert_non_null(strstr(s.why, "duplicate key \"k42\""));
     buf[n] = '\0';
     snprintf(buf + n, sizeof buf - n, "\"k100\":0}");
@@ -142,17 +144,17 @@ static void test_depth_limit_exact(void **state)
     aip_jscan s;
     assert_int_equal(scan(ok, strlen(ok), &s), 0);
     assert_int_equal(s.depth_seen, 64);
-    assert_int_equal(scan(bad, strlen(bad), &s), AIP_E_TOO_COMPLEX);
+    assert_aip(scan(bad, strlen(bad), &s), AIP_E_TOO_COMPLEX);
     assert_non_null(strstr(s.why, "nesting deeper than 64"));
     memset(&s, 0, sizeof s);
     s.max_depth = 3;
     assert_int_equal(aip_jscan_run(&s, "[[[]]]", 6), 0);
-    assert_int_equal(aip_jscan_run(&s, "[[[[]]]]", 8), AIP_E_TOO_COMPLEX);
+    assert_aip(aip_jscan_run(&s, "[[[[]]]]", 8), AIP_E_TOO_COMPLEX);
     free(ok);
     free(bad);
     /* a huge depth is refused without recursing (stack safety) */
     char *deep = nested(200000);
-    assert_int_equal(scan(deep, strlen(deep), &s), AIP_E_TOO_COMPLEX);
+    assert_aip(scan(deep, strlen(deep), &s), AIP_E_TOO_COMPLEX);
     free(deep);
 }
 
@@ -163,12 +165,12 @@ static void test_value_limit_and_memory_budget(void **state)
     s.max_values = 4;
     assert_int_equal(aip_jscan_run(&s, "[1,2,3]", 7), 0);
     assert_int_equal(s.values, 4);
-    assert_int_equal(aip_jscan_run(&s, "[1,2,3,4]", 9), AIP_E_TOO_COMPLEX);
+    assert_aip(aip_jscan_run(&s, "[1,2,3,4]", 9), AIP_E_TOO_COMPLEX);
     assert_non_null(strstr(s.why, "more than 4 values"));
 
     memset(&s, 0, sizeof s);
     s.mem_budget = 1000;
-    assert_int_equal(aip_jscan_run(&s, "[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]", 31), AIP_E_TOO_COMPLEX);
+    assert_aip(aip_jscan_run(&s, "[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]", 31), AIP_E_TOO_COMPLEX);
     assert_non_null(strstr(s.why, "more than 1000 bytes"));
 }
 
@@ -266,7 +268,7 @@ static void test_isolated_defects_are_reported_not_fatal(void **state)
         assert_non_null(strstr(f.why[i], why[i]));
     }
     /* the same text without isolation fails at the first defect */
-    assert_int_equal(scan(t, strlen(t), &s), AIP_E_MALFORMED);
+    assert_aip(scan(t, strlen(t), &s), AIP_E_MALFORMED);
     assert_non_null(strstr(s.why, "\\u0000 in string"));
 }
 
@@ -295,7 +297,7 @@ static void test_isolation_is_only_the_root_actions_elements(void **state)
         "{\"actions\":[{\"a\":[1,]}]}",    "{\"actions\":[{\"a\":1,}]}",
     };
     for (size_t i = 0; i < sizeof grammar / sizeof *grammar; i++)
-        assert_int_equal(scan_isolated(grammar[i], strlen(grammar[i]), &s, &f), AIP_E_MALFORMED);
+        assert_aip(scan_isolated(grammar[i], strlen(grammar[i]), &s, &f), AIP_E_MALFORMED);
 }
 
 /* "{"actions":[{"p":<depth levels of [ ]>}, {"q":1}]}" with `inner` in the middle */
@@ -340,12 +342,12 @@ static void test_isolated_depth_is_skimmed_without_recursion(void **state)
     static const char *bad[] = {"1 2", "{\"k\" 1}", "{\"k\":1,}", "[1,]", "{1:2}", "\"x", "]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *t = deep_action(100, bad[i]);
-        assert_int_equal(scan_isolated(t, strlen(t), &s, &f), AIP_E_MALFORMED);
+        assert_aip(scan_isolated(t, strlen(t), &s, &f), AIP_E_MALFORMED);
         free(t);
     }
     char *cut = deep_action(100, "");
     cut[strlen(cut) / 2 + 10] = 0; /* ends inside the skimmed part */
-    assert_int_equal(scan_isolated(cut, strlen(cut), &s, &f), AIP_E_MALFORMED);
+    assert_aip(scan_isolated(cut, strlen(cut), &s, &f), AIP_E_MALFORMED);
     assert_non_null(strstr(s.why, "unexpected end of input"));
     free(cut);
     /* the value count still holds inside a skimmed part */
@@ -353,7 +355,7 @@ static void test_isolated_depth_is_skimmed_without_recursion(void **state)
     memset(&s, 0, sizeof s);
     s.isolate_key = "actions";
     s.max_values = 60;
-    assert_int_equal(aip_jscan_run(&s, many, strlen(many)), AIP_E_TOO_COMPLEX);
+    assert_aip(aip_jscan_run(&s, many, strlen(many)), AIP_E_TOO_COMPLEX);
     free(many);
 }
 

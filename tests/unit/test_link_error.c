@@ -11,17 +11,19 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "aip_test_assert.h"
+
 static void test_upgrade_auth(void **state)
 {
     (void)state;
     char why[200];
-    assert_int_equal(aip_link_upgrade_refusal(403, true, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_link_upgrade_refusal(403, true, why, sizeof why), AIP_E_AUTH);
     assert_string_equal(why, "the server refused the token (HTTP 403)");
-    assert_int_equal(aip_link_upgrade_refusal(401, true, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_link_upgrade_refusal(401, true, why, sizeof why), AIP_E_AUTH);
     assert_string_equal(why, "the server refused the token (HTTP 401)");
-    assert_int_equal(aip_link_upgrade_refusal(401, false, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_link_upgrade_refusal(401, false, why, sizeof why), AIP_E_AUTH);
     assert_string_equal(why, "the server requires a token (HTTP 401)");
-    assert_int_equal(aip_link_upgrade_refusal(403, false, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_link_upgrade_refusal(403, false, why, sizeof why), AIP_E_AUTH);
     assert_string_equal(why, "the server requires a token (HTTP 403)");
 }
 
@@ -29,18 +31,18 @@ static void test_upgrade_other_statuses(void **state)
 {
     (void)state;
     char why[200];
-    assert_int_equal(aip_link_upgrade_refusal(404, true, why, sizeof why), AIP_E_NOT_FOUND);
+    assert_aip(aip_link_upgrade_refusal(404, true, why, sizeof why), AIP_E_NOT_FOUND);
     assert_string_equal(why, "the server answered HTTP 404 to the WebSocket upgrade: wrong path?");
-    assert_int_equal(aip_link_upgrade_refusal(503, false, why, sizeof why), AIP_E_REMOTE);
+    assert_aip(aip_link_upgrade_refusal(503, false, why, sizeof why), AIP_E_REMOTE);
     assert_string_equal(why, "the server answered HTTP 503 to the WebSocket upgrade: server busy");
-    assert_int_equal(aip_link_upgrade_refusal(502, false, why, sizeof why), AIP_E_REMOTE);
+    assert_aip(aip_link_upgrade_refusal(502, false, why, sizeof why), AIP_E_REMOTE);
     assert_string_equal(why, "the server answered HTTP 502 to the WebSocket upgrade: bad gateway: "
                              "a reverse proxy cannot reach the server");
-    assert_int_equal(aip_link_upgrade_refusal(200, false, why, sizeof why), AIP_E_REMOTE);
+    assert_aip(aip_link_upgrade_refusal(200, false, why, sizeof why), AIP_E_REMOTE);
     assert_non_null(strstr(why, "not a WebSocket endpoint"));
-    assert_int_equal(aip_link_upgrade_refusal(301, false, why, sizeof why), AIP_E_REMOTE);
+    assert_aip(aip_link_upgrade_refusal(301, false, why, sizeof why), AIP_E_REMOTE);
     assert_non_null(strstr(why, "redirect"));
-    assert_int_equal(aip_link_upgrade_refusal(418, false, why, sizeof why), AIP_E_REMOTE);
+    assert_aip(aip_link_upgrade_refusal(418, false, why, sizeof why), AIP_E_REMOTE);
     assert_string_equal(why, "the server answered HTTP 418 to the WebSocket upgrade");
     /* no status known: not named, nothing written */
     strcpy(why, "x");
@@ -49,7 +51,7 @@ static void test_upgrade_other_statuses(void **state)
     assert_int_equal(aip_link_upgrade_refusal(-1, true, why, sizeof why), 0);
     /* a short buffer is cut, never overrun */
     char small[8];
-    assert_int_equal(aip_link_upgrade_refusal(403, true, small, sizeof small), AIP_E_AUTH);
+    assert_aip(aip_link_upgrade_refusal(403, true, small, sizeof small), AIP_E_AUTH);
     assert_int_equal(strlen(small), 7);
 }
 
@@ -57,16 +59,16 @@ static void test_proxy(void **state)
 {
     (void)state;
     char why[200];
-    assert_int_equal(aip_link_proxy_refusal(407, false, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_link_proxy_refusal(407, false, why, sizeof why), AIP_E_AUTH);
     assert_string_equal(
         why, "the proxy requires authentication (HTTP 407): put user:password in the proxy URL");
-    assert_int_equal(aip_link_proxy_refusal(407, true, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_link_proxy_refusal(407, true, why, sizeof why), AIP_E_AUTH);
     assert_string_equal(why, "the proxy refused the user:password of the proxy URL (HTTP 407)");
-    assert_int_equal(aip_link_proxy_refusal(403, false, why, sizeof why), AIP_E_AUTH);
+    assert_aip(aip_link_proxy_refusal(403, false, why, sizeof why), AIP_E_AUTH);
     assert_string_equal(why, "the proxy refused the CONNECT (HTTP 403)");
-    assert_int_equal(aip_link_proxy_refusal(502, false, why, sizeof why), AIP_E_REMOTE);
+    assert_aip(aip_link_proxy_refusal(502, false, why, sizeof why), AIP_E_REMOTE);
     assert_string_equal(why, "the proxy could not reach the server (HTTP 502)");
-    assert_int_equal(aip_link_proxy_refusal(400, false, why, sizeof why), AIP_E_REMOTE);
+    assert_aip(aip_link_proxy_refusal(400, false, why, sizeof why), AIP_E_REMOTE);
     assert_string_equal(why, "the proxy answered HTTP 400 to the CONNECT");
     assert_int_equal(aip_link_proxy_refusal(0, false, why, sizeof why), 0);
     assert_string_equal(why, "");

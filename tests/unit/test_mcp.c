@@ -1,6 +1,6 @@
 /*
  * The MCP host's API (aip/mcp.h) on its own, without an agent: configuration checks, a stdio
- * server (tests/integration/mcp_hostile_server.py) whose tools reach an executor, a call, a
+ * server (tests/integration/peers/mcp_hostile_server.py) whose tools reach an executor, a call, a
  * server that never answers, and stop ending the child. Real processes, no timing goals.
  */
 #include <aip/aip.h>
@@ -19,7 +19,9 @@
 
 #include <cmocka.h>
 
-#define HOSTILE AIP_SOURCE_DIR "/tests/integration/mcp_hostile_server.py"
+#include "aip_test_assert.h"
+
+#define HOSTILE AIP_SOURCE_DIR "/tests/integration/peers/mcp_hostile_server.py"
 
 static aip_executor *make_exec(void)
 {
@@ -73,7 +75,7 @@ static void test_config_checks(void **state)
     const aip_mcp_server_config twice[] = {
         {.tool_namespace = "N", .tool_type = AIP_TOOL_ACTION, .argv = argv, .argc = 1},
         {.tool_namespace = "N", .tool_type = AIP_TOOL_ACTION, .argv = argv, .argc = 1}};
-    assert_int_equal(aip_mcp_host_create(e, twice, 2, &h), AIP_E_INVAL);
+    assert_aip(aip_mcp_host_create(e, twice, 2, &h), AIP_E_INVAL);
     /* no server: a host that does nothing */
     assert_int_equal(aip_mcp_host_create(e, NULL, 0, &h), 0);
     assert_int_equal(aip_mcp_host_wait_started(h, 10), 0);

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <string.h>
 
 static void test_enum_wire_strings_round_trip(void **state)
@@ -40,11 +42,11 @@ static void test_enum_wire_strings_round_trip(void **state)
     assert_null(aip_status_str((aip_status)99));
 
     aip_status s;
-    assert_int_equal(aip_status_parse("OK", 2, &s), AIP_E_PROTOCOL); /* case-sensitive */
-    assert_int_equal(aip_status_parse("ok ", 3, &s), AIP_E_PROTOCOL);
+    assert_aip(aip_status_parse("OK", 2, &s), AIP_E_PROTOCOL); /* case-sensitive */
+    assert_aip(aip_status_parse("ok ", 3, &s), AIP_E_PROTOCOL);
     assert_int_equal(aip_status_parse("okay", 2, &s), 0); /* length-bounded: "ok" */
     aip_msg_type t;
-    assert_int_equal(aip_msg_type_parse("reboot", 6, &t), AIP_E_PROTOCOL);
+    assert_aip(aip_msg_type_parse("reboot", 6, &t), AIP_E_PROTOCOL);
 }
 
 static void test_type_allowed_per_envelope(void **state)
@@ -69,15 +71,15 @@ static void test_setters_validate_and_canonicalise(void **state)
     char *f = NULL;
     assert_int_equal(aip_msg_set_str(&f, "dev-1"), 0);
     assert_string_equal(f, "dev-1");
-    assert_int_equal(aip_msg_set_str(&f, "bad \xff"), AIP_E_INVAL);
+    assert_aip(aip_msg_set_str(&f, "bad \xff"), AIP_E_INVAL);
     assert_string_equal(f, "dev-1"); /* unchanged on failure */
     assert_int_equal(aip_msg_set_str(&f, NULL), 0);
     assert_null(f);
 
     assert_int_equal(aip_msg_set_json(&f, " {\"a\": 32.0} ", AIP_JSON_OBJECT), 0);
     assert_string_equal(f, "{\"a\": 32.0}");
-    assert_int_equal(aip_msg_set_json(&f, "[1]", AIP_JSON_OBJECT), AIP_E_MALFORMED);
-    assert_int_equal(aip_msg_set_json(&f, "{\"a\":1,\"a\":2}", AIP_JSON_ANY), AIP_E_MALFORMED);
+    assert_aip(aip_msg_set_json(&f, "[1]", AIP_JSON_OBJECT), AIP_E_MALFORMED);
+    assert_aip(aip_msg_set_json(&f, "{\"a\":1,\"a\":2}", AIP_JSON_ANY), AIP_E_MALFORMED);
     assert_string_equal(f, "{\"a\": 32.0}");
     assert_int_equal(aip_msg_set_json(&f, "null", AIP_JSON_OBJECT), 0);
     assert_null(f);
@@ -111,22 +113,22 @@ static void test_validate_rules(void **state)
     assert_int_equal(aip_msg_validate(&m, why, sizeof why), 0);
 
     m.type = AIP_MSG_REGISTER;
-    assert_int_equal(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
+    assert_aip(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
     assert_string_equal(why, "message type \"register\" is not valid in a server message");
     m.type = AIP_MSG_COMMAND;
 
     m.status = AIP_STATUS_NONE;
-    assert_int_equal(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
+    assert_aip(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
     assert_string_equal(why, "missing required field \"status\"");
     m.status = AIP_STATUS_CONTINUE;
 
     assert_int_equal(aip_msg_set_str(&m.client_id, "x"), 0); /* a client-only field */
-    assert_int_equal(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
+    assert_aip(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
     assert_string_equal(why, "field \"client_id\" does not belong in a server message");
     assert_int_equal(aip_msg_set_str(&m.client_id, NULL), 0);
 
     m.actions[1].tool_type = AIP_TOOL_NONE;
-    assert_int_equal(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
+    assert_aip(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
     assert_string_equal(why, "action 1: missing required field \"tool_type\"");
     m.actions[1].tool_type = AIP_TOOL_DATA_COLLECTION;
 
@@ -134,7 +136,7 @@ static void test_validate_rules(void **state)
     memset(long_id, 'a', sizeof long_id - 1);
     long_id[sizeof long_id - 1] = 0;
     assert_int_equal(aip_msg_set_str(&m.session_id, long_id), 0);
-    assert_int_equal(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
+    assert_aip(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
     assert_non_null(strstr(why, "longer than 256 bytes"));
     long_id[AIP_ID_MAX] = 0; /* exactly the limit is fine */
     assert_int_equal(aip_msg_set_str(&m.session_id, long_id), 0);
@@ -143,7 +145,7 @@ static void test_validate_rules(void **state)
     /* free-form text assigned directly (bypassing the setter) is still checked */
     aip_free(m.result);
     m.result = aip_strdup("{broken");
-    assert_int_equal(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
+    assert_aip(aip_msg_validate(&m, why, sizeof why), AIP_E_PROTOCOL);
     assert_non_null(strstr(why, "field \"result\" is not valid JSON"));
     aip_msg_clear(&m);
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,7 +22,7 @@ static void test_insert_take_by_kind_and_id(void **state)
     assert_int_equal(aip_pending_insert(&p, AIP_PENDING_TASK, "x", 100, 1, a), 0);
     /* same id, other kind: a different key */
     assert_int_equal(aip_pending_insert(&p, AIP_PENDING_DEVICE_INFO, "x", 50, 1, b), 0);
-    assert_int_equal(aip_pending_insert(&p, AIP_PENDING_TASK, "x", 100, 1, b), AIP_E_DUPLICATE);
+    assert_aip(aip_pending_insert(&p, AIP_PENDING_TASK, "x", 100, 1, b), AIP_E_DUPLICATE);
     assert_int_equal(aip_pending_count(&p), 2);
     assert_int_equal(aip_pending_next_deadline(&p), 50);
     aip_pending_entry *e = aip_pending_take(&p, AIP_PENDING_DEVICE_INFO, "x");
@@ -48,7 +50,7 @@ static void test_bound_and_cancelled_entries(void **state)
         assert_int_equal(aip_pending_insert(&p, AIP_PENDING_TASK, id, 10 + (uint64_t)i, 1, f[i]),
                          0);
     }
-    assert_int_equal(aip_pending_insert(&p, AIP_PENDING_TASK, "r3", 99, 1, f[3]), AIP_E_FULL);
+    assert_aip(aip_pending_insert(&p, AIP_PENDING_TASK, "r3", 99, 1, f[3]), AIP_E_FULL);
     /* a caller cancels r1: its slot is reclaimed when needed, and r1 is remembered as recent */
     aip_future_cancel(f[1]);
     assert_int_equal(aip_pending_insert(&p, AIP_PENDING_TASK, "r3", 99, 1, f[3]), 0);

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -91,18 +93,18 @@ static void test_malformed_and_unhandled(void **state)
     aip_processor_on(&p, AIP_MSG_HEARTBEAT, handler, NULL);
     aip_processor_on_malformed(&p, malformed, NULL);
     g_malformed = 0;
-    assert_int_equal(feed_json(&p, "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":"
-                                   "\"r-9\",\"actions\":\"nope\"}"),
-                     AIP_E_PROTOCOL);
+    assert_aip(feed_json(&p, "{\"type\":\"command\",\"status\":\"continue\",\"response_id\":"
+                             "\"r-9\",\"actions\":\"nope\"}"),
+               AIP_E_PROTOCOL);
     assert_int_equal(g_malformed, 1);
     assert_int_equal(g_err.type, AIP_MSG_COMMAND);
     assert_string_equal(g_err.response_id, "r-9");
-    assert_int_equal(feed_json(&p, "garbage"), AIP_E_MALFORMED);
+    assert_aip(feed_json(&p, "garbage"), AIP_E_MALFORMED);
     /* text in a binary frame is not a protobuf ServerMessage */
-    assert_int_equal(aip_processor_feed(&p, (const uint8_t *)"\xff\xfe", 2, true), AIP_E_MALFORMED);
+    assert_aip(aip_processor_feed(&p, (const uint8_t *)"\xff\xfe", 2, true), AIP_E_MALFORMED);
     assert_int_equal(atomic_load(&p.malformed), 3);
     /* a client-only type from a server is malformed, not dispatched */
-    assert_int_equal(feed_json(&p, "{\"type\":\"register\",\"status\":\"ok\"}"), AIP_E_PROTOCOL);
+    assert_aip(feed_json(&p, "{\"type\":\"register\",\"status\":\"ok\"}"), AIP_E_PROTOCOL);
     /* decodes, but nobody handles task_end here */
     assert_int_equal(feed_json(&p, "{\"type\":\"task_end\",\"status\":\"failed\"}"), 0);
     assert_int_equal(atomic_load(&p.unhandled), 1);

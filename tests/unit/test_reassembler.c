@@ -12,6 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "aip_test_assert.h"
+
 #define FEED(r, s, first, final, bin, left) \
     aip_reasm_feed((r), (s), strlen(s), (first), (final), (bin), (left))
 
@@ -145,9 +147,9 @@ static void test_text_must_be_utf8(void **state)
     static const char bad[] = {'"', (char)0xC3, '"'};        /* truncated sequence */
     static const char overlong[] = {(char)0xC0, (char)0xAF}; /* overlong '/' */
     static const char surrogate[] = {(char)0xED, (char)0xA0, (char)0x80};
-    assert_int_equal(aip_reasm_feed(&r, bad, sizeof bad, true, true, false, 0), AIP_E_MALFORMED);
-    assert_int_equal(aip_reasm_feed(&r, overlong, 2, true, true, false, 0), AIP_E_MALFORMED);
-    assert_int_equal(aip_reasm_feed(&r, surrogate, 3, true, true, false, 0), AIP_E_MALFORMED);
+    assert_aip(aip_reasm_feed(&r, bad, sizeof bad, true, true, false, 0), AIP_E_MALFORMED);
+    assert_aip(aip_reasm_feed(&r, overlong, 2, true, true, false, 0), AIP_E_MALFORMED);
+    assert_aip(aip_reasm_feed(&r, surrogate, 3, true, true, false, 0), AIP_E_MALFORMED);
     /* the same bytes in a binary message are fine */
     assert_int_equal(aip_reasm_feed(&r, bad, sizeof bad, true, true, true, 0), AIP_REASM_MESSAGE);
     /* a character split across two fragments is valid once joined */

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "aip_test_assert.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -177,11 +179,11 @@ static void test_json_parameters(void **state)
 
     aip_buf b;
     aip_buf_init(&b, 0);
-    assert_int_equal(aip_redact_json("{\"api_key\": \"SECRET\"", 20, &b), AIP_E_MALFORMED);
+    assert_aip(aip_redact_json("{\"api_key\": \"SECRET\"", 20, &b), AIP_E_MALFORMED);
     assert_int_equal(b.len, 0); /* nothing of an unparsable text */
-    assert_int_equal(aip_redact_json("", 0, &b), AIP_E_MALFORMED);
-    assert_int_equal(aip_redact_json(NULL, 3, &b), AIP_E_INVAL);
-    assert_int_equal(aip_redact_json("{}", 2, NULL), AIP_E_INVAL);
+    assert_aip(aip_redact_json("", 0, &b), AIP_E_MALFORMED);
+    assert_aip(aip_redact_json(NULL, 3, &b), AIP_E_INVAL);
+    assert_aip(aip_redact_json("{}", 2, NULL), AIP_E_INVAL);
     aip_buf_free(&b);
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Loopback TCP fault proxy for the fault and soak tests.
 
-    /usr/bin/python3 tests/integration/fault_proxy.py --target PORT [--port 0]
+    /usr/bin/python3 tests/integration/peers/fault_proxy.py --target PORT [--port 0]
                      [--control FILE] [--log FILE]
 
 Listens on 127.0.0.1 (never another address), prints exactly one line

@@ -11,7 +11,7 @@ Runs with Debian 12's /usr/bin/python3 (3.11) and python3-websockets 10.4
 127.0.0.1 only, speaks JSON in text frames only and never selects a
 WebSocket subprotocol.
 
-    /usr/bin/python3 tests/integration/aip_peer.py --port 0 [options]
+    /usr/bin/python3 tests/integration/peers/aip_peer.py --port 0 [options]
 
 prints exactly one line ``listening on 127.0.0.1:<port>`` once listening,
 then serves until SIGTERM/SIGINT and exits 0.
