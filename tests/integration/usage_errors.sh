@@ -147,6 +147,11 @@ if command -v openssl >/dev/null; then
     openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/k1.pem" -out "$tmp/c1.pem" \
         -subj /CN=127.0.0.1 -days 1 2>/dev/null
     openssl genrsa -out "$tmp/k2.pem" 2048 2>/dev/null
+    # libwebsockets 4.1.6 leaks one 72-byte allocation of its own when it refuses the pair in
+    # lws_create_context() (LeakSanitizer's stack ends inside libwebsockets.so.17); the
+    # server exits at once. Suppressed for this one run, for leaks inside lws only.
+    printf 'leak:libwebsockets.so\n' >"$tmp/lsan.supp"
+    LSAN_OPTIONS="suppressions=$tmp/lsan.supp:print_suppressions=0" \
     LWS_LINES=1 cannot_listen "TLS key not the certificate's" \
         "cannot serve TLS with --tls-cert $tmp/c1.pem and --tls-key $tmp/k2.pem: libwebsockets refused them" \
         "$srv" --no-token --port 0 --log-level error --tls-cert "$tmp/c1.pem" --tls-key "$tmp/k2.pem"
