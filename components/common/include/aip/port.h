@@ -50,6 +50,11 @@ int aip_cond_wait_until(aip_cond *c, aip_mutex *m, uint64_t deadline_ns);
 /* name is shown in ps/top (at most 15 characters used). */
 int aip_thread_start(aip_thread *t, const char *name, void *(*fn)(void *), void *arg);
 void aip_thread_join(aip_thread *t);
+/* A thread nobody joins: its resources go when fn returns (the transport's DNS and proxy
+ * probe helpers, whose answer may no longer be wanted). Unnamed: it may be gone before a name
+ * could be set. Returns 0, AIP_E_FULL (no more threads) or AIP_E_NOMEM; when it fails, fn
+ * never runs. */
+int aip_thread_start_detached(void *(*fn)(void *), void *arg);
 
 #ifdef __cplusplus
 }
