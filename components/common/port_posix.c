@@ -103,3 +103,8 @@ int aip_thread_start_detached(void *(*fn)(void *), void *arg)
         return rc == EAGAIN ? AIP_E_FULL : AIP_E_NOMEM;
     return 0;
 }
+
+void aip_call_once(aip_once *once, void (*fn)(void))
+{
+    pthread_once(&once->o, fn);
+}

@@ -705,8 +705,8 @@ static struct lws_context *create_context(aip_transport *t)
 int aip_transport_create(const aip_transport_config *cfg, const aip_transport_events *ev,
                          void *user, aip_transport **out)
 {
-    static pthread_once_t log_once = PTHREAD_ONCE_INIT;
-    pthread_once(&log_once, aip_lws_log_to_aip);
+    static aip_once log_once = AIP_ONCE_INIT;
+    aip_call_once(&log_once, aip_lws_log_to_aip);
     *out = NULL;
     if (!cfg || !cfg->url)
         return AIP_E_INVAL;

@@ -46,7 +46,7 @@ struct aip_transport {
     struct lws_vhost *vh;           /* where the next connection is made */
     struct lws_vhost *wsi_vh;       /* the vhost of t->wsi */
     struct lws_vhost *retire_vh;    /* replaced by a TLS reload: destroyed once unused */
-    int vh_variant, retire_variant; /* see make_vhost() */
+    int vh_variant, retire_variant; /* see aip_tp_make_vhost() */
     unsigned reloads;
     lws_sorted_usec_list_t sul_reload;
     char tls_error[160]; /* the last "SSL error" lws logged for this link attempt */
