@@ -15,7 +15,7 @@
 
 #define WRITE_BURST 16
 
-/* ---- frames ------------------------------------------------------------------------------ */
+/* ---- frames ---------------------------------------------------------------------------------- */
 
 /* A queued frame lives in the headroom of its own buffer: [node | LWS_PRE | payload]. */
 struct frame {
@@ -37,14 +37,14 @@ static uint8_t *frame_payload(frame *f)
     return (uint8_t *)f + NODE_SPACE + LWS_PRE;
 }
 
-/* ---- the queue (any thread, under qlock)
- * ------------------------------------------------------------------------------- */
+/* ---- the queue (any thread, under qlock) ----------------------------------------------------- */
 
 static void free_frame(frame *f)
 {
     aip_free(f);
 }
 
+/* Drops every queued frame; returns how many. Caller holds qlock. */
 size_t aip_tp_queue_flush_locked(aip_transport *t)
 {
     size_t n = 0;
@@ -119,8 +119,7 @@ size_t aip_transport_queue_room(aip_transport *t)
     return used < t->cfg.max_queue_bytes ? t->cfg.max_queue_bytes - used : 0;
 }
 
-/* ---- writing (service thread)
- * ------------------------------------------------------------------------------- */
+/* ---- writing (service thread) ---------------------------------------------------------------- */
 
 /* One lws_write per WRITEABLE: a whole frame, or one fragment of a large one. Returns -1 to
  * close the link. */

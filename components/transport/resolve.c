@@ -84,7 +84,7 @@ static void *resolve_main(void *arg)
     return NULL;
 }
 
-/* ---- the helper threads ------------------------------------------------------------------ */
+/* ---- the helper threads ---------------------------------------------------------------------- */
 
 /* A proxy probe: lws 4.1.6 reads an HTTP CONNECT proxy's answer itself and reports any status
  * but 200 as "proxy not h1", keeping no status. To name the refusal (407: credentials, 403:
@@ -150,7 +150,7 @@ static void *probe_main(void *arg)
     return NULL;
 }
 
-/* ---- the service thread's side ------------------------------------------------------------ */
+/* ---- the service thread's side --------------------------------------------------------------- */
 
 /* A job for the service thread's context, or NULL (out of memory). */
 static struct resolve_job *job_new(aip_transport *t, const char *host)

@@ -61,7 +61,7 @@ struct aip_timer {
     void *user;
 };
 
-/* ---- lws logging into ours ----------------------------------------------------------------- */
+/* ---- lws logging into ours ------------------------------------------------------------------- */
 
 /* The transport whose service thread this is (NULL on other threads): lws logs a failed
  * certificate check only as a log line, so the line is kept for the link's close reason. */
@@ -113,7 +113,7 @@ void aip_transport_get_stats(aip_transport *t, aip_transport_stats *o)
     o->oversized_in = atomic_load(&t->st_oversized);
 }
 
-/* ---- timers -------------------------------------------------------------------------------- */
+/* ---- timers ---------------------------------------------------------------------------------- */
 
 static void timer_fire(lws_sorted_usec_list_t *sul)
 {
@@ -151,7 +151,7 @@ void aip_timer_destroy(aip_timer *tm)
     aip_free(tm);
 }
 
-/* ---- link lifecycle (service thread) -------------------------------------------------------- */
+/* ---- link lifecycle (service thread) --------------------------------------------------------- */
 
 static void schedule_retry(aip_transport *t)
 {
@@ -276,7 +276,7 @@ void aip_tp_start_connect(lws_sorted_usec_list_t *sul)
     aip_tp_resolve(t);
 }
 
-/* ---- service-thread API -------------------------------------------------------------------- */
+/* ---- service-thread API ---------------------------------------------------------------------- */
 
 void aip_transport_drop(aip_transport *t, int code, const char *reason)
 {
@@ -325,7 +325,7 @@ void aip_transport_alive(aip_transport *t)
         lws_validity_confirmed(t->wsi);
 }
 
-/* ---- reading ------------------------------------------------------------------------------- */
+/* ---- reading --------------------------------------------------------------------------------- */
 
 static int on_receive(aip_transport *t, struct lws *wsi, const void *in, size_t len)
 {
@@ -372,7 +372,7 @@ static int on_receive(aip_transport *t, struct lws *wsi, const void *in, size_t 
     return t->kill_requested ? -1 : 0;
 }
 
-/* ---- stopping (service thread) ------------------------------------------------------------ */
+/* ---- stopping (service thread) --------------------------------------------------------------- */
 
 static void stop_deadline(lws_sorted_usec_list_t *sul)
 {
@@ -406,7 +406,7 @@ static void begin_stop(aip_transport *t)
     t->exit_loop = true;
 }
 
-/* ---- the lws callback: one handler per event ------------------------------------------------ */
+/* ---- the lws callback: one handler per event ------------------------------------------------- */
 
 /* Did the attempt carry a token (Bearer, ?token= added from the config, or in the URL)? */
 static bool link_has_token(const aip_transport *t)
@@ -618,7 +618,7 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
 }
 
-/* ---- lifecycle ---------------------------------------------------------------------------- */
+/* ---- lifecycle ------------------------------------------------------------------------------- */
 
 /* Copies what the transport keeps of cfg (strings owned; the URL parsed, not kept: it may hold
  * a token). Returns 0 or an AIP_E_* code; what was copied is freed by aip_transport_destroy. */

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- proxies ------------------------------------------------------------------------------ */
+/* ---- proxies --------------------------------------------------------------------------------- */
 
 /* Keeps the proxy of the vhost being made for the probe: "[user:password@]host" as
  * aip_url_parse_proxy() gives it (lws_set_proxy() sends the part before the last '@' as Basic
@@ -74,7 +74,7 @@ static void choose_proxy(aip_transport *t, struct lws_context_creation_info *vi,
     }
 }
 
-/* ---- the vhost ---------------------------------------------------------------------------- */
+/* ---- the vhost ------------------------------------------------------------------------------- */
 
 /* The client vhost: where the TLS files are loaded (OpenSSL context, CA store). A TLS reload
  * makes a new one; the lws context is never re-created. */
@@ -128,7 +128,7 @@ struct lws_vhost *aip_tp_make_vhost(aip_transport *t, int variant)
     return vh;
 }
 
-/* ---- TLS reload (service thread, from a timer) ---------------------------------------------- */
+/* ---- TLS reload (service thread, from a timer) ----------------------------------------------- */
 
 /* A vhost replaced by a reload stays while the connection made on it lasts. */
 static void retire_unused(aip_transport *t)
