@@ -107,7 +107,8 @@ static int parse_url(const char *url, const char *query_token, aip_url *u)
     char enc[1024] = "";
     if (query_token && aip_url_encode(query_token, enc, sizeof enc))
         return AIP_E_CONFIG;
-    size_t n = strlen(path) + strlen(enc) + 16;
+    /* room for "/" before a query without a path, "&token=" and the NUL */
+    size_t n = strlen(*p == '?' ? p : path) + strlen(enc) + 16;
     if (!(u->path = aip_malloc(n)))
         return AIP_E_NOMEM;
     if (*p == '?') /* a query without a path */

@@ -124,6 +124,12 @@ static void test_query_token_appended_and_redacted(void **state)
                "ws://h:5000/ws?device=<redacted>&token=<redacted>");
     expect_url("ws://h:5000", secret, false, "h", 5000, "/?token=S3cr3t",
                "ws://h:5000/?token=<redacted>");
+    /* a query without a path: the token whole (it was cut short before fuzz_url found it) */
+    expect_url("ws://h?device=d1", secret, false, "h", 80, "/?device=d1&token=S3cr3t",
+               "ws://h:80/?device=<redacted>&token=<redacted>");
+    expect_url("wss://exa?devBce=d1", "S3cr3t ke.yor", true, "exa", 443,
+               "/?devBce=d1&token=S3cr3t%20ke.yor",
+               "wss://exa:443/?devBce=<redacted>&token=<redacted>");
     /* encoded: reserved characters and bytes over 0x7f */
     expect_url("ws://h/ws", "a b/c&d=e\xc3\xa9", false, "h", 80,
                "/ws?token=a%20b%2Fc%26d%3De%C3%A9", "ws://h:80/ws?token=<redacted>");
