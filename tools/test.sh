@@ -20,7 +20,7 @@
 #   tsan        build-tsan/ with clang -DAIP_SANITIZE=thread, ctest -L concurrency
 #   soak        build/tests/test_soak under valgrind, the agent under valgrind too: links
 #               dropped every 3 s with requests in flight, RSS sampled; 60 s (600 s with --full)
-#   fuzz        build-fuzz/ with clang -DAIP_FUZZ=ON: the four libFuzzer targets, bounded time
+#   fuzz        build-fuzz/ with clang -DAIP_FUZZ=ON: the libFuzzer targets (fuzz_targets), bounded time
 #   cppcheck    cppcheck over components/ tools/ main/ (compile database of build/)
 #   clang-tidy  clang-tidy (.clang-tidy) over our .c files in build/compile_commands.json
 #   format      clang-format --dry-run --Werror over the tracked .c/.h files
@@ -264,7 +264,7 @@ stage_soak() {
     return "$rc"
 }
 
-fuzz_targets=(json_client json_server proto_client proto_server reassembler)
+fuzz_targets=(json_client json_server proto_client proto_server reassembler url)
 
 # fuzz_one NAME SEEDDIR: run one target for fuzz_time seconds; writes its log and exit status.
 fuzz_one() {

@@ -89,3 +89,22 @@ void aip_thread_join(aip_thread *t)
 {
     pthread_join(t->t, NULL);
 }
+
+int aip_thread_start_detached(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr))
+        return AIP_E_NOMEM;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    int rc = pthread_create(&th, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    if (rc)
+        return rc == EAGAIN ? AIP_E_FULL : AIP_E_NOMEM;
+    return 0;
+}
+
+void aip_call_once(aip_once *once, void (*fn)(void))
+{
+    pthread_once(&once->o, fn);
+}

@@ -32,6 +32,14 @@ typedef struct aip_thread {
     pthread_t t;
 } aip_thread;
 
+typedef struct aip_once {
+    pthread_once_t o;
+} aip_once;
+#define AIP_ONCE_INIT     \
+    {                     \
+        PTHREAD_ONCE_INIT \
+    }
+
 int aip_mutex_init(aip_mutex *m);
 void aip_mutex_destroy(aip_mutex *m);
 void aip_mutex_lock(aip_mutex *m);
@@ -50,6 +58,15 @@ int aip_cond_wait_until(aip_cond *c, aip_mutex *m, uint64_t deadline_ns);
 /* name is shown in ps/top (at most 15 characters used). */
 int aip_thread_start(aip_thread *t, const char *name, void *(*fn)(void *), void *arg);
 void aip_thread_join(aip_thread *t);
+/* A thread nobody joins: its resources go when fn returns (the transport's DNS and proxy
+ * probe helpers, whose answer may no longer be wanted). Unnamed: it may be gone before a name
+ * could be set. Returns 0, AIP_E_FULL (no more threads) or AIP_E_NOMEM; when it fails, fn
+ * never runs. */
+int aip_thread_start_detached(void *(*fn)(void *), void *arg);
+
+/* Runs fn exactly once per `once`, however many threads call; every caller returns after it
+ * ran. */
+void aip_call_once(aip_once *once, void (*fn)(void));
 
 #ifdef __cplusplus
 }
