@@ -20,7 +20,9 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,6 +100,34 @@ static void sd_notify_msg(const char *msg)
 
 /* ---- the running agent ---------------------------------------------------------------------- */
 
+/* READY=1 goes first: the service thread may register (and report it) before the main thread
+ * has said READY, so a state reported before then is held and sent with READY=1. Both sides
+ * send under this lock, so systemd sees the states in the order they happened. */
+static pthread_mutex_t g_notify_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool g_ready_sent;
+static char g_held_status[300];
+
+static void notify_status(const char *status)
+{
+    pthread_mutex_lock(&g_notify_lock);
+    if (g_ready_sent)
+        sd_notify_msg(status);
+    else
+        snprintf(g_held_status, sizeof g_held_status, "%s", status);
+    pthread_mutex_unlock(&g_notify_lock);
+}
+
+static void notify_ready(void)
+{
+    char msg[320];
+    pthread_mutex_lock(&g_notify_lock);
+    snprintf(msg, sizeof msg, "READY=1\n%s",
+             g_held_status[0] ? g_held_status : "STATUS=connecting");
+    sd_notify_msg(msg);
+    g_ready_sent = true;
+    pthread_mutex_unlock(&g_notify_lock);
+}
+
 static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
 {
     (void)c;
@@ -120,7 +150,7 @@ static void on_state(aip_conn *c, const aip_conn_event *ev, void *user)
         break;
     default: return;
     }
-    sd_notify_msg(status);
+    notify_status(status);
 }
 
 static void log_stats(aip_agent *a)
@@ -345,7 +375,7 @@ int main(int argc, char **argv)
         settings_free(&st);
         return rc == AIP_E_CONFIG || rc == AIP_E_TLS ? EXIT_CONFIG : 1;
     }
-    sd_notify_msg("READY=1\nSTATUS=connecting");
+    notify_ready();
 
     uint64_t wd_usec = 0;
     const char *wd = getenv("WATCHDOG_USEC");
