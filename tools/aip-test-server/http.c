@@ -134,6 +134,53 @@ static const char *path_arg(const char *uri, const char *prefix, char *buf, size
     return buf;
 }
 
+/* A GET of the API (the key checked): builds the answer in b and writes it. */
+static int api_get(struct lws *wsi, pss *ps, const char *uri, aip_buf *b)
+{
+    char arg[AIP_ID_MAX + 1];
+    if (strcmp(uri, "/api/clients") == 0) {
+        aip_buf_puts(b, "{\"online_clients\":");
+        put_clients(b, false);
+        aip_buf_putc(b, '}');
+    } else if (strcmp(uri, "/api/clients/details") == 0) {
+        aip_buf_puts(b, "{\"clients\":");
+        put_clients(b, true);
+        aip_buf_putc(b, '}');
+    } else if (path_arg(uri, "/api/clients/", arg, sizeof arg)) {
+        session *s = strmap_get(&g_srv.clients, arg);
+        if (!s) {
+            error_body(b, "no such client");
+            return respond(wsi, HTTP_STATUS_NOT_FOUND, b);
+        }
+        put_client(b, s, true);
+    } else if (strcmp(uri, "/api/health") == 0) {
+        bputf(b, "{\"status\":\"healthy\",\"online_clients\":%zu,\"tasks\":%zu}",
+              g_srv.clients.count, g_srv.tasks.count);
+    } else if (path_arg(uri, "/api/task_result/", arg, sizeof arg)) {
+        const task_record *r = record_get(arg);
+        if (!r) {
+            error_body(b, "no task with this name");
+            return respond(wsi, HTTP_STATUS_NOT_FOUND, b);
+        }
+        body_task_result(b, r);
+    } else if (path_arg(uri, "/api/device_info/", arg, sizeof arg)) {
+        live_done done = {live_answered, wsi};
+        unsigned st = admin_device_info(arg, ps ? &ps->live : NULL, done, b);
+        if (!st) {
+            aip_buf_free(b);
+            return 0; /* answered when the device does */
+        }
+        return respond(wsi, st, b);
+    } else if (strcmp(uri, "/metrics") == 0) {
+        metrics_render(b);
+        return respond_as(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4", b);
+    } else {
+        aip_buf_puts(b, "{\"error\":\"not found\"}");
+        return respond(wsi, HTTP_STATUS_NOT_FOUND, b);
+    }
+    return respond(wsi, HTTP_STATUS_OK, b);
+}
+
 int http_handle(struct lws *wsi, const char *uri)
 {
     pss *ps = lws_wsi_user(wsi);
@@ -179,48 +226,7 @@ int http_handle(struct lws *wsi, const char *uri)
         aip_buf_puts(&b, "{\"error\":\"not found\"}");
         return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
     }
-    char arg[AIP_ID_MAX + 1];
-    if (strcmp(uri, "/api/clients") == 0) {
-        aip_buf_puts(&b, "{\"online_clients\":");
-        put_clients(&b, false);
-        aip_buf_putc(&b, '}');
-    } else if (strcmp(uri, "/api/clients/details") == 0) {
-        aip_buf_puts(&b, "{\"clients\":");
-        put_clients(&b, true);
-        aip_buf_putc(&b, '}');
-    } else if (path_arg(uri, "/api/clients/", arg, sizeof arg)) {
-        session *s = strmap_get(&g_srv.clients, arg);
-        if (!s) {
-            error_body(&b, "no such client");
-            return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
-        }
-        put_client(&b, s, true);
-    } else if (strcmp(uri, "/api/health") == 0) {
-        bputf(&b, "{\"status\":\"healthy\",\"online_clients\":%zu,\"tasks\":%zu}",
-              g_srv.clients.count, g_srv.tasks.count);
-    } else if (path_arg(uri, "/api/task_result/", arg, sizeof arg)) {
-        const task_record *r = record_get(arg);
-        if (!r) {
-            error_body(&b, "no task with this name");
-            return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
-        }
-        body_task_result(&b, r);
-    } else if (path_arg(uri, "/api/device_info/", arg, sizeof arg)) {
-        live_done done = {live_answered, wsi};
-        unsigned st = admin_device_info(arg, ps ? &ps->live : NULL, done, &b);
-        if (!st) {
-            aip_buf_free(&b);
-            return 0; /* answered when the device does */
-        }
-        return respond(wsi, st, &b);
-    } else if (strcmp(uri, "/metrics") == 0) {
-        metrics_render(&b);
-        return respond_as(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4", &b);
-    } else {
-        aip_buf_puts(&b, "{\"error\":\"not found\"}");
-        return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
-    }
-    return respond(wsi, HTTP_STATUS_OK, &b);
+    return api_get(wsi, ps, uri, &b);
 }
 
 int http_body(struct lws *wsi, const void *in, size_t len)
