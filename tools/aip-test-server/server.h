@@ -19,7 +19,8 @@
  *   json_out.c       JSON output helpers (strings, times, clients, results)
  *   strmap.c         the string map
  *
- * relay.h is shared by relay.c, tasks.c and admin.c only.
+ * relay.h is shared by relay.c, tasks.c and admin.c only. The ctest server_layers checks this
+ * order (tests/integration/server_layers.py): keep the list true when adding a file.
  */
 #ifndef AIP_TEST_SERVER_H
 #define AIP_TEST_SERVER_H
