@@ -19,7 +19,7 @@
  *    aipctl, UFO's Python clients) send neither header and pass. A POST must also say
  *    Content-Type: application/json: a form or text/plain body is what a page can send without
  *    a CORS preflight. Methods other than GET and POST get 405.
- *  - The key (other users of the machine): see auth_ok() in http.c and main.c.
+ *  - The key (other users of the machine): see auth_ok() below and main.c.
  *
  * Every refusal is counted (aip_requests_refused_total{reason}) and logged, at most one line a
  * second (an attacking page can send thousands): the line says how many were not logged. A
@@ -315,6 +315,51 @@ bool key_equal(const char *want, const char *given)
         diff |= (unsigned char)((unsigned char)want[i] ^ g);
     }
     return diff == 0;
+}
+
+/* A refused key is exactly when an operator wants to see what was sent, and must not see it:
+ * the request (its query values redacted) and the forms the key came in (values redacted). */
+static void log_refused(struct lws *wsi, bool http_api)
+{
+    char peer[64] = "?", uri[256] = "", frag[256], full[600], shown[700];
+    char authz[300] = "", az_shown[320] = "none";
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+        lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_POST_URI);
+    size_t o = (size_t)snprintf(full, sizeof full, "%s", uri);
+    for (int i = 0; o < sizeof full &&
+                    lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
+         i++)
+        o += (size_t)snprintf(full + o, sizeof full - o, "%c%s", i ? '&' : '?', frag);
+    aip_redact_url(full, shown, sizeof shown);
+    if (lws_hdr_copy(wsi, authz, sizeof authz, WSI_TOKEN_HTTP_AUTHORIZATION) > 0)
+        aip_redact_header("Authorization", authz, az_shown, sizeof az_shown);
+    bool api_key = lws_hdr_custom_length(wsi, "x-api-key:", 10) > 0;
+    aip_log(AIP_LOG_INFO, "http",
+            "refused %s %s from %s: bad or missing key (Authorization: %s, X-API-Key: %s)",
+            http_api ? "request" : "WebSocket upgrade", shown, peer, az_shown,
+            api_key ? AIP_REDACTED : "none");
+}
+
+static bool auth_ok(struct lws *wsi, bool http_api)
+{
+    if (!g_srv.cfg.token)
+        return true;
+    char buf[512];
+    const char *want = g_srv.cfg.token;
+    if (http_api && lws_hdr_custom_copy(wsi, buf, sizeof buf, "x-api-key:", 10) > 0 &&
+        key_equal(want, buf))
+        return true;
+    if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+        strncmp(buf, "Bearer ", 7) == 0 && key_equal(want, buf + 7))
+        return true;
+    /* lws 4.1.6 copies "token=<value>" into buf and returns a pointer to the value */
+    const char *v;
+    if (!http_api && (v = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf)) &&
+        key_equal(want, v))
+        return true;
+    log_refused(wsi, http_api);
+    return false;
 }
 
 bool guard_refuse_key(struct lws *wsi, req_kind kind)

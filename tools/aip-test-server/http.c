@@ -12,7 +12,9 @@
  * checked in LWS_CALLBACK_HTTP_CONFIRM_UPGRADE).
  *
  * An answer is built whole, then written from HTTP_WRITEABLE. POST bodies are read up to
- * MAX_POST_BODY (413 beyond). GET /api/device_info/{id} may answer later, when the device does.
+ * MAX_POST_BODY (413 beyond). GET /api/device_info/{id} may answer later, when the device does:
+ * it registers a live_done completion (live_answered) that the relay calls then; the relay
+ * never calls into this file (server.h shows who calls whom).
  */
 #include "server.h"
 
@@ -21,166 +23,11 @@
 #include <aip/internal/jscan.h>
 #include <cjson/cJSON.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_POST_BODY (1u << 20)
-
-/* A refused key is exactly when an operator wants to see what was sent, and must not see it:
- * the request (its query values redacted) and the forms the key came in (values redacted). */
-static void log_refused(struct lws *wsi, bool http_api)
-{
-    char peer[64] = "?", uri[256] = "", frag[256], full[600], shown[700];
-    char authz[300] = "", az_shown[320] = "none";
-    lws_get_peer_simple(wsi, peer, sizeof peer);
-    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
-        lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_POST_URI);
-    size_t o = (size_t)snprintf(full, sizeof full, "%s", uri);
-    for (int i = 0; o < sizeof full &&
-                    lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
-         i++)
-        o += (size_t)snprintf(full + o, sizeof full - o, "%c%s", i ? '&' : '?', frag);
-    aip_redact_url(full, shown, sizeof shown);
-    if (lws_hdr_copy(wsi, authz, sizeof authz, WSI_TOKEN_HTTP_AUTHORIZATION) > 0)
-        aip_redact_header("Authorization", authz, az_shown, sizeof az_shown);
-    bool api_key = lws_hdr_custom_length(wsi, "x-api-key:", 10) > 0;
-    aip_log(AIP_LOG_INFO, "http",
-            "refused %s %s from %s: bad or missing key (Authorization: %s, X-API-Key: %s)",
-            http_api ? "request" : "WebSocket upgrade", shown, peer, az_shown,
-            api_key ? AIP_REDACTED : "none");
-}
-
-bool auth_ok(struct lws *wsi, bool http_api)
-{
-    if (!g_srv.cfg.token)
-        return true;
-    char buf[512];
-    const char *want = g_srv.cfg.token;
-    if (http_api && lws_hdr_custom_copy(wsi, buf, sizeof buf, "x-api-key:", 10) > 0 &&
-        key_equal(want, buf))
-        return true;
-    if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
-        strncmp(buf, "Bearer ", 7) == 0 && key_equal(want, buf + 7))
-        return true;
-    /* lws 4.1.6 copies "token=<value>" into buf and returns a pointer to the value */
-    const char *v;
-    if (!http_api && (v = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf)) &&
-        key_equal(want, v))
-        return true;
-    log_refused(wsi, http_api);
-    return false;
-}
-
-void bputf(aip_buf *b, const char *fmt, ...)
-{
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof small) {
-        aip_buf_append(b, small, (size_t)n);
-        return;
-    }
-    char *big = aip_malloc((size_t)n + 1);
-    if (!big)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    aip_buf_append(b, big, (size_t)n);
-    aip_free(big);
-}
-
-void put_str(aip_buf *b, const char *s)
-{
-    if (s)
-        aip_json_put_string(b, s, strlen(s));
-    else
-        aip_buf_puts(b, "null");
-}
-
-void put_time(aip_buf *b, int64_t us)
-{
-    if (!us) {
-        aip_buf_puts(b, "null");
-        return;
-    }
-    char ts[40];
-    aip_format_timestamp(us, ts, sizeof ts);
-    put_str(b, ts);
-}
-
-/* The registered clients as a JSON array: their ids, or their full CLIENT objects. */
-void put_clients(aip_buf *b, bool details)
-{
-    aip_buf_putc(b, '[');
-    const char *k;
-    void *v;
-    bool first = true;
-    for (size_t i = 0; strmap_next(&g_srv.clients, &i, &k, &v);) {
-        if (!first)
-            aip_buf_putc(b, ',');
-        first = false;
-        if (details)
-            put_client(b, v, false);
-        else
-            put_str(b, k);
-    }
-    aip_buf_putc(b, ']');
-}
-
-void put_client(aip_buf *b, const session *s, bool full)
-{
-    aip_buf_puts(b, "{\"client_id\":");
-    put_str(b, s->client_id);
-    aip_buf_puts(b, ",\"client_type\":");
-    put_str(b, aip_client_type_str(s->type));
-    aip_buf_puts(b, ",\"target_id\":");
-    put_str(b, s->target_id);
-    aip_buf_puts(b, ",\"address\":");
-    put_str(b, s->addr);
-    aip_buf_puts(b, ",\"connected_since\":");
-    put_time(b, s->connected_us);
-    aip_buf_puts(b, ",\"last_heartbeat\":");
-    put_time(b, s->last_heartbeat_us);
-    aip_buf_puts(b, ",\"encoding\":");
-    put_str(b, s->proto ? "proto" : "json");
-    aip_buf_puts(b, ",\"extensions\":[");
-    if (s->ext_correlated)
-        aip_buf_puts(b, "\"correlated_errors\"");
-    if (s->ext_live)
-        aip_buf_puts(b, s->ext_correlated ? ",\"live_device_info\"" : "\"live_device_info\"");
-    bputf(b, "],\"commands_in_flight\":%u,\"frames_in\":%llu,\"frames_out\":%llu",
-          s->commands_in_flight, (unsigned long long)s->frames_in,
-          (unsigned long long)s->frames_out);
-    aip_buf_puts(b, ",\"faults\":[");
-    int64_t now = now_us();
-    bool first = true;
-    const struct {
-        int64_t until;
-        const char *name;
-    } f[] = {{s->stall_until_us, "stall"},
-             {s->delay_until_us, "delay"},
-             {s->mute_until_us, "mute_heartbeats"}};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
-        if (f[i].until > now) {
-            bputf(b, "%s{\"fault\":\"%s\",\"seconds_left\":%.1f}", first ? "" : ",", f[i].name,
-                  (double)(f[i].until - now) / 1e6);
-            first = false;
-        }
-    /* a big system_info is summarised except where it is asked for alone (GET
-     * /api/clients/{id}): the whole of it stays one request away */
-    bool summary = !full && s->si_summary;
-    aip_buf_puts(b, "],\"system_info\":");
-    aip_buf_puts(b, summary ? s->si_summary : s->system_info ? s->system_info : "null");
-    bputf(b, ",\"system_info_bytes\":%zu,\"system_info_summarised\":%s}", s->si_bytes,
-          summary ? "true" : "false");
-}
 
 static void body_task_result(aip_buf *b, const task_record *r)
 {
@@ -244,9 +91,19 @@ static int respond(struct lws *wsi, unsigned status, aip_buf *body)
     return respond_as(wsi, status, "application/json", body);
 }
 
-void http_answer_later(struct lws *wsi, unsigned status, aip_buf *body)
+/* The live_done that GET /api/device_info/{id} registers (user: the wsi): the device's
+ * answer, or the cache when it did not answer in time, answered on the waiting connection. */
+static void live_answered(void *user, const char *client_id, const char *source,
+                          const char *device_info)
 {
-    if (respond(wsi, status, body))
+    struct lws *wsi = user;
+    aip_buf b;
+    aip_buf_init(&b, LWS_PRE);
+    put_device_info(&b, client_id, source, device_info);
+    pss *ps = lws_wsi_user(wsi);
+    if (ps)
+        ps->live = NULL;
+    if (respond(wsi, HTTP_STATUS_OK, &b))
         lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, LWS_TO_KILL_ASYNC);
 }
 
@@ -275,6 +132,53 @@ static const char *path_arg(const char *uri, const char *prefix, char *buf, size
         return NULL;
     snprintf(buf, n, "%s", uri + pl);
     return buf;
+}
+
+/* A GET of the API (the key checked): builds the answer in b and writes it. */
+static int api_get(struct lws *wsi, pss *ps, const char *uri, aip_buf *b)
+{
+    char arg[AIP_ID_MAX + 1];
+    if (strcmp(uri, "/api/clients") == 0) {
+        aip_buf_puts(b, "{\"online_clients\":");
+        put_clients(b, false);
+        aip_buf_putc(b, '}');
+    } else if (strcmp(uri, "/api/clients/details") == 0) {
+        aip_buf_puts(b, "{\"clients\":");
+        put_clients(b, true);
+        aip_buf_putc(b, '}');
+    } else if (path_arg(uri, "/api/clients/", arg, sizeof arg)) {
+        session *s = strmap_get(&g_srv.clients, arg);
+        if (!s) {
+            error_body(b, "no such client");
+            return respond(wsi, HTTP_STATUS_NOT_FOUND, b);
+        }
+        put_client(b, s, true);
+    } else if (strcmp(uri, "/api/health") == 0) {
+        bputf(b, "{\"status\":\"healthy\",\"online_clients\":%zu,\"tasks\":%zu}",
+              g_srv.clients.count, g_srv.tasks.count);
+    } else if (path_arg(uri, "/api/task_result/", arg, sizeof arg)) {
+        const task_record *r = record_get(arg);
+        if (!r) {
+            error_body(b, "no task with this name");
+            return respond(wsi, HTTP_STATUS_NOT_FOUND, b);
+        }
+        body_task_result(b, r);
+    } else if (path_arg(uri, "/api/device_info/", arg, sizeof arg)) {
+        live_done done = {live_answered, wsi};
+        unsigned st = admin_device_info(arg, ps ? &ps->live : NULL, done, b);
+        if (!st) {
+            aip_buf_free(b);
+            return 0; /* answered when the device does */
+        }
+        return respond(wsi, st, b);
+    } else if (strcmp(uri, "/metrics") == 0) {
+        metrics_render(b);
+        return respond_as(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4", b);
+    } else {
+        aip_buf_puts(b, "{\"error\":\"not found\"}");
+        return respond(wsi, HTTP_STATUS_NOT_FOUND, b);
+    }
+    return respond(wsi, HTTP_STATUS_OK, b);
 }
 
 int http_handle(struct lws *wsi, const char *uri)
@@ -322,47 +226,7 @@ int http_handle(struct lws *wsi, const char *uri)
         aip_buf_puts(&b, "{\"error\":\"not found\"}");
         return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
     }
-    char arg[AIP_ID_MAX + 1];
-    if (strcmp(uri, "/api/clients") == 0) {
-        aip_buf_puts(&b, "{\"online_clients\":");
-        put_clients(&b, false);
-        aip_buf_putc(&b, '}');
-    } else if (strcmp(uri, "/api/clients/details") == 0) {
-        aip_buf_puts(&b, "{\"clients\":");
-        put_clients(&b, true);
-        aip_buf_putc(&b, '}');
-    } else if (path_arg(uri, "/api/clients/", arg, sizeof arg)) {
-        session *s = strmap_get(&g_srv.clients, arg);
-        if (!s) {
-            error_body(&b, "no such client");
-            return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
-        }
-        put_client(&b, s, true);
-    } else if (strcmp(uri, "/api/health") == 0) {
-        bputf(&b, "{\"status\":\"healthy\",\"online_clients\":%zu,\"tasks\":%zu}",
-              g_srv.clients.count, g_srv.tasks.count);
-    } else if (path_arg(uri, "/api/task_result/", arg, sizeof arg)) {
-        const task_record *r = record_get(arg);
-        if (!r) {
-            error_body(&b, "no task with this name");
-            return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
-        }
-        body_task_result(&b, r);
-    } else if (path_arg(uri, "/api/device_info/", arg, sizeof arg)) {
-        unsigned st = admin_device_info(wsi, arg, &b);
-        if (!st) {
-            aip_buf_free(&b);
-            return 0; /* answered when the device does */
-        }
-        return respond(wsi, st, &b);
-    } else if (strcmp(uri, "/metrics") == 0) {
-        metrics_render(&b);
-        return respond_as(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4", &b);
-    } else {
-        aip_buf_puts(&b, "{\"error\":\"not found\"}");
-        return respond(wsi, HTTP_STATUS_NOT_FOUND, &b);
-    }
-    return respond(wsi, HTTP_STATUS_OK, &b);
+    return api_get(wsi, ps, uri, &b);
 }
 
 int http_body(struct lws *wsi, const void *in, size_t len)

@@ -467,7 +467,7 @@ int main(int argc, char **argv)
     };
     /* Liveness (ping after 20 s of silence, drop after 60 s; UFO's devices answer pings, and
      * dropping for AIP silence is off: UFO devices heartbeat only every 120 s) is one sweep in
-     * aip.c, not lws's retry_and_idle_policy: see server_liveness_start(). */
+     * session.c, not lws's retry_and_idle_policy: see server_liveness_start(). */
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -477,7 +477,7 @@ int main(int argc, char **argv)
     info.pt_serv_buf_size = 16384; /* = rx_buffer_size (see the client transport) */
     /* the security headers (CSP without inline script and with frame-ancestors 'none',
      * nosniff, referrer-policy: no-referrer, x-frame-options) on every HTTP answer lws writes,
-     * error pages included; reject_upgrade() in aip.c writes the same by hand */
+     * error pages included; reject_upgrade() in callback.c writes the same by hand */
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
     if (cfg->tls_cert) {

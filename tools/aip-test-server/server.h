@@ -1,6 +1,26 @@
 /*
  * aip-test-server internals. Single-threaded: everything runs on the lws service thread (the
  * process's main thread); signal handlers only set a flag and call lws_cancel_service().
+ *
+ * Who may call whom. Each file calls functions only of the files listed below it (data in
+ * g_srv is shared by all), so no two files call each other, directly or round a circle:
+ *
+ *   main.c           options, start-up, the lws context, shutdown
+ *   callback.c       the lws protocol callback: routes each reason to the files below
+ *   http.c           the HTTP endpoints; answers that come later through a live_done it registers
+ *   admin.c          the HTTP API's actions: dispatch, faults (and their timers), device info
+ *   relay.c          AIP semantics: registration, roles, heartbeats, device info, delayed answers
+ *   tasks.c          tasks relayed to devices as command batches, their results
+ *   metrics.c        GET /metrics (tasks.c feeds the round-trip histogram)
+ *   session.c        sessions: life, sending AIP messages and rejections, receiving, liveness
+ *   events.c         the /events feed for viewers, system_info summaries, task records
+ *   session_queue.c  the outbound queues, their bounds, writing
+ *   guard.c          who may talk to the server: Host, Origin, method, Content-Type, the key
+ *   json_out.c       JSON output helpers (strings, times, clients, results)
+ *   strmap.c         the string map
+ *
+ * relay.h is shared by relay.c, tasks.c and admin.c only. The ctest server_layers checks this
+ * order (tests/integration/server_layers.py): keep the list true when adding a file.
  */
 #ifndef AIP_TEST_SERVER_H
 #define AIP_TEST_SERVER_H
@@ -133,7 +153,7 @@ typedef struct metrics {
         frames_out[AIP_MSG_TYPE_COUNT_][2]; /* [type][proto] */
     uint64_t malformed, errors_sent, errors_received, too_big, slow_readers;
     uint64_t budget_drops;        /* dropped to keep --max-total-queue */
-    uint64_t unauthorized;        /* frames refused by the role checks (aip.c "Roles") */
+    uint64_t unauthorized;        /* frames refused by the role checks (relay.c "Roles") */
     uint64_t bad_tasks;           /* tasks refused before they started (not JSON actions, caps) */
     uint64_t refused_connections; /* upgrades refused with 503: --max-connections */
     uint64_t registrations, refused_duplicate, refused_invalid, refused_target, refused_fault;
@@ -183,24 +203,111 @@ typedef struct task_record {
 
 extern server g_srv;
 
-/* aip.c */
-void server_liveness_start(void);
+static inline int64_t now_us(void)
+{
+    return aip_wall_us(NULL);
+}
+
+static inline const char *fault_name(fault_kind f)
+{
+    static const char *const names[FAULT_COUNT_] = {
+        "drop", "stall", "delay", "garbage", "refuse_next_registration", "mute_heartbeats"};
+    return (unsigned)f < FAULT_COUNT_ ? names[f] : "?";
+}
+
+/* A deferred answer to GET /api/device_info/{id}: registered by the HTTP side (http.c), called
+ * once by the relay (relay.c) with the device's info when the device answers, when the query
+ * times out, or when the device leaves (source "live" or "cache"). */
+typedef struct live_done {
+    void (*fn)(void *user, const char *client_id, const char *source, const char *device_info);
+    void *user;
+} live_done;
+
+/* callback.c */
 int aip_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len);
-void server_close_all(int code, const char *reason);
-int64_t now_us(void);
-/* exempt: part of a viewer's opening burst (snapshot, replay), not held against
- * --max-viewer-queue; every frame counts against --max-queue and --max-total-queue */
-void session_enqueue_text(session *s, const char *text, size_t len, bool exempt);
-/* admin actions (HTTP API), each answers an HTTP status and writes a JSON body into out */
+
+/* http.c */
+int http_handle(struct lws *wsi, const char *uri);
+int http_body(struct lws *wsi, const void *in, size_t len);
+int http_body_done(struct lws *wsi);
+int http_writeable(struct lws *wsi, void *user);
+void http_closed(struct lws *wsi);
+
+/* admin.c: actions of the HTTP API; each answers an HTTP status and writes a JSON body to out */
 unsigned admin_dispatch(const char *client_id, const char *request, const char *task_name,
                         aip_buf *out);
 unsigned admin_fault(const char *client_id, const char *fault, double seconds, aip_buf *out);
-/* GET /api/device_info/{id}: answers now (returns the status) or returns 0 and answers later
- * through http_answer_later() on wsi; http_live_cancel() when the HTTP client goes away */
-unsigned admin_device_info(struct lws *wsi, const char *client_id, aip_buf *out);
+/* GET /api/device_info/{id}: answers now (returns the status), or returns 0 after starting a
+ * live query, stored in *pending, that answers later through done; 409 when *pending is
+ * already set (or pending is NULL). admin_live_cancel() when the HTTP client goes away. */
+unsigned admin_device_info(const char *client_id, struct live_req **pending, live_done done,
+                           aip_buf *out);
 void admin_live_cancel(struct live_req *l);
-const char *fault_name(fault_kind f);
+
+/* relay.c: a whole message received on an SK_AIP/SK_ECHO/SK_EVENTS session; and the relay's
+ * state about s (tasks, live queries, delayed answers), cleaned when s closes */
+void relay_frame(session *s, const uint8_t *data, size_t len, bool binary);
+void relay_forget(session *s);
+
+/* metrics.c */
+void metrics_rtt(int64_t us);
+void metrics_render(aip_buf *b);
+
+/* session.c */
+void new_id(char *buf); /* a UUID4, buf of 40 bytes at least */
+void send_msg(session *s, aip_msg *m);
+/* prevalidated: every field of m was taken from checked values (aip_encode_prevalidated) */
+void send_msg_as(session *s, aip_msg *m, bool prevalidated);
+void send_simple(session *s, aip_msg_type type, aip_status st, const char *session_id,
+                 const char *response_id, const char *error);
+/* Rejects the request req with an `error` naming it [ext] (request_id in response_id, and its
+ * session_id; UFO peers ignore the extra keys, so every client gets them). REJECT_UNAUTHORIZED:
+ * a frame the role checks refuse ("Roles" in relay.c), also counted, logged and shown on the
+ * feed; the frame has no other effect. */
+typedef enum reject_kind { REJECT_ERROR, REJECT_UNAUTHORIZED } reject_kind;
+void reject_request(session *s, const aip_msg *req, reject_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+session *session_new(struct lws *wsi);
+/* CLOSED: session_detach() (off the lists, the event), relay_forget(), then session_free() */
+void session_detach(session *s, int code, const char *reason);
+void session_free(session *s);
+/* 1 when s->rx holds a whole message (hand it on, then session_rx_done()), 0 when it does not
+ * (yet, or it is skipped), -1 on out of memory */
+int session_receive(session *s, struct lws *wsi, const void *in, size_t len);
+void session_rx_done(session *s);
+void session_alive(session *s); /* a frame or a pong arrived */
+void server_liveness_start(void);
+void server_close_all(int code, const char *reason);
+
+/* events.c: the live event feed for /events viewers, and task records */
+void events_viewer_open(session *s);
+void events_viewer_close(session *s);
+/* Emits one event: kind, the session it concerns (or NULL), a human line, and extra members
+ * as raw JSON ("\"k\":v,..." without braces, or NULL). */
+void ev_emit(const char *kind, const session *s, const char *extra_json, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void events_free(void);
+/* The bounded summary of a system_info of len bytes (NULL when it is small enough to show
+ * whole, or absent). aip_free() it. */
+char *si_summary_make(const char *si, size_t len);
+task_record *record_open(const char *task_name, const char *session_id, const char *client_id);
+void record_finish(const char *task_name, const char *session_id, bool completed,
+                   const char *result, const char *error);
+const task_record *record_get(const char *task_name);
+
+/* session_queue.c */
+/* Closes after what is queued has gone out, unless flush_first is false (the queue itself is
+ * the problem): then at once. */
+void close_session_ex(session *s, int code, const char *reason, bool flush_first);
+void close_session(session *s, int code, const char *reason); /* flush first */
+/* Queues one frame, [LWS_PRE | payload], for s (takes buf). exempt: part of a viewer's opening
+ * burst (snapshot, replay), not held against --max-viewer-queue; every frame counts against
+ * --max-queue and --max-total-queue. */
+void session_enqueue(session *s, uint8_t *buf, size_t len, bool binary, bool exempt);
+void session_enqueue_text(session *s, const char *text, size_t len, bool exempt);
+void queue_drop(session *s);                        /* frees what s has queued, at once */
+int session_writeable(struct lws *wsi, session *s); /* SERVER_WRITEABLE; -1: close */
 
 /* guard.c: who may talk to the server (Host, Origin, Sec-Fetch-Site, method, Content-Type)
  * and the key. Each check returns true when the request is refused, after counting it and
@@ -222,39 +329,15 @@ const char *refuse_name(refuse_reason r);
 extern const char guard_security_headers[];
 bool key_equal(const char *want, const char *given);
 
-/* http.c */
-int http_handle(struct lws *wsi, const char *uri);
-int http_body(struct lws *wsi, const void *in, size_t len);
-int http_body_done(struct lws *wsi);
-int http_writeable(struct lws *wsi, void *user);
-void http_closed(struct lws *wsi);
-void http_answer_later(struct lws *wsi, unsigned status, aip_buf *body);
-bool auth_ok(struct lws *wsi, bool http_api);
-void put_str(aip_buf *b, const char *s);
-void put_time(aip_buf *b, int64_t us);
+/* json_out.c */
+void bputf(aip_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void put_str(aip_buf *b, const char *s); /* a JSON string, or null */
+void put_time(aip_buf *b, int64_t us);   /* a timestamp string, or null for 0 */
 /* full: the whole system_info (GET /api/clients/{id}); else its bounded summary */
 void put_client(aip_buf *b, const session *s, bool full);
 void put_clients(aip_buf *b, bool details);
-void bputf(aip_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* events.c: the live event feed for /events viewers, and task records */
-void events_viewer_open(session *s);
-void events_viewer_close(session *s);
-/* Emits one event: kind, the session it concerns (or NULL), a human line, and extra members
- * as raw JSON ("\"k\":v,..." without braces, or NULL). */
-void ev_emit(const char *kind, const session *s, const char *extra_json, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-void events_free(void);
-/* The bounded summary of a system_info of len bytes (NULL when it is small enough to show
- * whole, or absent). aip_free() it. */
-char *si_summary_make(const char *si, size_t len);
-task_record *record_open(const char *task_name, const char *session_id, const char *client_id);
-void record_finish(const char *task_name, const char *session_id, bool completed,
-                   const char *result, const char *error);
-const task_record *record_get(const char *task_name);
-
-/* metrics.c */
-void metrics_rtt(int64_t us);
-void metrics_render(aip_buf *b);
+void put_result(aip_buf *b, const aip_result *r); /* an action result, UFO's shape */
+/* {"client_id":..,"source":..,"device_info":<info, or {}>} */
+void put_device_info(aip_buf *b, const char *client_id, const char *source, const char *info);
 
 #endif
