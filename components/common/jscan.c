@@ -18,6 +18,7 @@
  */
 #include "aip/common.h"
 #include "aip/internal/jscan.h"
+#include "aip/internal/hex.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -157,31 +158,6 @@ bool aip_utf8_valid(const char *s, size_t n, size_t *bad_off)
     return true;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static long hex4(const char *p, const char *e)
-{
-    if (e - p < 4)
-        return -1;
-    long v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)p[i]);
-        if (h < 0)
-            return -1;
-        v = (v << 4) | h;
-    }
-    return v;
-}
-
 /* Bytes a string body may hold with no further look: printable ASCII but '"' and '\\'. */
 /* clang-format off */
 static const uint8_t plain_byte[256] = {
@@ -203,6 +179,50 @@ static const uint8_t plain_byte[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 /* clang-format on */
+
+/* One escape sequence at p (p[0] == '\\', p + 1 < e): sets *next past it (an isolated
+ * defect is stepped over: the six bytes of its \uXXXX, what follows is scanned on its own).
+ * 0, or the scan's error code. Kept out of scan_string's loop so that loop stays small. */
+static int scan_escape(scanner *sc, const char *p, const char *e, const char **next)
+{
+    switch (p[1]) {
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't': *next = p + 2; return 0;
+    case 'u': break;
+    default:
+        return fail(sc, AIP_E_MALFORMED, p, "invalid escape at offset %zu", (size_t)(p - sc->base));
+    }
+    long cp = aip_hex4(p + 2, e);
+    if (cp < 0)
+        return fail(sc, AIP_E_MALFORMED, p, "invalid \\u escape at offset %zu",
+                    (size_t)(p - sc->base));
+    *next = p + 6;
+    if (cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
+        if (defect(sc, AIP_E_MALFORMED, p,
+                   cp ? "unpaired UTF-16 surrogate at offset %zu"
+                      : "\\u0000 in string at offset %zu",
+                   (size_t)(p - sc->base)))
+            return sc->s->code;
+        return 0;
+    }
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        long lo = (e - p >= 12 && p[6] == '\\' && p[7] == 'u') ? aip_hex4(p + 8, e) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF) {
+            if (defect(sc, AIP_E_MALFORMED, p, "unpaired UTF-16 surrogate at offset %zu",
+                       (size_t)(p - sc->base)))
+                return sc->s->code;
+            return 0;
+        }
+        *next = p + 12;
+    }
+    return 0;
+}
 
 /* Scans a string starting at the opening quote; leaves sc->p after the closing quote.
  * *escaped tells whether it held any backslash (so keys can be compared fast). */
@@ -232,49 +252,10 @@ static int scan_string(scanner *sc, bool *escaped)
             if (p + 1 >= e)
                 return fail(sc, AIP_E_MALFORMED, p, "unterminated string at offset %zu",
                             (size_t)(sc->p - sc->base));
-            switch (p[1]) {
-            case '"':
-            case '\\':
-            case '/':
-            case 'b':
-            case 'f':
-            case 'n':
-            case 'r':
-            case 't': p += 2; continue;
-            case 'u': {
-                long cp = hex4(p + 2, e);
-                if (cp < 0)
-                    return fail(sc, AIP_E_MALFORMED, p, "invalid \\u escape at offset %zu",
-                                (size_t)(p - sc->base));
-                if (cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
-                    if (defect(sc, AIP_E_MALFORMED, p,
-                               cp ? "unpaired UTF-16 surrogate at offset %zu"
-                                  : "\\u0000 in string at offset %zu",
-                               (size_t)(p - sc->base)))
-                        return sc->s->code;
-                    p += 6;
-                    continue;
-                }
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    long lo = (e - p >= 12 && p[6] == '\\' && p[7] == 'u') ? hex4(p + 8, e) : -1;
-                    if (lo < 0xDC00 || lo > 0xDFFF) {
-                        if (defect(sc, AIP_E_MALFORMED, p,
-                                   "unpaired UTF-16 surrogate at offset %zu",
-                                   (size_t)(p - sc->base)))
-                            return sc->s->code;
-                        p += 6; /* what follows is scanned on its own */
-                        continue;
-                    }
-                    p += 12;
-                } else {
-                    p += 6;
-                }
-                continue;
-            }
-            default:
-                return fail(sc, AIP_E_MALFORMED, p, "invalid escape at offset %zu",
-                            (size_t)(p - sc->base));
-            }
+            int rc = scan_escape(sc, p, e, &p);
+            if (rc)
+                return rc;
+            continue;
         }
         size_t l = utf8_seq((const unsigned char *)p, (const unsigned char *)e);
         if (!l) {
@@ -304,9 +285,9 @@ static uint32_t next_cp(const char **pp)
         case 'r': cp = '\r'; break;
         case 't': cp = '\t'; break;
         case 'u': {
-            cp = (uint32_t)hex4((const char *)p + 2, (const char *)p + 6);
+            cp = (uint32_t)aip_hex4((const char *)p + 2, (const char *)p + 6);
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                uint32_t lo = (uint32_t)hex4((const char *)p + 8, (const char *)p + 12);
+                uint32_t lo = (uint32_t)aip_hex4((const char *)p + 8, (const char *)p + 12);
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 *pp = (const char *)p + 12;
                 return cp;

@@ -8,6 +8,7 @@
  */
 #include "aip/redact.h"
 #include "aip/common.h"
+#include "aip/internal/hex.h"
 #include "aip/internal/jscan.h"
 
 #include <string.h>
@@ -280,17 +281,6 @@ static size_t value_end(const char *s, size_t n, size_t i)
     return i;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Is the raw (escaped) key text raw[0..n) a secret name once unescaped? */
 static bool key_is_secret(const char *raw, size_t n)
 {
@@ -303,11 +293,7 @@ static bool key_is_secret(const char *raw, size_t n)
         if (c == '\\' && i + 1 < n) {
             char e = raw[++i];
             if (e == 'u' && i + 4 < n) {
-                int v = 0;
-                for (int d = 1; d <= 4; d++) {
-                    int h = hexval(raw[i + (size_t)d]);
-                    v = h < 0 ? 0x100 : v * 16 + h;
-                }
+                long v = aip_hex4(raw + i + 1, raw + n); /* -1: not hex */
                 i += 4;
                 c = '\x7f'; /* not ASCII text: never in a name */
                 if (v > 0 && v < 0x7f)

@@ -79,6 +79,57 @@ static bool is_meta(char c, bool word_start)
     return strchr("|&;<>()$`*?[\n", c) || (word_start && (c == '~' || c == '#'));
 }
 
+/* Appends to w the next part of a word at *pp: a '...' or "..." quote, a backslash-escaped
+ * character, or a plain one; leaves *pp after it. Returns 0, or -1 with the reason in why, or
+ * AIP_E_NOMEM. */
+static int put_word_part(const char **pp, aip_buf *w, char *why, size_t why_len)
+{
+    const char *p = *pp;
+    char c = *p;
+    int rc = 0;
+    if (c == '\'') {
+        const char *end = strchr(p + 1, '\'');
+        if (!end) {
+            snprintf(why, why_len, "unterminated ' quote");
+            return -1;
+        }
+        rc = aip_buf_append(w, p + 1, (size_t)(end - p - 1));
+        p = end + 1;
+    } else if (c == '"') {
+        for (p++; *p && *p != '"' && !rc; p++) {
+            if (*p == '$' || *p == '`') {
+                snprintf(why, why_len,
+                         "'%c' inside \"...\" is shell expansion, which needs exec_shell "
+                         "(off); use '...' to pass it literally",
+                         *p);
+                rc = -1;
+            } else if (*p == '\\' && p[1] && strchr("\"\\$`", p[1])) {
+                rc = aip_buf_putc(w, *++p);
+            } else {
+                rc = aip_buf_putc(w, *p);
+            }
+        }
+        if (!rc && *p != '"') {
+            snprintf(why, why_len, "unterminated \" quote");
+            rc = -1;
+        }
+        if (!rc)
+            p++;
+    } else if (c == '\\') {
+        if (!p[1]) {
+            snprintf(why, why_len, "trailing backslash");
+            return -1;
+        }
+        rc = aip_buf_putc(w, p[1]);
+        p += 2;
+    } else {
+        rc = aip_buf_putc(w, c);
+        p++;
+    }
+    *pp = p;
+    return rc;
+}
+
 /* Splits cmd on blanks with '...', "..." and backslash quoting. first_only stops after the
  * first word and accepts any shell syntax after it (the shell will parse it). Returns 0, or
  * -1 with the reason in why, or AIP_E_NOMEM. */
@@ -116,47 +167,7 @@ static int split_command(const char *cmd, bool first_only, argv_list *out, char 
             break;
         }
         in_word = true;
-        if (c == '\'') {
-            const char *end = strchr(p + 1, '\'');
-            if (!end) {
-                snprintf(why, why_len, "unterminated ' quote");
-                rc = -1;
-                break;
-            }
-            rc = aip_buf_append(&w, p + 1, (size_t)(end - p - 1));
-            p = end + 1;
-        } else if (c == '"') {
-            for (p++; *p && *p != '"' && !rc; p++) {
-                if (*p == '$' || *p == '`') {
-                    snprintf(why, why_len,
-                             "'%c' inside \"...\" is shell expansion, which needs exec_shell "
-                             "(off); use '...' to pass it literally",
-                             *p);
-                    rc = -1;
-                } else if (*p == '\\' && p[1] && strchr("\"\\$`", p[1])) {
-                    rc = aip_buf_putc(&w, *++p);
-                } else {
-                    rc = aip_buf_putc(&w, *p);
-                }
-            }
-            if (!rc && *p != '"') {
-                snprintf(why, why_len, "unterminated \" quote");
-                rc = -1;
-            }
-            if (!rc)
-                p++;
-        } else if (c == '\\') {
-            if (!p[1]) {
-                snprintf(why, why_len, "trailing backslash");
-                rc = -1;
-            } else {
-                rc = aip_buf_putc(&w, p[1]);
-                p += 2;
-            }
-        } else {
-            rc = aip_buf_putc(&w, c);
-            p++;
-        }
+        rc = put_word_part(&p, &w, why, why_len);
     }
     if (!rc && in_word && !(first_only && out->n))
         rc = argv_push(out, &w);

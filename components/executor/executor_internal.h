@@ -1,5 +1,6 @@
 /*
- * executor_internal.h — what executor.c, builtins.c and exec_cmd.c share (not installed).
+ * executor_internal.h — what executor.c, registry.c, builtins.c, exec_cmd.c and proc.c share
+ * (not installed).
  */
 #ifndef AIP_EXECUTOR_INTERNAL_H
 #define AIP_EXECUTOR_INTERNAL_H
@@ -15,6 +16,10 @@
 #include <sys/types.h>
 
 #define AIP_EXEC_COMPONENT "executor"
+
+/* How deep a tool's result may nest: a Result sits at depth 3 of a command_results frame
+ * (object, action_results, Result). AIP_JSON_MAX_DEPTH is aip/message.h's. */
+#define EXEC_RESULT_MAX_DEPTH (AIP_JSON_MAX_DEPTH - 3)
 
 typedef struct exec_tool {
     char *name;
@@ -70,7 +75,7 @@ struct aip_executor {
     bool stopping;
     exec_batch *head, *tail;
     size_t queued;
-    exec_tool **tools; /* registration order; see "The registry" in executor.c */
+    exec_tool **tools; /* registration order; see "The registry" in registry.c */
     size_t n_tools, cap_tools;
 };
 
@@ -155,9 +160,19 @@ void exec_run_free(exec_run *rs);
 /* UFO's read-only program list (exec_policy "ufo-readonly"), NULL-terminated. */
 extern const char *const exec_ufo_readonly[];
 
+/* ---- the registry (registry.c) --------------------------------------------------------------- */
+
 /* Is tools[i] the one its key resolves to (no entry of the same key ranks above it)? Under
  * the executor's lock. */
 bool exec_tool_visible(const aip_executor *e, size_t i);
+
+/* UFO's command2tool (see registry.c): the entry an action's tool_name and tool_type resolve
+ * to, with a reference taken (exec_tool_release it), or NULL. Takes the executor's lock. */
+exec_tool *exec_tool_lookup(aip_executor *e, const char *name, aip_tool_type type);
+/* Drops one reference; the last one frees the entry. Takes the executor's lock. */
+void exec_tool_release(aip_executor *e, exec_tool *t);
+/* Frees an entry no one references (NULL: nothing). */
+void exec_tool_free(exec_tool *t);
 
 /* Registers a tool with internal flags (builtins). */
 int exec_register(aip_executor *e, const aip_tool_def *def, const aip_tool_info *info, bool is_meta,

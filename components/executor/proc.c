@@ -579,92 +579,113 @@ static void parse_report(exec_run *rs, const char *buf, size_t n)
     }
 }
 
+/* What supervise knows of its run between two polls. */
+typedef struct sup_state {
+    uint64_t term_at, killed_at, exit_seen; /* aip_now_ns times; 0: not yet */
+    bool exited, cancel_seen;
+    char report[STATUS_MAX]; /* the shepherd's status lines read so far */
+    size_t report_len;
+} sup_state;
+
+/* Reads what the shepherd reported on its status pipe; closes the pipe at its end. */
+static void read_report(exec_run *rs, sup_state *st)
+{
+    ssize_t r =
+        read(rs->status_fd, st->report + st->report_len, sizeof st->report - st->report_len);
+    if (r > 0) {
+        st->report_len += (size_t)r;
+        parse_report(rs, st->report, st->report_len);
+    }
+    if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN) ||
+        st->report_len == sizeof st->report) {
+        close(rs->status_fd);
+        rs->status_fd = -1;
+    }
+}
+
+/* The poll timeout (ms, -1: none) up to supervise's next deadline. */
+static int sup_timeout(const exec_run *rs, const sup_state *st, uint64_t now, uint64_t kill_at)
+{
+    int timeout = -1;
+    if (!st->exited && !st->term_at)
+        timeout = ms_until(now, kill_at);
+    else if (!st->exited && !st->killed_at)
+        timeout = ms_until(now, st->term_at + SHEPHERD_EXTRA_NS);
+    else if (st->exited)
+        timeout = ms_until(now, st->exit_seen + LEFTOVER_GIVEUP_NS);
+    if (!st->exited && (rs->pidfd < 0 || st->killed_at) && (timeout < 0 || timeout > TICK_MS))
+        timeout = TICK_MS;
+    return timeout;
+}
+
+/* One poll of the run's pipes, its pidfd and the executor's cancel pipe, and what it read. */
+static void sup_poll(aip_executor *e, exec_run *rs, sup_state *st, int timeout)
+{
+    struct pollfd pf[5];
+    nfds_t n = 0;
+    int io = -1, ie = -1, is = -1, ic = -1;
+    if (rs->out >= 0)
+        pf[io = (int)n++] = (struct pollfd){.fd = rs->out, .events = POLLIN};
+    if (rs->err >= 0)
+        pf[ie = (int)n++] = (struct pollfd){.fd = rs->err, .events = POLLIN};
+    if (rs->status_fd >= 0)
+        pf[is = (int)n++] = (struct pollfd){.fd = rs->status_fd, .events = POLLIN};
+    if (!st->exited && rs->pidfd >= 0)
+        pf[n++] = (struct pollfd){.fd = rs->pidfd, .events = POLLIN};
+    if (!st->cancel_seen)
+        pf[ic = (int)n++] = (struct pollfd){.fd = e->cancel_pipe[0], .events = POLLIN};
+    int pr = poll(pf, n, timeout);
+    if (pr < 0 && errno != EINTR) {
+        aip_log(AIP_LOG_ERROR, AIP_EXEC_COMPONENT, "poll: %s", strerror(errno));
+        poll(NULL, 0, TICK_MS); /* keep the timers running, but never spin */
+    }
+    if (pr <= 0)
+        return;
+    if (io >= 0 && pf[io].revents)
+        drain(&rs->out, &rs->so);
+    if (ie >= 0 && pf[ie].revents)
+        drain(&rs->err, &rs->se);
+    if (is >= 0 && pf[is].revents)
+        read_report(rs, st);
+    if (ic >= 0 && pf[ic].revents)
+        st->cancel_seen = true; /* never read: the pipe stays readable for every poller */
+}
+
 /* Reads output until the shepherd has exited and the pipes are closed, asking the shepherd to
  * stop at kill_at or on cancel; then reaps it. */
 static void supervise(aip_executor *e, const aip_tool_call *call, exec_run *rs, uint64_t kill_at)
 {
-    uint64_t term_at = 0, killed_at = 0, exit_seen = 0;
-    bool exited = false, cancel_seen = false;
-    char report[STATUS_MAX];
-    size_t report_len = 0;
+    sup_state st = {0};
     for (;;) {
         uint64_t now = aip_now_ns(NULL);
-        if (!exited && child_exited(rs->pid))
-            exited = true;
+        if (!st.exited && child_exited(rs->pid))
+            st.exited = true;
         bool pipes = rs->out >= 0 || rs->err >= 0 || rs->status_fd >= 0;
-        if (exited && !pipes)
+        if (st.exited && !pipes)
             break;
-        bool cancel = cancel_seen || aip_tool_call_cancelled(call);
-        if (!exited && !term_at && (now >= kill_at || cancel)) {
+        bool cancel = st.cancel_seen || aip_tool_call_cancelled(call);
+        if (!st.exited && !st.term_at && (now >= kill_at || cancel)) {
             rs->cancelled = cancel && now < kill_at;
             rs->timed_out = !rs->cancelled;
             kill(rs->pid, SIGTERM); /* the shepherd ends the whole tree */
-            term_at = now;
+            st.term_at = now;
         }
-        if (!exited && term_at && !killed_at && now >= term_at + SHEPHERD_EXTRA_NS) {
+        if (!st.exited && st.term_at && !st.killed_at && now >= st.term_at + SHEPHERD_EXTRA_NS) {
             aip_log(AIP_LOG_WARN, AIP_EXEC_COMPONENT,
                     "command shepherd %ld did not stop: killing it and the command's group",
                     (long)rs->pid);
             kill(rs->pid, SIGKILL);
             if (rs->cmd_pid > 0)
                 kill(-rs->cmd_pid, SIGKILL);
-            killed_at = now;
+            st.killed_at = now;
         }
-        if (exited && pipes) { /* gone, but something outside its tree holds a pipe */
-            if (!exit_seen)
-                exit_seen = now;
-            if (now >= exit_seen + LEFTOVER_GIVEUP_NS)
+        if (st.exited && pipes) { /* gone, but something outside its tree holds a pipe */
+            if (!st.exit_seen)
+                st.exit_seen = now;
+            if (now >= st.exit_seen + LEFTOVER_GIVEUP_NS)
                 break;
         }
-
-        int timeout = -1;
-        if (!exited && !term_at)
-            timeout = ms_until(now, kill_at);
-        else if (!exited && !killed_at)
-            timeout = ms_until(now, term_at + SHEPHERD_EXTRA_NS);
-        else if (exited)
-            timeout = ms_until(now, exit_seen + LEFTOVER_GIVEUP_NS);
-        if (!exited && (rs->pidfd < 0 || killed_at) && (timeout < 0 || timeout > TICK_MS))
-            timeout = TICK_MS;
-
-        struct pollfd pf[5];
-        nfds_t n = 0;
-        int io = -1, ie = -1, is = -1, ic = -1;
-        if (rs->out >= 0)
-            pf[io = (int)n++] = (struct pollfd){.fd = rs->out, .events = POLLIN};
-        if (rs->err >= 0)
-            pf[ie = (int)n++] = (struct pollfd){.fd = rs->err, .events = POLLIN};
-        if (rs->status_fd >= 0)
-            pf[is = (int)n++] = (struct pollfd){.fd = rs->status_fd, .events = POLLIN};
-        if (!exited && rs->pidfd >= 0)
-            pf[n++] = (struct pollfd){.fd = rs->pidfd, .events = POLLIN};
-        if (!cancel_seen)
-            pf[ic = (int)n++] = (struct pollfd){.fd = e->cancel_pipe[0], .events = POLLIN};
-        int pr = poll(pf, n, timeout);
-        if (pr < 0 && errno != EINTR) {
-            aip_log(AIP_LOG_ERROR, AIP_EXEC_COMPONENT, "poll: %s", strerror(errno));
-            poll(NULL, 0, TICK_MS); /* keep the timers running, but never spin */
-        }
-        if (pr <= 0)
-            continue;
-        if (io >= 0 && pf[io].revents)
-            drain(&rs->out, &rs->so);
-        if (ie >= 0 && pf[ie].revents)
-            drain(&rs->err, &rs->se);
-        if (is >= 0 && pf[is].revents) {
-            ssize_t r = read(rs->status_fd, report + report_len, sizeof report - report_len);
-            if (r > 0) {
-                report_len += (size_t)r;
-                parse_report(rs, report, report_len);
-            }
-            if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN) ||
-                report_len == sizeof report) {
-                close(rs->status_fd);
-                rs->status_fd = -1;
-            }
-        }
-        if (ic >= 0 && pf[ic].revents)
-            cancel_seen = true; /* never read: the pipe stays readable for every poller */
+        sup_poll(e, rs, &st, sup_timeout(rs, &st, now, kill_at));
     }
     pid_t w;
     do

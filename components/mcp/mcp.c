@@ -1,7 +1,7 @@
 /*
- * The MCP host (see aip/mcp.h): configuration, the parts of MCP both transports share (the
- * handshake's checks, tool lists, JSON-RPC messages), and the tool function the executor
- * runs for every MCP tool.
+ * The MCP host (see aip/mcp.h): configuration, and the parts of MCP both transports share (the
+ * handshake's checks, tool lists, JSON-RPC messages: mcp_dispatch for every incoming one). The
+ * tool function the executor runs for every MCP tool is in mcp_call.c.
  *
  * Design
  * - One mcp_server per configured server, one thread each (mcp_stdio_main / mcp_http_main):
@@ -13,10 +13,8 @@
  *   removed, calls in flight fail at once with the reason, and it is started again after a
  *   backoff (mcp_backoff_ns). So a server never blocks another one or the agent: each has its
  *   own thread, and every wait is bounded by the server's timeout.
- * - A tool call runs on the executor worker of its action (mcp_tool_call): it builds the
- *   tools/call request, hands it to the transport (stdio: queued for the server thread, the
- *   worker waits on its own condition variable; HTTP: the worker POSTs itself) and maps the
- *   CallToolResult to the executor's success/failure as UFO's device does (docs/ufo.md).
+ * - A tool call runs on the executor worker of its action (mcp_tool_call, mcp_call.c: see its
+ *   note) and waits for its answer there, never on a server thread.
  * - Lifetimes: the servers live from create to destroy; tools in the executor point at their
  *   server (user data), and the host is stopped (tools removed, calls failed) before the
  *   executor and destroyed after it, so a running call never outlives its server.
@@ -69,7 +67,7 @@ cJSON *mcp_parse(const char *text, size_t len, char *why, size_t why_len)
     return j;
 }
 
-static char *print_compact(cJSON *j)
+char *mcp_print_compact(cJSON *j)
 {
     char *t = cJSON_PrintUnformatted(j);
     char *copy = t ? aip_strdup(t) : NULL;
@@ -88,7 +86,7 @@ char *mcp_request_text(int64_t id, const char *method, const cJSON *params)
     cJSON_AddStringToObject(o, "method", method);
     if (params)
         cJSON_AddItemToObject(o, "params", cJSON_Duplicate(params, 1));
-    char *t = print_compact(o);
+    char *t = mcp_print_compact(o);
     cJSON_Delete(o);
     return t;
 }
@@ -145,7 +143,7 @@ char *mcp_answer_server_request(const cJSON *msg)
             cJSON_AddStringToObject(e, "message", "Method not found");
         }
     }
-    char *t = print_compact(o);
+    char *t = mcp_print_compact(o);
     cJSON_Delete(o);
     return t;
 }
@@ -163,6 +161,34 @@ void mcp_on_notification(mcp_server *s, const cJSON *msg)
         aip_log(AIP_LOG_DEBUG, MCP_LOG, "[%s] tools/list_changed: refreshing", s->ns);
     }
     /* progress, logging, resources/..., cancelled: nothing to do */
+}
+
+int mcp_dispatch(mcp_server *s, const char *text, size_t *n, cJSON **msg, char *why, size_t why_len)
+{
+    *msg = NULL;
+    size_t len = *n;
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
+                   text[len - 1] == '\t'))
+        len--;
+    *n = len;
+    if (!len)
+        return 0;
+    cJSON *m = mcp_parse(text, len, why, why_len);
+    if (!m)
+        return -1;
+    int kind = mcp_classify(m);
+    if (!kind) {
+        snprintf(why, why_len, "not a request, response or notification");
+        cJSON_Delete(m);
+        return -1;
+    }
+    if (kind == 'n') {
+        mcp_on_notification(s, m);
+        cJSON_Delete(m);
+        return 'n';
+    }
+    *msg = m;
+    return kind;
 }
 
 cJSON *mcp_initialize_params(void)
@@ -277,7 +303,7 @@ static char *opt_object_text(const cJSON *t, const char *key, bool *bad)
         *bad = true;
         return NULL;
     }
-    return print_compact((cJSON *)v);
+    return mcp_print_compact((cJSON *)v);
 }
 
 static const char *opt_string(const cJSON *t, const char *key, bool *bad)
@@ -291,8 +317,6 @@ static const char *opt_string(const cJSON *t, const char *key, bool *bad)
     }
     return v->valuestring;
 }
-
-int mcp_tool_call(const aip_tool_call *call, void *user, char **result, char **error);
 
 int mcp_install_tools(mcp_server *s, const cJSON *tools)
 {
@@ -340,7 +364,7 @@ int mcp_install_tools(mcp_server *s, const cJSON *tools)
         infos[i].size = sizeof infos[i];
         infos[i].tool_namespace = s->ns;
         infos[i].title = title;
-        infos[i].input_schema = print_compact((cJSON *)in);
+        infos[i].input_schema = mcp_print_compact((cJSON *)in);
         infos[i].output_schema = opt_object_text(t, "outputSchema", &bad);
         infos[i].annotations = opt_object_text(t, "annotations", &bad);
         infos[i].meta = opt_object_text(t, "_meta", &bad);
@@ -484,144 +508,6 @@ bool mcp_wait_until(mcp_server *s, uint64_t deadline_ns)
     bool stop = atomic_load(&s->stopping);
     aip_mutex_unlock(&s->lock);
     return stop;
-}
-
-/* ---- a tool call ---------------------------------------------------------------------------- */
-
-/* Text of the `content` items of type text, joined with newlines; NULL if there is none. */
-static char *joined_text(const cJSON *content, bool first_only)
-{
-    aip_buf b;
-    aip_buf_init(&b, 0);
-    bool any = false;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, content)
-    {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(c, "type");
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(c, "text");
-        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 ||
-            !cJSON_IsString(text))
-            continue;
-        if ((any && aip_buf_putc(&b, '\n')) || aip_buf_puts(&b, text->valuestring)) {
-            aip_buf_free(&b);
-            return NULL;
-        }
-        any = true;
-        if (first_only)
-            break;
-    }
-    if (!any || aip_buf_nul(&b)) {
-        aip_buf_free(&b);
-        return NULL;
-    }
-    return (char *)aip_buf_steal(&b);
-}
-
-static char *json_string_text(const char *s)
-{
-    aip_buf b;
-    aip_buf_init(&b, 0);
-    if (aip_json_put_string(&b, s, strlen(s)) || aip_buf_nul(&b)) {
-        aip_buf_free(&b);
-        return NULL;
-    }
-    return (char *)aip_buf_steal(&b);
-}
-
-static int fail_with(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail_with(char **error, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    *error = aip_strdup(buf);
-    return -1;
-}
-
-/* The CallToolResult (or JSON-RPC error) as the executor's success/failure, as UFO's device
- * builds its Result (ufo/client/computer.py; docs/ufo.md). */
-static int map_call_result(const mcp_server *s, const char *tool, const cJSON *reply, char **result,
-                           char **error)
-{
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(reply, "error");
-    if (err) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(err, "code");
-        return fail_with(error, "MCP error %d: %s", cJSON_IsNumber(c) ? c->valueint : 0,
-                         cJSON_IsString(m) ? m->valuestring : "(no message)");
-    }
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(reply, "result");
-    if (!cJSON_IsObject(r))
-        return fail_with(error,
-                         "MCP server of namespace '%s' answered tools/call '%s' without a "
-                         "result object",
-                         s->ns, tool);
-    const cJSON *content = cJSON_GetObjectItemCaseSensitive(r, "content");
-    if (content && !cJSON_IsArray(content))
-        return fail_with(error,
-                         "MCP server of namespace '%s': tools/call '%s': content is not "
-                         "a list",
-                         s->ns, tool);
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "isError"))) {
-        char *text = joined_text(content, true);
-        if (text) {
-            *error = text;
-            return -1;
-        }
-        return fail_with(error, "tool '%s' reported an error without a text", tool);
-    }
-    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(r, "structuredContent");
-    if (sc && !cJSON_IsNull(sc))
-        *result = print_compact((cJSON *)sc);
-    else if (content && cJSON_GetArraySize(content) > 0) {
-        char *text = joined_text(content, false);
-        *result = text ? json_string_text(text) : print_compact((cJSON *)content);
-        aip_free(text);
-    } else {
-        return 0; /* nothing: null */
-    }
-    if (!*result)
-        return fail_with(error, "out of memory");
-    return 0;
-}
-
-int mcp_tool_call(const aip_tool_call *call, void *user, char **result, char **error)
-{
-    mcp_server *s = user;
-    uint64_t now = aip_now_ns(NULL);
-    uint64_t deadline = now + (uint64_t)s->timeout_ms * 1000000u;
-    bool own_limit = deadline < call->deadline_ns;
-    if (!own_limit)
-        deadline = call->deadline_ns;
-    cJSON *params = cJSON_CreateObject();
-    cJSON *args = call->parameters ? cJSON_Parse(call->parameters) : cJSON_CreateObject();
-    if (!params || !cJSON_IsObject(args)) {
-        cJSON_Delete(params);
-        cJSON_Delete(args);
-        return fail_with(error, "parameters must be a JSON object");
-    }
-    cJSON_AddStringToObject(params, "name", call->tool_name);
-    cJSON_AddItemToObject(params, "arguments", args);
-    cJSON *reply = NULL;
-    char why[300] = "";
-    int rc = s->http ? mcp_http_request(s, "tools/call", params, deadline, call->cancelled, &reply,
-                                        why, sizeof why)
-                     : mcp_stdio_request(s, "tools/call", params, deadline, call->cancelled, &reply,
-                                         why, sizeof why);
-    cJSON_Delete(params);
-    if (rc) {
-        if (strcmp(why, "timeout") == 0)
-            return fail_with(error, "Tool %s execution timed out after %llu ms%s", call->tool_name,
-                             (unsigned long long)((deadline - now) / 1000000u),
-                             own_limit ? " (the MCP server's timeout_s)" : "");
-        return fail_with(error, "Tool %s execution failed: MCP server of namespace '%s': %s",
-                         call->tool_name, s->ns, why);
-    }
-    rc = map_call_result(s, call->tool_name, reply, result, error);
-    cJSON_Delete(reply);
-    return rc;
 }
 
 /* ---- the host -------------------------------------------------------------------------------- */

@@ -207,18 +207,12 @@ static void answer_in_stream(xfer *x, const cJSON *msg)
 /* One message from the server. false: stop the transfer (our answer came, or garbage). */
 static bool on_message(xfer *x, const char *text, size_t n)
 {
-    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
-        n--;
-    if (!n)
-        return true;
     char why[200];
-    cJSON *msg = mcp_parse(text, n, why, sizeof why);
-    int kind = msg ? mcp_classify(msg) : 0;
-    if (!kind) {
+    cJSON *msg;
+    int kind = mcp_dispatch(x->s, text, &n, &msg, why, sizeof why);
+    if (kind < 0) {
         snprintf(x->why, sizeof x->why,
-                 "the server sent something that is not a JSON-RPC message: %s",
-                 msg ? "not a request, response or notification" : why);
-        cJSON_Delete(msg);
+                 "the server sent something that is not a JSON-RPC message: %s", why);
         return false;
     }
     if (kind == 'r') {
@@ -230,10 +224,8 @@ static bool on_message(xfer *x, const char *text, size_t n)
         aip_log(AIP_LOG_DEBUG, MCP_LOG, "[%s] a response to no request of this stream", x->s->ns);
     } else if (kind == 'q') {
         answer_in_stream(x, msg);
-    } else {
-        mcp_on_notification(x->s, msg);
     }
-    cJSON_Delete(msg);
+    cJSON_Delete(msg); /* NULL: empty, or a notification mcp_dispatch handled */
     return true;
 }
 

@@ -1,5 +1,5 @@
 /*
- * mcp_internal.h — what mcp.c, mcp_stdio.c and mcp_http.c share (not installed).
+ * mcp_internal.h — what mcp.c, mcp_call.c, mcp_stdio.c and mcp_http.c share (not installed).
  */
 #ifndef AIP_MCP_INTERNAL_H
 #define AIP_MCP_INTERNAL_H
@@ -105,8 +105,20 @@ char *mcp_request_text(int64_t id, const char *method, const cJSON *params);
 char *mcp_answer_server_request(const cJSON *msg);
 /* What a message is: 'r' response, 'q' request, 'n' notification, 0 garbage. */
 int mcp_classify(const cJSON *msg);
+/* One incoming message text[0..*n) (a line of the child's stdout, an HTTP body or an SSE
+ * event): trims its trailing whitespace (*n becomes the trimmed length), parses and
+ * classifies it. Returns 0 when nothing is left (nothing to do); 'n' for a notification,
+ * handled here (mcp_on_notification); 'r' (a response) or 'q' (a request of the server) with
+ * *msg the message, the caller's to free; -1 when it is no JSON-RPC message, why saying what
+ * it is instead. *msg is NULL unless 'r' or 'q'. */
+int mcp_dispatch(mcp_server *s, const char *text, size_t *n, cJSON **msg, char *why,
+                 size_t why_len);
+/* cJSON_PrintUnformatted into aip_malloc'd memory; NULL on out of memory. */
+char *mcp_print_compact(cJSON *j);
 /* The id of a response as our integer id, or -1. */
 int64_t mcp_response_id(const cJSON *msg);
+/* The executor's tool function of every MCP tool (mcp_call.c); user is the mcp_server. */
+int mcp_tool_call(const aip_tool_call *call, void *user, char **result, char **error);
 /* A notification the server sent: list_changed sets refresh_wanted; others ignored. */
 void mcp_on_notification(mcp_server *s, const cJSON *msg);
 /* The initialize request's params. */

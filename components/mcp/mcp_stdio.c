@@ -309,14 +309,10 @@ static void describe_exit(mcp_server *s)
 
 static pump_rc on_line(mcp_server *s, const char *p, size_t n)
 {
-    while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
-        n--;
-    if (!n)
-        return P_OK;
     char why[200];
-    cJSON *msg = mcp_parse(p, n, why, sizeof why);
-    int kind = msg ? mcp_classify(msg) : 0;
-    if (!kind) {
+    cJSON *msg;
+    int kind = mcp_dispatch(s, p, &n, &msg, why, sizeof why);
+    if (kind < 0) {
         char head[81];
         size_t k = 0;
         for (size_t i = 0; i < n && k < 80; i++) {
@@ -326,10 +322,8 @@ static pump_rc on_line(mcp_server *s, const char *p, size_t n)
             head[k++] = ch;
         }
         head[k] = 0;
-        mcp_set_why(s, "the server wrote something that is not a JSON-RPC message (%s): %s%s",
-                    msg ? "not a request, response or notification" : why, head,
-                    n > 80 ? "..." : "");
-        cJSON_Delete(msg);
+        mcp_set_why(s, "the server wrote something that is not a JSON-RPC message (%s): %s%s", why,
+                    head, n > 80 ? "..." : "");
         return P_DOWN;
     }
     if (kind == 'r') {
@@ -356,10 +350,8 @@ static pump_rc on_line(mcp_server *s, const char *p, size_t n)
             cJSON_Delete(msg);
             return P_DOWN;
         }
-    } else {
-        mcp_on_notification(s, msg);
     }
-    cJSON_Delete(msg);
+    cJSON_Delete(msg); /* NULL: empty, or a notification mcp_dispatch handled */
     return P_OK;
 }
 
