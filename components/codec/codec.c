@@ -1,4 +1,6 @@
-/* Encoding dispatch, limits and error helpers shared by the JSON and protobuf codecs. */
+/* The codec's entry points: encoding names, decode (the checks both encodings share, around
+ * the two decoders) and encode (validation, then the encoder proper). json.c and proto.c are
+ * leaves: they call codec_util.c, never this file. */
 #include "aip/codec.h"
 #include "aip/common.h"
 #include "aip/internal/encode.h"
@@ -21,63 +23,49 @@ int aip_encoding_parse(const char *name, aip_encoding *out)
     return 0;
 }
 
-static const aip_codec_limits g_default_limits = AIP_CODEC_LIMITS_DEFAULT;
-
-void aip_codec_limits_default(aip_codec_limits *l)
-{
-    if (l)
-        *l = g_default_limits;
-}
-
-const aip_codec_limits *aip_codec_limits_or_default(const aip_codec_limits *l)
-{
-    return l ? l : &g_default_limits;
-}
-
-size_t aip_codec_mem_budget(const aip_codec_limits *l, size_t frame_len)
-{
-    size_t factor = l->mem_factor ? l->mem_factor : 8;
-    size_t b = frame_len > SIZE_MAX / factor ? SIZE_MAX : frame_len * factor;
-    return b < l->mem_floor ? l->mem_floor : b;
-}
-
-int aip_codec_fail(aip_decode_error *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        err->code = code;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->reason, sizeof err->reason, fmt, ap);
-        va_end(ap);
-        /* A reason may quote the frame's bytes, cut at a byte count: it is kept UTF-8 (each bad
-         * byte becomes '?'), since it may be sent back to the peer in an answer's text. */
-        char *r = err->reason;
-        size_t n = strlen(r), bad;
-        for (size_t i = 0; i < n && !aip_utf8_valid(r + i, n - i, &bad); i += bad + 1)
-            r[i + bad] = '?';
-    }
-    return code;
-}
-
-void aip_codec_keep_id(char *slot, const char *s, size_t n)
-{
-    /* n == 0 may come with s == NULL (empty protobuf string): memchr/memcpy must not see it.
-     * Not UTF-8 (a protobuf id): unusable, as the decoder would refuse it — an answer carrying
-     * it could not be encoded, so the frame is answered uncorrelated instead of not at all. */
-    if (n <= AIP_ID_MAX && (n == 0 || (!memchr(s, 0, n) && aip_utf8_valid(s, n, NULL)))) {
-        if (n)
-            memcpy(slot, s, n);
-        slot[n] = 0;
-    }
-}
-
 int aip_decode(aip_encoding enc, aip_envelope env, const void *frame, size_t len,
                const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err)
 {
-    /* the NULL checks are in the two decoders */
-    if (enc == AIP_ENCODING_PROTO)
-        return aip_proto_decode(env, frame, len, limits, out, err);
-    return aip_json_decode(env, frame, len, limits, out, err);
+    const aip_codec_limits *l = aip_codec_limits_or_default(limits);
+    if (err)
+        memset(err, 0, sizeof *err);
+    if (!out || (!frame && len))
+        return aip_codec_fail(err, AIP_E_INVAL, "no %s", out ? "frame" : "output message");
+    aip_msg_init(out, env, AIP_MSG_NONE, AIP_STATUS_NONE);
+    if (!frame)
+        frame = "";
+    if (enc == AIP_ENCODING_PROTO && len == 0) /* protobuf-c takes it as an all-default message */
+        return aip_codec_fail(err, AIP_E_MALFORMED, "empty frame");
+    if (len > l->max_frame)
+        return aip_codec_fail(err, AIP_E_TOO_LARGE, "frame of %zu bytes exceeds the limit of %zu",
+                              len, l->max_frame);
+    int rc = enc == AIP_ENCODING_PROTO ? aip_proto_decode_frame(env, frame, len, l, out, err)
+                                       : aip_json_decode_frame(env, frame, len, l, out, err);
+    /* what both encodings require of the whole message, once the frame is read */
+    if (!rc && out->type == AIP_MSG_NONE)
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"type\"");
+    if (!rc && !aip_msg_type_allowed(env, out->type))
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "message type \"%s\" is not valid in a %s message",
+                            aip_msg_type_str(out->type), aip_envelope_str(env));
+    if (!rc && out->status == AIP_STATUS_NONE)
+        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"status\"");
+    if (rc) {
+        aip_msg_clear(out);
+        out->envelope = env;
+    }
+    return rc;
+}
+
+int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_codec_limits *limits,
+                    aip_msg *out, aip_decode_error *err)
+{
+    return aip_decode(AIP_ENCODING_JSON, env, frame, len, limits, out, err);
+}
+
+int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
+                     const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err)
+{
+    return aip_decode(AIP_ENCODING_PROTO, env, frame, len, limits, out, err);
 }
 
 void aip_frame_peek(aip_encoding enc, aip_envelope env, const void *prefix, size_t len,

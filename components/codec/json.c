@@ -1,11 +1,11 @@
 /*
  * The JSON codec.
  *
- * Decode: (1) size check; (2) the strict pre-scan (aip/internal/jscan.h) proves the frame is
- * valid, bounded JSON and records the exact text of the free-form values; (3) cJSON builds a
- * tree (cheap now that depth, value count and memory are known to be bounded); (4) the tree is
- * mapped onto the model through the field tables, free-form values taken from the recorded
- * text, so `32.0` stays `32.0`.
+ * Decode (aip_decode() checks the size before, type and status after): (1) the strict pre-scan
+ * (aip/internal/jscan.h) proves the frame is valid, bounded JSON and records the exact text of
+ * the free-form values; (2) cJSON builds a tree (cheap now that depth, value count and memory
+ * are known to be bounded); (3) the tree is mapped onto the model through the field tables,
+ * free-form values taken from the recorded text, so `32.0` stays `32.0`.
  *
  * One action, not the frame (server frames): a string defect (\u0000, an unpaired surrogate,
  * a raw control character, invalid UTF-8), a duplicate key or nesting past max_depth inside one
@@ -248,8 +248,7 @@ static int skeleton(const spans *sp, const char *frame, size_t len, char **out, 
     return rc;
 }
 
-/* ---- tree -> model ----------------------------------------------------------------------------
- */
+/* ---- tree -> model --------------------------------------------------------------------------- */
 
 typedef struct dctx {
     aip_envelope env;
@@ -348,9 +347,23 @@ static const aip_field *find_field(const aip_field *t, size_t n, const char *key
     return NULL;
 }
 
-/* A Command. A malformed action never fails the frame: it is marked invalid, keeping what
- * could be read (call_id above all, so its failure Result can be matched). */
-static void peek_keep(char *slot, const char *v, size_t n);
+/* The string value text v[0..n) (with its quotes) as plain text into slot, if it is a short
+ * string and the slot is still empty. */
+static void peek_keep(char *slot, const char *v, size_t n)
+{
+    if (slot[0] || n < 2 || v[0] != '"')
+        return;
+    if (!memchr(v, '\\', n)) {
+        aip_codec_keep_id(slot, v + 1, n - 2);
+        return;
+    }
+    if (n > 6 * AIP_ID_MAX + 2) /* even all \uXXXX escapes would make it too long */
+        return;
+    cJSON *s = cJSON_ParseWithLength(v, n); /* a short, already validated string */
+    if (cJSON_IsString(s))
+        aip_codec_keep_id(slot, s->valuestring, strlen(s->valuestring));
+    cJSON_Delete(s);
+}
 
 /* An action with a defect (its element was {} for cJSON): the scanner's reason, and the
  * call_id when that member was a sound string given once. */
@@ -376,6 +389,8 @@ static int take_bad_command(dctx *c, size_t i, aip_command *cmd)
     return (cmd->invalid = aip_strdup(b ? b->why : "invalid action")) ? 0 : AIP_E_NOMEM;
 }
 
+/* A Command. A malformed action never fails the frame: it is marked invalid, keeping what
+ * could be read (call_id above all, so its failure Result can be matched). */
 static int take_command(dctx *c, const cJSON *o, size_t i, aip_command *cmd)
 {
     char why[160] = "";
@@ -512,21 +527,9 @@ static void read_correlation(const cJSON *root, aip_envelope env, aip_decode_err
     }
 }
 
-int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_codec_limits *limits,
-                    aip_msg *out, aip_decode_error *err)
+int aip_json_decode_frame(aip_envelope env, const char *frame, size_t len,
+                          const aip_codec_limits *l, aip_msg *out, aip_decode_error *err)
 {
-    const aip_codec_limits *l = aip_codec_limits_or_default(limits);
-    if (err)
-        memset(err, 0, sizeof *err);
-    if (!out || (!frame && len))
-        return aip_codec_fail(err, AIP_E_INVAL, "no %s", out ? "frame" : "output message");
-    aip_msg_init(out, env, AIP_MSG_NONE, AIP_STATUS_NONE);
-    if (!frame)
-        frame = "";
-    if (len > l->max_frame)
-        return aip_codec_fail(err, AIP_E_TOO_LARGE, "frame of %zu bytes exceeds the limit of %zu",
-                              len, l->max_frame);
-
     dctx c = {.env = env, .err = err};
     aip_jscan s = {0};
     s.max_depth = l->max_depth;
@@ -577,14 +580,6 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_c
                 aip_codec_fail(err, rc, "%s", rc == AIP_E_NOMEM ? "out of memory" : why);
         }
     }
-    if (!rc && out->type == AIP_MSG_NONE)
-        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"type\"");
-    if (!rc && !aip_msg_type_allowed(env, out->type))
-        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "message type \"%s\" is not valid in a %s message",
-                            aip_msg_type_str(out->type), aip_envelope_str(env));
-    if (!rc && out->status == AIP_STATUS_NONE)
-        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"status\"");
-
     cJSON_Delete(root);
     aip_free(c.sp.params.v);
     aip_free(c.sp.results.v);
@@ -592,15 +587,10 @@ int aip_json_decode(aip_envelope env, const char *frame, size_t len, const aip_c
     for (size_t i = 0; i < c.sp.n_bad; i++)
         aip_free(c.sp.bad[i].why);
     aip_free(c.sp.bad);
-    if (rc) {
-        aip_msg_clear(out);
-        out->envelope = env;
-    }
     return rc;
 }
 
-/* ---- model -> text ----------------------------------------------------------------------------
- */
+/* ---- model -> text --------------------------------------------------------------------------- */
 
 int aip_json_put_string(aip_buf *b, const char *s, size_t n)
 {
@@ -768,8 +758,7 @@ int aip_json_encode_valid(const aip_msg *m, aip_buf *b)
     return rc ? rc : aip_buf_putc(b, '}');
 }
 
-/* ---- utilities ----------------------------------------------------------------------------------
- */
+/* ---- utilities ------------------------------------------------------------------------------- */
 
 int aip_json_validate(const char *text, size_t len, aip_json_kind kind,
                       const aip_codec_limits *limits, char *why, size_t why_len)
@@ -862,24 +851,6 @@ struct peek_ctx {
     aip_envelope env;
     aip_frame_ids *out;
 };
-
-/* The string value text v[0..n) (with its quotes) as plain text into slot, if it is a short
- * string and the slot is still empty. */
-static void peek_keep(char *slot, const char *v, size_t n)
-{
-    if (slot[0] || n < 2 || v[0] != '"')
-        return;
-    if (!memchr(v, '\\', n)) {
-        aip_codec_keep_id(slot, v + 1, n - 2);
-        return;
-    }
-    if (n > 6 * AIP_ID_MAX + 2) /* even all \uXXXX escapes would make it too long */
-        return;
-    cJSON *s = cJSON_ParseWithLength(v, n); /* a short, already validated string */
-    if (cJSON_IsString(s))
-        aip_codec_keep_id(slot, s->valuestring, strlen(s->valuestring));
-    cJSON_Delete(s);
-}
 
 static void peek_visit(void *user, const aip_jscan_path *path, const char *v, size_t n)
 {

@@ -1,14 +1,18 @@
 /*
  * The protobuf codec (protobuf-c 1.4.1, schema proto/aip.proto).
  *
- * Decode: refuse empty and oversized frames, unpack through an allocator with a byte budget
+ * Decode (aip_decode() has refused empty and oversized frames and checks the whole message
+ * after: type present and allowed, status present): unpack through an allocator with a byte budget
  * (protobuf-c has no size limit of its own), then validate every field while copying it into
  * the model: enums in range, text is UTF-8 without NUL, ids within AIP_ID_MAX, free-form
  * values strict JSON within the depth/value limits. protobuf-c reports no reasons, so every
  * reason here is ours.
  *
- * Encode: the protobuf-c structs point into the model (no copies) and are packed straight
- * into the output buffer.
+ * Encode: driven by the field tables (aip/internal/fields.h), as the JSON encoder is: the schema
+ * numbers each message's fields in its table's order (1, 2, ...) with the same names, but for
+ * free-form values (name_json), so table entry i is the descriptor's fields[i]
+ * (aip_proto_tables_check() proves it, test_codec runs it). The protobuf-c structs point into
+ * the model (no copies) and are packed straight into the output buffer.
  */
 #include "aip/codec.h"
 #include "aip/common.h"
@@ -300,20 +304,9 @@ static int server_from_wire(pctx *c, const Aip__V1__ServerMessage *w, aip_msg *m
     return 0;
 }
 
-int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
-                     const aip_codec_limits *limits, aip_msg *out, aip_decode_error *err)
+int aip_proto_decode_frame(aip_envelope env, const uint8_t *frame, size_t len,
+                           const aip_codec_limits *l, aip_msg *out, aip_decode_error *err)
 {
-    const aip_codec_limits *l = aip_codec_limits_or_default(limits);
-    if (err)
-        memset(err, 0, sizeof *err);
-    if (!out || (!frame && len))
-        return aip_codec_fail(err, AIP_E_INVAL, "no %s", out ? "frame" : "output message");
-    aip_msg_init(out, env, AIP_MSG_NONE, AIP_STATUS_NONE);
-    if (len == 0) /* protobuf-c accepts it as an all-default message */
-        return aip_codec_fail(err, AIP_E_MALFORMED, "empty frame");
-    if (len > l->max_frame)
-        return aip_codec_fail(err, AIP_E_TOO_LARGE, "frame of %zu bytes exceeds the limit of %zu",
-                              len, l->max_frame);
     budget bud = {0, aip_codec_mem_budget(l, len), false};
     ProtobufCAllocator alloc = {b_alloc, b_free, &bud};
     pctx c = {.l = l, .err = err};
@@ -333,17 +326,6 @@ int aip_proto_decode(aip_envelope env, const uint8_t *frame, size_t len,
     }
     if (rc)
         aip_codec_fail(err, rc, "%s", c.why);
-    if (!rc && out->type == AIP_MSG_NONE)
-        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"type\"");
-    if (!rc && !aip_msg_type_allowed(env, out->type))
-        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "message type \"%s\" is not valid in a %s message",
-                            aip_msg_type_str(out->type), aip_envelope_str(env));
-    if (!rc && out->status == AIP_STATUS_NONE)
-        rc = aip_codec_fail(err, AIP_E_PROTOCOL, "missing required field \"status\"");
-    if (rc) {
-        aip_msg_clear(out);
-        out->envelope = env;
-    }
     return rc;
 
 unpack_failed:
@@ -362,14 +344,6 @@ static ProtobufCBinaryData bd(const char *s)
     return d;
 }
 
-#define SET(w, name, src)        \
-    do {                         \
-        if (src) {               \
-            (w)->has_##name = 1; \
-            (w)->name = bd(src); \
-        }                        \
-    } while (0)
-
 static size_t pack_into(const ProtobufCMessage *msg, aip_buf *out, int *rc)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
@@ -380,118 +354,140 @@ static size_t pack_into(const ProtobufCMessage *msg, aip_buf *out, int *rc)
     return w;
 }
 
+/* Points the scalar and free-form fields of w at those of obj (table t); lists are the caller's.
+ * Enums are always present, as UFO always sends them; an unset text is absent. */
+static void put_fields(ProtobufCMessage *w, const aip_field *t, size_t n, const void *obj)
+{
+    const ProtobufCFieldDescriptor *fd = w->descriptor->fields;
+    char *base = (char *)w;
+    for (size_t i = 0; i < n; i++) {
+        const aip_field *f = &t[i];
+        protobuf_c_boolean yes = 1;
+        switch (f->kind) {
+        case AIP_F_TYPE:
+        case AIP_F_STATUS:
+        case AIP_F_CLIENT_TYPE:
+        case AIP_F_TOOL_TYPE:
+        case AIP_F_RESULT_STATUS:
+            memcpy(base + fd[i].offset, AIP_FIELD_CINT(obj, f), sizeof(int));
+            memcpy(base + fd[i].quantifier_offset, &yes, sizeof yes);
+            break;
+        case AIP_F_TEXT:
+        case AIP_F_ID:
+        case AIP_F_JSON_OBJECT:
+        case AIP_F_JSON_ANY: {
+            const char *s = *AIP_FIELD_CPTR(obj, f);
+            if (!s)
+                break;
+            ProtobufCBinaryData d = bd(s);
+            memcpy(base + fd[i].offset, &d, sizeof d);
+            memcpy(base + fd[i].quantifier_offset, &yes, sizeof yes);
+            break;
+        }
+        default: break;
+        }
+    }
+}
+
+/* One list of Commands or Results: n wire messages (descriptor d, table t) pointing into the
+ * n model objects at objs (each size bytes). *items and *ptrs are the caller's to free. */
+static int put_list(const ProtobufCMessageDescriptor *d, const aip_field *t, size_t nt,
+                    const void *objs, size_t size, size_t n, uint8_t **items, void ***ptrs)
+{
+    if (!n)
+        return 0;
+    if (!(*items = aip_calloc(n, d->sizeof_message)) || !(*ptrs = aip_calloc(n, sizeof **ptrs)))
+        return AIP_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        ProtobufCMessage *x = (ProtobufCMessage *)(void *)(*items + i * d->sizeof_message);
+        protobuf_c_message_init(d, x);
+        put_fields(x, t, nt, (const char *)objs + i * size);
+        (*ptrs)[i] = x;
+    }
+    return 0;
+}
+
 int aip_proto_encode_valid(const aip_msg *m, aip_buf *out)
 {
-    int rc = 0;
-    if (m->envelope == AIP_ENVELOPE_CLIENT) {
-        Aip__V1__ClientMessage w = AIP__V1__CLIENT_MESSAGE__INIT;
-        Aip__V1__ResultList rl = AIP__V1__RESULT_LIST__INIT;
-        Aip__V1__Result *items = NULL, **ptrs = NULL;
-        w.has_type = 1;
-        w.type = (Aip__V1__MessageType)m->type;
-        w.has_status = 1;
-        w.status = (Aip__V1__Status)m->status;
-        w.has_client_type = 1;
-        w.client_type = (Aip__V1__ClientType)m->client_type;
-        SET(&w, session_id, m->session_id);
-        SET(&w, task_name, m->task_name);
-        SET(&w, client_id, m->client_id);
-        SET(&w, target_id, m->target_id);
-        SET(&w, request, m->request);
-        SET(&w, timestamp, m->timestamp);
-        SET(&w, request_id, m->request_id);
-        SET(&w, prev_response_id, m->prev_response_id);
-        SET(&w, error, m->error);
-        SET(&w, metadata_json, m->metadata);
-        if (m->has_action_results || m->n_action_results) {
-            size_t n = m->n_action_results;
-            if (n && (!(items = aip_calloc(n, sizeof *items)) ||
-                      !(ptrs = aip_calloc(n, sizeof *ptrs)))) {
-                rc = AIP_E_NOMEM;
-                goto client_done;
-            }
-            for (size_t i = 0; i < n; i++) {
-                const aip_result *r = &m->action_results[i];
-                Aip__V1__Result *x = &items[i];
-                aip__v1__result__init(x);
-                x->has_status = 1;
-                x->status = (Aip__V1__ResultStatus)r->status;
-                SET(x, error, r->error);
-                SET(x, result_json, r->result);
-                SET(x, namespace_, r->ns);
-                SET(x, call_id, r->call_id);
-                ptrs[i] = x;
-            }
-            rl.n_items = n;
-            rl.items = ptrs;
-            w.action_results = &rl;
-        }
-        pack_into(&w.base, out, &rc);
-    client_done:
-        aip_free(items);
-        aip_free(ptrs);
-        return rc;
-    }
-
-    Aip__V1__ServerMessage w = AIP__V1__SERVER_MESSAGE__INIT;
+    Aip__V1__ClientMessage cw = AIP__V1__CLIENT_MESSAGE__INIT;
+    Aip__V1__ServerMessage sw = AIP__V1__SERVER_MESSAGE__INIT;
+    Aip__V1__ResultList rl = AIP__V1__RESULT_LIST__INIT;
     Aip__V1__CommandList cl = AIP__V1__COMMAND_LIST__INIT;
     Aip__V1__TextList tl = AIP__V1__TEXT_LIST__INIT;
-    Aip__V1__Command *items = NULL, **ptrs = NULL;
+    bool server = m->envelope == AIP_ENVELOPE_SERVER;
+    ProtobufCMessage *w = server ? &sw.base : &cw.base;
+    uint8_t *items = NULL;
+    void **ptrs = NULL;
     ProtobufCBinaryData *texts = NULL;
-    w.has_type = 1;
-    w.type = (Aip__V1__MessageType)m->type;
-    w.has_status = 1;
-    w.status = (Aip__V1__Status)m->status;
-    SET(&w, user_request, m->user_request);
-    SET(&w, agent_name, m->agent_name);
-    SET(&w, process_name, m->process_name);
-    SET(&w, root_name, m->root_name);
-    SET(&w, error, m->error);
-    SET(&w, session_id, m->session_id);
-    SET(&w, task_name, m->task_name);
-    SET(&w, timestamp, m->timestamp);
-    SET(&w, response_id, m->response_id);
-    SET(&w, result_json, m->result);
-    if (m->has_actions || m->n_actions) {
-        size_t n = m->n_actions;
-        if (n &&
-            (!(items = aip_calloc(n, sizeof *items)) || !(ptrs = aip_calloc(n, sizeof *ptrs)))) {
-            rc = AIP_E_NOMEM;
-            goto server_done;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const aip_command *a = &m->actions[i];
-            Aip__V1__Command *x = &items[i];
-            aip__v1__command__init(x);
-            SET(x, tool_name, a->tool_name);
-            SET(x, parameters_json, a->parameters);
-            x->has_tool_type = 1;
-            x->tool_type = (Aip__V1__ToolType)a->tool_type;
-            SET(x, call_id, a->call_id);
-            ptrs[i] = x;
-        }
-        cl.n_items = n;
-        cl.items = ptrs;
-        w.actions = &cl;
+    size_t nt;
+    const aip_field *t = aip_envelope_fields(m->envelope, &nt);
+    put_fields(w, t, nt, m);
+    int rc = 0;
+    if (!server && (m->has_action_results || m->n_action_results)) {
+        rc = put_list(&aip__v1__result__descriptor, aip_result_fields, aip_n_result_fields,
+                      m->action_results, sizeof(aip_result), m->n_action_results, &items, &ptrs);
+        rl.n_items = m->n_action_results;
+        rl.items = (Aip__V1__Result **)ptrs;
+        cw.action_results = &rl;
     }
-    if (m->has_messages || m->n_messages) {
+    if (server && (m->has_actions || m->n_actions)) {
+        rc = put_list(&aip__v1__command__descriptor, aip_command_fields, aip_n_command_fields,
+                      m->actions, sizeof(aip_command), m->n_actions, &items, &ptrs);
+        cl.n_items = m->n_actions;
+        cl.items = (Aip__V1__Command **)ptrs;
+        sw.actions = &cl;
+    }
+    if (!rc && server && (m->has_messages || m->n_messages)) {
         size_t n = m->n_messages;
-        if (n && !(texts = aip_calloc(n, sizeof *texts))) {
+        if (n && !(texts = aip_calloc(n, sizeof *texts)))
             rc = AIP_E_NOMEM;
-            goto server_done;
-        }
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n && !rc; i++)
             texts[i] = bd(m->messages[i]);
         tl.n_items = n;
         tl.items = texts;
-        w.messages = &tl;
+        sw.messages = &tl;
     }
-    pack_into(&w.base, out, &rc);
-server_done:
+    if (!rc)
+        pack_into(w, out, &rc);
     aip_free(items);
     aip_free(ptrs);
     aip_free(texts);
     return rc;
+}
+
+static int check_table(const ProtobufCMessageDescriptor *d, const aip_field *t, size_t n, char *why,
+                       size_t why_len)
+{
+    for (size_t i = 0; i < n; i++) {
+        const ProtobufCFieldDescriptor *fd = i < d->n_fields ? &d->fields[i] : NULL;
+        char want[64];
+        bool free_form = t[i].kind == AIP_F_JSON_OBJECT || t[i].kind == AIP_F_JSON_ANY;
+        snprintf(want, sizeof want, "%s%s", t[i].name, free_form ? "_json" : "");
+        if (!fd || fd->id != i + 1 || strcmp(fd->name, want) != 0) {
+            snprintf(why, why_len, "%s field %zu is \"%s\", the table says \"%s\"", d->name, i + 1,
+                     fd ? fd->name : "(none)", want);
+            return AIP_E_STATE;
+        }
+    }
+    if (n != d->n_fields) {
+        snprintf(why, why_len, "%s has %u fields, its table %zu", d->name, d->n_fields, n);
+        return AIP_E_STATE;
+    }
+    return 0;
+}
+
+int aip_proto_tables_check(char *why, size_t why_len)
+{
+    int rc;
+    if ((rc = check_table(&aip__v1__client_message__descriptor, aip_client_fields,
+                          aip_n_client_fields, why, why_len)) ||
+        (rc = check_table(&aip__v1__server_message__descriptor, aip_server_fields,
+                          aip_n_server_fields, why, why_len)) ||
+        (rc = check_table(&aip__v1__command__descriptor, aip_command_fields, aip_n_command_fields,
+                          why, why_len)))
+        return rc;
+    return check_table(&aip__v1__result__descriptor, aip_result_fields, aip_n_result_fields, why,
+                       why_len);
 }
 
 /* ---- peek: type and ids from the first bytes of a frame ----------------------------------- */

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_util.h"
+
 static int dec(aip_envelope env, const char *json, aip_msg *m, aip_decode_error *e)
 {
     memset(m, 0, sizeof *m);
@@ -624,10 +626,23 @@ static void test_peek_proto_prefix(void **state)
     assert_int_equal(ids.type, AIP_MSG_NONE);
 }
 
+/* The protobuf encoder takes table entry i as the schema's field i + 1 (same name; name_json
+ * for a free-form value): a field added to one and not the other must fail here. */
+static void test_proto_schema_matches_tables(void **state)
+{
+    (void)state;
+    char why[200] = "";
+    int rc = aip_proto_tables_check(why, sizeof why);
+    if (rc)
+        fail_msg("%s", why);
+    assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ufo_full_null_form),
+        cmocka_unit_test(test_proto_schema_matches_tables),
         cmocka_unit_test(test_lean_form_and_defaults),
         cmocka_unit_test(test_escapes_and_unicode_out),
         cmocka_unit_test(test_correlation_survives_errors),

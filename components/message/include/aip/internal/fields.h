@@ -2,8 +2,10 @@
  * aip/internal/fields.h — the field tables of the message model (not installed).
  *
  * Each envelope's keys in UFO's declaration order (aip/messages.py), with where the value
- * lives in aip_msg and what kind it is. The model's clear/copy/equal/validate and the JSON
- * codec in both directions are driven by these tables, so a field is described exactly once.
+ * lives in aip_msg and what kind it is. The model's clear/copy/equal/validate, the JSON codec
+ * in both directions and the protobuf encoder (whose schema numbers each message's fields in
+ * this order: aip_proto_tables_check) are driven by these tables, so a field is described
+ * exactly once.
  */
 #ifndef AIP_INTERNAL_FIELDS_H
 #define AIP_INTERNAL_FIELDS_H
