@@ -1,5 +1,6 @@
 /* constellation-agent configuration (see config.h). */
 #include "config.h"
+#include "config_internal.h"
 #include "usage.h"
 
 #include <aip/agent.h>
@@ -15,13 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FAIL(...)                            \
-    do {                                     \
-        snprintf(why, why_len, __VA_ARGS__); \
-        return EXIT_CONFIG;                  \
-    } while (0)
-
-static void set_str(char **dst, const char *v)
+void set_str(char **dst, const char *v)
 {
     if (!v)
         return;
@@ -64,8 +59,8 @@ static int read_file(const char *path, bool secret, char **out, char *why, size_
 /* ---- the JSON file ------------------------------------------------------------------------ */
 
 /* Keys of an object checked against a list (an MCP server's keys). */
-static int check_names(const cJSON *obj, const char *where, const char *const *allowed, char *why,
-                       size_t why_len)
+int check_names(const cJSON *obj, const char *where, const char *const *allowed, char *why,
+                size_t why_len)
 {
     for (const cJSON *k = obj->child; k; k = k->next) {
         bool ok = false;
@@ -103,8 +98,8 @@ static int get_uint(const cJSON *o, const char *key, const char *where, double l
     return 0;
 }
 
-static int get_unsigned(const cJSON *o, const char *key, const char *where, double lo, double hi,
-                        unsigned *dst, char *why, size_t why_len)
+int get_unsigned(const cJSON *o, const char *key, const char *where, double lo, double hi,
+                 unsigned *dst, char *why, size_t why_len)
 {
     size_t v = *dst;
     int rc = get_uint(o, key, where, lo, hi, &v, why, why_len);
@@ -238,135 +233,56 @@ static const char *name_placement(const void *f)
 static int load_tags(agent_settings *s, const cJSON *root, const char *file, char *why,
                      size_t why_len);
 static void show_tags(aip_buf *b, const agent_settings *s);
-static int load_mcp(agent_settings *s, const cJSON *m, const char *file, char *why, size_t why_len);
-static void show_mcp(aip_buf *b, const agent_settings *s);
 
 #define AT(f) offsetof(agent_settings, f)
-#define STR(p, f, d, h)                                                \
-    {                                                                  \
-        .path = p, .kind = K_STRING, .off = AT(f), .doc = d, .help = h \
-    }
-#define PATHK(p, f, d, h)                                            \
-    {                                                                \
-        .path = p, .kind = K_PATH, .off = AT(f), .doc = d, .help = h \
-    }
-#define BOOLK(p, f, v, d, h)                                                    \
-    {                                                                           \
-        .path = p, .kind = K_BOOL, .off = AT(f), .dflt = v, .doc = d, .help = h \
-    }
-#define NUM(p, k, f, lo, hi, v, d, u, h)                                                          \
-    {                                                                                             \
-        .path = p, .kind = k, .off = AT(f), .min = lo, .max = hi, .dflt = v, .doc = d, .unit = u, \
-        .help = h, .flags = F_LIB                                                                 \
-    }
-#define LIST(p, f, n, h)                                                                  \
-    {                                                                                     \
-        .path = p, .kind = K_LIST, .off = AT(f), .n_off = AT(n), .doc = "none", .help = h \
-    }
+/* clang-format off */
+#define STR(p, f, fl, sd, d, h) {.path = p, .kind = K_STRING, .off = AT(f), .flags = fl, .sdflt = sd, .doc = d, .help = h}
+#define PATHK(p, f, d, h) {.path = p, .kind = K_PATH, .off = AT(f), .doc = d, .help = h}
+#define BOOLK(p, f, v, d, h) {.path = p, .kind = K_BOOL, .off = AT(f), .dflt = v, .doc = d, .help = h}
+#define NUM(p, k, f, lo, hi, v, fl, d, u, h) {.path = p, .kind = k, .off = AT(f), .min = lo, .max = hi, .dflt = v, .flags = fl, .doc = d, .unit = u, .help = h}
+#define LIST(p, f, n, h) {.path = p, .kind = K_LIST, .off = AT(f), .n_off = AT(n), .doc = "none", .help = h}
+#define ENUM(p, f, d, ch, e, ps, nm, h) {.path = p, .kind = K_ENUM, .off = AT(f), .doc = d, .choices = ch, .echo = e, .parse = ps, .name = nm, .help = h}
+#define OBJ(p, d, ld, sh, h) {.path = p, .kind = K_OBJECT, .doc = d, .load = ld, .show = sh, .help = h}
 
+/* The keys, in the order they are read and shown (one a line). Numbers with F_LIB mirror the
+ * library's defaults (aip_conn_config_init, the executor's DEFAULT_*): 0 leaves it to them. */
 static const cfg_key keys[] = {
-    {.path = "server",
-     .kind = K_STRING,
-     .off = AT(server),
-     .flags = F_URL,
-     .doc = "— (required)",
-     .help = "ws:// or wss:// URL of the orchestrator"},
-    STR("client_id", client_id, "`<hostname>-<first 8 of /etc/machine-id>`", "the device id"),
-    {.path = "token",
-     .kind = K_STRING,
-     .off = AT(token),
-     .flags = F_SECRET,
-     .doc = "none",
-     .help = "the server key"},
+    STR("server", server, F_URL, NULL, "— (required)", "ws:// or wss:// URL of the orchestrator"),
+    STR("client_id", client_id, 0, NULL, "`<hostname>-<first 8 of /etc/machine-id>`", "the device id"),
+    STR("token", token, F_SECRET, NULL, "none", "the server key"),
     PATHK("token_file", token_file, "none", "a file holding the server key"),
-    {.path = "token_placement",
-     .kind = K_ENUM,
-     .off = AT(token_placement),
-     .doc = "`query`",
-     .choices = "\"query\" or \"bearer\"",
-     .parse = parse_placement,
-     .name = name_placement,
-     .help = "query (?token=) or bearer (Authorization)"},
+    ENUM("token_placement", token_placement, "`query`", "\"query\" or \"bearer\"", false, parse_placement, name_placement, "query (?token=) or bearer (Authorization)"),
     PATHK("ca_file", ca_file, "system CAs", "wss: CA bundle"),
     PATHK("cert", cert, "none", "client certificate for mutual TLS"),
     PATHK("key", key, "none", "its private key"),
-    BOOLK("tls_insecure", tls_insecure, 0, "false", "tests only: no certificate or host check"),
-    {.path = "heartbeat",
-     .kind = K_UINT,
-     .off = AT(heartbeat_s),
-     .min = 1,
-     .max = 3600,
-     .dflt = 30,
-     .doc = "30",
-     .unit = "s",
-     .help = "heartbeat interval; silent 3x = dead link"},
-    {.path = "encoding",
-     .kind = K_ENUM,
-     .off = AT(encoding),
-     .doc = "`json`",
-     .choices = "\"json\" or \"proto\"",
-     .echo = true,
-     .parse = parse_enc,
-     .name = name_enc,
-     .help = "json, or proto (falls back to JSON)"},
-    {.path = "log_level",
-     .kind = K_STRING,
-     .off = AT(log_level),
-     .sdflt = "info",
-     .doc = "`info`",
-     .help = "error, warn, info, debug"},
-    {.path = "tags",
-     .kind = K_OBJECT,
-     .doc = "`{}`",
-     .load = load_tags,
-     .show = show_tags,
-     .help = "system_info.custom_metadata (16 KiB as JSON at most)"},
-    BOOLK("server_tasks", server_tasks, 1, "true",
-          "false: a server task is answered with an error"),
-    NUM("limits.max_frame", K_SIZE, max_frame, 1024, 1 << 30, 1 << 20, "1 MiB", "bytes",
-        "inbound message cap"),
-    NUM("limits.max_pending", K_SIZE, max_pending, 1, 1 << 24, 65536, "65536", NULL,
-        "pending requests"),
-    NUM("limits.max_queued_bytes", K_SIZE, max_queued_bytes, 4096, 1u << 31, 8 << 20, "8 MiB",
-        "bytes", "queued outbound bytes"),
-    NUM("backoff.base_ms", K_UINT, backoff_base_ms, 10, 600000, 1000, "1000", "ms",
-        "reconnect delay base"),
-    NUM("backoff.cap_ms", K_UINT, backoff_cap_ms, 10, 3600000, 60000, "60000", "ms",
-        "reconnect delay cap"),
-    NUM("backoff.stable_s", K_UINT, stable_s, 1, 86400, 30, "30", "s",
-        "a link stable this long resets the backoff"),
-    NUM("tools.workers", K_UINT, workers, 1, 64, 2, "2", NULL, "batches run concurrently"),
-    NUM("tools.command_timeout_s", K_UINT, command_timeout_s, 1, 86400, 60, "60", "s",
-        "per command"),
-    NUM("tools.max_output", K_SIZE, max_output, 256, 64u << 20, 65536, "65536", "bytes",
-        "tool output kept (the tail)"),
-    LIST("tools.read_file.roots", read_roots, n_read_roots, "absolute paths read_file may read"),
-    NUM("tools.read_file.max_bytes", K_SIZE, read_max_bytes, 1, 64u << 20, 65536, "65536", "bytes",
-        "read_file's largest answer"),
-    BOOLK("tools.read_file.allow_hardlinks", read_allow_hardlinks, 0, "false",
-          "read files with more than one hard link"),
-    BOOLK("tools.execute_command.enabled", exec_enabled, 0, "**false**",
-          "execute_command and get_system_info exist"),
+    BOOLK("tls_insecure", tls_insecure, 0, "false", "tests only: no certificate or host-name check"),
+    NUM("heartbeat", K_UINT, heartbeat_s, 1, 3600, 30, 0, "30", "s", "heartbeat interval; silent 3x that = a dead link"),
+    ENUM("encoding", encoding, "`json`", "\"json\" or \"proto\"", true, parse_enc, name_enc, "json, or proto (falls back to JSON)"),
+    STR("log_level", log_level, 0, "info", "`info`", "error, warn, info, debug"),
+    OBJ("tags", "`{}`", load_tags, show_tags, "system_info.custom_metadata (16 KiB as JSON at most)"),
+    BOOLK("server_tasks", server_tasks, 1, "true", "false: a server task is answered with an error"),
+    NUM("limits.max_frame", K_SIZE, max_frame, 1024, 1 << 30, 1 << 20, F_LIB, "1 MiB", "bytes", "inbound message cap"),
+    NUM("limits.max_pending", K_SIZE, max_pending, 1, 1 << 24, 65536, F_LIB, "65536", NULL, "pending requests"),
+    NUM("limits.max_queued_bytes", K_SIZE, max_queued_bytes, 4096, 1u << 31, 8 << 20, F_LIB, "8 MiB", "bytes", "queued outbound bytes"),
+    NUM("backoff.base_ms", K_UINT, backoff_base_ms, 10, 600000, 1000, F_LIB, "1000", "ms", "reconnect delay base"),
+    NUM("backoff.cap_ms", K_UINT, backoff_cap_ms, 10, 3600000, 60000, F_LIB, "60000", "ms", "reconnect delay cap"),
+    NUM("backoff.stable_s", K_UINT, stable_s, 1, 86400, 30, F_LIB, "30", "s", "a link up this long resets the backoff"),
+    NUM("tools.workers", K_UINT, workers, 1, 64, 2, F_LIB, "2", NULL, "batches run concurrently"),
+    NUM("tools.command_timeout_s", K_UINT, command_timeout_s, 1, 86400, 60, F_LIB, "60", "s", "per command"),
+    NUM("tools.max_output", K_SIZE, max_output, 256, 64u << 20, 65536, F_LIB, "65536", "bytes", "tool output kept (the tail)"),
+    LIST("tools.read_file.roots", read_roots, n_read_roots, "absolute paths read_file may read under"),
+    NUM("tools.read_file.max_bytes", K_SIZE, read_max_bytes, 1, 64u << 20, 65536, F_LIB, "65536", "bytes", "read_file's largest answer"),
+    BOOLK("tools.read_file.allow_hardlinks", read_allow_hardlinks, 0, "false", "read files with more than one hard link"),
+    BOOLK("tools.execute_command.enabled", exec_enabled, 0, "**false**", "execute_command and get_system_info exist"),
     LIST("tools.execute_command.allow", exec_allow, n_exec_allow, "programs it may run"),
-    STR("tools.execute_command.policy", exec_policy, "none", "\"ufo-readonly\": UFO's list"),
+    STR("tools.execute_command.policy", exec_policy, 0, NULL, "none", "\"ufo-readonly\": UFO's read-only list"),
     BOOLK("tools.execute_command.shell", exec_shell, 0, "false", "allow /bin/sh -c"),
-    NUM("tools.execute_command.timeout_s", K_UINT, exec_timeout_s, 1, 86400, 60, "60", "s",
-        "the most a command may run"),
-    {.path = "tools.execute_command.cgroup",
-     .kind = K_STRING,
-     .off = AT(exec_cgroup),
-     .sdflt = "auto",
-     .doc = "`auto`",
-     .help = "auto, off or a cgroup v2 directory"},
-    PATHK("tools.execute_command.api_key_file", exec_api_key_file, "none",
-          "a file holding the api_key UFO's tools require"),
-    {.path = "tools.mcp.servers",
-     .kind = K_OBJECT,
-     .doc = "none",
-     .load = load_mcp,
-     .show = show_mcp,
-     .help = "MCP servers whose tools the agent hosts"},
+    NUM("tools.execute_command.timeout_s", K_UINT, exec_timeout_s, 1, 86400, 60, F_LIB, "60", "s", "the most a command may run"),
+    STR("tools.execute_command.cgroup", exec_cgroup, 0, "auto", "`auto`", "auto, off or a cgroup v2 directory"),
+    PATHK("tools.execute_command.api_key_file", exec_api_key_file, "none", "a file holding the api_key UFO's tools require"),
+    OBJ("tools.mcp.servers", "none", load_mcp, show_mcp, "MCP servers whose tools the agent hosts"),
 };
+/* clang-format on */
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 #define FIELD(s, k, T)  ((T *)(void *)((char *)(s) + (k)->off))
@@ -499,184 +415,6 @@ static int load_tags(agent_settings *s, const cJSON *root, const char *file, cha
 static void show_tags(aip_buf *b, const agent_settings *s)
 {
     aip_buf_puts(b, s->tags_json ? s->tags_json : "{}");
-}
-/* ---- tools.mcp ---------------------------------------------------------------------------- */
-
-/* Keeps an allocation for settings_free; NULL (out of memory) is passed through. */
-static void *keep(agent_settings *s, void *p)
-{
-    if (!p)
-        return NULL;
-    if (s->n_mcp_blocks == s->cap_mcp_blocks) {
-        size_t ncap = s->cap_mcp_blocks ? 2 * s->cap_mcp_blocks : 32;
-        void **nb = aip_realloc(s->mcp_blocks, s->cap_mcp_blocks * sizeof *nb, ncap * sizeof *nb);
-        if (!nb) {
-            aip_free(p);
-            return NULL;
-        }
-        s->mcp_blocks = nb;
-        s->cap_mcp_blocks = ncap;
-    }
-    s->mcp_blocks[s->n_mcp_blocks++] = p;
-    return p;
-}
-
-static char *keep_str(agent_settings *s, const char *v)
-{
-    return keep(s, aip_strdup(v));
-}
-
-#define MCP_MAX_ARGS 64
-#define MCP_MAX_KV   64
-
-/* A {"NAME": "value", ...} object of tools.mcp.servers[i] as kv pairs. */
-static int get_kv(agent_settings *s, const cJSON *srv, const char *key, const char *where,
-                  bool header, const aip_mcp_kv **out, size_t *n, char *why, size_t why_len)
-{
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(srv, key);
-    *out = NULL;
-    *n = 0;
-    if (!o || cJSON_IsNull(o))
-        return 0;
-    if (!cJSON_IsObject(o) || cJSON_GetArraySize(o) > MCP_MAX_KV)
-        FAIL("\"%s.%s\" must be an object of at most %d strings", where, key, MCP_MAX_KV);
-    size_t cnt = (size_t)cJSON_GetArraySize(o);
-    aip_mcp_kv *kv = keep(s, aip_calloc(cnt ? cnt : 1, sizeof *kv));
-    if (!kv)
-        FAIL("out of memory");
-    for (const cJSON *e = o->child; e; e = e->next) {
-        const char *k = e->string;
-        bool name_ok = k[0] != 0;
-        for (const char *p = k; *p && name_ok; p++)
-            name_ok = header ? (*p > ' ' && *p < 127 && !strchr("()<>@,;:\\\"/[]?={}", *p))
-                             : ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
-                                (p != k && *p >= '0' && *p <= '9'));
-        if (!name_ok)
-            FAIL("\"%s.%s\": \"%.100s\" is not a valid %s name", where, key, k,
-                 header ? "header" : "environment variable");
-        if (!cJSON_IsString(e) || strpbrk(e->valuestring, "\r\n") ||
-            (!header && strchr(e->valuestring, '\0') != e->valuestring + strlen(e->valuestring)))
-            FAIL("\"%s.%s.%.100s\" must be a string without line breaks", where, key, k);
-        kv[*n].name = keep_str(s, k);
-        kv[*n].value = keep_str(s, e->valuestring);
-        if (!kv[*n].name || !kv[*n].value)
-            FAIL("out of memory");
-        (*n)++;
-    }
-    *out = kv;
-    return 0;
-}
-
-/* tools.mcp.servers[i] into s->mcp[i] (the key check and the secrets' file mode are the caller's)
- */
-static int load_mcp_server(agent_settings *s, const cJSON *srv, size_t i, char *why, size_t why_len)
-{
-    static const char *const srv_keys[] = {"namespace", "tool_type", "command",   "url",
-                                           "env",       "headers",   "timeout_s", NULL};
-    int rc;
-    char where[48];
-    snprintf(where, sizeof where, "tools.mcp.servers[%zu]", i);
-    if (!cJSON_IsObject(srv))
-        FAIL("\"%s\" must be an object", where);
-    if ((rc = check_names(srv, where, srv_keys, why, why_len)))
-        return rc;
-    aip_mcp_server_config *c = &s->mcp[i];
-    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(srv, "namespace");
-    if (!cJSON_IsString(ns) || !ns->valuestring[0] || strlen(ns->valuestring) > 128)
-        FAIL("\"%s.namespace\" must be a string of 1 to 128 bytes", where);
-    const cJSON *tt = cJSON_GetObjectItemCaseSensitive(srv, "tool_type");
-    if (cJSON_IsString(tt) && strcmp(tt->valuestring, "action") == 0)
-        c->tool_type = AIP_TOOL_ACTION;
-    else if (cJSON_IsString(tt) && strcmp(tt->valuestring, "data_collection") == 0)
-        c->tool_type = AIP_TOOL_DATA_COLLECTION;
-    else
-        FAIL("\"%s.tool_type\" must be \"action\" or \"data_collection\"", where);
-    if (!(c->tool_namespace = keep_str(s, ns->valuestring)))
-        FAIL("out of memory");
-    for (size_t j = 0; j < i; j++)
-        if (s->mcp[j].tool_type == c->tool_type &&
-            strcmp(s->mcp[j].tool_namespace, c->tool_namespace) == 0)
-            FAIL("\"%s\": namespace \"%s\" with tool_type \"%s\" is configured twice", where,
-                 c->tool_namespace, tt->valuestring);
-    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(srv, "command");
-    const cJSON *url = cJSON_GetObjectItemCaseSensitive(srv, "url");
-    bool has_cmd = cmd && !cJSON_IsNull(cmd), has_url = url && !cJSON_IsNull(url);
-    if (has_cmd == has_url)
-        FAIL("\"%s\" needs either \"command\" (stdio) or \"url\" (streamable HTTP)%s", where,
-             has_cmd ? ", not both" : "");
-    if (has_cmd) {
-        int argc = cJSON_GetArraySize(cmd);
-        if (!cJSON_IsArray(cmd) || argc < 1 || argc > MCP_MAX_ARGS)
-            FAIL("\"%s.command\" must be a list of 1 to %d strings (the program and its "
-                 "arguments)",
-                 where, MCP_MAX_ARGS);
-        char **argv = keep(s, aip_calloc((size_t)argc + 1, sizeof *argv));
-        if (!argv)
-            FAIL("out of memory");
-        size_t k = 0;
-        for (const cJSON *a = cmd->child; a; a = a->next, k++) {
-            if (!cJSON_IsString(a) || (k == 0 && !a->valuestring[0]))
-                FAIL("\"%s.command\" must hold strings, the first one not empty", where);
-            if (!(argv[k] = keep_str(s, a->valuestring)))
-                FAIL("out of memory");
-        }
-        c->argv = (const char *const *)argv;
-        c->argc = (size_t)argc;
-    } else {
-        if (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) != 0 &&
-                                     strncmp(url->valuestring, "https://", 8) != 0))
-            FAIL("\"%s.url\" must be an http:// or https:// URL", where);
-        if (!(c->url = keep_str(s, url->valuestring)))
-            FAIL("out of memory");
-    }
-    const cJSON *env = cJSON_GetObjectItemCaseSensitive(srv, "env");
-    const cJSON *hdr = cJSON_GetObjectItemCaseSensitive(srv, "headers");
-    if (has_url && env && !cJSON_IsNull(env))
-        FAIL("\"%s.env\" is for a stdio server (\"command\")", where);
-    if (has_cmd && hdr && !cJSON_IsNull(hdr))
-        FAIL("\"%s.headers\" is for a streamable HTTP server (\"url\")", where);
-    if ((rc = get_kv(s, srv, "env", where, false, &c->env, &c->n_env, why, why_len)) ||
-        (rc = get_kv(s, srv, "headers", where, true, &c->headers, &c->n_headers, why, why_len)))
-        return rc;
-    unsigned timeout_s = 0;
-    if ((rc = get_unsigned(srv, "timeout_s", where, 1, 3600, &timeout_s, why, why_len)))
-        return rc;
-    c->timeout_ms = timeout_s * 1000;
-    return 0;
-}
-
-/* tools.mcp (M: its object): the servers; a file holding their env or headers (often keys)
- * must not be readable by others */
-static int load_mcp(agent_settings *s, const cJSON *m, const char *file, char *why, size_t why_len)
-{
-    char *text = cJSON_PrintUnformatted(m);
-    set_str(&s->mcp_json, text);
-    cJSON_free(text);
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(m, "servers");
-    if (!list || cJSON_IsNull(list))
-        return 0;
-    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > AIP_MCP_MAX_SERVERS)
-        FAIL("\"tools.mcp.servers\" must be a list of at most %d servers", AIP_MCP_MAX_SERVERS);
-    size_t n = (size_t)cJSON_GetArraySize(list);
-    s->n_mcp = 0;
-    s->mcp = keep(s, aip_calloc(n + 1, sizeof *s->mcp));
-    if (!s->mcp)
-        FAIL("out of memory");
-    bool secrets = false;
-    size_t i = 0;
-    for (const cJSON *srv = list->child; srv; srv = srv->next, i++) {
-        int rc = load_mcp_server(s, srv, i, why, why_len);
-        if (rc)
-            return rc;
-        secrets |= s->mcp[i].n_env || s->mcp[i].n_headers;
-        s->n_mcp = i + 1;
-    }
-    struct stat st;
-    if (secrets && stat(file, &st) == 0 && (st.st_mode & 0007))
-        FAIL("%s holds MCP env or headers (often keys) but is readable by others (mode %04o): "
-             "chmod o-rwx it",
-             file, (unsigned)(st.st_mode & 07777));
-    return 0;
 }
 static int load_file(agent_settings *s, const char *path, char *why, size_t why_len)
 {
@@ -935,7 +673,7 @@ void settings_free(agent_settings *s)
     s->mcp_json = NULL;
 }
 
-static void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
+void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
 {
     aip_buf_puts(b, *first ? "{" : ",");
     *first = false;
@@ -945,47 +683,6 @@ static void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
         aip_json_put_string(b, v, strlen(v));
     else
         aip_buf_puts(b, "null");
-}
-
-/* tools.mcp.servers for --check-config: env and header values hidden. */
-static void show_mcp(aip_buf *b, const agent_settings *s)
-{
-    aip_buf_puts(b, "[");
-    for (size_t i = 0; i < s->n_mcp; i++) {
-        const aip_mcp_server_config *c = &s->mcp[i];
-        bool first = true;
-        aip_buf_puts(b, i ? "," : "");
-        put_kv_str(b, "namespace", c->tool_namespace, &first);
-        put_kv_str(b, "tool_type", aip_tool_type_str(c->tool_type), &first);
-        if (c->url) {
-            put_kv_str(b, "url", c->url, &first);
-        } else {
-            aip_buf_puts(b, ",\"command\":[");
-            for (size_t k = 0; k < c->argc; k++) {
-                aip_buf_puts(b, k ? "," : "");
-                aip_json_put_string(b, c->argv[k], strlen(c->argv[k]));
-            }
-            aip_buf_puts(b, "]");
-        }
-        const char *what[2] = {"env", "headers"};
-        const aip_mcp_kv *kv[2] = {c->env, c->headers};
-        size_t nkv[2] = {c->n_env, c->n_headers};
-        for (int w = 0; w < 2; w++) {
-            if (!nkv[w])
-                continue;
-            bool f2 = true;
-            aip_buf_puts(b, ",");
-            aip_json_put_string(b, what[w], strlen(what[w]));
-            aip_buf_puts(b, ":");
-            for (size_t k = 0; k < nkv[w]; k++)
-                put_kv_str(b, kv[w][k].name, "(set, not shown)", &f2);
-            aip_buf_puts(b, "}");
-        }
-        char num[48];
-        snprintf(num, sizeof num, ",\"timeout_s\":%u}", c->timeout_ms ? c->timeout_ms / 1000 : 60);
-        aip_buf_puts(b, num);
-    }
-    aip_buf_puts(b, "]");
 }
 
 static void put_value(aip_buf *b, const agent_settings *s, const cfg_key *k)
