@@ -307,6 +307,8 @@ static bool known_child(const char *sec, const char *name)
 
 static int check_keys(const cJSON *obj, const char *where, char *why, size_t why_len)
 {
+    if (!obj)
+        return 0;
     for (const cJSON *k = obj->child; k; k = k->next)
         if (!known_child(where, k->string))
             FAIL("unknown key \"%s%s%s\"", where, where[0] ? "." : "", k->string);
