@@ -1,5 +1,6 @@
 /* constellation-agent configuration (see config.h). */
 #include "config.h"
+#include "config_internal.h"
 #include "usage.h"
 
 #include <aip/agent.h>
@@ -8,19 +9,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FAIL(...)                            \
-    do {                                     \
-        snprintf(why, why_len, __VA_ARGS__); \
-        return EXIT_CONFIG;                  \
-    } while (0)
-
-static void set_str(char **dst, const char *v)
+void set_str(char **dst, const char *v)
 {
     if (!v)
         return;
@@ -62,11 +58,10 @@ static int read_file(const char *path, bool secret, char **out, char *why, size_
 
 /* ---- the JSON file ------------------------------------------------------------------------ */
 
-static int check_keys(const cJSON *obj, const char *where, const char *const *allowed, char *why,
-                      size_t why_len)
+/* Keys of an object checked against a list (an MCP server's keys). */
+int check_names(const cJSON *obj, const char *where, const char *const *allowed, char *why,
+                size_t why_len)
 {
-    if (!obj)
-        return 0;
     for (const cJSON *k = obj->child; k; k = k->next) {
         bool ok = false;
         for (size_t i = 0; allowed[i] && !ok; i++)
@@ -103,8 +98,8 @@ static int get_uint(const cJSON *o, const char *key, const char *where, double l
     return 0;
 }
 
-static int get_unsigned(const cJSON *o, const char *key, const char *where, double lo, double hi,
-                        unsigned *dst, char *why, size_t why_len)
+int get_unsigned(const cJSON *o, const char *key, const char *where, double lo, double hi,
+                 unsigned *dst, char *why, size_t why_len)
 {
     size_t v = *dst;
     int rc = get_uint(o, key, where, lo, hi, &v, why, why_len);
@@ -165,173 +160,264 @@ static int parse_encoding(const char *s, aip_encoding *e, char *why, size_t why_
     return 0;
 }
 
-/* ---- tools.mcp ---------------------------------------------------------------------------- */
+/* ---- the schema: every key of the JSON file, once ------------------------------------------ */
 
-/* Keeps an allocation for settings_free; NULL (out of memory) is passed through. */
-static void *keep(agent_settings *s, void *p)
+typedef enum {
+    K_STRING, /* a non-empty string */
+    K_PATH,   /* a non-empty string naming a file or directory */
+    K_BOOL,   /* true or false */
+    K_UINT,   /* a whole number in [min, max] into an unsigned */
+    K_SIZE,   /* a whole number in [min, max] into a size_t */
+    K_ENUM,   /* one of a few names (parse and name below) */
+    K_LIST,   /* a list of at most MAX_LIST non-empty strings */
+    K_OBJECT, /* an object, parsed and shown by hooks */
+} key_kind;
+
+static const char *const kind_names[] = {"string", "path", "bool",        "integer",
+                                         "size",   "enum", "string list", "object"};
+
+enum {
+    F_SECRET = 1, /* shown as "(set, not shown)" */
+    F_URL = 2,    /* shown with its query values redacted */
+    F_LIB = 4,    /* 0 (not set) leaves it to the library, whose default is dflt */
+};
+
+typedef struct cfg_key cfg_key;
+struct cfg_key {
+    const char *path; /* "tools.read_file.roots"; its sections are the dotted prefixes */
+    key_kind kind;
+    size_t off;        /* offsetof(agent_settings, field) */
+    size_t n_off;      /* K_LIST: its count */
+    double min, max;   /* K_UINT, K_SIZE */
+    double dflt;       /* K_BOOL, K_UINT, K_SIZE (the library's when F_LIB) */
+    const char *sdflt; /* K_STRING: the effective value when not set */
+    const char *doc;   /* the default as the README shows it */
+    const char *unit;  /* "s", "ms", "bytes" or NULL */
+    const char *help;
+    int flags;
+    /* K_ENUM: the choices (for the message) and the parser/namer of the field */
+    const char *choices;
+    bool echo; /* the message repeats the value */
+    int (*parse)(const char *v, void *field);
+    const char *(*name)(const void *field);
+    /* K_OBJECT: parent is the key's section (NULL when absent); file is the config file */
+    int (*load)(agent_settings *s, const cJSON *parent, const char *file, char *why,
+                size_t why_len);
+    void (*show)(aip_buf *b, const agent_settings *s);
+};
+
+static int parse_enc(const char *v, void *f)
 {
-    if (!p)
-        return NULL;
-    if (s->n_mcp_blocks == s->cap_mcp_blocks) {
-        size_t ncap = s->cap_mcp_blocks ? 2 * s->cap_mcp_blocks : 32;
-        void **nb = aip_realloc(s->mcp_blocks, s->cap_mcp_blocks * sizeof *nb, ncap * sizeof *nb);
-        if (!nb) {
-            aip_free(p);
+    return aip_encoding_parse(v, f);
+}
+static const char *name_enc(const void *f)
+{
+    return *(const aip_encoding *)f == AIP_ENCODING_PROTO ? "proto" : "json";
+}
+static int parse_placement(const char *v, void *f)
+{
+    aip_token_placement *p = f;
+    if (strcmp(v, "query") == 0)
+        *p = AIP_AUTH_QUERY;
+    else if (strcmp(v, "bearer") == 0)
+        *p = AIP_AUTH_BEARER;
+    else
+        return -1;
+    return 0;
+}
+static const char *name_placement(const void *f)
+{
+    return *(const aip_token_placement *)f == AIP_AUTH_BEARER ? "bearer" : "query";
+}
+
+static int load_tags(agent_settings *s, const cJSON *root, const char *file, char *why,
+                     size_t why_len);
+static void show_tags(aip_buf *b, const agent_settings *s);
+
+#define AT(f) offsetof(agent_settings, f)
+/* clang-format off */
+#define STR(p, f, fl, sd, d, h) {.path = p, .kind = K_STRING, .off = AT(f), .flags = fl, .sdflt = sd, .doc = d, .help = h}
+#define PATHK(p, f, d, h) {.path = p, .kind = K_PATH, .off = AT(f), .doc = d, .help = h}
+#define BOOLK(p, f, v, d, h) {.path = p, .kind = K_BOOL, .off = AT(f), .dflt = v, .doc = d, .help = h}
+#define NUM(p, k, f, lo, hi, v, fl, d, u, h) {.path = p, .kind = k, .off = AT(f), .min = lo, .max = hi, .dflt = v, .flags = fl, .doc = d, .unit = u, .help = h}
+#define LIST(p, f, n, h) {.path = p, .kind = K_LIST, .off = AT(f), .n_off = AT(n), .doc = "none", .help = h}
+#define ENUM(p, f, d, ch, e, ps, nm, h) {.path = p, .kind = K_ENUM, .off = AT(f), .doc = d, .choices = ch, .echo = e, .parse = ps, .name = nm, .help = h}
+#define OBJ(p, d, ld, sh, h) {.path = p, .kind = K_OBJECT, .doc = d, .load = ld, .show = sh, .help = h}
+
+/* The keys, in the order they are read and shown (one a line). Numbers with F_LIB mirror the
+ * library's defaults (aip_conn_config_init, the executor's DEFAULT_*): 0 leaves it to them. */
+static const cfg_key keys[] = {
+    STR("server", server, F_URL, NULL, "— (required)", "ws:// or wss:// URL of the orchestrator"),
+    STR("client_id", client_id, 0, NULL, "`<hostname>-<first 8 of /etc/machine-id>`", "the device id"),
+    STR("token", token, F_SECRET, NULL, "none", "the server key"),
+    PATHK("token_file", token_file, "none", "a file holding the server key"),
+    ENUM("token_placement", token_placement, "`query`", "\"query\" or \"bearer\"", false, parse_placement, name_placement, "query (?token=) or bearer (Authorization)"),
+    PATHK("ca_file", ca_file, "system CAs", "wss: CA bundle"),
+    PATHK("cert", cert, "none", "client certificate for mutual TLS"),
+    PATHK("key", key, "none", "its private key"),
+    BOOLK("tls_insecure", tls_insecure, 0, "false", "tests only: no certificate or host-name check"),
+    NUM("heartbeat", K_UINT, heartbeat_s, 1, 3600, 30, 0, "30", "s", "heartbeat interval; silent 3x that = a dead link"),
+    ENUM("encoding", encoding, "`json`", "\"json\" or \"proto\"", true, parse_enc, name_enc, "json, or proto (falls back to JSON)"),
+    STR("log_level", log_level, 0, "info", "`info`", "error, warn, info, debug"),
+    OBJ("tags", "`{}`", load_tags, show_tags, "system_info.custom_metadata (16 KiB as JSON at most)"),
+    BOOLK("server_tasks", server_tasks, 1, "true", "false: a server task is answered with an error"),
+    NUM("limits.max_frame", K_SIZE, max_frame, 1024, 1 << 30, 1 << 20, F_LIB, "1 MiB", "bytes", "inbound message cap"),
+    NUM("limits.max_pending", K_SIZE, max_pending, 1, 1 << 24, 65536, F_LIB, "65536", NULL, "pending requests"),
+    NUM("limits.max_queued_bytes", K_SIZE, max_queued_bytes, 4096, 1u << 31, 8 << 20, F_LIB, "8 MiB", "bytes", "queued outbound bytes"),
+    NUM("backoff.base_ms", K_UINT, backoff_base_ms, 10, 600000, 1000, F_LIB, "1000", "ms", "reconnect delay base"),
+    NUM("backoff.cap_ms", K_UINT, backoff_cap_ms, 10, 3600000, 60000, F_LIB, "60000", "ms", "reconnect delay cap"),
+    NUM("backoff.stable_s", K_UINT, stable_s, 1, 86400, 30, F_LIB, "30", "s", "a link up this long resets the backoff"),
+    NUM("tools.workers", K_UINT, workers, 1, 64, 2, F_LIB, "2", NULL, "batches run concurrently"),
+    NUM("tools.command_timeout_s", K_UINT, command_timeout_s, 1, 86400, 60, F_LIB, "60", "s", "per command"),
+    NUM("tools.max_output", K_SIZE, max_output, 256, 64u << 20, 65536, F_LIB, "65536", "bytes", "tool output kept (the tail)"),
+    LIST("tools.read_file.roots", read_roots, n_read_roots, "absolute paths read_file may read under"),
+    NUM("tools.read_file.max_bytes", K_SIZE, read_max_bytes, 1, 64u << 20, 65536, F_LIB, "65536", "bytes", "read_file's largest answer"),
+    BOOLK("tools.read_file.allow_hardlinks", read_allow_hardlinks, 0, "false", "read files with more than one hard link"),
+    BOOLK("tools.execute_command.enabled", exec_enabled, 0, "**false**", "execute_command and get_system_info exist"),
+    LIST("tools.execute_command.allow", exec_allow, n_exec_allow, "programs it may run"),
+    STR("tools.execute_command.policy", exec_policy, 0, NULL, "none", "\"ufo-readonly\": UFO's read-only list"),
+    BOOLK("tools.execute_command.shell", exec_shell, 0, "false", "allow /bin/sh -c"),
+    NUM("tools.execute_command.timeout_s", K_UINT, exec_timeout_s, 1, 86400, 60, F_LIB, "60", "s", "the most a command may run"),
+    STR("tools.execute_command.cgroup", exec_cgroup, 0, "auto", "`auto`", "auto, off or a cgroup v2 directory"),
+    PATHK("tools.execute_command.api_key_file", exec_api_key_file, "none", "a file holding the api_key UFO's tools require"),
+    OBJ("tools.mcp.servers", "none", load_mcp, show_mcp, "MCP servers whose tools the agent hosts"),
+};
+/* clang-format on */
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+#define FIELD(s, k, T)  ((T *)(void *)((char *)(s) + (k)->off))
+#define CFIELD(s, k, T) ((const T *)(const void *)((const char *)(s) + (k)->off))
+
+/* Is NAME a key (or a section) directly under section SEC ("" for the top)? */
+static bool known_child(const char *sec, const char *name)
+{
+    size_t ls = strlen(sec), ln = strlen(name);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const char *rest = keys[i].path;
+        if (ls) {
+            if (strncmp(rest, sec, ls) != 0 || rest[ls] != '.')
+                continue;
+            rest += ls + 1;
+        }
+        if (strncmp(rest, name, ln) == 0 && (rest[ln] == 0 || rest[ln] == '.'))
+            return true;
+    }
+    return false;
+}
+
+static int check_keys(const cJSON *obj, const char *where, char *why, size_t why_len)
+{
+    if (!obj)
+        return 0;
+    for (const cJSON *k = obj->child; k; k = k->next)
+        if (!known_child(where, k->string))
+            FAIL("unknown key \"%s%s%s\"", where, where[0] ? "." : "", k->string);
+    return 0;
+}
+
+/* The sections checked so far (each is checked once: is an object, has no unknown key). */
+typedef struct walk {
+    const cJSON *root;
+    char done[8][48];
+    size_t n_done;
+} walk;
+
+/* The object of section SEC ("tools.read_file"), or NULL when absent; *rc on a problem. */
+static const cJSON *section(walk *w, const char *sec, char *why, size_t why_len, int *rc)
+{
+    const cJSON *cur = w->root;
+    *rc = 0;
+    for (const char *p = sec; *p && cur;) {
+        size_t n = strcspn(p, "."), at = (size_t)(p - sec);
+        char name[48], parent[48], prefix[48];
+        snprintf(name, sizeof name, "%.*s", (int)n, p);
+        snprintf(parent, sizeof parent, "%.*s", (int)(at ? at - 1 : 0), sec);
+        snprintf(prefix, sizeof prefix, "%.*s", (int)(at + n), sec);
+        if (!(cur = get_obj(cur, name, parent, why, why_len, rc)))
             return NULL;
+        bool seen = false;
+        for (size_t i = 0; i < w->n_done && !seen; i++)
+            seen = strcmp(w->done[i], prefix) == 0;
+        if (!seen && w->n_done < 8) {
+            snprintf(w->done[w->n_done++], sizeof w->done[0], "%s", prefix);
+            if ((*rc = check_keys(cur, prefix, why, why_len)))
+                return NULL;
         }
-        s->mcp_blocks = nb;
-        s->cap_mcp_blocks = ncap;
+        p += n + (p[n] == '.');
     }
-    s->mcp_blocks[s->n_mcp_blocks++] = p;
-    return p;
+    return cur;
 }
 
-static char *keep_str(agent_settings *s, const char *v)
+static int load_key(agent_settings *s, const cfg_key *k, const cJSON *o, const char *sec,
+                    const char *leaf, const char *file, char *why, size_t why_len)
 {
-    return keep(s, aip_strdup(v));
-}
-
-#define MCP_MAX_ARGS 64
-#define MCP_MAX_KV   64
-
-/* A {"NAME": "value", ...} object of tools.mcp.servers[i] as kv pairs. */
-static int get_kv(agent_settings *s, const cJSON *srv, const char *key, const char *where,
-                  bool header, const aip_mcp_kv **out, size_t *n, char *why, size_t why_len)
-{
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(srv, key);
-    *out = NULL;
-    *n = 0;
-    if (!o || cJSON_IsNull(o))
-        return 0;
-    if (!cJSON_IsObject(o) || cJSON_GetArraySize(o) > MCP_MAX_KV)
-        FAIL("\"%s.%s\" must be an object of at most %d strings", where, key, MCP_MAX_KV);
-    size_t cnt = (size_t)cJSON_GetArraySize(o);
-    aip_mcp_kv *kv = keep(s, aip_calloc(cnt ? cnt : 1, sizeof *kv));
-    if (!kv)
-        FAIL("out of memory");
-    for (const cJSON *e = o->child; e; e = e->next) {
-        const char *k = e->string;
-        bool name_ok = k[0] != 0;
-        for (const char *p = k; *p && name_ok; p++)
-            name_ok = header ? (*p > ' ' && *p < 127 && !strchr("()<>@,;:\\\"/[]?={}", *p))
-                             : ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
-                                (p != k && *p >= '0' && *p <= '9'));
-        if (!name_ok)
-            FAIL("\"%s.%s\": \"%.100s\" is not a valid %s name", where, key, k,
-                 header ? "header" : "environment variable");
-        if (!cJSON_IsString(e) || strpbrk(e->valuestring, "\r\n") ||
-            (!header && strchr(e->valuestring, '\0') != e->valuestring + strlen(e->valuestring)))
-            FAIL("\"%s.%s.%.100s\" must be a string without line breaks", where, key, k);
-        kv[*n].name = keep_str(s, k);
-        kv[*n].value = keep_str(s, e->valuestring);
-        if (!kv[*n].name || !kv[*n].value)
-            FAIL("out of memory");
-        (*n)++;
-    }
-    *out = kv;
-    return 0;
-}
-
-static int load_mcp(agent_settings *s, const cJSON *t, bool *secrets, char *why, size_t why_len)
-{
-    static const char *const mcp_keys[] = {"servers", NULL};
-    static const char *const srv_keys[] = {"namespace", "tool_type", "command",   "url",
-                                           "env",       "headers",   "timeout_s", NULL};
-    int rc;
-    const cJSON *m = get_obj(t, "mcp", "tools", why, why_len, &rc);
-    if (rc || !m)
-        return rc;
-    if ((rc = check_keys(m, "tools.mcp", mcp_keys, why, why_len)))
-        return rc;
-    char *text = cJSON_PrintUnformatted(m);
-    set_str(&s->mcp_json, text);
-    cJSON_free(text);
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(m, "servers");
-    if (!list || cJSON_IsNull(list))
-        return 0;
-    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > AIP_MCP_MAX_SERVERS)
-        FAIL("\"tools.mcp.servers\" must be a list of at most %d servers", AIP_MCP_MAX_SERVERS);
-    size_t n = (size_t)cJSON_GetArraySize(list);
-    s->n_mcp = 0;
-    s->mcp = keep(s, aip_calloc(n + 1, sizeof *s->mcp));
-    if (!s->mcp)
-        FAIL("out of memory");
-    size_t i = 0;
-    for (const cJSON *srv = list->child; srv; srv = srv->next, i++) {
-        char where[48];
-        snprintf(where, sizeof where, "tools.mcp.servers[%zu]", i);
-        if (!cJSON_IsObject(srv))
-            FAIL("\"%s\" must be an object", where);
-        if ((rc = check_keys(srv, where, srv_keys, why, why_len)))
-            return rc;
-        aip_mcp_server_config *c = &s->mcp[i];
-        const cJSON *ns = cJSON_GetObjectItemCaseSensitive(srv, "namespace");
-        if (!cJSON_IsString(ns) || !ns->valuestring[0] || strlen(ns->valuestring) > 128)
-            FAIL("\"%s.namespace\" must be a string of 1 to 128 bytes", where);
-        const cJSON *tt = cJSON_GetObjectItemCaseSensitive(srv, "tool_type");
-        if (cJSON_IsString(tt) && strcmp(tt->valuestring, "action") == 0)
-            c->tool_type = AIP_TOOL_ACTION;
-        else if (cJSON_IsString(tt) && strcmp(tt->valuestring, "data_collection") == 0)
-            c->tool_type = AIP_TOOL_DATA_COLLECTION;
-        else
-            FAIL("\"%s.tool_type\" must be \"action\" or \"data_collection\"", where);
-        if (!(c->tool_namespace = keep_str(s, ns->valuestring)))
-            FAIL("out of memory");
-        for (size_t j = 0; j < i; j++)
-            if (s->mcp[j].tool_type == c->tool_type &&
-                strcmp(s->mcp[j].tool_namespace, c->tool_namespace) == 0)
-                FAIL("\"%s\": namespace \"%s\" with tool_type \"%s\" is configured twice", where,
-                     c->tool_namespace, tt->valuestring);
-        const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(srv, "command");
-        const cJSON *url = cJSON_GetObjectItemCaseSensitive(srv, "url");
-        bool has_cmd = cmd && !cJSON_IsNull(cmd), has_url = url && !cJSON_IsNull(url);
-        if (has_cmd == has_url)
-            FAIL("\"%s\" needs either \"command\" (stdio) or \"url\" (streamable HTTP)%s", where,
-                 has_cmd ? ", not both" : "");
-        if (has_cmd) {
-            int argc = cJSON_GetArraySize(cmd);
-            if (!cJSON_IsArray(cmd) || argc < 1 || argc > MCP_MAX_ARGS)
-                FAIL("\"%s.command\" must be a list of 1 to %d strings (the program and its "
-                     "arguments)",
-                     where, MCP_MAX_ARGS);
-            char **argv = keep(s, aip_calloc((size_t)argc + 1, sizeof *argv));
-            if (!argv)
-                FAIL("out of memory");
-            size_t k = 0;
-            for (const cJSON *a = cmd->child; a; a = a->next, k++) {
-                if (!cJSON_IsString(a) || (k == 0 && !a->valuestring[0]))
-                    FAIL("\"%s.command\" must hold strings, the first one not empty", where);
-                if (!(argv[k] = keep_str(s, a->valuestring)))
-                    FAIL("out of memory");
-            }
-            c->argv = (const char *const *)argv;
-            c->argc = (size_t)argc;
-        } else {
-            if (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) != 0 &&
-                                         strncmp(url->valuestring, "https://", 8) != 0))
-                FAIL("\"%s.url\" must be an http:// or https:// URL", where);
-            if (!(c->url = keep_str(s, url->valuestring)))
-                FAIL("out of memory");
+    switch (k->kind) {
+    case K_STRING:
+    case K_PATH: return get_str(o, leaf, sec, FIELD(s, k, char *), why, why_len);
+    case K_BOOL: return get_bool(o, leaf, sec, FIELD(s, k, bool), why, why_len);
+    case K_UINT:
+        return get_unsigned(o, leaf, sec, k->min, k->max, FIELD(s, k, unsigned), why, why_len);
+    case K_SIZE: return get_uint(o, leaf, sec, k->min, k->max, FIELD(s, k, size_t), why, why_len);
+    case K_LIST:
+        return get_list(o, leaf, sec, FIELD(s, k, char *), (size_t *)(void *)((char *)s + k->n_off),
+                        why, why_len);
+    case K_ENUM: {
+        char *v = NULL;
+        int rc = get_str(o, leaf, sec, &v, why, why_len);
+        if (!rc && v && k->parse(v, FIELD(s, k, char))) {
+            snprintf(why, why_len, "%s must be %s%s%s%s", k->path, k->choices,
+                     k->echo ? ", not \"" : "", k->echo ? v : "", k->echo ? "\"" : "");
+            rc = EXIT_CONFIG;
         }
-        const cJSON *env = cJSON_GetObjectItemCaseSensitive(srv, "env");
-        const cJSON *hdr = cJSON_GetObjectItemCaseSensitive(srv, "headers");
-        if (has_url && env && !cJSON_IsNull(env))
-            FAIL("\"%s.env\" is for a stdio server (\"command\")", where);
-        if (has_cmd && hdr && !cJSON_IsNull(hdr))
-            FAIL("\"%s.headers\" is for a streamable HTTP server (\"url\")", where);
-        if ((rc = get_kv(s, srv, "env", where, false, &c->env, &c->n_env, why, why_len)) ||
-            (rc = get_kv(s, srv, "headers", where, true, &c->headers, &c->n_headers, why, why_len)))
-            return rc;
-        *secrets |= c->n_env || c->n_headers;
-        unsigned timeout_s = 0;
-        if ((rc = get_unsigned(srv, "timeout_s", where, 1, 3600, &timeout_s, why, why_len)))
-            return rc;
-        c->timeout_ms = timeout_s * 1000;
-        s->n_mcp = i + 1;
+        aip_free(v);
+        return rc;
+    }
+    case K_OBJECT: return k->load(s, o, file, why, why_len);
     }
     return 0;
 }
 
+/* Every key of the table, in its order, from the parsed file. */
+static int load_keys(agent_settings *s, const cJSON *root, const char *file, char *why,
+                     size_t why_len)
+{
+    walk w = {.root = root};
+    int rc = check_keys(root, "", why, why_len);
+    for (size_t i = 0; i < N_KEYS && !rc; i++) {
+        const cfg_key *k = &keys[i];
+        const char *dot = strrchr(k->path, '.');
+        char sec[48] = "";
+        if (dot)
+            snprintf(sec, sizeof sec, "%.*s", (int)(dot - k->path), k->path);
+        const cJSON *o = dot ? section(&w, sec, why, why_len, &rc) : root;
+        if (o)
+            rc = load_key(s, k, o, sec, dot ? dot + 1 : k->path, file, why, why_len);
+    }
+    return rc;
+}
+
+static int load_tags(agent_settings *s, const cJSON *root, const char *file, char *why,
+                     size_t why_len)
+{
+    (void)file;
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(root, "tags");
+    if (!tags || cJSON_IsNull(tags))
+        return 0;
+    if (!cJSON_IsObject(tags))
+        FAIL("\"tags\" must be an object");
+    char *t = cJSON_PrintUnformatted(tags);
+    set_str(&s->tags_json, t);
+    cJSON_free(t);
+    if (s->tags_json && strlen(s->tags_json) > AIP_AGENT_MAX_TAGS)
+        FAIL("\"tags\" is %zu bytes as JSON, over the limit of %d", strlen(s->tags_json),
+             AIP_AGENT_MAX_TAGS);
+    return 0;
+}
+
+static void show_tags(aip_buf *b, const agent_settings *s)
+{
+    aip_buf_puts(b, s->tags_json ? s->tags_json : "{}");
+}
 static int load_file(agent_settings *s, const char *path, char *why, size_t why_len)
 {
     char *text;
@@ -354,135 +440,7 @@ static int load_file(agent_settings *s, const char *path, char *why, size_t why_
                  (unsigned)(st.st_mode & 07777));
         }
     }
-    static const char *const top[] = {
-        "server",       "client_id", "token",     "token_file", "token_placement", "ca_file",
-        "cert",         "key",       "heartbeat", "encoding",   "log_level",       "tags",
-        "server_tasks", "limits",    "backoff",   "tools",      "tls_insecure",    NULL};
-    static const char *const limits[] = {"max_frame", "max_pending", "max_queued_bytes", NULL};
-    static const char *const backoff[] = {"base_ms", "cap_ms", "stable_s", NULL};
-    static const char *const tools[] = {
-        "workers", "command_timeout_s", "max_output", "read_file", "execute_command", "mcp", NULL};
-    static const char *const rf[] = {"roots", "max_bytes", "allow_hardlinks", NULL};
-    static const char *const ec[] = {"enabled", "allow",        "shell",  "timeout_s",
-                                     "policy",  "api_key_file", "cgroup", NULL};
-    char *enc = NULL, *placement = NULL;
-    const cJSON *o;
-    if ((rc = check_keys(root, "", top, why, why_len)) ||
-        (rc = get_str(root, "server", "", &s->server, why, why_len)) ||
-        (rc = get_str(root, "client_id", "", &s->client_id, why, why_len)) ||
-        (rc = get_str(root, "token", "", &s->token, why, why_len)) ||
-        (rc = get_str(root, "token_file", "", &s->token_file, why, why_len)) ||
-        (rc = get_str(root, "token_placement", "", &placement, why, why_len)) ||
-        (rc = get_str(root, "ca_file", "", &s->ca_file, why, why_len)) ||
-        (rc = get_str(root, "cert", "", &s->cert, why, why_len)) ||
-        (rc = get_str(root, "key", "", &s->key, why, why_len)) ||
-        (rc = get_str(root, "encoding", "", &enc, why, why_len)) ||
-        (rc = get_str(root, "log_level", "", &s->log_level, why, why_len)) ||
-        (rc = get_unsigned(root, "heartbeat", "", 1, 3600, &s->heartbeat_s, why, why_len)) ||
-        (rc = get_bool(root, "server_tasks", "", &s->server_tasks, why, why_len)) ||
-        (rc = get_bool(root, "tls_insecure", "", &s->tls_insecure, why, why_len)))
-        goto out;
-    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(root, "tags");
-    if (tags && !cJSON_IsNull(tags)) {
-        if (!cJSON_IsObject(tags)) {
-            snprintf(why, why_len, "\"tags\" must be an object");
-            rc = EXIT_CONFIG;
-            goto out;
-        }
-        char *t = cJSON_PrintUnformatted(tags);
-        set_str(&s->tags_json, t);
-        cJSON_free(t);
-        if (s->tags_json && strlen(s->tags_json) > AIP_AGENT_MAX_TAGS) {
-            snprintf(why, why_len, "\"tags\" is %zu bytes as JSON, over the limit of %d",
-                     strlen(s->tags_json), AIP_AGENT_MAX_TAGS);
-            rc = EXIT_CONFIG;
-            goto out;
-        }
-    }
-    if ((o = get_obj(root, "limits", "", why, why_len, &rc)) &&
-        ((rc = check_keys(o, "limits", limits, why, why_len)) ||
-         (rc = get_uint(o, "max_frame", "limits", 1024, 1 << 30, &s->max_frame, why, why_len)) ||
-         (rc = get_uint(o, "max_pending", "limits", 1, 1 << 24, &s->max_pending, why, why_len)) ||
-         (rc = get_uint(o, "max_queued_bytes", "limits", 4096, 1u << 31, &s->max_queued_bytes, why,
-                        why_len))))
-        goto out;
-    if (rc)
-        goto out;
-    if ((o = get_obj(root, "backoff", "", why, why_len, &rc)) &&
-        ((rc = check_keys(o, "backoff", backoff, why, why_len)) ||
-         (rc = get_unsigned(o, "base_ms", "backoff", 10, 600000, &s->backoff_base_ms, why,
-                            why_len)) ||
-         (rc = get_unsigned(o, "cap_ms", "backoff", 10, 3600000, &s->backoff_cap_ms, why,
-                            why_len)) ||
-         (rc = get_unsigned(o, "stable_s", "backoff", 1, 86400, &s->stable_s, why, why_len))))
-        goto out;
-    if (rc)
-        goto out;
-    const cJSON *t = get_obj(root, "tools", "", why, why_len, &rc);
-    if (rc)
-        goto out;
-    if (t) {
-        if ((rc = check_keys(t, "tools", tools, why, why_len)) ||
-            (rc = get_unsigned(t, "workers", "tools", 1, 64, &s->workers, why, why_len)) ||
-            (rc = get_unsigned(t, "command_timeout_s", "tools", 1, 86400, &s->command_timeout_s,
-                               why, why_len)) ||
-            (rc = get_uint(t, "max_output", "tools", 256, 64u << 20, &s->max_output, why, why_len)))
-            goto out;
-        if ((o = get_obj(t, "read_file", "tools", why, why_len, &rc)) &&
-            ((rc = check_keys(o, "tools.read_file", rf, why, why_len)) ||
-             (rc = get_list(o, "roots", "tools.read_file", s->read_roots, &s->n_read_roots, why,
-                            why_len)) ||
-             (rc = get_uint(o, "max_bytes", "tools.read_file", 1, 64u << 20, &s->read_max_bytes,
-                            why, why_len)) ||
-             (rc = get_bool(o, "allow_hardlinks", "tools.read_file", &s->read_allow_hardlinks, why,
-                            why_len))))
-            goto out;
-        if (rc)
-            goto out;
-        if ((o = get_obj(t, "execute_command", "tools", why, why_len, &rc)) &&
-            ((rc = check_keys(o, "tools.execute_command", ec, why, why_len)) ||
-             (rc = get_bool(o, "enabled", "tools.execute_command", &s->exec_enabled, why,
-                            why_len)) ||
-             (rc = get_list(o, "allow", "tools.execute_command", s->exec_allow, &s->n_exec_allow,
-                            why, why_len)) ||
-             (rc = get_bool(o, "shell", "tools.execute_command", &s->exec_shell, why, why_len)) ||
-             (rc = get_unsigned(o, "timeout_s", "tools.execute_command", 1, 86400,
-                                &s->exec_timeout_s, why, why_len)) ||
-             (rc = get_str(o, "policy", "tools.execute_command", &s->exec_policy, why, why_len)) ||
-             (rc = get_str(o, "api_key_file", "tools.execute_command", &s->exec_api_key_file, why,
-                           why_len)) ||
-             (rc = get_str(o, "cgroup", "tools.execute_command", &s->exec_cgroup, why, why_len))))
-            goto out;
-        if (rc)
-            goto out;
-        bool secrets = false;
-        if ((rc = load_mcp(s, t, &secrets, why, why_len)))
-            goto out;
-        struct stat st;
-        if (secrets && stat(path, &st) == 0 && (st.st_mode & 0007)) {
-            snprintf(why, why_len,
-                     "%s holds MCP env or headers (often keys) but is readable by others (mode "
-                     "%04o): chmod o-rwx it",
-                     path, (unsigned)(st.st_mode & 07777));
-            rc = EXIT_CONFIG;
-            goto out;
-        }
-    }
-    if (enc && (rc = parse_encoding(enc, &s->encoding, why, why_len)))
-        goto out;
-    if (placement) {
-        if (strcmp(placement, "query") == 0)
-            s->token_placement = AIP_AUTH_QUERY;
-        else if (strcmp(placement, "bearer") == 0)
-            s->token_placement = AIP_AUTH_BEARER;
-        else {
-            snprintf(why, why_len, "token_placement must be \"query\" or \"bearer\"");
-            rc = EXIT_CONFIG;
-        }
-    }
-out:
-    aip_free(enc);
-    aip_free(placement);
+    rc = load_keys(s, root, path, why, why_len);
     cJSON_Delete(root);
     return rc;
 }
@@ -510,27 +468,30 @@ static char *default_client_id(void)
     return aip_strdup(id);
 }
 
-int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why_len)
+/* The table's defaults; a key the library defaults (F_LIB) stays 0. */
+static void set_defaults(agent_settings *s)
 {
     memset(s, 0, sizeof *s);
     s->encoding = AIP_ENCODING_JSON;
-    s->heartbeat_s = 30;
-    s->server_tasks = true;
     s->token_placement = AIP_AUTH_QUERY;
-    int rc;
-    if (f->config_file) {
-        s->config_file = aip_strdup(f->config_file);
-        if ((rc = load_file(s, f->config_file, why, why_len)))
-            return rc;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const cfg_key *k = &keys[i];
+        if (k->kind == K_BOOL)
+            *FIELD(s, k, bool) = k->dflt != 0;
+        else if (k->kind == K_UINT && !(k->flags & F_LIB))
+            *FIELD(s, k, unsigned) = (unsigned)k->dflt;
     }
-    /* environment over the file */
+}
+
+/* Flags over the environment over the file. */
+static int apply_overrides(const agent_flags *f, agent_settings *s, char *why, size_t why_len)
+{
     set_str(&s->server, getenv("AIP_SERVER"));
     if (getenv("AIP_TOKEN")) {
         set_str(&s->token, getenv("AIP_TOKEN"));
         aip_free(s->token_file);
         s->token_file = NULL;
     }
-    /* flags over both */
     set_str(&s->server, f->server);
     set_str(&s->client_id, f->client_id);
     set_str(&s->ca_file, f->ca_file);
@@ -549,6 +510,7 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
         aip_free(s->token);
         s->token = NULL;
     }
+    int rc;
     if (f->encoding && (rc = parse_encoding(f->encoding, &s->encoding, why, why_len)))
         return rc;
     if (f->heartbeat_s >= 0) {
@@ -556,21 +518,20 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
             FAIL("--heartbeat must be 1..3600 seconds");
         s->heartbeat_s = (unsigned)f->heartbeat_s;
     }
-    if (s->token_file) {
-        char *tok;
-        if ((rc = read_file(s->token_file, true, &tok, why, why_len)))
-            return rc;
-        tok[strcspn(tok, "\r\n")] = 0;
-        aip_free(s->token);
-        s->token = NULL;
-        if (tok[0]) {
-            s->token = tok;
-        } else { /* an empty file (the unit's fallback credential): a server without a key */
-            aip_free(tok);
-            aip_log(AIP_LOG_INFO, "agent", "token file %s is empty: connecting without a token",
-                    s->token_file);
-        }
-    }
+    return 0;
+}
+
+/* Reads a secret file's first line into *out; "" stays "" (the caller decides). */
+static int read_secret(const char *path, char **out, char *why, size_t why_len)
+{
+    int rc = read_file(path, true, out, why, why_len);
+    if (!rc)
+        (*out)[strcspn(*out, "\r\n")] = 0;
+    return rc;
+}
+
+static int check_server(agent_settings *s, char *why, size_t why_len)
+{
     if (!s->server)
         FAIL("no server: give --server URL, AIP_SERVER or \"server\" in %s",
              s->config_file ? s->config_file : "the config file (--config)");
@@ -599,6 +560,11 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
     aip_log_level lvl;
     if (s->log_level && aip_log_level_parse(s->log_level, &lvl))
         FAIL("log_level must be error, warn, info or debug");
+    return 0;
+}
+
+static int check_tools(agent_settings *s, char *why, size_t why_len)
+{
     if (s->exec_policy && strcmp(s->exec_policy, "ufo-readonly") != 0)
         FAIL("tools.execute_command.policy must be \"ufo-readonly\" (UFO's read-only list)");
     if (s->exec_policy && s->exec_shell)
@@ -625,9 +591,9 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
     }
     if (s->exec_api_key_file) {
         char *key;
-        if ((rc = read_file(s->exec_api_key_file, true, &key, why, why_len)))
+        int rc = read_secret(s->exec_api_key_file, &key, why, why_len);
+        if (rc)
             return rc;
-        key[strcspn(key, "\r\n")] = 0;
         if (!key[0]) {
             aip_free(key);
             FAIL("tools.execute_command.api_key_file %s is empty", s->exec_api_key_file);
@@ -641,6 +607,36 @@ int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why
     if (s->backoff_base_ms && s->backoff_cap_ms && s->backoff_cap_ms < s->backoff_base_ms)
         FAIL("backoff.cap_ms must be at least backoff.base_ms");
     return 0;
+}
+
+int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why_len)
+{
+    set_defaults(s);
+    int rc;
+    if (f->config_file) {
+        s->config_file = aip_strdup(f->config_file);
+        if ((rc = load_file(s, f->config_file, why, why_len)))
+            return rc;
+    }
+    if ((rc = apply_overrides(f, s, why, why_len)))
+        return rc;
+    if (s->token_file) {
+        char *tok;
+        if ((rc = read_secret(s->token_file, &tok, why, why_len)))
+            return rc;
+        aip_free(s->token);
+        s->token = NULL;
+        if (tok[0]) {
+            s->token = tok;
+        } else { /* an empty file (the unit's fallback credential): a server without a key */
+            aip_free(tok);
+            aip_log(AIP_LOG_INFO, "agent", "token file %s is empty: connecting without a token",
+                    s->token_file);
+        }
+    }
+    if ((rc = check_server(s, why, why_len)))
+        return rc;
+    return check_tools(s, why, why_len);
 }
 
 void settings_free(agent_settings *s)
@@ -679,7 +675,7 @@ void settings_free(agent_settings *s)
     s->mcp_json = NULL;
 }
 
-static void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
+void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
 {
     aip_buf_puts(b, *first ? "{" : ",");
     *first = false;
@@ -691,81 +687,112 @@ static void put_kv_str(aip_buf *b, const char *k, const char *v, bool *first)
         aip_buf_puts(b, "null");
 }
 
-/* tools.mcp.servers for --check-config: env and header values hidden. */
-static void put_mcp(aip_buf *b, const agent_settings *s)
+static void put_value(aip_buf *b, const agent_settings *s, const cfg_key *k)
 {
-    aip_buf_puts(b, ",\"mcp_servers\":[");
-    for (size_t i = 0; i < s->n_mcp; i++) {
-        const aip_mcp_server_config *c = &s->mcp[i];
-        bool first = true;
-        aip_buf_puts(b, i ? "," : "");
-        put_kv_str(b, "namespace", c->tool_namespace, &first);
-        put_kv_str(b, "tool_type", aip_tool_type_str(c->tool_type), &first);
-        if (c->url) {
-            put_kv_str(b, "url", c->url, &first);
-        } else {
-            aip_buf_puts(b, ",\"command\":[");
-            for (size_t k = 0; k < c->argc; k++) {
-                aip_buf_puts(b, k ? "," : "");
-                aip_json_put_string(b, c->argv[k], strlen(c->argv[k]));
-            }
-            aip_buf_puts(b, "]");
-        }
-        const char *what[2] = {"env", "headers"};
-        const aip_mcp_kv *kv[2] = {c->env, c->headers};
-        size_t nkv[2] = {c->n_env, c->n_headers};
-        for (int w = 0; w < 2; w++) {
-            if (!nkv[w])
-                continue;
-            bool f2 = true;
-            aip_buf_puts(b, ",");
-            aip_json_put_string(b, what[w], strlen(what[w]));
-            aip_buf_puts(b, ":");
-            for (size_t k = 0; k < nkv[w]; k++)
-                put_kv_str(b, kv[w][k].name, "(set, not shown)", &f2);
-            aip_buf_puts(b, "}");
-        }
-        char num[48];
-        snprintf(num, sizeof num, ",\"timeout_s\":%u}", c->timeout_ms ? c->timeout_ms / 1000 : 60);
-        aip_buf_puts(b, num);
+    char num[64];
+    switch (k->kind) {
+    case K_STRING:
+    case K_PATH: {
+        const char *v = *CFIELD(s, k, char *);
+        char url[1024];
+        if (v && (k->flags & F_SECRET))
+            v = "(set, not shown)";
+        else if (v && (k->flags & F_URL))
+            v = (aip_redact_url(v, url, sizeof url), url);
+        v = v ? v : k->sdflt;
+        if (v)
+            aip_json_put_string(b, v, strlen(v));
+        else
+            aip_buf_puts(b, "null");
+        return;
     }
-    aip_buf_puts(b, "]");
+    case K_BOOL: aip_buf_puts(b, *CFIELD(s, k, bool) ? "true" : "false"); return;
+    case K_UINT:
+    case K_SIZE: {
+        double v =
+            k->kind == K_UINT ? (double)*CFIELD(s, k, unsigned) : (double)*CFIELD(s, k, size_t);
+        snprintf(num, sizeof num, "%.0f", v || !(k->flags & F_LIB) ? v : k->dflt);
+        aip_buf_puts(b, num);
+        return;
+    }
+    case K_ENUM: {
+        const char *v = k->name(CFIELD(s, k, char));
+        aip_json_put_string(b, v, strlen(v));
+        return;
+    }
+    case K_LIST: {
+        char *const *list = (char *const *)(const void *)((const char *)s + k->off);
+        size_t n = *(const size_t *)(const void *)((const char *)s + k->n_off);
+        aip_buf_puts(b, "[");
+        for (size_t i = 0; i < n; i++) {
+            aip_buf_puts(b, i ? "," : "");
+            aip_json_put_string(b, list[i], strlen(list[i]));
+        }
+        aip_buf_puts(b, "]");
+        return;
+    }
+    case K_OBJECT: k->show(b, s); return;
+    }
 }
 
+/* Every key of the table by its dotted path, then the summary keys --check-config always had
+ * (scripts and tests read them): execute_command_* , read_roots (a count), workers, max_frame,
+ * mcp_servers. */
 char *settings_describe(const agent_settings *s)
 {
     aip_buf b;
     aip_buf_init(&b, 0);
-    bool first = true;
-    /* the server URL may carry the key (?token=, UFO's way): every query value is hidden */
-    char server[1024];
-    if (s->server)
-        aip_redact_url(s->server, server, sizeof server);
-    put_kv_str(&b, "server", s->server ? server : NULL, &first);
-    put_kv_str(&b, "client_id", s->client_id, &first);
-    put_kv_str(&b, "token", s->token ? "(set, not shown)" : NULL, &first);
-    put_kv_str(&b, "token_placement", s->token_placement == AIP_AUTH_BEARER ? "bearer" : "query",
-               &first);
-    put_kv_str(&b, "ca_file", s->ca_file, &first);
-    put_kv_str(&b, "cert", s->cert, &first);
-    put_kv_str(&b, "encoding", s->encoding == AIP_ENCODING_PROTO ? "proto" : "json", &first);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        aip_buf_puts(&b, i ? "," : "{");
+        aip_json_put_string(&b, keys[i].path, strlen(keys[i].path));
+        aip_buf_putc(&b, ':');
+        put_value(&b, s, &keys[i]);
+    }
+    bool first = false;
     put_kv_str(&b, "execute_command_policy", s->exec_policy, &first);
     put_kv_str(&b, "execute_command_api_key", s->exec_api_key ? "(set, not shown)" : NULL, &first);
     put_kv_str(&b, "execute_command_cgroup", s->exec_cgroup_dir, &first);
     aip_conn_config defaults;
     aip_conn_config_init(&defaults);
-    char n[400];
+    char n[300];
     snprintf(n, sizeof n,
-             ",\"heartbeat\":%u,\"server_tasks\":%s,\"execute_command\":%s,\"read_roots\":%zu,"
-             "\"read_allow_hardlinks\":%s,\"workers\":%u,\"tls_insecure\":%s,\"max_frame\":%zu}",
-             s->heartbeat_s, s->server_tasks ? "true" : "false", s->exec_enabled ? "true" : "false",
-             s->n_read_roots, s->read_allow_hardlinks ? "true" : "false",
-             s->workers ? s->workers : 2, s->tls_insecure ? "true" : "false",
+             ",\"execute_command\":%s,\"read_roots\":%zu,\"read_allow_hardlinks\":%s,"
+             "\"workers\":%u,\"max_frame\":%zu,\"mcp_servers\":",
+             s->exec_enabled ? "true" : "false", s->n_read_roots,
+             s->read_allow_hardlinks ? "true" : "false", s->workers ? s->workers : 2,
              s->max_frame ? s->max_frame : defaults.max_frame_in);
-    n[strlen(n) - 1] = 0; /* the servers go before the closing brace */
     aip_buf_puts(&b, n);
-    put_mcp(&b, s);
+    show_mcp(&b, s);
     aip_buf_puts(&b, "}");
+    aip_buf_nul(&b);
+    return (char *)aip_buf_steal(&b);
+}
+
+char *settings_schema(void)
+{
+    aip_buf b;
+    aip_buf_init(&b, 0);
+    aip_buf_puts(&b, "[");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const cfg_key *k = &keys[i];
+        bool first = true;
+        aip_buf_puts(&b, i ? ",\n" : "");
+        put_kv_str(&b, "path", k->path, &first);
+        put_kv_str(&b, "kind", kind_names[k->kind], &first);
+        if (k->kind == K_UINT || k->kind == K_SIZE) {
+            char num[128];
+            snprintf(num, sizeof num, ",\"min\":%.0f,\"max\":%.0f", k->min, k->max);
+            aip_buf_puts(&b, num);
+        }
+        if (k->unit)
+            put_kv_str(&b, "unit", k->unit, &first);
+        if (k->choices)
+            put_kv_str(&b, "choices", k->choices, &first);
+        put_kv_str(&b, "default", k->doc, &first);
+        put_kv_str(&b, "help", k->help, &first);
+        aip_buf_puts(&b, "}");
+    }
+    aip_buf_puts(&b, "]");
     aip_buf_nul(&b);
     return (char *)aip_buf_steal(&b);
 }

@@ -57,9 +57,15 @@ typedef struct agent_flags {
 /* Builds the effective settings. Returns 0, or EXIT_CONFIG with the problem in why. */
 int settings_load(const agent_flags *f, agent_settings *s, char *why, size_t why_len);
 void settings_free(agent_settings *s);
-/* The effective settings as JSON, token hidden and the server URL redacted (aip_redact_url:
- * ?token= and every other query value) — for --check-config and logs. */
+/* The effective settings as JSON: every key of the file by its dotted path ("tools.workers"),
+ * then the summary keys --check-config always had (execute_command, read_roots: a count,
+ * workers, max_frame, mcp_servers, ...). The token, the API key and MCP env/header values are
+ * hidden, the server URL redacted (aip_redact_url: ?token= and every other query value) — for
+ * --check-config, logs, and the SIGHUP comparison. */
 char *settings_describe(const agent_settings *s);
+/* The keys of the JSON file (the schema table in config.c) as a JSON list of {path, kind, min,
+ * max, unit, choices, default (as the README shows it), help}: for --config-schema. */
+char *settings_schema(void);
 /* A heartbeat over 60 s is allowed, but the usual idle timeouts on the path (nginx
  * proxy_read_timeout, squid's read_timeout, load balancers: often 60 s) may cut a link whose
  * WebSocket pings do not pass end to end: the warning to show, or NULL. */

@@ -50,7 +50,8 @@ static void usage(FILE *f)
                "                           [--token T | --token-file F] [--ca-file F]\n"
                "                           [--cert F --key F] [--heartbeat SECONDS]\n"
                "                           [--encoding json|proto] [--config FILE]\n"
-               "                           [--log-level L] [--check-config] [--version]\n"
+               "                           [--log-level L] [--check-config] [--config-schema]\n"
+               "                           [--version]\n"
                "\n"
                "The device agent: keeps one AIP connection to an orchestrator (a UFO server or\n"
                "aip-test-server), registers this device, answers device-info queries and runs\n"
@@ -68,6 +69,8 @@ static void usage(FILE *f)
                "  --log-level L      error, warn, info (default), debug\n"
                "  --check-config     print the effective settings (key and URL query values\n"
                "                     hidden) and exit\n"
+               "  --config-schema    print every key of the config file as JSON (path, kind,\n"
+               "                     range, default, help) and exit\n"
                "  --help, --version\n"
                "\n"
                "Signals: TERM/INT stop (close 1001, exit 0), HUP reloads the config file and\n"
@@ -248,21 +251,14 @@ static void reload_tls(aip_agent *a, const agent_settings *st)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"server", required_argument, 0, 's'},
-        {"client-id", required_argument, 0, 'i'},
-        {"token", required_argument, 0, 't'},
-        {"token-file", required_argument, 0, 'T'},
-        {"ca-file", required_argument, 0, 'a'},
-        {"cert", required_argument, 0, 'c'},
-        {"key", required_argument, 0, 'k'},
-        {"heartbeat", required_argument, 0, 'H'},
-        {"encoding", required_argument, 0, 'e'},
-        {"config", required_argument, 0, 'C'},
-        {"log-level", required_argument, 0, 'l'},
-        {"check-config", no_argument, 0, 'x'},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
+        {"server", required_argument, 0, 's'},    {"client-id", required_argument, 0, 'i'},
+        {"token", required_argument, 0, 't'},     {"token-file", required_argument, 0, 'T'},
+        {"ca-file", required_argument, 0, 'a'},   {"cert", required_argument, 0, 'c'},
+        {"key", required_argument, 0, 'k'},       {"heartbeat", required_argument, 0, 'H'},
+        {"encoding", required_argument, 0, 'e'},  {"config", required_argument, 0, 'C'},
+        {"log-level", required_argument, 0, 'l'}, {"check-config", no_argument, 0, 'x'},
+        {"config-schema", no_argument, 0, 'S'},   {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
     };
     agent_flags f = {0};
     f.heartbeat_s = -1;
@@ -325,6 +321,12 @@ int main(int argc, char **argv)
             break;
         }
         case 'x': check = true; break;
+        case 'S': {
+            char *schema = settings_schema();
+            printf("%s\n", schema ? schema : "[]");
+            aip_free(schema);
+            return schema ? 0 : 1;
+        }
         case 'h': usage(stdout); return 0;
         case 'V': printf("constellation-agent %s\n", aip_version()); return 0;
         default: return tool_option_error(PROG, c, argv, opts);
