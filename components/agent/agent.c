@@ -7,7 +7,7 @@
  * that worker (aip_conn_send_on is safe from any thread) on the link the command came in on, so
  * an answer never crosses to a newer connection.
  *
- * Every batch is answered (PROTOCOL.md §3.4), also when its Results add up to more than the
+ * Every batch is answered (docs/protocol.md §3.4), also when its Results add up to more than the
  * connection can ever queue: the answer is cut to fit (aip/internal/answer_fit.h: long strings
  * keep shorter tails, then whole Results become failures naming the limit, at worst the batch
  * is answered failed with no Result), counted and logged at warn. When the queue is full of
@@ -177,7 +177,7 @@ static void batch_done(aip_msg *results, void *user)
 }
 
 /* A batch the executor cannot take: still answered, every action a failure (a device must
- * always answer, PROTOCOL.md §3.4). */
+ * always answer, docs/protocol.md §3.4). */
 static void answer_refused(aip_agent *a, aip_conn *c, const aip_msg *cmd, uint64_t link,
                            const char *why)
 {

@@ -569,7 +569,7 @@ int aip_json_decode_frame(aip_envelope env, const char *frame, size_t len,
         for (const cJSON *v = root->child; v && !rc; v = v->next) {
             const aip_field *f = find_field(tab, nf, v->string);
             if (!f)
-                continue; /* unknown keys are ignored (PROTOCOL.md §2) */
+                continue; /* unknown keys are ignored (docs/protocol.md §2) */
             if (f->kind == AIP_F_COMMANDS || f->kind == AIP_F_RESULTS || f->kind == AIP_F_STRINGS) {
                 rc = take_list(&c, f, v, out);
                 continue;

@@ -188,7 +188,7 @@ static void reply_error(aip_conn *c, const char *text)
         aip_conn_send_raw(c, c->cur_link, c->link_enc, &r);
 }
 
-/* Answers a command nobody can run: one failure Result per action (PROTOCOL.md §3.4: a device
+/* Answers a command nobody can run: one failure Result per action (docs/protocol.md §3.4: a device
  * must always answer). */
 static void answer_command_unrunnable(aip_conn *c, const aip_msg *m, const char *why)
 {
@@ -215,7 +215,7 @@ static void h_command(void *user, aip_msg *m)
 {
     aip_conn *c = user;
     if (!m->response_id) {
-        /* a batch nobody can answer (PROTOCOL.md §3.4): count it, log it, say so */
+        /* a batch nobody can answer (docs/protocol.md §3.4): count it, log it, say so */
         atomic_fetch_add_explicit(&c->proc.malformed, 1, memory_order_relaxed);
         aip_log(AIP_LOG_WARN, LOG_COMP,
                 "a command without response_id (session %s) cannot be "

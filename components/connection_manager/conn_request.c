@@ -24,7 +24,7 @@
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-/* Fills the identity fields a client message must carry on every frame (PROTOCOL.md §3.1),
+/* Fills the identity fields a client message must carry on every frame (docs/protocol.md §3.1),
  * in a shallow copy that borrows m's pointers. ts must outlive the copy. */
 static void stamp(aip_conn *c, const aip_msg *m, aip_msg *tmp, char *ts, size_t tslen)
 {
@@ -508,7 +508,7 @@ static void ev_oversized(void *user, uint64_t link, const uint8_t *prefix, size_
         snprintf(why, sizeof why,
                  "command larger than this device's inbound limit (%zu bytes): not run",
                  c->cfg.max_frame_in);
-        if (id[0]) { /* a device must answer every batch (PROTOCOL.md 3.4) */
+        if (id[0]) { /* a device must answer every batch (docs/protocol.md 3.4) */
             aip_msg r;
             aip_msg_init(&r, AIP_ENVELOPE_CLIENT, AIP_MSG_COMMAND_RESULTS, AIP_STATUS_FAILED);
             r.prev_response_id = ids.response_id;
@@ -520,7 +520,7 @@ static void ev_oversized(void *user, uint64_t link, const uint8_t *prefix, size_
         } else {
             /* The one case where size still costs the link: a batch the server waits for that
              * cannot be answered (its response_id comes after its actions). Closing makes the
-             * server fail its task now (PROTOCOL.md: device gone) instead of at its timeout. */
+             * server fail its task now (docs/protocol.md: device gone) instead of at its timeout. */
             aip_log(AIP_LOG_WARN, LOG_COMP,
                     "a command over max_frame_in (%zu bytes) without a readable response_id: "
                     "closing with 1009 so the server fails its task",

@@ -1,7 +1,7 @@
 #define _GNU_SOURCE /* pipe2 */
 /*
  * The executor (see aip/executor.h): a bounded queue of command batches, a fixed pool of
- * worker threads, a tool registry, and the batch semantics of PROTOCOL.md §3.4.
+ * worker threads, a tool registry, and the batch semantics of docs/protocol.md §3.4.
  *
  * Which thread does what
  * - Any thread: submit (queue push), register (registry append), features_json (registry

@@ -5,7 +5,7 @@ systemd's notify protocol without systemd: the test binds a datagram socket and 
 with NOTIFY_SOCKET (a path, then an abstract '@' name) and WATCHDOG_USEC. It checks READY=1 at
 start, a STATUS= line once registered, WATCHDOG=1 well within WATCHDOG_USEC, STOPPING=1 on
 SIGTERM and exit 0. Then, against a small UFO-shaped server written here, a server `task`
-(PROTOCOL.md: user_request + session_id) is mirrored back by the device as a client `task` with
+(docs/protocol.md: user_request + session_id) is mirrored back by the device as a client `task` with
 the same text, session_id and task_name — and refused with an `error` when the config says
 "server_tasks": false. Everything on 127.0.0.1.
 

@@ -1,6 +1,7 @@
 /*
- * The field reports' scenario, done right (BACKGROUND.md): many threads share ONE connection,
- * with answers delayed and reordered by the peer, while tasks and heartbeats are in flight.
+ * The field reports' scenario, done right (docs/design.md: the "cannot call recv while another
+ * coroutine is already waiting" bug): many threads share ONE connection, with answers delayed and
+ * reordered by the peer, while tasks and heartbeats are in flight.
  *
  * STRESS_THREADS threads x STRESS_REQUESTS device-info requests each, every thread keeping
  * STRESS_WINDOW requests in flight through completion callbacks. Each answer is checked

@@ -4,7 +4,7 @@
 Starts ``BUILD_TOOLS_DIR/aip-test-server --port 0`` on 127.0.0.1 (and a
 second instance with ``--token``), then plays UFO device and Galaxy
 constellation clients against it and checks the server's answers against
-PROTOCOL.md section 3.  Every frame the clients send is built the way UFO's
+docs/protocol.md section 3.  Every frame the clients send is built the way UFO's
 pydantic models dump it (every envelope key present, unset ones null,
 compact JSON) and they offer no WebSocket subprotocol, like UFO.
 
@@ -36,7 +36,7 @@ import aiptest
 MIB = 1 << 20
 VERBOSE = False
 
-# Texts UFO uses (PROTOCOL.md 3.1, 3.3).
+# Texts UFO uses (docs/protocol.md 3.1, 3.3).
 DUPLICATE_TEXT = ("client_id '{}' is already registered; "
                   "duplicate registrations are not allowed")
 NOT_CONNECTED_TEXT = "Target device '{}' is not connected"
@@ -102,7 +102,7 @@ def result_obj(status, result=None, error=None, namespace=None, call_id=None):
 
 
 def system_info(device_id):
-    """UFO's eleven system_info fields (PROTOCOL.md section 4), in order."""
+    """UFO's eleven system_info fields (docs/protocol.md section 4), in order."""
     return {
         "device_id": device_id,
         "platform": "linux",

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE /* renameat2 */
-/* Unit tests: the executor — batch semantics exactly as PROTOCOL.md §3.4 says (early exit,
+/* Unit tests: the executor — batch semantics exactly as docs/protocol.md §3.4 says (early exit,
  * unknown tools, invalid actions, timeouts), done() exactly once per accepted batch across
  * workers and across destroy, backpressure, and the built-in tools: read_file's roots and
  * symlink escapes (symlinks that stay inside allowed, hard links refused unless allowed, a

@@ -140,7 +140,7 @@ void ev_emit(const char *kind, const session *s, const char *extra_json, const c
 
 /* ---- system_info summaries -------------------------------------------------------------- */
 
-/* The fields a summary keeps (UFO's, PROTOCOL.md §4, less the lists and objects that make a
+/* The fields a summary keeps (UFO's, docs/protocol.md §4, less the lists and objects that make a
  * system_info big), each when its value is at most SI_FIELD_MAX bytes of JSON. */
 static const char *const g_si_fields[] = {"device_id",       "platform",      "os_version",
                                           "hostname",        "ip_address",    "cpu_count",

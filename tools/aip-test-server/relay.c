@@ -1,5 +1,5 @@
 /*
- * aip-test-server: the relay — UFO's server semantics on the AIP WebSocket (PROTOCOL.md §3):
+ * aip-test-server: the relay — UFO's server semantics on the AIP WebSocket (docs/protocol.md §3):
  * registration, identity pinning and the other role checks ("Roles" below), heartbeats, device
  * info (cache / live, answers delayed by --reply-jitter-ms), disconnect handling, [ext]
  * correlated errors. Tasks are in tasks.c.
@@ -406,7 +406,7 @@ static void handle_register(session *s, aip_msg *m)
  *  1. Identity pinning: every frame after the registration carries the client_id (and
  *     client_type) it registered with — "client_id mismatch: this connection is registered as
  *     'X'" / "client_type mismatch: ...". UFO takes client_id and client_type from each frame
- *     (handle_message), so there a frame could speak for another client; PROTOCOL.md §3.1
+ *     (handle_message), so there a frame could speak for another client; docs/protocol.md §3.1
  *     pins them, with Galaxy's client_type "device" heartbeats from a constellation acked.
  *  2. Tasks: a constellation's task runs on its target_id; a device's task runs on the device
  *     itself (UFO's handle_task_request uses the sender's own task protocol for a device and
@@ -415,12 +415,12 @@ static void handle_register(session *s, aip_msg *m)
  *     device that ran it (UFO's send_result callback does the same).
  *  3. Session ownership: a session belongs to the client that started it; a task naming a
  *     running session_id of another client is refused, "session_id 'S' is owned by another
- *     client" (PROTOCOL.md §3.3; UFO's get_or_create_session would join the running session).
+ *     client" (docs/protocol.md §3.3; UFO's get_or_create_session would join the running session).
  *     A constellation's sessions are cancelled when it leaves (UFO: disconnect()).
  *  4. Device info: only a constellation may ask (device_info_request), about any device, as in
  *     UFO, whose answer for a device that is not there is ok with result {"error": ...};
  *     a device asking gets "device_info_request is only for constellation clients"
- *     (PROTOCOL.md §3.5; UFO's handler answers any client). Only a device may answer
+ *     (docs/protocol.md §3.5; UFO's handler answers any client). Only a device may answer
  *     (device_info_response), for a query sent to it or unsolicited about itself; UFO logs
  *     the frame and ignores it ("not implemented").
  *  5. Command results: only the device a command was sent to may answer it, for that
@@ -441,7 +441,7 @@ static void handle_msg(session *s, aip_msg *m)
             close_session(s, 1008, "register first"); /* UFO closes without a word */
         return;
     }
-    /* Roles, rule 1: identity is pinned to the connection (PROTOCOL.md §3.1) */
+    /* Roles, rule 1: identity is pinned to the connection (docs/protocol.md §3.1) */
     if (!m->client_id || strcmp(m->client_id, s->client_id) != 0) {
         reject_request(s, m, REJECT_UNAUTHORIZED,
                        "client_id mismatch: this connection is registered as '%s'", s->client_id);

@@ -123,7 +123,7 @@ typedef struct session {
 } session;
 
 /* Per-session data as lws allocates it: a pointer, so a CLOSED without ESTABLISHED (lws can do
- * that, LIBWEBSOCKETS-NOTES §4.1) finds NULL and does nothing. */
+ * that: a handshake that fails after the callback allocated it) finds NULL and does nothing. */
 typedef struct pss {
     session *s;
     uint8_t *http_body; /* an HTTP answer waiting for HTTP_WRITEABLE: [LWS_PRE | body] */

@@ -1,6 +1,6 @@
 /*
  * aip-test-server: tasks — a constellation's (or the HTTP API's) request relayed to a device as
- * command batches, their results gathered into UFO's task_end (PROTOCOL.md §3.3).
+ * command batches, their results gathered into UFO's task_end (docs/protocol.md §3.3).
  *
  * A task is the request's actions, parsed and bounded before anything runs (see "task
  * requests" below), sent one batch at a time as a `command` whose response_id names it; the

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Scripted AIP server peer for the C client integration tests.
 
-A small, deliberately configurable AIP server (wire format: PROTOCOL.md;
+A small, deliberately configurable AIP server (wire format: docs/protocol.md;
 options and log format: tests/integration/README.md) that can be told to
 misbehave in precise ways, so the C client library can be tested against
 slow, silent, hostile and vanishing servers.
@@ -76,7 +76,7 @@ def new_id():
 
 
 def system_info(device_id):
-    """UFO's eleven system_info fields (PROTOCOL.md section 4), in order."""
+    """UFO's eleven system_info fields (docs/protocol.md section 4), in order."""
     return {
         "device_id": device_id,
         "platform": "linux",
@@ -581,7 +581,7 @@ class Conn:
         mtype = msg["type"]
         correlate = "correlated_errors" in self.extensions
 
-        # identity pinning (PROTOCOL.md 3.1)
+        # identity pinning (docs/protocol.md 3.1)
         if msg.get("client_id") != self.client_id:
             self.ev({"event": "dropped", "why": "client_id mismatch"})
             self.spawn(self.reply(self.error_frame(

@@ -1,6 +1,6 @@
 /*
  * aip/agent.h — the device role: a connection manager, an executor and device info, wired the
- * way UFO's device client behaves (PROTOCOL.md §3).
+ * way UFO's device client behaves (docs/protocol.md §3).
  *
  * - Registers as a device with metadata {system_info, registration_time, platform} (system_info:
  *   UFO's eleven fields, supported_features from the enabled tools, custom_metadata from tags).

@@ -1,6 +1,6 @@
 /*
  * aip/device_info.h — the device's system info, as sent in registration `metadata.system_info`
- * and in `device_info_response` (PROTOCOL.md §4).
+ * and in `device_info_response` (docs/protocol.md §4).
  *
  * Design note
  * - Linux-specific by design: /proc, uname, sysconf, statvfs, gethostname, getifaddrs. This is

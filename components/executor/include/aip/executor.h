@@ -1,5 +1,5 @@
 /*
- * aip/executor.h — runs the server's command batches (PROTOCOL.md §3.4): the tool registry,
+ * aip/executor.h — runs the server's command batches (docs/protocol.md §3.4): the tool registry,
  * the built-in tools, the worker threads, per-command deadlines, output caps.
  *
  * THE THREAD CONTRACT
@@ -18,7 +18,7 @@
  *   (sleep wakes at once, execute_command kills its process group), but a custom tool that
  *   ignores both its deadline and the flag keeps its worker — and destroy — waiting.
  *
- * Batch semantics (exact; PROTOCOL.md §3.4): actions run in order; after the first failure
+ * Batch semantics (exact; docs/protocol.md §3.4): actions run in order; after the first failure
  * every remaining action is `skipped` with UFO's text "Skipped due to previous failure
  * (early_exit=True).", `result` and `namespace` null; an unknown tool, an action the decoder
  * marked invalid, a tool failure (with a generic reason when the tool gave none), invalid JSON

@@ -1,5 +1,5 @@
 /*
- * aip/message.h — the AIP message model: both envelopes, Command and Result (PROTOCOL.md §2).
+ * aip/message.h — the AIP message model: both envelopes, Command and Result (docs/protocol.md §2).
  *
  * Design note
  * - One plain-data struct, aip_msg, holds either envelope; `envelope` says which, and only that
@@ -171,7 +171,7 @@ AIP_API aip_result *aip_msg_add_result(aip_msg *m);
 /* Appends a copy of s to messages. */
 AIP_API int aip_msg_add_message(aip_msg *m, const char *s);
 
-/* Checks the model against PROTOCOL.md §2: type valid in the envelope, enums in range, only
+/* Checks the model against docs/protocol.md §2: type valid in the envelope, enums in range, only
  * the envelope's fields set, Commands with tool_name + tool_type, Results with status, text
  * valid UTF-8, ids within AIP_ID_MAX, free-form values valid JSON of the right kind.
  * Returns 0 or AIP_E_PROTOCOL with the reason in why (if why_len > 0). */
@@ -195,7 +195,7 @@ AIP_API int aip_tool_type_parse(const char *s, size_t n, aip_tool_type *out);
 AIP_API int aip_result_status_parse(const char *s, size_t n, aip_result_status *out);
 AIP_API const char *aip_envelope_str(aip_envelope e); /* "client" / "server" */
 
-/* Is this message type part of that envelope (PROTOCOL.md §2 table)? */
+/* Is this message type part of that envelope (docs/protocol.md §2 table)? */
 AIP_API bool aip_msg_type_allowed(aip_envelope env, aip_msg_type t);
 
 #ifdef __cplusplus

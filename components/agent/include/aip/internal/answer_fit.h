@@ -1,7 +1,7 @@
 /*
  * aip/internal/answer_fit.h — making a command_results answer fit an outbound limit (not
  * installed). The agent uses it so that every batch is answered even when its Results add up
- * to more than the connection can ever queue (PROTOCOL.md §3.4: a device always answers).
+ * to more than the connection can ever queue (docs/protocol.md §3.4: a device always answers).
  *
  * What is cut, in this order, each step only when the one before was not enough:
  * 1. Long strings inside Results' `result` values (a read_file's content, a command's stdout)
