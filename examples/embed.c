@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Embedding libaip: the smallest useful program, built against the installed library:
  *   cc embed.c $(pkg-config --cflags --libs aip) -o embed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* constellation-agent configuration (see config.h). */
 #include "config.h"
 #include "config_internal.h"

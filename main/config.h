@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * constellation-agent configuration: flags > environment (AIP_SERVER, AIP_TOKEN) > JSON file.
  * Every problem is reported by name and makes the daemon exit 78 (EX_CONFIG), which its

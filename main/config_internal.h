@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * constellation-agent configuration, between its files: config.c (the schema table, parsing,
  * precedence, checks, --check-config) and config_mcp.c (tools.mcp.servers, the one key whose

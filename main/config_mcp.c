@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* constellation-agent configuration: tools.mcp.servers (see config_internal.h). */
 #include "config_internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * constellation-agent — the device daemon: one AIP connection to an orchestrator; registers
  * this device, heartbeats, answers device-info queries, runs the command batches it is sent.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Runs at install time (install(CODE) in CMakeLists.txt includes it), not at configure time, so
 # the files it writes name the prefix of *this* install: `cmake --install build --prefix /opt/x`
 # gives a unit whose ExecStart is /opt/x/bin/constellation-agent and an aip.pc whose prefix is

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # libaip's ABI baseline: abi/<soname>.abi (abi/libaip.so.0.abi), written by abidw
 # (Debian's abigail-tools) from a build with debug info, checked in, and compared with every
 # build by tools/test.sh --stage abi (README "ABI").

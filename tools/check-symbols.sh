@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Checks that libaip.so exports its API and nothing else (README "ABI").
 #
 # usage: tools/check-symbols.sh [BUILD_DIR]     (default: build)

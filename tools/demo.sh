@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The demo: aip-test-server and a constellation-agent on 127.0.0.1, then a tour with aipctl.
 #
 # usage: tools/demo.sh [--once | --stay] [--build-dir DIR]
@@ -40,7 +41,7 @@ while (($#)); do
         ;;
     -h | --help)
         # the comment block at the top, whole
-        awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+        awk 'NR > 1 && /SPDX-License-Identifier/ { next } NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
         exit 0
         ;;
     *) demo_usage "$1: unknown option" ;;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install the Debian packages needed to build and test libaip + constellation-agent, the
 # MCP servers the MCP tests run and the `ws` client of tools/bench/node_ws_rr.js (npm packages,
 # pinned, into .deps/npm, which git ignores).
@@ -27,7 +28,7 @@ for arg in "$@"; do
     --check) check_only=1 ;;
     --no-npm) no_npm=1 ;;
     -h | --help)
-        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        awk 'NR > 1 && /SPDX-License-Identifier/ { next } NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
         exit 0
         ;;
     -*)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Build the Debian packages into dist/ (dpkg-buildpackage with packaging/debian/), then lintian.
 #
 # usage: tools/package.sh [--out DIR] [--no-lintian]
@@ -38,7 +39,7 @@ while (($#)); do
         ;;
     --no-lintian) lintian=0 ;;
     -h | --help)
-        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        awk 'NR > 1 && /SPDX-License-Identifier/ { next } NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
         exit 0
         ;;
     *)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Build and test everything: the one command CI runs (.ci/run) and developers run locally.
 #
 # usage: tools/test.sh [--quick | --full] [--stage NAME]... [--no-deps]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Making a command_results answer fit an outbound limit (see aip/internal/answer_fit.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The codec's entry points: encoding names, decode (the checks both encodings share, around
  * the two decoders) and encode (validation, then the encoder proper). json.c and proto.c are
  * leaves: they call codec_util.c, never this file. */

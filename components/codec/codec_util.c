@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers shared by the JSON and protobuf codecs: the limits, the decode memory budget, the
  * decode error and the correlation ids it keeps. The two decoders (json.c, proto.c) call only
  * these, never codec.c, which dispatches to them. */

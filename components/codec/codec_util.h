@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared helpers of the two codecs (private to components/codec). */
 #ifndef AIP_CODEC_UTIL_H
 #define AIP_CODEC_UTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The protobuf codec (protobuf-c 1.4.1, schema proto/aip.proto).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The allocator seam: libaip's own allocations go through here (see aip/common.h). */
 #include "aip/common.h"
 

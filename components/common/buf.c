@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A growable byte buffer with headroom (see aip/buf.h). Growth doubles, so appends are
  * amortised O(1); the limit makes every encoder's output bounded. */
 #include "aip/buf.h"

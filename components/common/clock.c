@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Clocks: monotonic for deadlines, wall for timestamps; injectable through aip_clock. */
 #include "aip/common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error names and the library version. */
 #include "aip/common.h"
 

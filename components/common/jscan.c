@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The strict JSON scanner (see aip/internal/jscan.h).
  *

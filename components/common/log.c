@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Logging. The level and hook are process-wide atomics: the check on the hot path is one
  * relaxed load, and lines are formatted only when they will be emitted. The default sink writes

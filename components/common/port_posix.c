@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE /* pthread_setname_np */
 /* POSIX implementation of aip/port.h. Condition variables use CLOCK_MONOTONIC so a wall-clock
  * step (NTP, a user setting the date) never shortens or stretches a deadline. */

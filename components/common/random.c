@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The default random source: splitmix64 over an atomic counter seeded once from getrandom().
  * Each call is one atomic add and a few multiplies, safe from any thread, and every output is

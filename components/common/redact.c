@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Secret redaction for everything that is printed (see aip/redact.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The ConnectionManager (see aip/conn.h for the thread contract): one WebSocket link to the
  * server, kept registered, carrying this client's requests and the server's messages to it.

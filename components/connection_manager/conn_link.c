@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The ConnectionManager's link side (the struct and locking: aip/internal/conn_int.h):
  * registration, heartbeat and liveness, driven by the transport's events on its service

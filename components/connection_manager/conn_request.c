@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The ConnectionManager's request side (the struct and locking: aip/internal/conn_int.h):
  * encoding and sending, the requests this client makes (device_info_request, task), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pending-request table (see aip/internal/pending.h). */
 #include "aip/common.h"
 #include "aip/internal/pending.h"

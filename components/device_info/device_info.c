@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* System info for registration and device-info answers (see aip/device_info.h).
  *
  * Every probe here degrades instead of failing: a device that cannot read /proc/loadavg (a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE /* O_PATH */
 /*
  * Built-in tools: echo, sleep, list_tools, read_file (execute_command is in exec_cmd.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 /*
  * execute_command and get_system_info: UFO's LinuxAgent tools (namespace BashExecutor; UFO's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE /* pipe2 */
 /*
  * The executor (see aip/executor.h): a bounded queue of command batches, a fixed pool of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * executor_internal.h — what executor.c, registry.c, builtins.c, exec_cmd.c and proc.c share
  * (not installed).

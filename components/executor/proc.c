@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE /* pipe2, prctl, close_range, waitid, pidfd_open */
 /*
  * Running one command to its end, with its whole process tree (execute_command,

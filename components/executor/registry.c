@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The executor's tool registry (see aip/executor.h): registering tools (permanent ones, the
  * built-ins, and the sets of providers such as MCP servers), resolving an action's tool, and

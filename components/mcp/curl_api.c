@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libcurl, loaded when first needed (see curl_api.h). */
 #include "curl_api.h"
 

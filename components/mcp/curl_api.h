@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libcurl, loaded when first needed (private to components/mcp).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The MCP host (see aip/mcp.h): configuration, and the parts of MCP both transports share (the
  * handshake's checks, tool lists, JSON-RPC messages: mcp_dispatch for every incoming one). The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * An MCP tool call (mcp_tool_call: the aip_tool_fn of every MCP tool in the executor).
  *

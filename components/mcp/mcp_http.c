@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * MCP over streamable HTTP (see aip/mcp.h), with libcurl's easy interface, opened at first use
  * (curl_api.h: agents without an HTTP MCP server never map libcurl).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mcp_internal.h — what mcp.c, mcp_call.c, mcp_stdio.c and mcp_http.c share (not installed).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE /* pipe2, close_range */
 /*
  * MCP over stdio (see aip/mcp.h): a child process speaking newline-delimited JSON-RPC 2.0.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The AIP message model (see aip/message.h): wire strings, field tables, lifecycle,
  * validation and equality.

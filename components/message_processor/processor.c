@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MessageProcessor (see aip/internal/processor.h). */
 #include "aip/internal/processor.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Naming refused links (see aip/internal/link_error.h). */
 #include "aip/internal/link_error.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Inbound WebSocket message reassembly (see aip/internal/reassembler.h). */
 #include "aip/internal/reassembler.h"
 #include "aip/common.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Helper-thread jobs of the transport: DNS, and the HTTP CONNECT proxy probe.
  *

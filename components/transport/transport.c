@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The WebSocket client link (see aip/internal/transport.h for the design note of the whole
  * transport; aip/internal/transport_impl.h for its files: resolve.c, vhost.c, url.c).

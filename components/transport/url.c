@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The link's URL and proxy strings (see aip/internal/url.h). Pure string work: no lws, no I/O.
  */

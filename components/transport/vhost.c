@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The transport's client vhost: where the TLS files are loaded (OpenSSL context, CA store) and
  * which proxy its connections go through; and TLS reloads, which make a new vhost (the lws

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * <aip/aip.h> — the umbrella header of libaip, the AIP (Agent Interaction Protocol) client
  * library of the constellation agent. Include this one header.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: one decoder (FUZZ_ENCODING x FUZZ_ENVELOPE) over arbitrary bytes.
  * Properties checked beyond "no crash, no leak, no UB" (ASan+UBSan):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: the transport's inbound reassembler (aip/internal/reassembler.h) fed an
  * arbitrary sequence of chunks, as libwebsockets could deliver them (first/final flags in any

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: the link's URL and proxy strings (aip/internal/url.h), as a user or an
  * environment variable could write them.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Each installed header compiles alone, as C11 and as C++17, with -Wall -Wextra -Werror
 # -Wpedantic, seeing only the installed headers (a header that needs an internal one, or
 # another it does not include, fails), and declares its functions inside extern "C" (a C++

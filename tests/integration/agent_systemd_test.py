@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: constellation-agent under a service manager, and a server-sent task.
 
 systemd's notify protocol without systemd: the test binds a datagram socket and starts the agent

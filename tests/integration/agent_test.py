@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: the constellation-agent daemon as a fleet operator runs it, on 127.0.0.1.
 
 Against the scripted UFO-shaped peer (tests/integration/peers/aip_peer.py, whose JSON log shows

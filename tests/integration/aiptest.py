@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared scaffolding of the Python integration tests (tests/integration/*_test.py).
 
 Standard library only (runs under Debian's /usr/bin/python3). A test run as

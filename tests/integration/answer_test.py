@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: every command with a usable response_id gets exactly one command_results.
 
 The real constellation-agent against the scripted hostile peer (aip_peer.py), on 127.0.0.1:

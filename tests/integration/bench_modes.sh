@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Integration: aip-bench raw, rr --rate and fleet, and tools/bench/python_baseline.py, each at a
 # tiny size against one aip-test-server on 127.0.0.1. Functional only: the output line's shape,
 # zero errors, exit codes. No timing threshold (performance is measured by tools/bench, not here).

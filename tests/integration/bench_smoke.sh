@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Smoke test of the side-by-side benchmark (tools/test.sh --stage bench): the peer clients
 # (tools/bench/node_ws_rr.js, tools/bench/pydantic_rr.py) on their own against one
 # aip-test-server, then tools/bench/compare.sh --rounds 1 --seconds 1 (--pin when taskset and

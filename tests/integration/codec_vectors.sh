@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # codec_vectors.sh AIP_CODEC VECTORS_DIR — runs the aip-codec CLI over tests/vectors/ (see its
 # README.md); the ctest `codec_vectors_cli`.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: constellation-agent's schema table (main/config.c) against its documentation
 and its own parsing.
 

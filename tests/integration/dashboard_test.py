@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: the aip-test-server dashboard in headless Chromium, on 127.0.0.1.
 
 Starts a real aip-test-server (--port 0) and real constellation-agents, opens the dashboard

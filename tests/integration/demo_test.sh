@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Integration: tools/demo.sh as a reader uses it (127.0.0.1 only).
 #  - --help is complete (the whole header, up to its last sentence), exit 0;
 #  - `demo.sh --stay --build-dir BUILD` runs the tour, then every command it printed (each line

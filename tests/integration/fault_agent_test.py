@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: the constellation-agent daemon under faults and hostile input, on 127.0.0.1.
 
 - half-open link (fault_proxy.py freezes it both ways) at a 1 s heartbeat: a new connection

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Integration: installation, as an operator and as an embedder meet it.
 #
 # 1. `cmake --install BUILD --prefix P` into a temporary prefix other than the configured one:

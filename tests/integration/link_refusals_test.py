@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: refusals are named, reported once, and retried on the slow schedule.
 
 On 127.0.0.1: aip-test-server --token KEY, and a stdlib HTTP CONNECT proxy (in this script)

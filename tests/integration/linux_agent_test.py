@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: constellation-agent as the device of a UFO LinuxAgent session, on 127.0.0.1.
 
 UFO's LinuxAgent (microsoft/UFO, config/ufo/mcp.yaml: namespace BashExecutor, tool type

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: aip-test-server's liveness (--ping-after / --drop-after) against a device that
 heartbeats less often than the server's drop interval, all on 127.0.0.1.
 

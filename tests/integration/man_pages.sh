@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Integration: the manual pages in docs/man/ against the programs as built.
 # Every --flag a program's --help names must be in its man page (a new flag without its man
 # page entry fails here), and each page must format without a groff/man warning (what lintian

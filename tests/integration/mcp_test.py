@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: constellation-agent as an MCP host, against real MCP servers from npm and a
 hostile one, through aip-test-server and aipctl, all on 127.0.0.1 (in a network namespace of
 its own when run as root, so that server-everything's all-interface HTTP listener is reachable

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The Debian packages as an operator and an embedder meet them (tools/test.sh --stage package
 # runs it after tools/package.sh; not a ctest).
 #

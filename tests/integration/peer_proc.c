@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Test helper: child processes that listen on loopback (see peer_proc.h). */
 #include "peer_proc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Test helper: run tests/integration/peers/aip_peer.py (or any server that prints
  * "listening on 127.0.0.1:<port>") as a child process on loopback. */
 #ifndef AIP_TEST_PEER_PROC_H

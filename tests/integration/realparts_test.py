@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: the real parts an operator puts between device and orchestrator — nginx as a
 TLS-terminating reverse proxy and squid as an HTTP CONNECT proxy — each started here in the
 foreground with its own configuration in a temporary directory, on 127.0.0.1 only (never the

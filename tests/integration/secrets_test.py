@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: secrets never reach an output, while the connection still works.
 
 On 127.0.0.1: aip-test-server --token KEY (debug log) and a Basic-auth HTTP CONNECT proxy

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: aip-test-server's admin API, fault injection, metrics and event feed, against a
 real constellation-agent (heartbeat 1 s), all on 127.0.0.1.
 

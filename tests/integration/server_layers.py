@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """server_layers: aip-test-server's files call each other only downwards.
 
 The comment at the top of tools/aip-test-server/server.h lists the server's .c files, each

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: aip-test-server under hostile peers — memory bounded in total, task frames that
 would make it allocate by the product of two client-chosen counts, and roles as UFO's server
 enforces them (docs/security.md, "aip-test-server: budgets, parsing and roles").

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: aip-test-server against hostile web pages and other users of the machine.
 
 A hostile client in Python (raw HTTP and raw WebSocket handshakes on 127.0.0.1, so every header

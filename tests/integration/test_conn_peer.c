@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Integration: the connection manager against the scripted peer (aip_peer.py) on loopback.
  * Every misbehaviour of the peer must give the right outcome in the right time: a correlated

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Integration: the connection manager under network and server faults, on loopback.
  * A fault proxy (fault_proxy.py) sits between the client and the server where the fault is in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Integration: aip-test-server on 127.0.0.1 with libaip on both sides — a device (its command
  * and device-info hooks answer like a real agent would) and constellations in JSON and

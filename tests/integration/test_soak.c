@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Soak: links dropped every few seconds with requests in flight, for a set time.
  *

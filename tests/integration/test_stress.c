@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The field reports' scenario, done right (docs/design.md: the "cannot call recv while another
  * coroutine is already waiting" bug): many threads share ONE connection, with answers delayed and

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration: wss:// and mutual TLS, with certificates made by openssl at test time.
 
 In a temp dir: a CA, a server certificate it signed (SAN localhost and 127.0.0.1), a second

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Integration: aipctl and aip-bench as an operator runs them, against the scripted peer on
 # 127.0.0.1. Checks exit codes, output, and that failures come fast (not at the timeout).
 # usage: tools_cli.sh BUILD_TOOLS_DIR SOURCE_DIR

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """UFO-shaped Python clients against aip-test-server.
 
 Starts ``BUILD_TOOLS_DIR/aip-test-server --port 0`` on 127.0.0.1 (and a

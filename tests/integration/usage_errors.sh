@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Integration: errors that name their cause, in the five programs as built (127.0.0.1 only).
 #  - a usage error is ONE line on stderr naming the argument and the problem, then
 #    "Try 'PROG --help' for more information.", nothing on stdout, exit 2;

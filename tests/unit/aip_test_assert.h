@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared cmocka helpers of the C tests (tests/unit and tests/integration).
  *
  * assert_aip(rc, AIP_E_...): rc must equal the expected AIP code (0 or a negative AIP_E_*). On

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: cutting a command_results answer to an outbound limit (components/agent/
  * answer_fit.c) — long strings keep shorter tails first, then whole Results become failures
  * naming the limit, at worst the batch is answered failed; the answer always fits, is always

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: library misuse. Every public entry point of the installed headers is called with
  * NULL where a pointer is expected (and out-of-range values where a number is): nothing
  * crashes, ints are AIP_E_INVAL, pointers NULL, as each header says. And deadlines saturate:

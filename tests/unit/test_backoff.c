@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: reconnect backoff — full jitter within [0, min(cap, base*2^n)], growth to the
  * cap, reset, and an injected random source; which ended links count as progress (a registered
  * link, not an accept-and-close); streaks of links with about the same short lifetime. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the JSON and protobuf codecs (components/codec) — UFO's full-null form, lean
  * form, key order, free-form fidelity, correlation on errors, invalid actions, limits,
  * encoder refusals, pretty-printing. The vector corpus is exercised by test_vectors. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: components/common — errors, buffers, random source, ids, timestamps, logging,
  * monotonic condition-variable deadlines. */
 #include <aip/aip.h>

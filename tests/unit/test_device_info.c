@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: device_info (components/device_info) — system_info over fixture /proc trees
  * (tests/fixtures/device_info/), UFO's field order and JSON types, Python-style GiB figures,
  * the IP choice, and degradation when /proc is missing or garbled. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE /* renameat2 */
 /* Unit tests: the executor — batch semantics exactly as docs/protocol.md §3.4 says (early exit,
  * unknown tools, invalid actions, timeouts), done() exactly once per accepted batch across

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: futures — exactly-once completion under racing completers, waits with deadlines
  * on the caller's own clock, callbacks, cancel, reference counting from either side. */
 #include <aip/aip.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the strict JSON pre-scanner (components/common/jscan.c) — grammar, UTF-8,
  * escapes, duplicate keys, limits, memory estimate, and span reporting. */
 #include <aip/aip.h>

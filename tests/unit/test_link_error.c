@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: naming refused links (aip/internal/link_error.h) — the WebSocket upgrade's HTTP
  * status and a CONNECT proxy's, the status-line reader, which registration refusals are final,
  * and the slow retry delay after a refusal. */

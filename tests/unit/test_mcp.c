@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The MCP host's API (aip/mcp.h) on its own, without an agent: configuration checks, a stdio
  * server (tests/integration/peers/mcp_hostile_server.py) whose tools reach an executor, a call, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the message model (components/message) — wire strings, envelope rules,
  * setters, validation, deep copy and equality. */
 #include <aip/aip.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Parse memory under hostile shapes: 16 MiB frames of small values. Every allocation made by
  * libaip (aip_set_allocator) and by cJSON (cJSON_InitHooks) goes through a counting allocator,

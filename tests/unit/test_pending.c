@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the pending-request table — keys, duplicates, bounds, deadline order,
  * lazy cleanup of cancelled entries, late-answer memory, growth. */
 #include <aip/aip.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the MessageProcessor — decode by opcode, dispatch of every server type to its
  * handler, malformed frames reported with correlation, unhandled types counted. */
 #include <aip/aip.h>

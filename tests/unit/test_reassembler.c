@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: inbound message reassembly — fragments to one message, the size cap (a message
  * over it is skipped: found early from a frame header, or when a chunk crosses it; only its
  * first bytes are kept and told once, the rest dropped without buffering, the next message

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: aip/redact.h — URLs (userinfo, query, fragment, percent-encoding, IPv6, no
  * scheme, cut-short buffers), secret names, headers, and JSON parameters at any depth. The
  * property checked everywhere: the secret's bytes never appear in the output. */

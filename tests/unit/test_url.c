@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: aip/internal/url.h — the link's URL (schemes, default and explicit ports, IPv6
  * literals, refused userinfo, paths and queries, bad inputs), the query token (encoded,
  * appended, redacted in what the logs show), percent-encoding, proxy strings, and the host

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_vectors — runs the codecs over the test-vector corpus in tests/vectors/ (see its
  * README.md). The directories are walked, so a new vector is picked up without touching this

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Writes the protobuf (.bin) test vectors of tests/vectors/ (see README.md there).
 
 Run from anywhere with /usr/bin/python3; it rewrites the .bin files next to this script and

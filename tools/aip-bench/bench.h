@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aip-bench internals shared by its modes: latency samples and the one JSON output line. */
 #ifndef AIP_BENCH_H
 #define AIP_BENCH_H

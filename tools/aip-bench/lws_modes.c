@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-bench modes that drive libwebsockets directly (no aip_conn on the measured path):
  *

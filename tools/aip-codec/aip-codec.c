@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-codec — convert one AIP frame between JSON and protobuf.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: the HTTP API's actions on the AIP side — POST /api/dispatch (a task for a
  * device, as tasks.c runs them), GET /api/device_info/{id} (the cache, or a live query that

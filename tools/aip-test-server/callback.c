@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: the lws protocol callback, for every protocol of the one vhost (main.c).
  * It only routes: a WebSocket upgrade is checked here (endpoint, guard.c's checks and the key,

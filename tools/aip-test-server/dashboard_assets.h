@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The dashboard's files, embedded at build time: tools/aip-test-server/embed_assets.cmake turns
  * every file under tools/aip-test-server/dashboard/ into a dashboard_asset in the generated

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # cmake -DSRC_DIR=<dashboard dir> -DOUT=<file.c> -P embed_assets.cmake
 #
 # Writes a C file defining dashboard_assets[] (see dashboard_assets.h) with every file under

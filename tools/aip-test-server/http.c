@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: HTTP on the same port.
  *   UFO's API:   GET /api/clients, GET /api/health, POST /api/dispatch,

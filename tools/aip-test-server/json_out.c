@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: JSON output helpers — the pieces every answer, event and snapshot is built
  * from: formatted text, strings (or null), timestamps, the CLIENT object (GET /api/clients/...,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server — a UFO-compatible AIP orchestrator to debug and test against.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: GET /metrics in the Prometheus text format (version 0.0.4), names prefixed
  * aip_. Counters live in g_srv.m and are bumped on the service thread; gauges are computed when

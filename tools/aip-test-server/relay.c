@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: the relay — UFO's server semantics on the AIP WebSocket (docs/protocol.md §3):
  * registration, identity pinning and the other role checks ("Roles" below), heartbeats, device

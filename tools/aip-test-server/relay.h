@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: what relay.c, tasks.c and admin.c share (nobody else includes this). The
  * order of server.h holds here too: admin.c calls relay.c and tasks.c, relay.c calls tasks.c,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server internals. Single-threaded: everything runs on the lws service thread (the
  * process's main thread); signal handlers only set a flag and call lws_cancel_service().

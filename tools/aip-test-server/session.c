@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: sessions — one per WebSocket connection (/ws, /echo, /events) — from
  * ESTABLISHED to CLOSED: their life, sending AIP messages and rejections on them, assembling

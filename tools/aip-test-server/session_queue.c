@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: the outbound queues of sessions, their bounds, and writing them out.
  *

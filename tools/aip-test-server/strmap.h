@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A string-keyed hash map (open addressing, linear probing, tombstones) for the test server's
  * registries: clients by client_id, tasks by session_id, commands by response_id. Keys are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip-test-server: tasks — a constellation's (or the HTTP API's) request relayed to a device as
  * command batches, their results gathered into UFO's task_end (docs/protocol.md §3.3).

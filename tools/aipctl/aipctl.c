@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aipctl — a command-line constellation client.
  *

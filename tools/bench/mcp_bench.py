@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """The cost of one MCP tool call through the agent, beside a built-in tool.
 
 Starts aip-test-server, @modelcontextprotocol/server-everything's streamable HTTP server (from

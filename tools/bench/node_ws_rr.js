@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: MIT
 // node_ws_rr.js — the Node.js peer a user would pick instead of libaip, doing aip-bench rr's work.
 //
 // The npm `ws` package (8.x, pinned in tools/install-deps.sh, installed into .deps/npm; pure

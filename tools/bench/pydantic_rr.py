@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The Python client as UFO writes it — pydantic v2 models — doing aip-bench rr's workload.
 
 python_baseline.py builds frames with json.dumps; UFO's own AIP code instead builds a pydantic

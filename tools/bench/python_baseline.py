@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """The Python client pattern libaip replaces, doing aip-bench rr's workload.
 
 One asyncio listener task per connection and a dict of futures keyed by request id — the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What python_baseline.py and pydantic_rr.py share: the client shape and the measurement.
 
 The client is the ConnectionManager/MessageProcessor pattern of UFO's Galaxy client: one

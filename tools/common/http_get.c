@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A one-shot HTTP(S) GET (see http_get.h). Runs its own lws context on the calling thread. */
 #include "http_get.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A one-shot HTTP(S) GET for the command-line tools, on a private libwebsockets context. */
 #ifndef AIP_TOOLS_HTTP_GET_H
 #define AIP_TOOLS_HTTP_GET_H

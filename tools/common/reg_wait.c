@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Registration waits for the command-line tools (see reg_wait.h). */
 #include "reg_wait.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Waiting for an aip_conn's registration in the command-line tools: a refused registration or
  * an unreachable server is reported at once (from the state callback), not at the timeout. */
 #ifndef AIP_TOOLS_REG_WAIT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Byte sizes on the command line (see size_arg.h). */
 #include "size_arg.h"
 

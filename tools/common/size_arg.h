@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Byte sizes on the command line of the tools: "1048576", "512K", "1M", "2G" (also "KiB",
  * "MiB", "GiB"; binary multiples, case-insensitive). */
 #ifndef AIP_TOOLS_SIZE_ARG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Usage errors of the programs (see usage.h). */
 #include "usage.h"
 

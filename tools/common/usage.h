@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Usage errors, the same in every program (constellation-agent, aipctl, aip-test-server,
  * aip-bench, aip-codec): one line on stderr naming the argument and what is wrong with it,
  * then a hint, and exit status 2:

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Scripted AIP server peer for the C client integration tests.
 
 A small, deliberately configurable AIP server (wire format: docs/protocol.md;

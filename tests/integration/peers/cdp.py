@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A small Chrome DevTools Protocol driver for headless Chromium (no npm, no Selenium).
 
 Starts `chromium --headless=new --remote-debugging-port=0` with a throw-away profile, reads

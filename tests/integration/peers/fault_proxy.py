@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Loopback TCP fault proxy for the fault and soak tests.
 
     /usr/bin/python3 tests/integration/peers/fault_proxy.py --target PORT [--port 0]

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """A small MCP server for the agent's MCP host tests (tests/integration/mcp_test.py): well
 behaved or hostile on purpose, over stdio or streamable HTTP. Standard library only.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * aip-test-server dashboard. Plain JS, no framework, no network access beyond this server.
  *

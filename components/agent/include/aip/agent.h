@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/agent.h — the device role: a connection manager, an executor and device info, wired the
  * way UFO's device client behaves (docs/protocol.md §3).

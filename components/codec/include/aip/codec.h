@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/codec.h — JSON (cJSON) and protobuf (protobuf-c) encode/decode of the message model.
  *

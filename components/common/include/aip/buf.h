@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/buf.h — a growable byte buffer with optional headroom.
  *

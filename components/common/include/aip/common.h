@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/common.h — error codes, version, logging, allocator, clock and random source.
  *

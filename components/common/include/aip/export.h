@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/export.h — AIP_API, the mark of every function libaip exports.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/port.h — the portability seam: threads, mutexes, condition variables, atomics.
  *

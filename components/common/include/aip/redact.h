@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/redact.h — the one place that decides what a secret looks like, so that no log line,
  * error text, printed setting or dashboard shows one.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/conn.h — the AIP client: one WebSocket to an orchestrator, shared by many threads.
  *

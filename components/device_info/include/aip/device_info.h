@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/device_info.h — the device's system info, as sent in registration `metadata.system_info`
  * and in `device_info_response` (docs/protocol.md §4).

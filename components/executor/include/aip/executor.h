@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/executor.h — runs the server's command batches (docs/protocol.md §3.4): the tool registry,
  * the built-in tools, the worker threads, per-command deadlines, output caps.

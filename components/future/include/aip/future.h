@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/future.h — a one-shot result slot for one request.
  *

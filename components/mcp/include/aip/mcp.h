@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/mcp.h — the agent as an MCP host: tools that come from MCP servers (Model Context
  * Protocol, 2025-06-18; 2025-03-26 and 2024-11-05 servers are accepted), as UFO's device gets

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/message.h — the AIP message model: both envelopes, Command and Result (docs/protocol.md §2).
  *

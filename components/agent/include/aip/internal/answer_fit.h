@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/answer_fit.h — making a command_results answer fit an outbound limit (not
  * installed). The agent uses it so that every batch is answered even when its Results add up

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Encoding without re-validation (internal: the library, aip-test-server and tests). */
 #ifndef AIP_INTERNAL_ENCODE_H
 #define AIP_INTERNAL_ENCODE_H

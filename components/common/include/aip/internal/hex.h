@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/hex.h — hexadecimal digits of JSON \uXXXX escapes (not installed).
  *

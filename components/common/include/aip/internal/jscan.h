@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/jscan.h — a strict, allocation-light JSON text scanner (not installed).
  *

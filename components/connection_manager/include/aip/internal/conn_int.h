@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/conn_int.h — the ConnectionManager's private state, shared by its three files
  * (not installed):

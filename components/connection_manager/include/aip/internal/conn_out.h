@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/conn_out.h — a connection's outbound limits, for the layers above that must
  * make an answer fit them (the agent's command_results). Not installed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/pending.h — the pending-request table of the connection manager (not installed).
  *

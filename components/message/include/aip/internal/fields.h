@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/fields.h — the field tables of the message model (not installed).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/processor.h — the MessageProcessor: the only receive path (not installed).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/backoff.h — reconnect delays: exponential backoff with full jitter.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/link_error.h — naming why a link could not be made (not installed).
  *

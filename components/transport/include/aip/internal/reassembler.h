@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/reassembler.h — inbound WebSocket message reassembly (not installed).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/transport.h — one WebSocket client link over libwebsockets (not installed).
  *

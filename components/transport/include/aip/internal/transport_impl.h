@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/transport_impl.h — the transport's insides, shared by its files (not installed;
  * included by the .c files of components/transport only).

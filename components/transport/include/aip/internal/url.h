@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aip/internal/url.h — the link's URL and proxy strings (not installed).
  *
