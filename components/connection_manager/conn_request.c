@@ -521,7 +521,7 @@ static void ev_oversized(void *user, uint64_t link, const uint8_t *prefix, size_
         } else {
             /* The one case where size still costs the link: a batch the server waits for that
              * cannot be answered (its response_id comes after its actions). Closing makes the
-             * server fail its task now (docs/protocol.md: device gone) instead of at its timeout. */
+             * server fail its task now (docs/protocol.md: device gone), not at its timeout. */
             aip_log(AIP_LOG_WARN, LOG_COMP,
                     "a command over max_frame_in (%zu bytes) without a readable response_id: "
                     "closing with 1009 so the server fails its task",
