@@ -18,6 +18,7 @@
 #include "aip/conn.h"
 #include "aip/internal/conn_int.h"
 #include "aip/internal/conn_out.h"
+#include "aip/internal/future_settle.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -330,11 +331,42 @@ static void complete_pending(aip_conn *c, aip_pending_kind kind, const char *id,
                 recent ? "late" : "unmatched", kind == AIP_PENDING_TASK ? "task" : "request", id);
         return;
     }
-    if (aip_future_complete(e->f, status, m, error) == 0)
-        stat_inc(c, status ? S_REMOTE_ERRORS : S_COMPLETED);
-    else
+    if (!aip_transport_on_service_thread(c->tr)) {
+        if (aip_future_complete(e->f, status, m, error) == 0)
+            stat_inc(c, status ? S_REMOTE_ERRORS : S_COMPLETED);
+        else
+            stat_inc(c, S_LATE); /* cancelled by its caller meanwhile */
+        aip_pending_entry_free(e);
+        return;
+    }
+    /* Settled now, notified at the end of the service round (notify_settled): the
+     * callers of all the answers one socket read carried wake once each, after the read. */
+    if (aip_future_settle(e->f, status, m, error) != 0) {
         stat_inc(c, S_LATE); /* cancelled by its caller meanwhile */
-    aip_pending_entry_free(e);
+        aip_pending_entry_free(e);
+        return;
+    }
+    stat_inc(c, status ? S_REMOTE_ERRORS : S_COMPLETED);
+    e->settled_next = NULL;
+    if (!c->settled_tail)
+        c->settled_tail = &c->settled_head;
+    *c->settled_tail = e;
+    c->settled_tail = &e->settled_next;
+}
+
+/* on_round_end: notifies the answers settled during the service round that just ended. */
+static void notify_settled(void *user)
+{
+    aip_conn *c = user;
+    aip_pending_entry *e = c->settled_head;
+    c->settled_head = NULL;
+    c->settled_tail = &c->settled_head;
+    while (e) {
+        aip_pending_entry *next = e->settled_next;
+        aip_future_notify(e->f); /* callbacks may send: they queue, nothing here is reentered */
+        aip_pending_entry_free(e);
+        e = next;
+    }
 }
 
 static void fail_entries(aip_conn *c, aip_pending_entry **v, size_t n, int status, const char *why)
@@ -559,4 +591,5 @@ void aip_conn_request_wire(aip_conn *c, aip_transport_events *ev)
     aip_processor_on(&c->proc, AIP_MSG_DEVICE_INFO_RESPONSE, h_device_info_response, c);
     aip_processor_on(&c->proc, AIP_MSG_ERROR, h_error, c);
     ev->on_oversized = ev_oversized;
+    ev->on_round_end = notify_settled;
 }

@@ -11,9 +11,15 @@
  *   the lock.
  * - The reference count is atomic; the last release frees. A completing thread holds its own
  *   reference for the duration of complete(), so a caller releasing concurrently is safe.
+ * - complete() = settle() (the result, `done`, and the callback slot consumed, under `lock`)
+ *   then notify() (the broadcast and the owed callback, once). The connection's service thread
+ *   settles each answer as it decodes it and notifies after the whole socket read (see
+ *   aip/internal/future_settle.h): between the two, done is already true; only the wake-up and
+ *   the callback come later.
  */
 #include "aip/future.h"
 #include "aip/common.h"
+#include "aip/internal/future_settle.h"
 #include "aip/message.h"
 #include "aip/port.h"
 
@@ -26,6 +32,7 @@ struct aip_future {
     aip_cond cond;
     _Atomic bool done;
     bool cb_running; /* the callback slot was consumed by the completer */
+    bool cb_owed;    /* settled with a callback that aip_future_notify() has yet to run */
     int status;
     aip_msg msg;
     bool has_msg;
@@ -136,7 +143,7 @@ int aip_future_set_callback(aip_future *f, aip_future_cb cb, void *user)
     return 0;
 }
 
-int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *error)
+int aip_future_settle(aip_future *f, int status, aip_msg *msg, const char *error)
 {
     if (!f) {
         if (msg) /* ownership moves whatever happens */
@@ -144,14 +151,12 @@ int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *err
         return AIP_E_INVAL;
     }
     char *err_copy = error ? aip_strdup(error) : NULL;
-    aip_future_retain(f);
     aip_mutex_lock(&f->lock);
     if (atomic_load_explicit(&f->done, memory_order_relaxed)) {
         aip_mutex_unlock(&f->lock);
         aip_free(err_copy);
         if (msg)
             aip_msg_clear(msg);
-        aip_future_release(f);
         return AIP_E_STATE;
     }
     f->status = status;
@@ -162,18 +167,37 @@ int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *err
         memset(msg, 0, sizeof *msg);
     }
     atomic_store_explicit(&f->done, true, memory_order_release);
+    if (f->cb && !f->cb_running) {
+        f->cb_running = true; /* consumed only when one actually runs */
+        f->cb_owed = true;
+    }
+    aip_mutex_unlock(&f->lock);
+    return 0;
+}
+
+void aip_future_notify(aip_future *f)
+{
+    aip_mutex_lock(&f->lock);
+    bool run = f->cb_owed;
+    f->cb_owed = false;
     aip_future_cb cb = f->cb;
     void *cb_user = f->cb_user;
-    bool run = cb && !f->cb_running;
-    if (run)
-        f->cb_running = true; /* consumed only when one actually runs */
-    aip_cond_broadcast(&f->cond);
     aip_mutex_unlock(&f->lock);
-
+    /* After the unlock: `done` was set under the lock, so every waiter either saw it or is
+     * already asleep on the condition; woken, it need not wait for our lock. */
+    aip_cond_broadcast(&f->cond);
     if (run)
         cb(f, cb_user);
+}
+
+int aip_future_complete(aip_future *f, int status, aip_msg *msg, const char *error)
+{
+    aip_future_retain(f); /* the callback may release the caller's reference */
+    int rc = aip_future_settle(f, status, msg, error);
+    if (rc == 0)
+        aip_future_notify(f);
     aip_future_release(f);
-    return 0;
+    return rc;
 }
 
 int aip_future_cancel(aip_future *f)

@@ -96,6 +96,11 @@ const char *aip_transport_url_redacted(const aip_transport *t)
     return t->u.redacted;
 }
 
+bool aip_transport_on_service_thread(const aip_transport *t)
+{
+    return t && tl_service == t;
+}
+
 void aip_transport_wake(aip_transport *t)
 {
     lws_cancel_service(t->ctx);
@@ -746,7 +751,10 @@ static void *service_main(void *arg)
     tl_service = t;
     lws_sul_schedule(t->ctx, 0, &t->sul_connect, aip_tp_start_connect, 1);
     while (!t->exit_loop) {
-        if (lws_service(t->ctx, 0) < 0)
+        int rc = lws_service(t->ctx, 0);
+        if (t->ev.on_round_end)
+            t->ev.on_round_end(t->user);
+        if (rc < 0)
             break;
     }
     /* A link still open here (the peer never acknowledged our close within the grace) is
@@ -758,6 +766,8 @@ static void *service_main(void *arg)
     lws_sul_cancel(&t->sul_stop);
     lws_sul_cancel(&t->sul_reload);
     aip_tp_job_abandon(t);
+    if (t->ev.on_round_end) /* the last callbacks above may have completed requests */
+        t->ev.on_round_end(t->user);
     tl_service = NULL;
     return NULL;
 }

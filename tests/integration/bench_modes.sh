@@ -53,6 +53,12 @@ check "rr --rate: 100 requests open loop" \
 check "rr --threads 0: callbacks send the next request" \
     "$rr_shape and d['threads']==0 and d['ok']==400 and d['errors']==0 and d['mismatched']==0" \
     -- "$bench" rr --server "$url/ws" --target bench-dev --requests 400 --threads 0 --inflight 16
+check "rr --threads 3: caller threads wait on their futures" \
+    "$rr_shape and d['threads']==3 and d['ok']==600 and d['errors']==0 and d['mismatched']==0" \
+    -- "$bench" rr --server "$url/ws" --target bench-dev --requests 600 --threads 3 --inflight 12
+check "rr --wait callback: a callback wakes each caller thread" \
+    "$rr_shape and d['threads']==3 and d['ok']==600 and d['errors']==0 and d['mismatched']==0" \
+    -- "$bench" rr --server "$url/ws" --target bench-dev --requests 600 --threads 3 --inflight 12 --wait callback
 check "rr proto: 300 requests" \
     "$rr_shape and d['encoding']=='proto' and d['ok']==300 and d['mismatched']==0" \
     -- "$bench" rr --server "$url/ws" --target bench-dev --requests 300 --encoding proto
@@ -66,6 +72,11 @@ check "fleet proto: 10 devices" \
     "d['encoding']=='proto' and d['registered']==10 and d['task_ok']==d['tasks'] and d['heartbeat_acks']>0" \
     -- "$bench" fleet --server "$url/ws" --devices 10 --ramp 100 --seconds 1.5 --heartbeat 0.5 --task-rate 10 --encoding proto
 # usage errors
+if "$bench" rr --server "$url/ws" --target bench-dev --requests 5 --wait poll >/dev/null 2>&1; then
+    echo "FAIL rr: --wait poll accepted"; fail=$((fail + 1))
+else
+    echo "ok   rr: --wait takes future or callback"; pass=$((pass + 1))
+fi
 if "$bench" raw --server "$url/echo" --requests 5 --seconds 1 >/dev/null 2>&1; then
     echo "FAIL raw: --requests with --seconds accepted"; fail=$((fail + 1))
 else rc=$?; [[ $rc == 2 ]] && { echo "ok   usage error exits 2"; pass=$((pass + 1)); } || { echo "FAIL usage error exit $rc"; fail=$((fail + 1)); }; fi

@@ -10,9 +10,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "aip/internal/future_settle.h"
 #include "aip_test_assert.h"
 #include <stdatomic.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static void test_complete_once_with_message(void **state)
 {
@@ -165,6 +169,95 @@ static void test_waiters_wake_and_release_from_either_side(void **state)
     }
 }
 
+/* Settle then notify (the service thread's two steps, future_settle.h): done and the result
+ * are visible at once; a thread already asleep in wait() and the callback wait for notify. */
+struct sleeper {
+    aip_future *f;
+    _Atomic int state; /* 0 started, 1 about to wait, 2 returned */
+    _Atomic long tid;
+    int rc;
+};
+
+static void *sleeper_main(void *arg)
+{
+    struct sleeper *s = arg;
+    atomic_store(&s->tid, (long)syscall(SYS_gettid));
+    atomic_store(&s->state, 1);
+    s->rc = aip_future_wait(s->f, 10000);
+    atomic_store(&s->state, 2);
+    return NULL;
+}
+
+/* Waits (up to 10 s) until thread tid sleeps (state S in /proc). */
+static bool blocked(long tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+    for (int i = 0; i < 10000; i++) {
+        FILE *fp = fopen(path, "r");
+        char line[512] = "";
+        if (fp) {
+            if (!fgets(line, sizeof line, fp))
+                line[0] = 0;
+            fclose(fp);
+        }
+        const char *p = strrchr(line, ')');
+        if (p && p[1] == ' ' && p[2] == 'S')
+            return true;
+        usleep(1000);
+    }
+    return false;
+}
+
+static void test_settle_then_notify(void **state)
+{
+    (void)state;
+    /* the callback set before settle runs at notify, once */
+    int n = 0;
+    aip_future *f = aip_future_create();
+    aip_future_set_callback(f, cb, &n);
+    struct sleeper sl = {.f = f};
+    aip_thread th;
+    aip_thread_start(&th, "sleeper", sleeper_main, &sl);
+    while (atomic_load(&sl.state) == 0)
+        ;
+    assert_true(blocked(atomic_load(&sl.tid))); /* asleep in wait() */
+    aip_msg m;
+    aip_msg_init(&m, AIP_ENVELOPE_SERVER, AIP_MSG_TASK_END, AIP_STATUS_COMPLETED);
+    aip_msg_set_str(&m.session_id, "s1");
+    assert_int_equal(aip_future_settle(f, 0, &m, NULL), 0);
+    assert_null(m.session_id); /* moved */
+    assert_true(aip_future_done(f));
+    assert_int_equal(aip_future_wait(f, 0), 0);
+    assert_string_equal(aip_future_msg(f)->session_id, "s1");
+    assert_int_equal(n, 0); /* not yet */
+    /* a second completion loses, before or after notify; no second callback */
+    assert_aip(aip_future_complete(f, AIP_E_TIMEOUT, NULL, "late"), AIP_E_STATE);
+    assert_aip(aip_future_cancel(f), AIP_E_STATE);
+    usleep(20 * 1000);
+    assert_int_equal(atomic_load(&sl.state), 1); /* asleep until notified */
+    aip_future_notify(f);
+    assert_int_equal(n, 1);
+    aip_thread_join(&th);
+    assert_int_equal(sl.rc, 0);
+    aip_future_notify(f); /* owed once: a spare notify runs nothing */
+    assert_int_equal(n, 1);
+    aip_future_release(f);
+
+    /* a callback set between settle and notify runs at once on the setter; notify owes none */
+    int k = 0;
+    aip_future *g = aip_future_create();
+    assert_int_equal(aip_future_settle(g, AIP_E_CONN_LOST, NULL, "gone"), 0);
+    aip_future_set_callback(g, cb, &k);
+    assert_int_equal(k, 1);
+    aip_future_notify(g);
+    assert_int_equal(k, 1);
+    assert_string_equal(aip_future_error(g), "gone");
+    assert_aip(aip_future_settle(g, 0, NULL, NULL), AIP_E_STATE);
+    assert_aip(aip_future_settle(NULL, 0, NULL, NULL), AIP_E_INVAL);
+    aip_future_release(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -173,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_callback_before_and_after),
         cmocka_unit_test(test_racing_completion_exactly_once),
         cmocka_unit_test(test_waiters_wake_and_release_from_either_side),
+        cmocka_unit_test(test_settle_then_notify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

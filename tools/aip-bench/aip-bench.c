@@ -41,7 +41,7 @@ static void usage(FILE *f)
     fprintf(
         f, "usage: aip-bench rr --server URL --target DEVICE [--token T] [--encoding json|proto]\n"
            "                    (--requests N | --seconds S) [--threads T] [--inflight C]\n"
-           "                    [--rate R] [--timeout SECONDS]\n"
+           "                    [--wait future|callback] [--rate R] [--timeout SECONDS]\n"
            "       aip-bench raw --server ws://HOST:PORT/echo (--requests N | --seconds S)\n"
            "                    [--inflight C]\n"
            "       aip-bench fleet --server URL --devices N [--ramp PER_SECOND] [--seconds S]\n"
@@ -73,6 +73,9 @@ static void usage(FILE *f)
            "  --threads T       caller threads sharing the connection (default 4); 0: no\n"
            "                    caller threads, each completion callback sends the next\n"
            "                    request (on the service thread)\n"
+           "  --wait W          how caller threads wait: future (default: each waits on its\n"
+           "                    futures in order) or callback (a completion callback signals\n"
+           "                    the thread's condition variable)\n"
            "  --inflight C      requests in flight in total (default 64, at least T)\n"
            "  --rate R          rr open loop: R requests per second (needs --seconds or\n"
            "                    --requests; --threads and --inflight are ignored)\n"
@@ -125,6 +128,7 @@ struct rr_thread {
 static _Atomic uint64_t g_budget; /* requests left to send (for --requests) */
 static _Atomic bool g_stop;       /* for --seconds */
 static _Atomic uint64_t g_seq;
+static bool g_wait_callback; /* --wait callback: caller threads are woken by a callback */
 
 static void rr_done(aip_future *f, void *user)
 {
@@ -159,7 +163,9 @@ static int rr_send(struct rr_thread *t, struct rr_slot *s)
     atomic_store(&s->end_ns, 0);
     if (!s->start_ns || s->th)
         s->start_ns = now_ns(); /* open loop sets the intended time itself */
-    aip_request_opts o = {.id = s->id, .timeout_ms = t->timeout_ms, .callback = rr_done, .user = s};
+    /* --wait future: the caller thread waits on the future itself, no callback */
+    aip_future_cb cb = s->th && !g_wait_callback ? NULL : rr_done;
+    aip_request_opts o = {.id = s->id, .timeout_ms = t->timeout_ms, .callback = cb, .user = s};
     int rc = aip_conn_request_device_info(t->c, t->target, &o, &s->f);
     if (rc) {
         s->f = NULL;
@@ -191,6 +197,33 @@ static void rr_check(struct rr_thread *t, struct rr_slot *s)
     s->f = NULL;
 }
 
+/* --wait future (the default): each caller thread waits on its requests' futures in the order
+ * it sent them (aip_future_wait), checks each answer and sends the next request in its place.
+ * The library settles every answer of a socket read before it wakes anyone, so one wake-up
+ * gives a thread all of its answers that the read carried. */
+static void *rr_main_wait(void *arg)
+{
+    struct rr_thread *t = arg;
+    int live = 0;
+    for (int i = 0; i < t->window; i++)
+        if (take_budget() && rr_send(t, &t->slots[i]) == 0)
+            live++;
+    for (int i = 0; live > 0; i = i + 1 < t->window ? i + 1 : 0) {
+        struct rr_slot *s = &t->slots[i];
+        if (!s->f)
+            continue;
+        aip_future_wait(s->f, t->timeout_ms + 5000); /* the request times out on its own */
+        atomic_store_explicit(&s->end_ns, now_ns(), memory_order_release);
+        rr_check(t, s);
+        live--;
+        if (take_budget() && rr_send(t, s) == 0)
+            live++;
+    }
+    return NULL;
+}
+
+/* --wait callback: each completion callback (service thread) flags its slot and signals the
+ * caller thread's condition variable; the thread checks every flagged slot. */
 static void *rr_main(void *arg)
 {
     struct rr_thread *t = arg;
@@ -435,7 +468,7 @@ static int run_rr(const char *server, const char *target, const char *token, aip
                 t->slots[k].th = t;
             pthread_mutex_init(&t->m, NULL);
             pthread_cond_init(&t->cv, NULL);
-            pthread_create(&th[i], NULL, rr_main, t);
+            pthread_create(&th[i], NULL, g_wait_callback ? rr_main : rr_main_wait, t);
         }
         if (seconds > 0) {
             usleep((useconds_t)(seconds * 1e6));
@@ -587,6 +620,7 @@ int main(int argc, char **argv)
         {"requests", required_argument, 0, 'n'},
         {"seconds", required_argument, 0, 'S'},
         {"threads", required_argument, 0, 'T'},
+        {"wait", required_argument, 0, 'w'},
         {"inflight", required_argument, 0, 'c'},
         {"timeout", required_argument, 0, 'o'},
         {"rate", required_argument, 0, 'r'},
@@ -599,6 +633,7 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     static const char *const encodings[] = {"json", "proto", "protobuf", NULL};
+    static const char *const waits[] = {"future", "callback", NULL};
     const char *server = NULL, *target = NULL, *token = getenv("AIP_TOKEN");
     aip_encoding enc = AIP_ENCODING_JSON;
     long requests = -1;
@@ -628,6 +663,10 @@ int main(int argc, char **argv)
             have_seconds = true;
             break;
         case 'T': bad = int_opt(prog, "--threads", optarg, 0, 1024, &threads); break;
+        case 'w':
+            bad = tool_arg_choice(prog, "--wait", optarg, waits, &ix);
+            g_wait_callback = ix == 1;
+            break;
         case 'c': bad = int_opt(prog, "--inflight", optarg, 1, 1000000, &inflight); break;
         case 'o':
             bad = num_opt(prog, "--timeout", optarg, 0, true, 86400, "seconds", &timeout_s);
@@ -671,6 +710,7 @@ int main(int argc, char **argv)
         {target != NULL, "--target", true, false, false},
         {requests >= 0, "--requests", true, true, false},
         {threads != 4, "--threads", true, false, false},
+        {g_wait_callback, "--wait", true, false, false},
         {inflight != 64, "--inflight", true, true, false},
         {rate > 0, "--rate", true, false, false},
         {devices != 100, "--devices", false, false, true},

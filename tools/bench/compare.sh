@@ -18,7 +18,9 @@
 #   python       tools/bench/python_baseline.py: asyncio + Debian's websockets + json.dumps
 #   node ws      tools/bench/node_ws_rr.js: Node.js + npm ws 8 + JSON.parse/JSON.stringify
 #   pydantic     tools/bench/pydantic_rr.py: UFO-shaped pydantic v2 models over websockets
-# --extras adds the older runs "rr json 1 thread" and "rr json @Q/s" (open loop, --rate Q,
+# The caller threads of t4 wait on their futures (aip-bench --wait future). --extras adds
+# "rr json t4 callback" (--wait callback: a completion callback wakes the caller thread, once
+# per answer) and the older runs "rr json 1 thread" and "rr json @Q/s" (open loop, --rate Q,
 # default 5000). A peer that cannot run here is skipped with a line saying why (node ws: no
 # node or no ws in .deps/npm, see tools/install-deps.sh; pydantic: no python3 with pydantic 2,
 # set PYDANTIC_PYTHON to choose one); any other failure, or any error or mismatched answer in
@@ -189,6 +191,8 @@ round() {
         run "rr json 1 thread" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" \
             --inflight "$inflight" --threads 1
         run "rr json @${rate}/s" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" --rate "$rate"
+        run "rr json t4 callback" "$bench" rr --server "$url/ws" --target "$dev" --seconds "$seconds" \
+            --inflight "$inflight" --threads 4 --wait callback
     fi
     t1=$EPOCHREALTIME
     m1=$(($(cpu_ticks "$srv") + $(cpu_ticks "$agent") + $(self_ticks)))

@@ -89,6 +89,8 @@ struct aip_conn {
     aip_link_streak streak;      /* registered links in a row that lasted about the same */
     uint64_t oversized_logged_ns;
     bool oversized_logged;
+    /* answers settled during this service round, notified at its end (future_settle.h) */
+    aip_pending_entry *settled_head, **settled_tail;
 
     _Atomic uint64_t st[S_COUNT];
 };
@@ -120,7 +122,8 @@ int aip_conn_build_metadata(aip_conn *c, const char *user_md);
 
 /* ---- conn_request.c ------------------------------------------------------------------------- */
 
-/* Registers the request side's message handlers on c->proc and sets ev->on_oversized. */
+/* Registers the request side's message handlers on c->proc and sets ev->on_oversized and
+ * ev->on_round_end. */
 void aip_conn_request_wire(aip_conn *c, aip_transport_events *ev);
 /* Stamps, encodes and queues m for link (any thread that knows the link). */
 int aip_conn_send_raw(aip_conn *c, uint64_t link, aip_encoding enc, const aip_msg *m);

@@ -36,6 +36,7 @@ typedef struct aip_pending_entry {
     uint32_t hash;
     uint8_t kind;
     size_t heap_idx;
+    struct aip_pending_entry *settled_next; /* taken out, settled, to notify (conn.h) */
     char id[]; /* NUL-terminated */
 } aip_pending_entry;
 
