@@ -15,6 +15,7 @@
  */
 #include "aip/conn.h"
 #include "aip/common.h"
+#include "aip/internal/backoff.h"
 #include "aip/internal/conn_int.h"
 
 #include <stdio.h>
@@ -44,8 +45,6 @@ void aip_conn_config_init(aip_conn_config *c)
     c->register_timeout_ms = 10000;
     c->device_info_timeout_ms = 10000;
     c->task_timeout_ms = 1000000;
-    c->ping_s = 20;
-    c->hangup_s = 30;
     c->max_frame_in = 1u << 20;
     c->max_pending = 65536;
     c->max_queued_bytes = 8u << 20;
@@ -136,8 +135,6 @@ static int copy_config(aip_conn *c, const aip_conn_config *cfg)
     DEF(register_timeout_ms);
     DEF(device_info_timeout_ms);
     DEF(task_timeout_ms);
-    DEF(ping_s);
-    DEF(hangup_s);
     DEF(max_frame_in);
     DEF(max_pending);
     DEF(max_queued_bytes);
@@ -145,6 +142,7 @@ static int copy_config(aip_conn *c, const aip_conn_config *cfg)
     DEF(backoff_cap_ms);
     DEF(stable_ms);
 #undef DEF
+    aip_liveness_defaults(c->cfg.heartbeat_ms, &c->cfg.ping_s, &c->cfg.hangup_s);
     c->client_id = aip_strdup(cfg->client_id);
     c->target_id = dup_opt(cfg->target_id);
     c->thread_name = aip_strdup(cfg->thread_name ? cfg->thread_name : "aip-service");

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests: reconnect backoff — full jitter within [0, min(cap, base*2^n)], growth to the
  * cap, reset, and an injected random source; which ended links count as progress (a registered
- * link, not an accept-and-close); streaks of links with about the same short lifetime. */
+ * link, not an accept-and-close); streaks of links with about the same short lifetime; the
+ * WebSocket ping and hang-up that follow the heartbeat. */
 #include <aip/aip.h>
 #include <aip/internal/backoff.h>
 
@@ -165,9 +166,34 @@ static void test_streak_breaks(void **state)
     assert_false(aip_link_streak_same(100000, 121000));
 }
 
+static void test_liveness_follows_the_heartbeat(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t hb_ms, ping_in, hangup_in, ping, hangup;
+    } cases[] = {
+        {30000, 0, 0, 35, 45},  /* the default heartbeat: answered heartbeats leave no ping */
+        {1000, 0, 0, 20, 30},   /* a short heartbeat: not below 20 s */
+        {45000, 0, 0, 50, 60},  /* ... */
+        {120000, 0, 0, 50, 60}, /* UFO's device heartbeat: a ping before 60 s idle proxies */
+        {30500, 0, 0, 36, 46},  /* whole seconds, rounded up */
+        {30000, 7, 0, 7, 17},   /* the caller's ping, the hang-up after it */
+        {30000, 0, 90, 35, 90}, /* the caller's hang-up */
+        {30000, 12, 14, 12, 14},
+        {UINT32_MAX, 0, 0, 50, 60},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t p = cases[i].ping_in, h = cases[i].hangup_in;
+        aip_liveness_defaults(cases[i].hb_ms, &p, &h);
+        assert_int_equal(p, cases[i].ping);
+        assert_int_equal(h, cases[i].hangup);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_liveness_follows_the_heartbeat),
         cmocka_unit_test(test_ceilings_double_to_the_cap),
         cmocka_unit_test(test_full_jitter_reaches_zero),
         cmocka_unit_test(test_default_source_spreads),

@@ -129,7 +129,11 @@ typedef struct aip_conn_config {
     uint32_t register_timeout_ms;             /* 10000 */
     uint32_t device_info_timeout_ms;          /* default for device-info requests: 10000 */
     uint32_t task_timeout_ms;                 /* default for tasks: 1000000 (UFO's 1000 s) */
-    uint32_t ping_s, hangup_s;                /* WebSocket ping / hang-up: 20 / 30 */
+    /* WebSocket ping after ping_s of silence, hang-up after hangup_s. 0 (the default): the ping
+     * follows the heartbeat, heartbeat + 5 s within [20, 50] (35 s for 30 s), so an answered
+     * heartbeat leaves nothing to ping for while a heartbeat over 45 s still gets a ping before
+     * a proxy's 60 s idle timeout; hang-up ping_s + 10 (45 s). */
+    uint32_t ping_s, hangup_s;
     size_t max_frame_in;                      /* 1 MiB; larger inbound messages are skipped */
     size_t max_pending;                       /* 65536 requests */
     size_t max_queued_bytes;                  /* 8 MiB */

@@ -118,4 +118,19 @@ static inline bool aip_link_streak_add(aip_link_streak *s, uint64_t lived_ms)
     return false;
 }
 
+/* The WebSocket ping and hang-up (seconds of silence) where the caller set none (0): the ping
+ * follows the heartbeat, heartbeat + 5 s kept within [20, 50] (an answered heartbeat counts as
+ * heard, so an idle link carries heartbeats only, and a heartbeat over 45 s still gets a ping
+ * before a proxy's usual 60 s idle timeout); the hang-up 10 s after the ping. */
+static inline void aip_liveness_defaults(uint32_t heartbeat_ms, uint32_t *ping_s,
+                                         uint32_t *hangup_s)
+{
+    if (!*ping_s) {
+        uint64_t p = ((uint64_t)heartbeat_ms + 999) / 1000 + 5;
+        *ping_s = p < 20 ? 20 : p > 50 ? 50 : (uint32_t)p;
+    }
+    if (!*hangup_s)
+        *hangup_s = *ping_s + 10;
+}
+
 #endif /* AIP_INTERNAL_BACKOFF_H */
