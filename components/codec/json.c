@@ -340,11 +340,16 @@ static int take_field(const aip_field *f, const cJSON *v, void *obj, span free_f
     }
 }
 
-static const aip_field *find_field(const aip_field *t, size_t n, const char *key)
+/* The table entry named key. *hint: where the search starts (the entry after the last match):
+ * frames list their keys in the table's order (ours, and pydantic's model order), so each
+ * lookup is usually one comparison. */
+static const aip_field *find_field(const aip_field *t, size_t n, const char *key, size_t *hint)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(t[i].name, key) == 0)
+    for (size_t k = 0, i = *hint < n ? *hint : 0; k < n; k++, i = i + 1 < n ? i + 1 : 0)
+        if (t[i].name[0] == key[0] && strcmp(t[i].name, key) == 0) {
+            *hint = i + 1;
             return &t[i];
+        }
     return NULL;
 }
 
@@ -401,8 +406,10 @@ static int take_command(dctx *c, const cJSON *o, size_t i, aip_command *cmd)
     if (!cJSON_IsObject(o)) {
         snprintf(why, sizeof why, "action is not an object");
     } else {
+        size_t hint = 0;
         for (const cJSON *v = o->child; v; v = v->next) {
-            const aip_field *f = find_field(aip_command_fields, aip_n_command_fields, v->string);
+            const aip_field *f =
+                find_field(aip_command_fields, aip_n_command_fields, v->string, &hint);
             if (!f)
                 continue;
             span ff = f->kind == AIP_F_JSON_OBJECT ? span_at(&c->sp.params, i) : (span){0};
@@ -433,8 +440,9 @@ static int take_result(dctx *c, const cJSON *o, size_t i, aip_result *r)
     char why[160] = "";
     if (!cJSON_IsObject(o))
         return aip_codec_fail(c->err, AIP_E_PROTOCOL, "action_results[%zu] is not an object", i);
+    size_t hint = 0;
     for (const cJSON *v = o->child; v; v = v->next) {
-        const aip_field *f = find_field(aip_result_fields, aip_n_result_fields, v->string);
+        const aip_field *f = find_field(aip_result_fields, aip_n_result_fields, v->string, &hint);
         if (!f)
             continue;
         span ff = f->kind == AIP_F_JSON_ANY ? span_at(&c->sp.results, i) : (span){0};
@@ -566,9 +574,10 @@ int aip_json_decode_frame(aip_envelope env, const char *frame, size_t len,
         read_correlation(root, env, err);
         size_t nf;
         const aip_field *tab = aip_envelope_fields(env, &nf);
+        size_t hint = 0;
         char why[160];
         for (const cJSON *v = root->child; v && !rc; v = v->next) {
-            const aip_field *f = find_field(tab, nf, v->string);
+            const aip_field *f = find_field(tab, nf, v->string, &hint);
             if (!f)
                 continue; /* unknown keys are ignored (docs/protocol.md §2) */
             if (f->kind == AIP_F_COMMANDS || f->kind == AIP_F_RESULTS || f->kind == AIP_F_STRINGS) {
@@ -701,11 +710,30 @@ static int put_object(aip_buf *b, const void *obj, const aip_field *t, size_t n)
     return rc ? rc : aip_buf_putc(b, '}');
 }
 
+/* About the encoded size of m: its top-level texts, room for the rest. Reserved at once, it
+ * spares the doublings from 256 bytes (three reallocations for a 1 KiB answer). */
+static size_t size_hint(const aip_msg *m, const aip_field *t, size_t n)
+{
+    size_t est = 64 + 128 * (m->n_actions + m->n_action_results + m->n_messages);
+    for (size_t i = 0; i < n; i++) {
+        const aip_field *f = &t[i];
+        const char *s = NULL;
+        if (f->kind == AIP_F_TEXT || f->kind == AIP_F_ID || f->kind == AIP_F_JSON_OBJECT ||
+            f->kind == AIP_F_JSON_ANY)
+            s = *AIP_FIELD_CPTR(m, f);
+        est += s ? strlen(s) + strlen(f->name) + 8 : 32;
+    }
+    return est;
+}
+
 int aip_json_encode_valid(const aip_msg *m, aip_buf *b)
 {
     size_t n;
     const aip_field *t = aip_envelope_fields(m->envelope, &n);
     bool first = true;
+    size_t hint = size_hint(m, t, n);
+    if (!b->limit || b->len + hint <= b->limit) /* else grow as needed, up to the limit */
+        (void)aip_buf_reserve(b, hint);
     int rc = aip_buf_putc(b, '{');
     for (size_t i = 0; i < n && !rc; i++) {
         const aip_field *f = &t[i];
