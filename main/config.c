@@ -859,7 +859,7 @@ const char *settings_heartbeat_warning(const agent_settings *s)
         return NULL;
     return "over 60 s, the usual idle timeout of proxies and load balancers (nginx "
            "proxy_read_timeout, squid read_timeout, cloud load balancers: often 60 s). The "
-           "WebSocket pings (after 50 s of silence) keep the link busy where they pass end to end; where "
-           "something on the path answers or ignores them, only the heartbeats do, and the link "
-           "may be cut unless those timeouts are raised";
+           "WebSocket pings (after 50 s of silence) keep the link busy where they pass end to "
+           "end; where something on the path answers or ignores them, only the heartbeats do, "
+           "and the link may be cut unless those timeouts are raised";
 }

@@ -179,8 +179,7 @@ static void test_liveness_follows_the_heartbeat(void **state)
         {30500, 0, 0, 36, 46},  /* whole seconds, rounded up */
         {30000, 7, 0, 7, 17},   /* the caller's ping, the hang-up after it */
         {30000, 0, 90, 35, 90}, /* the caller's hang-up */
-        {30000, 12, 14, 12, 14},
-        {UINT32_MAX, 0, 0, 50, 60},
+        {30000, 12, 14, 12, 14}, {UINT32_MAX, 0, 0, 50, 60},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint32_t p = cases[i].ping_in, h = cases[i].hangup_in;

@@ -125,10 +125,10 @@ typedef struct aip_conn_config {
     /* Registration metadata, a JSON object. The library adds "aip_extensions" (and, for a
      * constellation without one, "type": "constellation_client"). */
     const char *metadata_json;
-    uint32_t heartbeat_ms;                    /* 30000; the link is dead after 3 silent intervals */
-    uint32_t register_timeout_ms;             /* 10000 */
-    uint32_t device_info_timeout_ms;          /* default for device-info requests: 10000 */
-    uint32_t task_timeout_ms;                 /* default for tasks: 1000000 (UFO's 1000 s) */
+    uint32_t heartbeat_ms;           /* 30000; the link is dead after 3 silent intervals */
+    uint32_t register_timeout_ms;    /* 10000 */
+    uint32_t device_info_timeout_ms; /* default for device-info requests: 10000 */
+    uint32_t task_timeout_ms;        /* default for tasks: 1000000 (UFO's 1000 s) */
     /* WebSocket ping after ping_s of silence, hang-up after hangup_s. 0 (the default): the ping
      * follows the heartbeat, heartbeat + 5 s within [20, 50] (35 s for 30 s), so an answered
      * heartbeat leaves nothing to ping for while a heartbeat over 45 s still gets a ping before

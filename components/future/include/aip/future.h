@@ -18,6 +18,12 @@
  * If the future is already complete when the callback is set, it runs at once on the setting
  * thread. A callback never runs twice and never runs for a request that failed synchronously.
  *
+ * Answers: the service thread completes every answer one socket read carried before it wakes
+ * their waiters and runs their callbacks (in the order the answers came). So a thread that
+ * waits on its requests' futures one after another is woken once per read, not once per
+ * answer, and finds the rest already done; aip_future_done() may turn true a little before the
+ * waiters wake (by the rest of that read's decoding).
+ *
  * NULL: every function accepts a NULL future: the int ones return AIP_E_INVAL (complete()
  * still clears msg), done() is false, msg()/error() are NULL, retain()/release() do nothing.
  */

@@ -36,7 +36,8 @@ typedef struct aip_pending_entry {
     uint32_t hash;
     uint8_t kind;
     size_t heap_idx;
-    struct aip_pending_entry *settled_next; /* taken out, settled, to notify (conn.h) */
+    /* taken out and settled, waiting for the end of the service round (future_settle.h) */
+    struct aip_pending_entry *settled_next;
     char id[]; /* NUL-terminated */
 } aip_pending_entry;
 
