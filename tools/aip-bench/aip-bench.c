@@ -197,6 +197,23 @@ static void rr_check(struct rr_thread *t, struct rr_slot *s)
     s->f = NULL;
 }
 
+/* Sends the first request of every slot of t's window; returns how many went out. */
+static int rr_fill(struct rr_thread *t)
+{
+    int live = 0;
+    for (int i = 0; i < t->window; i++)
+        if (take_budget() && rr_send(t, &t->slots[i]) == 0)
+            live++;
+    return live;
+}
+
+/* Checks the answer of slot s and sends its next request: -1, or 0 when one went out. */
+static int rr_next(struct rr_thread *t, struct rr_slot *s)
+{
+    rr_check(t, s);
+    return take_budget() && rr_send(t, s) == 0 ? 0 : -1;
+}
+
 /* --wait future (the default): each caller thread waits on its requests' futures in the order
  * it sent them (aip_future_wait), checks each answer and sends the next request in its place.
  * The library settles every answer of a socket read before it wakes anyone, so one wake-up
@@ -204,20 +221,14 @@ static void rr_check(struct rr_thread *t, struct rr_slot *s)
 static void *rr_main_wait(void *arg)
 {
     struct rr_thread *t = arg;
-    int live = 0;
-    for (int i = 0; i < t->window; i++)
-        if (take_budget() && rr_send(t, &t->slots[i]) == 0)
-            live++;
+    int live = rr_fill(t);
     for (int i = 0; live > 0; i = i + 1 < t->window ? i + 1 : 0) {
         struct rr_slot *s = &t->slots[i];
         if (!s->f)
             continue;
         aip_future_wait(s->f, t->timeout_ms + 5000); /* the request times out on its own */
         atomic_store_explicit(&s->end_ns, now_ns(), memory_order_release);
-        rr_check(t, s);
-        live--;
-        if (take_budget() && rr_send(t, s) == 0)
-            live++;
+        live += rr_next(t, s);
     }
     return NULL;
 }
@@ -227,10 +238,7 @@ static void *rr_main_wait(void *arg)
 static void *rr_main(void *arg)
 {
     struct rr_thread *t = arg;
-    int live = 0;
-    for (int i = 0; i < t->window; i++)
-        if (take_budget() && rr_send(t, &t->slots[i]) == 0)
-            live++;
+    int live = rr_fill(t);
     while (live > 0) {
         pthread_mutex_lock(&t->m);
         while (!t->signalled)
@@ -241,10 +249,7 @@ static void *rr_main(void *arg)
             struct rr_slot *s = &t->slots[i];
             if (!s->f || !atomic_load_explicit(&s->end_ns, memory_order_acquire))
                 continue;
-            rr_check(t, s);
-            live--;
-            if (take_budget() && rr_send(t, s) == 0)
-                live++;
+            live += rr_next(t, s);
         }
     }
     return NULL;
