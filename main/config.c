@@ -542,6 +542,8 @@ static int check_server(agent_settings *s, char *why, size_t why_len)
     if (memchr(auth, '@', strcspn(auth, "/?#"))) /* never echoed: it may hold a password */
         FAIL("server: credentials in the URL (user:password@host) are not supported; give the "
              "key with token, token_file or ?token=");
+    if (strchr(s->server, '#')) /* not echoed either: what follows it is unknown */
+        FAIL("server has a fragment (#): WebSocket URLs take none");
     if (!s->client_id)
         s->client_id = default_client_id();
     if (!s->client_id || strlen(s->client_id) > AIP_ID_MAX)

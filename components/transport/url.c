@@ -125,7 +125,8 @@ static int parse_url(const char *url, const char *query_token, aip_url *u)
 int aip_url_parse(const char *url, const char *query_token, aip_url *u)
 {
     memset(u, 0, sizeof *u);
-    if (!url)
+    /* a WebSocket URI has no fragment (RFC 6455 §3); a '#' would end up in the host or path */
+    if (!url || strchr(url, '#'))
         return AIP_E_CONFIG;
     int rc = parse_url(url, query_token, u);
     if (rc)

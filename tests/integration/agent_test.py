@@ -338,6 +338,12 @@ def config_keys():
     r = config_rc(cfg={"token": "s3cret"}, mode=0o644)
     check("token in a file readable by others: exit 78", r.returncode == 78 and "readable by others" in r.stderr
           and "s3cret" not in r.stderr, r.stderr)
+    r = subprocess.run([AGENT, "--check-config", "--config",
+                        write_config("frag.json", {"server": "ws://127.0.0.1:1/ws#frag"})],
+                       capture_output=True, text=True)
+    check("a server URL with a fragment: exit 78 naming it, the fragment not echoed",
+          r.returncode == 78 and "fragment (#)" in r.stderr and "frag\"" not in r.stderr
+          and "/ws#" not in r.stderr, r.stderr)
 
 
 @scenario("config_token_file", group="config")

@@ -72,6 +72,10 @@ usage_error "aip-bench rr without --target" aip-bench \
     "aip-bench rr: --target is required" -- "$bench" rr --server ws://127.0.0.1:1/ws
 usage_error "aipctl --server http://" aipctl \
     "aipctl: --server: http://127.0.0.1:1/ws is not a ws:// or wss:// URL" -- "$ctl" --server http://127.0.0.1:1/ws devices
+usage_error "aipctl --server with a fragment" aipctl \
+    "aipctl: --server: ws://127.0.0.1:1/ws#<redacted> has a fragment (#): WebSocket URLs take none" -- "$ctl" --server "ws://127.0.0.1:1/ws#x" devices
+usage_error "constellation-agent --server with a fragment" constellation-agent \
+    "constellation-agent: --server: ws://127.0.0.1:1#<redacted> has a fragment (#): WebSocket URLs take none" -- "$agent" --server "ws://127.0.0.1:1#x/ws"
 usage_error "aipctl --server keeps ?token= hidden" aipctl \
     "aipctl: --server: http://127.0.0.1:1/?token=<redacted> is not a ws:// or wss:// URL" -- "$ctl" --server "http://127.0.0.1:1/?token=s3cret" devices
 usage_error "aip-codec without --envelope" aip-codec \

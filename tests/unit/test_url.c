@@ -113,6 +113,10 @@ static void test_paths_and_bad_inputs(void **state)
     expect_refused("ws:///path", NULL); /* no host */
     expect_refused("ws://:80/", NULL);
     expect_refused("ws://?x=1", NULL);
+    /* no fragment in a WebSocket URI (RFC 6455 §3): it would have become part of the host */
+    expect_refused("ws://h#frag/ws", NULL);
+    expect_refused("ws://h:81/ws#frag", NULL);
+    expect_refused("wss://h/ws?token=x#", NULL);
 }
 
 static void test_query_token_appended_and_redacted(void **state)

@@ -217,5 +217,7 @@ const char *tool_ws_url_problem(const char *url)
         return "is not a ws:// or wss:// URL";
     if (!url[skip] || url[skip] == '/' || url[skip] == ':' || url[skip] == '?')
         return "has no host";
+    if (strchr(url, '#'))
+        return "has a fragment (#): WebSocket URLs take none";
     return NULL;
 }
