@@ -377,7 +377,9 @@ static void ev_close(void *user, uint64_t link, int code, const char *reason, bo
     if (lasting)
         log_refusal(c, why);
     else /* the fast backoff bounds how often; a transient refusal is still worth a warning */
-        aip_log(c->refusal_err == AIP_E_REMOTE ? AIP_LOG_WARN : AIP_LOG_INFO, LOG_COMP, "%s", why);
+        aip_log(c->refusal_err == AIP_E_REMOTE || c->refusal_err == AIP_E_TIMEOUT ? AIP_LOG_WARN
+                                                                                  : AIP_LOG_INFO,
+                LOG_COMP, "%s", why);
     emit_err(c, AIP_CONN_DISCONNECTED, why, was_open ? code : 1006, 0, 0, false, err);
 }
 
@@ -405,8 +407,7 @@ void aip_conn_on_register_timeout(void *user)
              c->cfg.register_timeout_ms);
     c->refusal_err = AIP_E_TIMEOUT;
     stat_inc(c, S_REGISTRATION_FAILURES);
-    aip_log(AIP_LOG_WARN, LOG_COMP, "%s", c->refusal);
-    c->registering = false;
+    c->registering = false; /* logged once, at warn, by ev_close as the link's end */
     aip_transport_mark_failed(c->tr);
     aip_transport_drop(c->tr, 1006, "registration timeout");
 }

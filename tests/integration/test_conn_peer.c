@@ -371,9 +371,22 @@ static void test_refused_registration_backs_off_and_recovers(void **state)
     peer_stop(&p);
 }
 
+static _Atomic int g_reg_timeout_lines;
+static void count_reg_timeouts(aip_log_level level, const char *component, const char *line,
+                               void *user)
+{
+    (void)component;
+    (void)user;
+    if (strstr(line, "no registration answer within"))
+        atomic_fetch_add(&g_reg_timeout_lines, level == AIP_LOG_WARN ? 1 : 100);
+}
+
 static void test_registration_timeout_and_not_connected(void **state)
 {
     (void)state;
+    aip_log_level lvl = aip_log_get_level();
+    aip_log_set_level(AIP_LOG_INFO);
+    aip_log_set_hook(count_reg_timeouts, NULL);
     peer_proc p;
     assert_int_equal(peer_start(&p, 0, "--no-register-ack", NULL), 0);
     aip_conn *c = connect_to(&p, AIP_CLIENT_CONSTELLATION, fast_backoff);
@@ -393,6 +406,15 @@ static void test_registration_timeout_and_not_connected(void **state)
     assert_true(s.registration_failures >= 2);
     aip_conn_destroy(c);
     peer_stop(&p);
+    aip_log_set_hook(NULL, NULL);
+    aip_log_set_level(lvl);
+    /* each timeout is logged once, at warn (it was logged twice: at warn, then at info as the
+     * link's end; an info line counts 100); one more may have come between the stats and
+     * destroy */
+    int lines = atomic_load(&g_reg_timeout_lines);
+    if (lines < (int)s.registration_failures || lines > (int)s.registration_failures + 1)
+        fail_msg("score %d (warn lines + 100 x info lines) for %llu registration timeouts", lines,
+                 (unsigned long long)s.registration_failures);
 }
 
 static void test_wait_for_link_succeeds_after_delay(void **state)
