@@ -471,17 +471,19 @@ int aip_msg_validate(const aip_msg *m, char *why, size_t why_len)
         m->envelope == AIP_ENVELOPE_CLIENT ? AIP_ENVELOPE_SERVER : AIP_ENVELOPE_CLIENT, &n_other);
     for (size_t i = 0; i < n_other; i++) {
         const aip_field *f = &other[i];
-        if (in_table(own, n_own, f->off))
-            continue;
         bool set;
         switch (f->kind) {
         case AIP_F_RESULTS: set = m->has_action_results || m->n_action_results; break;
         case AIP_F_COMMANDS: set = m->has_actions || m->n_actions; break;
         case AIP_F_STRINGS: set = m->has_messages || m->n_messages; break;
-        case AIP_F_CLIENT_TYPE: set = false; break; /* an enum with a default: ignored */
-        default: set = *AIP_FIELD_CPTR(m, f) != NULL;
+        case AIP_F_TEXT:
+        case AIP_F_ID:
+        case AIP_F_JSON_OBJECT:
+        case AIP_F_JSON_ANY: set = *AIP_FIELD_CPTR(m, f) != NULL; break;
+        default: set = false; /* enums: type and status are in both, client_type has a default */
         }
-        if (set)
+        /* most of the other envelope's fields are unset: the table look only for those set */
+        if (set && !in_table(own, n_own, f->off))
             return WHY("field \"%s\" does not belong in a %s message", f->name, env);
     }
     int rc = check_strs(m, own, n_own, why, why_len);
