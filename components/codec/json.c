@@ -613,9 +613,12 @@ int aip_json_put_string(aip_buf *b, const char *s, size_t n)
     b->data[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
+        i += aip_json_plain_len(s + i, n - i); /* printable ASCII runs, 16 bytes a look */
+        if (i >= n)
+            break;
         unsigned char ch = (unsigned char)s[i];
         if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
+            continue; /* non-ASCII: written as it is */
         if ((rc = aip_buf_append(b, s + run, i - run)))
             return rc;
         run = i + 1;

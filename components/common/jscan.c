@@ -188,29 +188,29 @@ static const uint8_t plain_byte[256] = {
 };
 /* clang-format on */
 
-/* The first byte at or after p (before e) that plain_byte[] does not take: '"', '\\', a control
- * character or a non-ASCII byte. With SSE2 (every x86-64) 16 bytes a look: a signed compare
- * below 0x20 catches the control characters and, being negative, the bytes from 0x80; the
- * loads stay inside [p, e). Elsewhere, and for the last bytes, the table. */
-static const char *skip_plain(const char *p, const char *e)
+/* The leading bytes of p[0..n) that plain_byte[] takes (printable ASCII but '"' and '\\'). With
+ * SSE2 (every x86-64) 16 bytes a look: a signed compare below 0x20 catches the control
+ * characters and, being negative, the bytes from 0x80; the loads stay inside p[0..n).
+ * Elsewhere, and for the last bytes, the table. */
+size_t aip_json_plain_len(const char *p, size_t n)
 {
+    size_t i = 0;
 #ifdef __SSE2__
     const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
                   space = _mm_set1_epi8(0x20);
-    while (e - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    for (; n - i >= 16; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
         __m128i stop =
             _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
                          _mm_cmplt_epi8(v, space));
         unsigned m = (unsigned)_mm_movemask_epi8(stop);
         if (m)
-            return p + __builtin_ctz(m);
-        p += 16;
+            return i + (size_t)__builtin_ctz(m);
     }
 #endif
-    while (p < e && plain_byte[(unsigned char)*p])
-        p++;
-    return p;
+    while (i < n && plain_byte[(unsigned char)p[i]])
+        i++;
+    return i;
 }
 
 /* One escape sequence at p (p[0] == '\\', p + 1 < e): sets *next past it (an isolated
@@ -264,7 +264,7 @@ static int scan_string(scanner *sc, bool *escaped)
     const char *p = sc->p + 1, *e = sc->end;
     bool esc = false;
     for (;;) {
-        p = skip_plain(p, e); /* fast path: plain ASCII */
+        p += aip_json_plain_len(p, (size_t)(e - p)); /* fast path: plain ASCII */
         if (p >= e)
             return fail(sc, AIP_E_MALFORMED, p, "unterminated string at offset %zu",
                         (size_t)(sc->p - sc->base));

@@ -77,6 +77,9 @@ bool aip_jscan_key_eq(const char *raw, size_t raw_len, const char *lit);
 /* UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
  * Returns true when valid; else *bad_off is the offset of the first bad byte (if non-NULL). */
 bool aip_utf8_valid(const char *s, size_t n, size_t *bad_off);
+/* How many of the leading bytes of p[0..n) a JSON string may hold as they are and a scan may
+ * pass over: printable ASCII other than '"' and '\\' (SSE2 where the CPU has it). */
+size_t aip_json_plain_len(const char *p, size_t n);
 
 /* Drops JSON whitespace from both ends of s[0..*n). */
 static inline void aip_json_trim(const char **s, size_t *n)
