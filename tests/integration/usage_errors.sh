@@ -72,6 +72,8 @@ usage_error "aip-bench rr without --target" aip-bench \
     "aip-bench rr: --target is required" -- "$bench" rr --server ws://127.0.0.1:1/ws
 usage_error "aipctl --server http://" aipctl \
     "aipctl: --server: http://127.0.0.1:1/ws is not a ws:// or wss:// URL" -- "$ctl" --server http://127.0.0.1:1/ws devices
+usage_error "aip-bench --server keeps ?token= hidden" aip-bench \
+    "aip-bench rr: --server: http://127.0.0.1:1/?token=<redacted> is not a ws:// or wss:// URL" -- "$bench" rr --server "http://127.0.0.1:1/?token=s3cret" --target x
 usage_error "aipctl --server with a fragment" aipctl \
     "aipctl: --server: ws://127.0.0.1:1/ws#<redacted> has a fragment (#): WebSocket URLs take none" -- "$ctl" --server "ws://127.0.0.1:1/ws#x" devices
 usage_error "constellation-agent --server with a fragment" constellation-agent \

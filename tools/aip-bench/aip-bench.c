@@ -651,9 +651,8 @@ int main(int argc, char **argv)
     while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 's':
-            if (tool_ws_url_problem(optarg))
-                return tool_usage_error(prog, "--server: %s %s", optarg,
-                                        tool_ws_url_problem(optarg));
+            if (tool_arg_ws_url(prog, "--server", optarg))
+                return 2;
             server = optarg;
             break;
         case 'g': target = optarg; break;

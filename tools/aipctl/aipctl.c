@@ -249,12 +249,8 @@ int main(int argc, char **argv)
         int i;
         switch (c) {
         case 's':
-            if (tool_ws_url_problem(optarg)) {
-                char shown[512]; /* ?token=KEY is never echoed */
-                aip_redact_url(optarg, shown, sizeof shown);
-                return tool_usage_error(PROG, "--server: %s %s", shown,
-                                        tool_ws_url_problem(optarg));
-            }
+            if (tool_arg_ws_url(PROG, "--server", optarg))
+                return 2;
             server = optarg;
             break;
         case 't': token = optarg; break;

@@ -4,6 +4,8 @@
 
 #include "size_arg.h"
 
+#include <aip/redact.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -220,4 +222,14 @@ const char *tool_ws_url_problem(const char *url)
     if (strchr(url, '#'))
         return "has a fragment (#): WebSocket URLs take none";
     return NULL;
+}
+
+int tool_arg_ws_url(const char *prog, const char *opt, const char *url)
+{
+    const char *why = tool_ws_url_problem(url);
+    if (!why)
+        return 0;
+    char shown[512];
+    aip_redact_url(url, shown, sizeof shown);
+    return tool_usage_error(prog, "%s: %s %s", opt, shown, why);
 }

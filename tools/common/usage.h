@@ -64,5 +64,8 @@ const char *tool_file_problem(const char *path, int kind);
 
 /* ws:// or wss:// with a host: NULL, else the reason ("is not a ws:// or wss:// URL"). */
 const char *tool_ws_url_problem(const char *url);
+/* The same for an option's value: 0, or 2 after "--server: ws://h/?token=<redacted> has no
+ * host" (the URL shown with its query values and fragment redacted: never a key). */
+int tool_arg_ws_url(const char *prog, const char *opt, const char *url);
 
 #endif
