@@ -720,10 +720,7 @@ static size_t size_hint(const aip_msg *m, const aip_field *t, size_t n)
     size_t est = 64 + 128 * (m->n_actions + m->n_action_results + m->n_messages);
     for (size_t i = 0; i < n; i++) {
         const aip_field *f = &t[i];
-        const char *s = NULL;
-        if (f->kind == AIP_F_TEXT || f->kind == AIP_F_ID || f->kind == AIP_F_JSON_OBJECT ||
-            f->kind == AIP_F_JSON_ANY)
-            s = *AIP_FIELD_CPTR(m, f);
+        const char *s = aip_field_is_str(f->kind) ? *AIP_FIELD_CPTR(m, f) : NULL;
         est += s ? strlen(s) + strlen(f->name) + 8 : 32;
     }
     return est;

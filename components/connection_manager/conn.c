@@ -198,6 +198,7 @@ int aip_conn_create(const aip_conn_config *cfg, aip_conn **out)
     if (rc)
         goto fail;
     rc = AIP_E_NOMEM;
+    c->settled_tail = &c->settled_head;
     if (aip_mutex_init(&c->lock) || aip_cond_init(&c->cond) ||
         aip_pending_init(&c->pending, c->cfg.max_pending))
         goto fail;

@@ -331,16 +331,9 @@ static void complete_pending(aip_conn *c, aip_pending_kind kind, const char *id,
                 recent ? "late" : "unmatched", kind == AIP_PENDING_TASK ? "task" : "request", id);
         return;
     }
-    if (!aip_transport_on_service_thread(c->tr)) {
-        if (aip_future_complete(e->f, status, m, error) == 0)
-            stat_inc(c, status ? S_REMOTE_ERRORS : S_COMPLETED);
-        else
-            stat_inc(c, S_LATE); /* cancelled by its caller meanwhile */
-        aip_pending_entry_free(e);
-        return;
-    }
-    /* Settled now, notified at the end of the service round (notify_settled): the
-     * callers of all the answers one socket read carried wake once each, after the read. */
+    /* Settled now, notified at the end of the service round (notify_settled; answers arrive
+     * only inside a round, through on_frame): the callers of all the answers one socket read
+     * carried wake once each, after the read. */
     if (aip_future_settle(e->f, status, m, error) != 0) {
         stat_inc(c, S_LATE); /* cancelled by its caller meanwhile */
         aip_pending_entry_free(e);
@@ -348,8 +341,6 @@ static void complete_pending(aip_conn *c, aip_pending_kind kind, const char *id,
     }
     stat_inc(c, status ? S_REMOTE_ERRORS : S_COMPLETED);
     e->settled_next = NULL;
-    if (!c->settled_tail)
-        c->settled_tail = &c->settled_head;
     *c->settled_tail = e;
     c->settled_tail = &e->settled_next;
 }

@@ -148,11 +148,6 @@ const aip_field aip_result_fields[] = {
 };
 const size_t aip_n_result_fields = sizeof aip_result_fields / sizeof aip_result_fields[0];
 
-static bool is_str_kind(aip_field_kind k)
-{
-    return k == AIP_F_TEXT || k == AIP_F_ID || k == AIP_F_JSON_OBJECT || k == AIP_F_JSON_ANY;
-}
-
 /* ---- lifecycle --------------------------------------------------------------------------------
  */
 
@@ -169,7 +164,7 @@ void aip_msg_init(aip_msg *m, aip_envelope env, aip_msg_type type, aip_status st
 static void free_strs(void *obj, const aip_field *f, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (is_str_kind(f[i].kind)) {
+        if (aip_field_is_str(f[i].kind)) {
             char **p = AIP_FIELD_PTR(obj, &f[i]);
             aip_free(*p);
             *p = NULL;
@@ -221,7 +216,7 @@ static int dup_field(char **dst, const char *src)
 static int copy_strs(void *dst, const void *src, const aip_field *f, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!is_str_kind(f[i].kind) || *AIP_FIELD_PTR(dst, &f[i]))
+        if (!aip_field_is_str(f[i].kind) || *AIP_FIELD_PTR(dst, &f[i]))
             continue;
         if (dup_field(AIP_FIELD_PTR(dst, &f[i]), *AIP_FIELD_CPTR(src, &f[i])))
             return AIP_E_NOMEM;
@@ -236,10 +231,10 @@ int aip_msg_copy(aip_msg *dst, const aip_msg *src)
     memcpy(dst, src, sizeof *dst);
     /* Null every owned pointer first so a failure half-way can be cleared safely. */
     for (size_t i = 0; i < aip_n_client_fields; i++)
-        if (is_str_kind(aip_client_fields[i].kind))
+        if (aip_field_is_str(aip_client_fields[i].kind))
             *AIP_FIELD_PTR(dst, &aip_client_fields[i]) = NULL;
     for (size_t i = 0; i < aip_n_server_fields; i++)
-        if (is_str_kind(aip_server_fields[i].kind))
+        if (aip_field_is_str(aip_server_fields[i].kind))
             *AIP_FIELD_PTR(dst, &aip_server_fields[i]) = NULL;
     dst->actions = NULL;
     dst->action_results = NULL;
@@ -427,7 +422,7 @@ static int check_str(const char *what, const char *s, aip_field_kind kind, unsig
 static int check_strs(const void *obj, const aip_field *f, size_t n, char *why, size_t why_len)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!is_str_kind(f[i].kind))
+        if (!aip_field_is_str(f[i].kind))
             continue;
         int rc =
             check_str(f[i].name, *AIP_FIELD_CPTR(obj, &f[i]), f[i].kind, f[i].at, why, why_len);
@@ -476,11 +471,8 @@ int aip_msg_validate(const aip_msg *m, char *why, size_t why_len)
         case AIP_F_RESULTS: set = m->has_action_results || m->n_action_results; break;
         case AIP_F_COMMANDS: set = m->has_actions || m->n_actions; break;
         case AIP_F_STRINGS: set = m->has_messages || m->n_messages; break;
-        case AIP_F_TEXT:
-        case AIP_F_ID:
-        case AIP_F_JSON_OBJECT:
-        case AIP_F_JSON_ANY: set = *AIP_FIELD_CPTR(m, f) != NULL; break;
-        default: set = false; /* enums: type and status are in both, client_type has a default */
+        default: /* enums: type and status are in both, client_type has a default */
+            set = aip_field_is_str(f->kind) && *AIP_FIELD_CPTR(m, f) != NULL;
         }
         /* most of the other envelope's fields are unset: the table look only for those set */
         if (set && !in_table(own, n_own, f->off))
@@ -533,7 +525,8 @@ static bool str_eq(const char *a, const char *b)
 static bool strs_eq(const void *a, const void *b, const aip_field *f, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (is_str_kind(f[i].kind) && !str_eq(*AIP_FIELD_CPTR(a, &f[i]), *AIP_FIELD_CPTR(b, &f[i])))
+        if (aip_field_is_str(f[i].kind) &&
+            !str_eq(*AIP_FIELD_CPTR(a, &f[i]), *AIP_FIELD_CPTR(b, &f[i])))
             return false;
     return true;
 }

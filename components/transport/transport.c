@@ -96,11 +96,6 @@ const char *aip_transport_url_redacted(const aip_transport *t)
     return t->u.redacted;
 }
 
-bool aip_transport_on_service_thread(const aip_transport *t)
-{
-    return t && tl_service == t;
-}
-
 void aip_transport_wake(aip_transport *t)
 {
     lws_cancel_service(t->ctx);

@@ -13,6 +13,7 @@
 
 #include "aip/message.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum aip_field_kind {
@@ -48,6 +49,12 @@ extern const aip_field aip_command_fields[];
 extern const size_t aip_n_command_fields;
 extern const aip_field aip_result_fields[];
 extern const size_t aip_n_result_fields;
+
+/* A field held as a char * (free text, an id, JSON text). */
+static inline bool aip_field_is_str(aip_field_kind k)
+{
+    return k == AIP_F_TEXT || k == AIP_F_ID || k == AIP_F_JSON_OBJECT || k == AIP_F_JSON_ANY;
+}
 
 static inline const aip_field *aip_envelope_fields(aip_envelope env, size_t *n)
 {

@@ -131,8 +131,6 @@ size_t aip_transport_headroom(void);
  * (link is not the open link), AIP_E_FULL, AIP_E_SHUTDOWN, AIP_E_INVAL (no headroom). */
 int aip_transport_send(aip_transport *t, uint64_t link, aip_buf *b, bool binary);
 void aip_transport_wake(aip_transport *t);
-/* Whether the calling thread is t's service thread (inside its loop). Any thread. */
-bool aip_transport_on_service_thread(const aip_transport *t);
 /* Any thread: the bytes one more frame may have right now to be queued (max_queue_bytes less
  * what is queued; SIZE_MAX without a byte cap). A frame of that size may still be refused if
  * another thread queues first. */
