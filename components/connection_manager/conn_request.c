@@ -73,6 +73,18 @@ int aip_conn_send_raw(aip_conn *c, uint64_t link, aip_encoding enc, const aip_ms
     return rc;
 }
 
+/* The registered link and its encoding, if it is `link` (0: whichever is registered): 0, or
+ * AIP_E_CONN_LOST (that link is gone) or AIP_E_NOT_CONNECTED (none is registered). */
+static int current_link(aip_conn *c, uint64_t link, uint64_t *cur, aip_encoding *enc)
+{
+    aip_mutex_lock(&c->lock);
+    bool ok = c->registered && (link == 0 || link == c->link);
+    *cur = c->link;
+    *enc = c->enc;
+    aip_mutex_unlock(&c->lock);
+    return ok ? 0 : link ? AIP_E_CONN_LOST : AIP_E_NOT_CONNECTED;
+}
+
 int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m)
 {
     if (!c || !m)
@@ -80,14 +92,9 @@ int aip_conn_send_on(aip_conn *c, uint64_t link, const aip_msg *m)
     int rc = aip_conn_gate_enter(c);
     if (rc)
         return rc;
-    aip_mutex_lock(&c->lock);
-    bool ok = c->registered && (link == 0 || link == c->link);
-    uint64_t l = c->link;
-    aip_encoding enc = c->enc;
-    aip_mutex_unlock(&c->lock);
-    if (!ok)
-        rc = link ? AIP_E_CONN_LOST : AIP_E_NOT_CONNECTED;
-    else
+    uint64_t l;
+    aip_encoding enc;
+    if (!(rc = current_link(c, link, &l, &enc)))
         rc = aip_conn_send_raw(c, l, enc, m);
     aip_conn_gate_leave(c);
     return rc;
@@ -115,14 +122,10 @@ int aip_conn_encoded_size(aip_conn *c, uint64_t link, const aip_msg *m, size_t *
     int rc = aip_conn_gate_enter(c);
     if (rc)
         return rc;
-    aip_mutex_lock(&c->lock);
-    bool ok = c->registered && (link == 0 || link == c->link);
-    aip_encoding enc = c->enc;
-    aip_mutex_unlock(&c->lock);
+    uint64_t l;
+    aip_encoding enc;
     aip_buf b;
-    if (!ok)
-        rc = link ? AIP_E_CONN_LOST : AIP_E_NOT_CONNECTED;
-    else if (!(rc = encode_for(c, m, enc, &b))) {
+    if (!(rc = current_link(c, link, &l, &enc)) && !(rc = encode_for(c, m, enc, &b))) {
         *size = b.len;
         aip_buf_free(&b);
     }
